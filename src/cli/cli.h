@@ -1,0 +1,44 @@
+/* cli.h — shared pieces of the command-line front end. The CLI parses and
+ * prints; every decision about the sandbox is the library's. */
+#ifndef SANDPIT_CLI_H
+#define SANDPIT_CLI_H
+
+#include <stdbool.h>
+
+#include "sandpit.h"
+
+/* Exit codes (docs/exit-codes.md). 0-123: the command's own status. */
+#define EXIT_SP_TIMEOUT 124
+#define EXIT_SP_FAILURE 125
+#define EXIT_SP_NOEXEC 126
+#define EXIT_SP_NOTFOUND 127
+
+struct cli_opts {
+    int verbosity;   /* -v: more, -q: -1 */
+    bool help;
+};
+
+/* Parse the policy flags shared by `run` and `policy show` from argv
+ * (stopping at the first non-option or "--"), build and finalize the
+ * policy. Returns the index of the first non-option argument, or -1 with
+ * err set. *ret_policy is set only on success. */
+int cli_parse_policy(int argc, char **argv, sp_policy **ret_policy,
+                     struct cli_opts *opts, bool finalize, sp_error *err);
+
+/* Print the policy flags' help. */
+void cli_policy_help(void);
+
+/* The one place an sp_error becomes an exit code. */
+int cli_exit_code(const sp_error *err);
+
+/* "sandpit: MESSAGE" on stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Log callback for the library: warnings as "sandpit: warning: ...". */
+void cli_log(void *ctx, int level, const char *msg);
+
+int cmd_run(int argc, char **argv);
+int cmd_policy(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+
+#endif

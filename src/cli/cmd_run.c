@@ -1,0 +1,85 @@
+/* cmd_run.c — `sandpit run [POLICY FLAGS] -- CMD ARGS...`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static void fmt_size(unsigned long long b, char *buf, size_t len)
+{
+    static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    size_t i = 0;
+    while (v >= 1024 && i < 4) {
+        v /= 1024;
+        i++;
+    }
+    if (v == (double)(unsigned long long)v)
+        snprintf(buf, len, "%llu %s", (unsigned long long)v, unit[i]);
+    else
+        snprintf(buf, len, "%.1f %s", v, unit[i]);
+}
+
+static void print_stats(const sp_stats *st)
+{
+    char mem[32] = "unknown";
+    if (st->memory_known)
+        fmt_size(st->memory_peak, mem, sizeof(mem));
+    char pids[32] = "unknown";
+    if (st->pids_known)
+        snprintf(pids, sizeof(pids), "%llu", (unsigned long long)st->pids_peak);
+    fprintf(stderr,
+            "sandpit: stats: wall %.1f ms, cpu %.1f ms user + %.1f ms sys, "
+            "memory peak %s, pids peak %s\n",
+            (double)st->wall_us / 1000.0, (double)st->cpu_user_us / 1000.0,
+            (double)st->cpu_sys_us / 1000.0, mem, pids);
+}
+
+int cmd_run(int argc, char **argv)
+{
+    struct cli_opts opts = {0};
+    sp_error err = {0};
+    sp_policy *p = NULL;
+    int idx = cli_parse_policy(argc, argv, &p, &opts, true, &err);
+    if (idx < 0) {
+        cli_error("%s", err.message);
+        return cli_exit_code(&err);
+    }
+    if (opts.help) {
+        puts("usage: sandpit run [POLICY FLAGS] [--] CMD [ARGS...]\n");
+        cli_policy_help();
+        sp_policy_free(p);
+        return 0;
+    }
+    if (idx < argc && strcmp(argv[idx], "--") == 0)
+        idx++;
+    if (idx >= argc) {
+        cli_error("run: no command given (usage: sandpit run [FLAGS] -- CMD "
+                  "[ARGS...])");
+        sp_policy_free(p);
+        return EXIT_SP_FAILURE;
+    }
+    sp_run_opts ro = {
+        .argv = argv + idx,
+        .log = opts.verbosity >= 0 ? cli_log : NULL,
+        .verbosity = opts.verbosity,
+    };
+    sp_stats st = {0};
+    int rc = sp_run(p, &ro, &st, &err);
+    if (rc < 0) {
+        cli_error("%s", err.message);
+        rc = cli_exit_code(&err);
+    } else if (st.oom_killed) {
+        /* Outcomes are reported, not guessed: the cgroup said so. */
+        char lim[32];
+        fmt_size(sp_policy_memory_limit(p), lim, sizeof(lim));
+        cli_error("killed: out of memory (limit %s)", lim);
+    } else if (st.timed_out) {
+        cli_error("timed out: the command ran past its --timeout and was "
+                  "stopped");
+    }
+    if (sp_policy_wants_stats(p))
+        print_stats(&st);
+    sp_policy_free(p);
+    return rc;
+}

@@ -1,0 +1,808 @@
+/* launch.c — the one path every sandboxed process is born through:
+ *   parent: plan everything (mounts, env, seccomp BPF, Landlock rules,
+ *           cgroup) -> clone3(namespaces) -> uid/gid maps -> cgroup ->
+ *           release the child -> supervise (signals, timeout, exit status)
+ *   child (PID 1 of the new pid namespace): mounts + pivot_root, hostname,
+ *           lo -> fork the command -> reap and forward signals
+ *   command: setsid -> rlimits -> ids -> caps dropped -> no_new_privs ->
+ *           Landlock -> fds closed -> seccomp -> execve
+ * Between clone and execve only raw syscalls run on data prepared here. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "launch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "cgroup.h"
+#include "envbuild.h"
+#include "error.h"
+#include "landlock.h"
+#include "mounts.h"
+#include "mountplan.h"
+#include "seccomp.h"
+#include "util.h"
+
+extern char **environ;
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_CLEAR_ALL 4
+#endif
+#ifndef SECBIT_NOROOT
+#define SECBIT_NOROOT (1 << 0)
+#define SECBIT_NOROOT_LOCKED (1 << 1)
+#define SECBIT_NO_SETUID_FIXUP (1 << 2)
+#define SECBIT_NO_SETUID_FIXUP_LOCKED (1 << 3)
+#define SECBIT_KEEP_CAPS_LOCKED (1 << 5)
+#define SECBIT_NO_CAP_AMBIENT_RAISE (1 << 6)
+#define SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED (1 << 7)
+#endif
+
+/* The signal the supervisor sends the sandbox's init to mean "the timeout
+ * ran out: SIGTERM every process". */
+#define SP_SIG_TERMINATE_ALL (SIGRTMAX)
+
+struct clone_args_v2 {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack,
+        stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+
+/* Everything the child needs, prepared before clone. */
+struct launch {
+    const struct sp_policy *p;
+    char *const *argv;
+    char **envp;
+    const char *path_env;         /* PATH inside, for the command lookup */
+    struct sp_mount_plan plan;
+    int *scratch;                 /* plan.n ints for mounts.c */
+    struct sp_seccomp_prog seccomp;
+    bool seccomp_on;
+    struct sp_landlock_plan landlock;
+    bool landlock_on;
+    int cap_last;
+    int sync_rd, sync_wr;         /* parent -> child: maps written */
+    int err_rd, err_wr;           /* child -> parent: sp_child_error */
+    bool userns;
+};
+
+static void child_report(struct launch *l, struct sp_child_error *ce)
+{
+    ssize_t n;
+    do {
+        n = write(l->err_wr, ce, sizeof(*ce));
+    } while (n < 0 && errno == EINTR);
+}
+
+static _Noreturn void child_fail(struct launch *l, struct sp_child_error *ce,
+                                 int status)
+{
+    child_report(l, ce);
+    _exit(status);
+}
+
+/* Drop every capability: bounding (so no file capability grants any on
+ * exec), ambient, inheritable (crun CVE-2022-27650), permitted, effective.
+ * Securebits are locked so uid 0 inside gains nothing on execve. */
+static int drop_caps(int cap_last)
+{
+    for (int c = 0; c <= cap_last; c++)
+        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            return -errno;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
+        errno != EINVAL)
+        return -errno;
+    if (prctl(PR_SET_SECUREBITS,
+              SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                  SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
+                  SECBIT_NO_CAP_AMBIENT_RAISE |
+                  SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
+              0, 0, 0) < 0)
+        return -errno;
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        return -errno;
+    return 0;
+}
+
+/* execve with our own PATH search: execvp may allocate. Returns the errno
+ * that decides 126 vs 127. */
+static int exec_command(struct launch *l)
+{
+    const char *cmd = l->argv[0];
+    if (strchr(cmd, '/')) {
+        execve(cmd, l->argv, l->envp);
+        return errno;
+    }
+    char buf[SP_MAX_PATH];
+    const char *path = l->path_env ? l->path_env : SP_DEFAULT_PATH;
+    int saw = ENOENT;
+    size_t clen = strlen(cmd);
+    while (*path) {
+        const char *end = strchrnul(path, ':');
+        size_t dlen = (size_t)(end - path);
+        if (dlen == 0) {
+            /* An empty PATH entry means the current directory. */
+            buf[0] = '.';
+            dlen = 1;
+        } else if (dlen < sizeof(buf)) {
+            memcpy(buf, path, dlen);
+        }
+        if (dlen + 1 + clen + 1 <= sizeof(buf)) {
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, cmd, clen + 1);
+            execve(buf, l->argv, l->envp);
+            if (errno != ENOENT && errno != ENOTDIR)
+                saw = errno;
+            if (errno == ENOEXEC || errno == E2BIG || errno == ENOMEM ||
+                errno == ETXTBSY)
+                return errno;
+        }
+        path = *end ? end + 1 : end;
+    }
+    return saw;
+}
+
+/* The command: runs as the grandchild, PID 2 of the sandbox. */
+static _Noreturn void run_command(struct launch *l)
+{
+    struct sp_child_error ce = {0};
+    const struct sp_policy *p = l->p;
+
+    /* A new session: the sandbox can never TIOCSTI into the caller's
+     * terminal (bubblewrap CVE-2017-5226). */
+    if (setsid() < 0)
+        sp_child_error_set(&ce, SP_STEP_SETUID, errno, "setsid");
+
+    /* Inherited handlers and the blocked mask must not leak into CMD. */
+    for (int s = 1; s < NSIG; s++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        sigaction(s, &sa, NULL);
+    }
+    sigset_t all;
+    sigemptyset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+
+    struct rlimit rl = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &rl) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "core"), &ce), 125);
+    if (p->limits.nofile) {
+        rl.rlim_cur = rl.rlim_max = p->limits.nofile;
+        struct rlimit cur;
+        if (getrlimit(RLIMIT_NOFILE, &cur) == 0 && cur.rlim_max < rl.rlim_max)
+            rl.rlim_cur = rl.rlim_max = cur.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "nofile"), &ce), 125);
+    }
+    if (p->limits.fsize) {
+        rl.rlim_cur = rl.rlim_max = p->limits.fsize;
+        if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "fsize"), &ce), 125);
+    }
+
+    if (!l->userns && (p->uid != 0 || p->gid != 0)) {
+        if (setgroups(0, NULL) < 0 || setresgid(p->gid, p->gid, p->gid) < 0 ||
+            setresuid(p->uid, p->uid, p->uid) < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SETUID, errno, "uid"), &ce), 125);
+    }
+    int r = drop_caps(l->cap_last);
+    if (r < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_CAPS, -r, NULL), &ce), 125);
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_NNP, errno, NULL), &ce), 125);
+
+    /* The working directory is resolved inside the new root only. */
+    if (chdir(l->plan.workdir) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_CWD, errno, l->plan.workdir), &ce), 125);
+
+    if (l->landlock_on) {
+        int idx = -1;
+        r = sp_landlock_apply(&l->landlock, &idx);
+        if (r < 0) {
+            const char *what = idx >= 0 && (size_t)idx < l->landlock.n_rules
+                                   ? l->landlock.rules[idx].path
+                                   : "ruleset";
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_LANDLOCK, -r, what), &ce), 125);
+        }
+    }
+
+    /* No fd of sandpit's reaches the command: everything above 2 is closed
+     * on exec except the fds the policy passes. */
+    if (syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = 3; fd < 65536; fd++)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    for (size_t i = 0; i < p->n_pass_fds; i++)
+        if (fcntl(p->pass_fds[i], F_SETFD, 0) < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_FDS, errno, "pass-fd"), &ce), 125);
+
+    if (l->seccomp_on) {
+        r = sp_seccomp_install(&l->seccomp);
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, NULL), &ce), 125);
+    }
+
+    int e = exec_command(l);
+    sp_child_error_set(&ce, e == ENOENT ? SP_STEP_EXEC_NOTFOUND : SP_STEP_EXEC, e,
+                       l->argv[0]);
+    child_fail(l, &ce, e == ENOENT ? 127 : 126);
+}
+
+/* PID 1 of the sandbox: set up the world, start the command, reap every
+ * orphan, forward signals, and exit with the command's status. */
+static _Noreturn void sandbox_init(struct launch *l)
+{
+    struct sp_child_error ce = {0};
+
+    /* Die with the supervisor; then wait until it has written our uid/gid
+     * maps and cgroup. EOF means it died before that. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    close(l->sync_wr);
+    char c;
+    ssize_t n;
+    do {
+        n = read(l->sync_rd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(125);
+    close(l->sync_rd);
+    close(l->err_rd);
+    /* Nothing in the sandbox may ptrace or read the memory of its init. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+    if (sp_mounts_apply(&l->plan, l->scratch, l->p->limits.tmp_size, &ce) < 0)
+        child_fail(l, &ce, 125);
+    if (sethostname(l->p->hostname, strlen(l->p->hostname)) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_HOSTNAME, errno, l->p->hostname), &ce), 125);
+    if (l->p->net == SP_NET_NONE) {
+        int r = sp_loopback_up();
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_LOOPBACK, -r, "lo"), &ce), 125);
+    }
+
+    pid_t cmd = fork();
+    if (cmd < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_FORK, errno, NULL), &ce), 125);
+    if (cmd == 0)
+        run_command(l);
+
+    /* init keeps no fd: a pipe reader outside must see EOF when the command
+     * and its children close their ends, not wait for us. */
+    syscall(SYS_close_range, 0U, ~0U, 0U);
+
+    sigset_t all;
+    sigfillset(&all);
+    int status = 0;
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&all, &si);
+        if (sig < 0)
+            continue;
+        if (sig == SIGCHLD) {
+            for (;;) {
+                int st;
+                pid_t w = waitpid(-1, &st, WNOHANG);
+                if (w <= 0)
+                    break;
+                if (w == cmd) {
+                    status = WIFEXITED(st)     ? WEXITSTATUS(st)
+                             : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
+                                               : 125;
+                    /* The command is done: whatever it left behind ends
+                     * with the namespace when we exit. */
+                    _exit(status);
+                }
+            }
+        } else if (sig == SP_SIG_TERMINATE_ALL) {
+            kill(-1, SIGTERM);
+        } else {
+            /* Forward to the command's process group (it is a session
+             * leader), as a terminal would. */
+            if (kill(-cmd, sig) < 0)
+                kill(cmd, sig);
+        }
+    }
+}
+
+static int write_file(const char *path, const char *text, sp_error *err)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sp_error_set(err, errno, "cannot open %s", path);
+    size_t len = strlen(text);
+    if (write(fd, text, len) != (ssize_t)len)
+        return sp_error_set(err, errno, "cannot write %s", path);
+    return 0;
+}
+
+static int write_id_maps(pid_t pid, const struct sp_policy *p, sp_error *err)
+{
+    char path[64], map[64];
+    snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
+    int r = write_file(path, "deny", err);
+    if (r < 0 && r != -ENOENT)
+        return r;
+    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
+    snprintf(map, sizeof(map), "%u %u 1\n", p->uid, (unsigned)geteuid());
+    if ((r = write_file(path, map, err)) < 0)
+        return r;
+    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
+    snprintf(map, sizeof(map), "%u %u 1\n", p->gid, (unsigned)getegid());
+    return write_file(path, map, err);
+}
+
+static const char *step_text(int step)
+{
+    switch (step) {
+    case SP_STEP_SYNC: return "waiting for the supervisor";
+    case SP_STEP_MOUNT_NS: return "making the mount namespace private";
+    case SP_STEP_OPEN_SOURCE: return "cannot open mount source";
+    case SP_STEP_ROOT: return "cannot build the sandbox root";
+    case SP_STEP_MOUNT_POINT: return "cannot create mount point";
+    case SP_STEP_BIND: return "cannot bind mount";
+    case SP_STEP_TMPFS: return "cannot mount tmpfs at";
+    case SP_STEP_SYMLINK: return "cannot create symlink";
+    case SP_STEP_PROC: return "cannot set up /proc";
+    case SP_STEP_DEV: return "cannot set up /dev";
+    case SP_STEP_HIDE: return "cannot hide";
+    case SP_STEP_PIVOT: return "cannot pivot into the sandbox root";
+    case SP_STEP_HOSTNAME: return "cannot set the host name";
+    case SP_STEP_LOOPBACK: return "cannot bring up the loopback interface";
+    case SP_STEP_FORK: return "cannot start the command process";
+    case SP_STEP_RLIMIT: return "cannot set resource limit";
+    case SP_STEP_SETUID: return "cannot change user";
+    case SP_STEP_CAPS: return "cannot drop capabilities";
+    case SP_STEP_NNP: return "cannot set no_new_privs";
+    case SP_STEP_CWD: return "cannot change to working directory";
+    case SP_STEP_LANDLOCK: return "cannot apply Landlock rule for";
+    case SP_STEP_SECCOMP: return "cannot install the seccomp filter";
+    case SP_STEP_FDS: return "cannot pass file descriptor";
+    case SP_STEP_EXEC_NOTFOUND: return "command not found";
+    case SP_STEP_EXEC: return "cannot execute";
+    default: return "sandbox setup failed";
+    }
+}
+
+static void log_msg(const sp_run_opts *o, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_msg(const sp_run_opts *o, int level, const char *fmt, ...)
+{
+    if (!o->log || level > (o->verbosity > 0 ? SP_LOG_INFO + o->verbosity - 1
+                                             : SP_LOG_WARN))
+        return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    o->log(o->log_ctx, level, buf);
+}
+
+static int read_cap_last(void)
+{
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 63;
+    char buf[16] = {0};
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    int v = n > 0 ? atoi(buf) : 63;
+    return v > 0 && v < 64 ? v : 63;
+}
+
+/* Landlock rules mirror the mount plan: read-only mounts read+execute,
+ * writable mounts everything, /dev and /proc their own classes. */
+static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
+{
+    const struct sp_policy *p = l->p;
+    int abi = sp_landlock_abi();
+    if (abi <= 0) {
+        if (p->require & SP_LAYER_LANDLOCK)
+            return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                                 "--require landlock: this kernel has no "
+                                 "Landlock (needs Linux 5.13 with "
+                                 "CONFIG_SECURITY_LANDLOCK and lsm=landlock)");
+        log_msg(o, SP_LOG_WARN,
+                "Landlock is not available on this kernel: file access is "
+                "limited by mounts alone");
+        return 0;
+    }
+    struct sp_ll_path *paths = calloc(l->plan.n + 2, sizeof(*paths));
+    if (!paths)
+        return sp_error_set(err, ENOMEM, "landlock rules");
+    size_t n = 0;
+    /* The root itself: a read-only tmpfs holding only mount points, so
+     * reading it reveals nothing but the plan. */
+    paths[n++] = (struct sp_ll_path){"/", SP_LL_READ_EXEC};
+    for (size_t i = 0; i < l->plan.n; i++) {
+        const struct sp_mount_op *op = &l->plan.ops[i];
+        switch (op->kind) {
+        case SP_OP_BIND:
+            paths[n++] = (struct sp_ll_path){
+                op->dst, op->ro ? SP_LL_READ_EXEC : SP_LL_READ_WRITE};
+            break;
+        case SP_OP_TMPFS:
+            paths[n++] = (struct sp_ll_path){op->dst, SP_LL_READ_WRITE};
+            break;
+        case SP_OP_DEV:
+            paths[n++] = (struct sp_ll_path){op->dst, SP_LL_DEV};
+            break;
+        case SP_OP_PROC:
+            paths[n++] = (struct sp_ll_path){op->dst, SP_LL_PROC};
+            break;
+        case SP_OP_HIDE:
+        case SP_OP_SYMLINK:
+        case SP_OP_DIR:
+        default:
+            break;
+        }
+    }
+    bool deny_tcp = p->net == SP_NET_NONE;
+    int r = sp_landlock_plan_build(abi, paths, n, deny_tcp, NULL, 0, true,
+                                   &l->landlock, err);
+    free(paths);
+    if (r < 0)
+        return sp_error_prefix(err, "landlock");
+    if (l->landlock.notes[0])
+        log_msg(o, SP_LOG_INFO, "%s", l->landlock.notes);
+    l->landlock_on = true;
+    return 0;
+}
+
+static void launch_free(struct launch *l)
+{
+    sp_mount_plan_free(&l->plan);
+    free(l->scratch);
+    sp_env_free(l->envp);
+    sp_seccomp_prog_free(&l->seccomp);
+    sp_landlock_plan_free(&l->landlock);
+    sp_close_keep_errno(l->sync_rd);
+    sp_close_keep_errno(l->sync_wr);
+    sp_close_keep_errno(l->err_rd);
+    sp_close_keep_errno(l->err_wr);
+}
+
+static void write_stats_json(const char *path, const sp_stats *st, int status)
+{
+    FILE *f = fopen(path, "we");
+    if (!f)
+        return;
+    fprintf(f,
+            "{\"exit_status\": %d, \"wall_us\": %llu, \"cpu_user_us\": %llu, "
+            "\"cpu_sys_us\": %llu, \"memory_peak\": %s%llu%s, "
+            "\"pids_peak\": %s%llu%s, \"oom_killed\": %s, \"timed_out\": %s}\n",
+            status, (unsigned long long)st->wall_us,
+            (unsigned long long)st->cpu_user_us,
+            (unsigned long long)st->cpu_sys_us, "",
+            (unsigned long long)st->memory_peak, "", "",
+            (unsigned long long)st->pids_peak, "",
+            st->oom_killed ? "true" : "false",
+            st->timed_out ? "true" : "false");
+    fclose(f);
+}
+
+SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
+                     sp_stats *ret_stats, sp_error *err)
+{
+    struct launch l = {.p = p, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
+                       .err_wr = -1};
+    struct sp_cgroup *cg = NULL;
+    int pidfd = -1, sfd = -1, rc = -SP_EFAIL;
+    sigset_t mask, oldmask;
+    sigemptyset(&oldmask);
+    bool mask_set = false;
+    sp_stats stats = {0};
+    uint64_t t0 = sp_now_us();
+
+    if (!p->finalized)
+        return sp_error_setk(err, SP_ERR_USAGE, 0, "policy not finalized");
+    if (!o || !o->argv || !o->argv[0])
+        return sp_error_setk(err, SP_ERR_USAGE, 0, "no command given");
+    size_t argc = 0;
+    while (o->argv[argc])
+        argc++;
+    if (argc > SP_MAX_ARGS)
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "too many arguments (%zu; at most %d)", argc,
+                             SP_MAX_ARGS);
+    l.argv = o->argv;
+
+    /* --require: refuse before anything starts when a layer is missing. */
+    l.userns = p->userns || geteuid() != 0;
+    if ((p->require & SP_LAYER_USERNS) && !l.userns)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require userns conflicts with --no-userns");
+    if ((p->require & SP_LAYER_NETNS) && p->net == SP_NET_HOST)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require netns conflicts with --net host");
+    if ((p->require & SP_LAYER_SECCOMP) && !p->seccomp)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require seccomp conflicts with --no-seccomp");
+    if ((p->require & SP_LAYER_LANDLOCK) && !p->landlock)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require landlock conflicts with --no-landlock");
+
+    if ((rc = sp_mount_plan_build(p, &l.plan, err)) < 0)
+        goto out;
+    l.scratch = calloc(l.plan.n + 1, sizeof(int));
+    if (!l.scratch) {
+        rc = sp_error_set(err, ENOMEM, "mount plan");
+        goto out;
+    }
+    if ((rc = sp_env_build(p, environ, l.plan.home, &l.envp, err)) < 0)
+        goto out;
+    l.path_env = sp_env_get(l.envp, "PATH");
+    l.cap_last = read_cap_last();
+
+    if (p->seccomp) {
+        if ((rc = sp_seccomp_build(p, &l.seccomp, err)) < 0) {
+            sp_error_prefix(err, "seccomp");
+            goto out;
+        }
+        l.seccomp_on = true;
+    } else {
+        log_msg(o, SP_LOG_WARN, "seccomp is off (--no-seccomp): the kernel's "
+                                "whole system call surface is reachable");
+    }
+    if (p->landlock) {
+        if ((rc = build_landlock(&l, o, err)) < 0)
+            goto out;
+    } else {
+        log_msg(o, SP_LOG_WARN,
+                "Landlock is off (--no-landlock): file access is limited by "
+                "mounts alone");
+    }
+    if (p->net == SP_NET_HOST)
+        log_msg(o, SP_LOG_WARN,
+                "--net host: the sandbox shares the host's network (no "
+                "network isolation)");
+
+    bool want_cg = p->limits.memory || p->limits.pids || p->limits.cpus > 0;
+    if (want_cg) {
+        sp_error cgerr = {0};
+        rc = sp_cgroup_create(&p->limits, NULL, &cg, &cgerr);
+        if (rc < 0) {
+            if (p->require & SP_LAYER_LIMITS) {
+                rc = sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                                   "--require limits: %s", cgerr.message);
+                goto out;
+            }
+            log_msg(o, SP_LOG_WARN,
+                    "%s (use --require limits to refuse instead)",
+                    cgerr.message);
+            cg = NULL;
+        } else {
+            log_msg(o, SP_LOG_INFO, "limits: %s", sp_cgroup_describe(cg));
+        }
+    } else if (p->require & SP_LAYER_LIMITS) {
+        rc = sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                           "--require limits: no memory, pids or cpu limit "
+                           "is set");
+        goto out;
+    }
+
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        rc = sp_error_set(err, errno, "pipe");
+        goto out;
+    }
+    l.sync_rd = fds[0];
+    l.sync_wr = fds[1];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        rc = sp_error_set(err, errno, "pipe");
+        goto out;
+    }
+    l.err_rd = fds[0];
+    l.err_wr = fds[1];
+
+    /* Signals arrive through a signalfd and are forwarded to the sandbox;
+     * the child starts with them blocked (init waits for them). */
+    sigemptyset(&mask);
+    int fwd[] = {SIGCHLD, SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+                 SIGALRM, SIGWINCH, SIGCONT};
+    for (size_t i = 0; i < SP_ARRAY_SIZE(fwd); i++)
+        sigaddset(&mask, fwd[i]);
+    sigset_t all;
+    sigfillset(&all);
+    if (sigprocmask(SIG_BLOCK, &all, &oldmask) < 0) {
+        rc = sp_error_set(err, errno, "sigprocmask");
+        goto out;
+    }
+    mask_set = true;
+
+    uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+                     CLONE_NEWCGROUP | CLONE_PIDFD;
+    if (l.userns)
+        flags |= CLONE_NEWUSER;
+    if (p->net == SP_NET_NONE)
+        flags |= CLONE_NEWNET;
+    struct clone_args_v2 ca;
+    memset(&ca, 0, sizeof(ca));
+    ca.flags = flags;
+    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
+    ca.exit_signal = SIGCHLD;
+    int cgfd = cg ? sp_cgroup_dirfd(cg) : -1;
+    if (cgfd >= 0) {
+        ca.flags |= CLONE_INTO_CGROUP;
+        ca.cgroup = (uint64_t)cgfd;
+    }
+    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0 && errno == EPERM && l.userns && geteuid() != 0) {
+        rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,
+                           "the host refused to create a user namespace "
+                           "(check kernel.unprivileged_userns_clone, "
+                           "user.max_user_namespaces and AppArmor's "
+                           "restrict_unprivileged_userns)");
+        goto out;
+    }
+    if (pid < 0) {
+        rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,
+                           "cannot create the sandbox namespaces");
+        goto out;
+    }
+    if (pid == 0)
+        sandbox_init(&l);
+
+    close(l.sync_rd);
+    l.sync_rd = -1;
+    close(l.err_wr);
+    l.err_wr = -1;
+
+    if (l.userns && (rc = write_id_maps(pid, p, err)) < 0) {
+        sp_error_prefix(err, "user namespace maps");
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        goto out;
+    }
+    if (cg && cgfd < 0 && (rc = sp_cgroup_attach(cg, pid, err)) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        goto out;
+    }
+    /* Release the child. */
+    if (write(l.sync_wr, "x", 1) != 1) {
+        rc = sp_error_set(err, errno, "releasing the sandbox");
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        goto out;
+    }
+    close(l.sync_wr);
+    l.sync_wr = -1;
+
+    sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    uint64_t deadline = p->timeout > 0 ? t0 + (uint64_t)(p->timeout * 1e6) : 0;
+    uint64_t kill_at = 0;
+    int status = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof(ru));
+    for (;;) {
+        pid_t w = wait4(pid, &status, WNOHANG, &ru);
+        if (w == pid)
+            break;
+        int timeout_ms = -1;
+        uint64_t now = sp_now_us();
+        if (kill_at && now >= kill_at) {
+            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+            kill_at = 0;
+        } else if (deadline && now >= deadline) {
+            stats.timed_out = true;
+            syscall(SYS_pidfd_send_signal, pidfd, SP_SIG_TERMINATE_ALL, NULL, 0);
+            deadline = 0;
+            kill_at = now + (uint64_t)(p->kill_after * 1e6);
+            if (kill_at == now)
+                continue;
+        }
+        uint64_t next = kill_at ? kill_at : deadline;
+        if (next)
+            timeout_ms = (int)((next - now + 999) / 1000);
+        struct pollfd pfd[2] = {{pidfd, POLLIN, 0}, {sfd, POLLIN, 0}};
+        int pr = poll(pfd, sfd >= 0 ? 2 : 1, timeout_ms);
+        if (pr < 0 && errno != EINTR)
+            break;
+        if (sfd >= 0 && pr > 0 && (pfd[1].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+                if (si.ssi_signo == SIGCHLD)
+                    continue;
+                syscall(SYS_pidfd_send_signal, pidfd, (int)si.ssi_signo, NULL,
+                        0);
+            }
+        }
+    }
+    stats.wall_us = sp_now_us() - t0;
+    stats.cpu_user_us = (uint64_t)ru.ru_utime.tv_sec * 1000000u +
+                        (uint64_t)ru.ru_utime.tv_usec;
+    stats.cpu_sys_us = (uint64_t)ru.ru_stime.tv_sec * 1000000u +
+                       (uint64_t)ru.ru_stime.tv_usec;
+    stats.memory_peak = (uint64_t)ru.ru_maxrss * 1024u;
+    stats.memory_known = true;
+    if (cg) {
+        sp_stats cs = {0};
+        if (sp_cgroup_read_stats(cg, &cs) == 0) {
+            if (cs.memory_known) {
+                stats.memory_peak = cs.memory_peak;
+                stats.memory_known = true;
+            }
+            if (cs.pids_known) {
+                stats.pids_peak = cs.pids_peak;
+                stats.pids_known = true;
+            }
+            stats.oom_killed = cs.oom_killed;
+        }
+    }
+
+    struct sp_child_error ce = {0};
+    ssize_t got = read(l.err_rd, &ce, sizeof(ce));
+    if (got == (ssize_t)sizeof(ce) && ce.step != SP_STEP_NONE) {
+        ce.path[sizeof(ce.path) - 1] = '\0';
+        int kind = ce.step == SP_STEP_EXEC_NOTFOUND ? SP_ERR_NOTFOUND
+                   : ce.step == SP_STEP_EXEC        ? SP_ERR_NOEXEC
+                                                    : SP_ERR_SYSTEM;
+        if (ce.step == SP_STEP_EXEC_NOTFOUND)
+            rc = sp_error_setk(err, kind, 0, "%s: command not found",
+                               ce.path);
+        else
+            rc = sp_error_setk(err, kind, ce.err, "%s%s%s", step_text(ce.step),
+                               ce.path[0] ? " " : "", ce.path);
+        goto out;
+    }
+
+    if (stats.timed_out)
+        rc = 124;
+    else if (WIFEXITED(status))
+        rc = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status))
+        rc = 128 + WTERMSIG(status);
+    else
+        rc = 125;
+    if (stats.oom_killed && rc == 128 + SIGKILL)
+        rc = 137;
+
+    if (p->stats_json)
+        write_stats_json(p->stats_json, &stats, rc);
+
+out:
+    if (cg)
+        sp_cgroup_destroy(cg);
+    if (pidfd >= 0)
+        close(pidfd);
+    if (sfd >= 0)
+        close(sfd);
+    if (mask_set)
+        sigprocmask(SIG_SETMASK, &oldmask, NULL);
+    launch_free(&l);
+    if (ret_stats)
+        *ret_stats = stats;
+    return rc;
+}

@@ -1,0 +1,50 @@
+/* mountplan.h — the sandbox's filesystem as data: a list of operations
+ * built from a finalized policy in the parent (allocation allowed), then
+ * executed by one loop in the child (mounts.c, allocation-free). */
+#ifndef SANDPIT_MOUNTPLAN_H
+#define SANDPIT_MOUNTPLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "policy.h"
+
+enum sp_op_kind {
+    SP_OP_BIND,     /* bind src (host) at dst; ro or rw */
+    SP_OP_TMPFS,    /* tmpfs at dst (size, mode) */
+    SP_OP_SYMLINK,  /* symlink dst -> src (src is the link text) */
+    SP_OP_PROC,     /* fresh procfs at dst, with the kernel's knobs masked */
+    SP_OP_DEV,      /* minimal /dev at dst */
+    SP_OP_DIR,      /* mkdir dst (mode) inside an earlier tmpfs */
+    SP_OP_HIDE,     /* cover dst: empty read-only tmpfs or empty file */
+};
+
+struct sp_mount_op {
+    enum sp_op_kind kind;
+    const char *src;   /* owned by the plan */
+    const char *dst;   /* owned by the plan */
+    uint64_t size;
+    mode_t mode;
+    bool ro;
+    bool is_dir;       /* for BIND/HIDE: the source (or target) is a directory */
+    bool optional;     /* a default: a failure to open the source skips it */
+};
+
+struct sp_mount_plan {
+    struct sp_mount_op *ops;
+    size_t n;
+    char *home;        /* HOME inside the sandbox */
+    char *workdir;     /* the working directory inside */
+};
+
+/* Build the plan for a finalized policy. Ops come in an order where every
+ * mount's parent is mounted first. Returns 0 or < 0 with err filled. */
+int sp_mount_plan_build(const struct sp_policy *p, struct sp_mount_plan *ret,
+                        sp_error *err);
+void sp_mount_plan_free(struct sp_mount_plan *plan);
+
+/* Where HOME lives inside, and the XDG directories under it. */
+#define SP_SANDBOX_HOME "/home/sandpit"
+
+#endif

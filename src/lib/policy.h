@@ -1,0 +1,106 @@
+/* policy.h — the one policy struct, filled alike from defaults, profiles,
+ * policy files and command-line flags (which the CLI turns into JSON).
+ * docs/policy.md documents every key. Parse, validate whole, then act. */
+#ifndef SANDPIT_POLICY_H
+#define SANDPIT_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sandpit.h"
+
+enum sp_mount_type {
+    SP_MOUNT_RO,     /* read-only bind of src at dst */
+    SP_MOUNT_RW,     /* read-write bind of src at dst */
+    SP_MOUNT_TMPFS,  /* empty tmpfs at dst (size bytes, 0 = limits.tmp_size) */
+    SP_MOUNT_HIDE,   /* dst absent: removes any rule at or below dst and, if
+                        dst is below another mount, covers it */
+};
+
+struct sp_mount_rule {
+    enum sp_mount_type type;
+    char *src;         /* host path (RO/RW); NULL otherwise */
+    char *dst;         /* path inside the sandbox, normalized */
+    uint64_t size;     /* tmpfs size in bytes */
+    bool is_default;   /* a built-in rule: skipped when src is missing */
+};
+
+enum sp_net_mode {
+    SP_NET_NONE = 0,  /* own network namespace, only lo */
+    SP_NET_HOST,      /* the host's network (loosens isolation, warned) */
+};
+
+enum sp_workspace_mode {
+    SP_WS_RW = 0,     /* the workspace directory read-write (default) */
+    SP_WS_RO,         /* read-only */
+    SP_WS_NONE,       /* not mounted at all */
+};
+
+struct sp_limits {
+    uint64_t memory;    /* bytes; 0 = no limit */
+    uint64_t pids;      /* 0 = no limit */
+    double cpus;        /* fraction of one CPU (1.5 = one and a half); 0 = none */
+    uint64_t tmp_size;  /* bytes for /tmp and tmpfs rules without a size */
+    uint64_t nofile;    /* RLIMIT_NOFILE; 0 = inherit */
+    uint64_t fsize;     /* RLIMIT_FSIZE bytes; 0 = unlimited */
+};
+
+struct sp_policy {
+    /* filesystem */
+    char *workspace;               /* host dir; NULL = cwd (at finalize) */
+    enum sp_workspace_mode workspace_mode;
+    struct sp_mount_rule *mounts;  /* user rules, in order */
+    size_t n_mounts;
+    char *cwd;                     /* inside; NULL = the workspace path */
+
+    /* environment */
+    char **env_set;                /* "K=V" entries */
+    size_t n_env_set;
+    char **env_pass;               /* names passed from the caller */
+    size_t n_env_pass;
+    bool clear_env;                /* no PATH/LANG/LC_* / TERM pass-through */
+
+    /* identity */
+    uint32_t uid, gid;             /* inside the sandbox */
+    bool userns;                   /* a user namespace (always when not root) */
+    char *hostname;
+
+    /* process */
+    int *pass_fds;
+    size_t n_pass_fds;
+    double timeout;                /* seconds; 0 = none */
+    double kill_after;             /* seconds from SIGTERM to SIGKILL */
+
+    /* network */
+    enum sp_net_mode net;
+
+    /* limits */
+    struct sp_limits limits;
+
+    /* layers */
+    bool landlock;
+    bool seccomp;
+    char *seccomp_profile;         /* JSON file replacing the default filter */
+    bool allow_ptrace;
+    unsigned require;              /* SP_LAYER_* bits */
+
+    /* reporting */
+    bool stats;
+    char *stats_json;              /* file to write stats to */
+
+    bool finalized;
+};
+
+/* Internal: add a mount rule (used by the JSON parser and tests). Takes
+ * copies of the strings. A later rule for the same dst replaces an earlier
+ * one; a hide removes every rule at or below its dst. */
+int sp_policy_add_mount(struct sp_policy *p, enum sp_mount_type type,
+                        const char *src, const char *dst, uint64_t size,
+                        sp_error *err);
+
+/* Internal: the built-in read-only system paths (NULL-terminated). */
+extern const char *const sp_default_system_paths[];
+
+const char *sp_mount_type_name(enum sp_mount_type t);
+
+#endif

@@ -1,0 +1,186 @@
+/* util.c — pure helpers: parsing sizes and durations, path normalization. */
+#include "util.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "bounds.h"
+
+int sp_parse_uint(const char *s, uint64_t max, uint64_t *ret)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    uint64_t v = 0;
+    for (const char *c = s; *c; c++) {
+        if (!isdigit((unsigned char)*c))
+            return -EINVAL;
+        unsigned d = (unsigned)(*c - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -ERANGE;
+        v = v * 10 + d;
+    }
+    if (v > max)
+        return -ERANGE;
+    *ret = v;
+    return 0;
+}
+
+/* Split "1.5GiB" into a decimal number and a unit. The number must be plain
+ * digits with at most one '.', so no "inf", "nan", hex, or exponent. */
+static int split_number(const char *s, double *num, const char **unit)
+{
+    const char *c = s;
+    bool digits = false, dot = false;
+    for (; *c; c++) {
+        if (isdigit((unsigned char)*c))
+            digits = true;
+        else if (*c == '.' && !dot)
+            dot = true;
+        else
+            break;
+    }
+    if (!digits)
+        return -EINVAL;
+    char buf[64];
+    size_t n = (size_t)(c - s);
+    if (n >= sizeof(buf))
+        return -ERANGE;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *end = NULL;
+    double v = strtod(buf, &end);
+    if (!end || *end || !isfinite(v) || v < 0)
+        return -EINVAL;
+    *num = v;
+    *unit = c;
+    return 0;
+}
+
+int sp_parse_size(const char *s, uint64_t *ret)
+{
+    if (!s)
+        return -EINVAL;
+    double v;
+    const char *unit;
+    int r = split_number(s, &v, &unit);
+    if (r < 0)
+        return r;
+    static const struct {
+        const char *name;
+        double mult;
+    } units[] = {
+        {"", 1},           {"b", 1},
+        {"k", 1024.0},     {"kb", 1024.0},     {"kib", 1024.0},
+        {"m", 1048576.0},  {"mb", 1048576.0},  {"mib", 1048576.0},
+        {"g", 1073741824.0}, {"gb", 1073741824.0}, {"gib", 1073741824.0},
+        {"t", 1099511627776.0}, {"tb", 1099511627776.0},
+        {"tib", 1099511627776.0},
+    };
+    for (size_t i = 0; i < SP_ARRAY_SIZE(units); i++) {
+        if (strcasecmp(unit, units[i].name) == 0) {
+            double bytes = v * units[i].mult;
+            if (bytes >= 18446744073709551615.0)
+                return -ERANGE;
+            *ret = (uint64_t)bytes;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+int sp_parse_duration(const char *s, double *ret)
+{
+    if (!s)
+        return -EINVAL;
+    double v;
+    const char *unit;
+    int r = split_number(s, &v, &unit);
+    if (r < 0)
+        return r;
+    double mult;
+    if (!*unit || strcmp(unit, "s") == 0)
+        mult = 1;
+    else if (strcmp(unit, "ms") == 0)
+        mult = 0.001;
+    else if (strcmp(unit, "m") == 0)
+        mult = 60;
+    else if (strcmp(unit, "h") == 0)
+        mult = 3600;
+    else
+        return -EINVAL;
+    v *= mult;
+    if (v > SP_MAX_TIMEOUT)
+        return -ERANGE;
+    *ret = v;
+    return 0;
+}
+
+void sp_format_size(uint64_t bytes, char *buf, size_t len)
+{
+    static const char *names[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    size_t i = 0;
+    while (v >= 1024 && i + 1 < SP_ARRAY_SIZE(names)) {
+        v /= 1024;
+        i++;
+    }
+    if (i == 0)
+        snprintf(buf, len, "%llu bytes", (unsigned long long)bytes);
+    else if (v == floor(v))
+        snprintf(buf, len, "%.0f %s", v, names[i]);
+    else
+        snprintf(buf, len, "%.1f %s", v, names[i]);
+}
+
+int sp_path_normalize(const char *in, char *out, size_t len)
+{
+    if (!in || in[0] != '/')
+        return -EINVAL;
+    size_t o = 0;
+    const char *p = in;
+    while (*p) {
+        while (*p == '/')
+            p++;
+        if (!*p)
+            break;
+        const char *seg = p;
+        while (*p && *p != '/')
+            p++;
+        size_t n = (size_t)(p - seg);
+        if (n == 1 && seg[0] == '.')
+            continue;
+        if (n == 2 && seg[0] == '.' && seg[1] == '.')
+            return -EINVAL;
+        if (o + 1 + n + 1 > len)
+            return -ENAMETOOLONG;
+        out[o++] = '/';
+        memcpy(out + o, seg, n);
+        o += n;
+    }
+    if (o == 0) {
+        if (len < 2)
+            return -ENAMETOOLONG;
+        out[o++] = '/';
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+bool sp_path_has_prefix(const char *path, const char *dir)
+{
+    if (strcmp(dir, "/") == 0)
+        return path[0] == '/';
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+uint64_t sp_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}

@@ -1,0 +1,72 @@
+/* util.h — cleanup helpers and small pure functions shared by the library.
+ * No syscalls beyond close(); nothing here allocates behind a caller's back. */
+#ifndef SANDPIT_UTIL_H
+#define SANDPIT_UTIL_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+
+static inline void sp_freep(void *p) { free(*(void **)p); }
+#define _cleanup_free_ _cleanup_(sp_freep)
+
+/* close() that keeps errno, for cleanup paths. */
+static inline void sp_close_keep_errno(int fd)
+{
+    if (fd >= 0) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+}
+static inline void sp_closep(int *fd) { sp_close_keep_errno(*fd); }
+#define _cleanup_close_ _cleanup_(sp_closep)
+
+/* Hand ownership on: return the value and reset the variable. */
+#define TAKE_PTR(p)                                                            \
+    ({                                                                         \
+        __typeof__(p) _tp = (p);                                               \
+        (p) = NULL;                                                            \
+        _tp;                                                                   \
+    })
+#define TAKE_FD(fd)                                                            \
+    ({                                                                         \
+        int _tf = (fd);                                                        \
+        (fd) = -1;                                                             \
+        _tf;                                                                   \
+    })
+
+#define SP_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Parse a byte size: "123", "64k", "64K", "64KiB", "1.5G", "512M". Units are
+ * powers of 1024. Rejects negatives, overflow, trailing junk, empty text.
+ * Returns 0 or -EINVAL / -ERANGE. */
+int sp_parse_size(const char *s, uint64_t *ret);
+
+/* Parse seconds: "10", "0.5", "2s", "100ms", "5m", "1h". Returns 0 or
+ * -EINVAL / -ERANGE (limit: SP_MAX_TIMEOUT). */
+int sp_parse_duration(const char *s, double *ret);
+
+/* Parse a non-negative decimal integer no larger than max. */
+int sp_parse_uint(const char *s, uint64_t max, uint64_t *ret);
+
+/* Format bytes for people: "64 MiB", "1.5 GiB", "512 bytes". */
+void sp_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Normalize an absolute path lexically: collapse "//" and "/./", refuse
+ * "..", strip a trailing "/". Writes into out (len bytes). Returns 0 or
+ * -EINVAL (relative, contains "..", empty) / -ENAMETOOLONG. */
+int sp_path_normalize(const char *in, char *out, size_t len);
+
+/* Is `path` equal to or below `dir` (both normalized)? */
+bool sp_path_has_prefix(const char *path, const char *dir);
+
+/* Monotonic clock in microseconds. */
+uint64_t sp_now_us(void);
+
+#endif

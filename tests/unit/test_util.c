@@ -1,0 +1,98 @@
+/* test_util.c — sizes, durations, path normalization. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "util.h"
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(sp_parse_size("123", &v), 0);
+    assert_int_equal(v, 123);
+    assert_int_equal(sp_parse_size("64k", &v), 0);
+    assert_int_equal(v, 65536);
+    assert_int_equal(sp_parse_size("64MiB", &v), 0);
+    assert_int_equal(v, 64ull << 20);
+    assert_int_equal(sp_parse_size("1.5G", &v), 0);
+    assert_int_equal(v, 3ull << 29);
+    assert_int_equal(sp_parse_size("", &v), -EINVAL);
+    assert_int_equal(sp_parse_size("-1", &v), -EINVAL);
+    assert_int_equal(sp_parse_size("12Q", &v), -EINVAL);
+    assert_int_equal(sp_parse_size("1e9", &v), -EINVAL);
+    assert_int_equal(sp_parse_size("inf", &v), -EINVAL);
+    assert_int_equal(sp_parse_size("99999999999T", &v), -ERANGE);
+    assert_int_equal(sp_parse_size(NULL, &v), -EINVAL);
+}
+
+static void test_durations(void **state)
+{
+    (void)state;
+    double d;
+    assert_int_equal(sp_parse_duration("10", &d), 0);
+    assert_true(d == 10.0);
+    assert_int_equal(sp_parse_duration("250ms", &d), 0);
+    assert_true(d > 0.2499 && d < 0.2501);
+    assert_int_equal(sp_parse_duration("2m", &d), 0);
+    assert_true(d == 120.0);
+    assert_int_equal(sp_parse_duration("1h", &d), 0);
+    assert_int_equal(sp_parse_duration("5d", &d), -EINVAL);
+    assert_int_equal(sp_parse_duration("100000h", &d), -ERANGE);
+    assert_int_equal(sp_parse_duration("-3", &d), -EINVAL);
+}
+
+static void test_uint(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(sp_parse_uint("42", 100, &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(sp_parse_uint("101", 100, &v), -ERANGE);
+    assert_int_equal(sp_parse_uint("4x", 100, &v), -EINVAL);
+    assert_int_equal(sp_parse_uint("99999999999999999999999", UINT64_MAX, &v),
+                     -ERANGE);
+}
+
+static void test_paths(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(sp_path_normalize("/a//b/./c/", out, sizeof(out)), 0);
+    assert_string_equal(out, "/a/b/c");
+    assert_int_equal(sp_path_normalize("/", out, sizeof(out)), 0);
+    assert_string_equal(out, "/");
+    assert_int_equal(sp_path_normalize("/a/../etc", out, sizeof(out)), -EINVAL);
+    assert_int_equal(sp_path_normalize("rel/path", out, sizeof(out)), -EINVAL);
+    assert_int_equal(sp_path_normalize("/aaaaaaaaaa", out, 5), -ENAMETOOLONG);
+    assert_true(sp_path_has_prefix("/usr/lib", "/usr"));
+    assert_true(sp_path_has_prefix("/usr", "/usr"));
+    assert_false(sp_path_has_prefix("/usrx", "/usr"));
+    assert_true(sp_path_has_prefix("/x", "/"));
+}
+
+static void test_format(void **state)
+{
+    (void)state;
+    char buf[32];
+    sp_format_size(64ull << 20, buf, sizeof(buf));
+    assert_string_equal(buf, "64 MiB");
+    sp_format_size(100, buf, sizeof(buf));
+    assert_string_equal(buf, "100 bytes");
+    sp_format_size(1536, buf, sizeof(buf));
+    assert_string_equal(buf, "1.5 KiB");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_sizes),     cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_uint),      cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
