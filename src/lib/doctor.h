@@ -37,7 +37,7 @@ struct sp_host {
      * sysctls allow it and, as root, a child dropped to uid 65534 did. */
     bool userns_available;
     bool userns_unprivileged;
-    char userns_detail[384];
+    char userns_detail[512];
 
     /* unshare(CLONE_NEWUSER | kind) in a child (unshare(kind) as root when
      * no user namespace could be made). ns_errno: 0 or why it failed. */

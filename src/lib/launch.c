@@ -108,10 +108,12 @@ static _Noreturn void child_fail(struct launch *l, struct sp_child_error *ce,
     _exit(status);
 }
 
-/* Drop every capability: bounding (so no file capability grants any on
- * exec), ambient, inheritable (crun CVE-2022-27650), permitted, effective.
- * Securebits are locked so uid 0 inside gains nothing on execve. */
-static int drop_caps(int cap_last)
+/* Drop every capability, in two steps around the uid change: first the
+ * bounding set (so no file capability grants any on exec), the ambient set
+ * and locked securebits (so uid 0 gains nothing on execve), which all need
+ * CAP_SETPCAP; then, after setresuid, permitted, effective and inheritable
+ * (crun CVE-2022-27650). */
+static int drop_caps_bounding(int cap_last)
 {
     for (int c = 0; c <= cap_last; c++)
         if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
@@ -126,6 +128,11 @@ static int drop_caps(int cap_last)
                   SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
               0, 0, 0) < 0)
         return -errno;
+    return 0;
+}
+
+static int drop_caps_sets(void)
+{
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof(data));
@@ -211,12 +218,15 @@ static _Noreturn void run_command(struct launch *l)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "fsize"), &ce), 125);
     }
 
+    int r = drop_caps_bounding(l->cap_last);
+    if (r < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_CAPS, -r, NULL), &ce), 125);
     if (!l->userns && (p->uid != 0 || p->gid != 0)) {
         if (setgroups(0, NULL) < 0 || setresgid(p->gid, p->gid, p->gid) < 0 ||
             setresuid(p->uid, p->uid, p->uid) < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_SETUID, errno, "uid"), &ce), 125);
     }
-    int r = drop_caps(l->cap_last);
+    r = drop_caps_sets();
     if (r < 0)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_CAPS, -r, NULL), &ce), 125);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -280,6 +290,7 @@ static _Noreturn void sandbox_init(struct launch *l)
     close(l->err_rd);
     /* Nothing in the sandbox may ptrace or read the memory of its init. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_NAME, "sandpit-init", 0, 0, 0);
 
     if (sp_mounts_apply(&l->plan, l->scratch, l->p->limits.tmp_size, &ce) < 0)
         child_fail(l, &ce, 125);

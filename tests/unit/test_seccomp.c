@@ -617,6 +617,9 @@ static const struct bad_profile bad_profiles[] = {
      "t: rules[0].args[1].index: argument 0 is already compared in this rule "
      "(libseccomp takes one comparison per argument; write two rules)"},
     {"[1, 2]", "t: expected a JSON object"},
+    /* a terminal escape in a key does not reach the message */
+    {"{\"default_action\": \"allow\", \"\\u001b[2J\": 1}",
+     "t: ?[2J: unknown key"},
 };
 
 static void test_profile_errors(void **state)

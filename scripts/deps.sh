@@ -1,0 +1,26 @@
+#!/bin/bash
+# deps.sh — install what a fresh Debian 12 machine lacks to build and test
+# sandpit. Runs apt-get only when something is missing.
+set -euo pipefail
+BUILD_PKGS=(gcc clang meson ninja-build pkg-config libseccomp-dev libjansson-dev)
+TEST_PKGS=(libcmocka-dev python3 python3-pytest iproute2 procps util-linux
+           libclang-rt-14-dev)
+want=("${BUILD_PKGS[@]}")
+if [ "${1:-}" = "--test" ]; then
+    want+=("${TEST_PKGS[@]}")
+fi
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+fi
+echo "sandpit: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,45 @@
+"""Shared fixtures for the integration tests: they drive the real sandpit
+binary (SANDPIT_BIN) and run the probe program (PROBE_BIN) inside real
+sandboxes. They run as root in CI and again as an ordinary user."""
+import os
+import subprocess
+
+import pytest
+
+SANDPIT = os.environ.get("SANDPIT_BIN", os.path.abspath("build/sandpit"))
+PROBE = os.environ.get("PROBE_BIN", os.path.abspath("build/tests/probe"))
+PROFILES = os.environ.get(
+    "SANDPIT_PROFILE_DIR",
+    os.path.join(os.path.dirname(__file__), "..", "..", "profiles"))
+IS_ROOT = os.geteuid() == 0
+
+
+def sandpit(*args, cwd=None, timeout=60, input=None, env=None, **kw):
+    """Run the sandpit binary; returns CompletedProcess (text)."""
+    e = dict(os.environ)
+    e["SANDPIT_PROFILE_DIR"] = os.path.abspath(PROFILES)
+    if env:
+        e.update(env)
+    return subprocess.run([SANDPIT, *args], cwd=cwd, timeout=timeout,
+                          input=input, capture_output=True, text=True,
+                          env=e, **kw)
+
+
+def run(*cmd, flags=(), cwd=None, probe=False, **kw):
+    """sandpit run [flags] -- cmd; with probe=True the probe's directory is
+    given read-only and cmd is run through it."""
+    fl = list(flags)
+    if probe:
+        fl += ["--ro", os.path.dirname(PROBE)]
+        cmd = (PROBE, *cmd)
+    return sandpit("run", "-q", *fl, "--", *cmd, cwd=cwd, **kw)
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """A workspace directory the sandbox (and an ordinary user) can use."""
+    d = tmp_path / "ws"
+    d.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(d, 0o777)
+    return d

@@ -1,0 +1,499 @@
+"""sandpit run: isolation facts checked from inside real sandboxes, exit and
+signal codes, timeouts, fd leaks, policy files and flags."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import IS_ROOT, PROBE, SANDPIT, run, sandpit
+
+
+def sh(script, ws, flags=(), **kw):
+    return run("/bin/sh", "-c", script, flags=flags, cwd=ws, **kw)
+
+
+# ---- namespaces -----------------------------------------------------------
+
+def test_hostname_and_pid1(ws):
+    r = sh("hostname; echo $$; cat /proc/1/comm", ws)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split()
+    assert lines[0] == "sandpit"
+    # The command is not PID 1: a minimal init is.
+    assert lines[1] == "2"
+    assert lines[2] == "sandpit-init"
+
+
+def test_custom_hostname(ws):
+    r = sh("hostname", ws, flags=["--hostname", "box-1"])
+    assert r.stdout.strip() == "box-1"
+
+
+def test_only_loopback(ws):
+    r = sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '", ws)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["lo"]
+    r = sh("cat /sys/class/net/lo/operstate 2>/dev/null; "
+           "grep -c . /proc/net/route", ws)
+    # no routes but loopback's own (none in /proc/net/route)
+    assert r.stdout.strip().endswith("1")
+
+
+def test_process_isolation(ws):
+    host = subprocess.Popen(["sleep", "30"])
+    try:
+        r = sh("ls /proc | grep -E '^[0-9]+$' | wc -l; "
+               f"kill -0 {host.pid} 2>&1; echo rc=$?", ws)
+        nprocs = int(r.stdout.split()[0])
+        assert nprocs <= 5, r.stdout
+        assert "rc=1" in r.stdout
+    finally:
+        host.kill()
+        host.wait()
+
+
+def test_ipc_isolation(ws):
+    r = sh("cat /proc/sysvipc/shm | wc -l", ws)
+    assert r.stdout.strip() == "1"  # header only
+
+
+# ---- filesystem -----------------------------------------------------------
+
+def test_host_paths_absent(ws):
+    r = sh("for p in /root /home/sptest /var /run /var/run /mnt /srv "
+           "/etc/shadow /boot /sys; do "
+           "test -e $p && echo present:$p; done; echo done", ws)
+    assert r.returncode == 0
+    assert r.stdout.strip() == "done", r.stdout
+
+
+def test_no_host_sockets(ws):
+    r = sh("find / -xdev -type s 2>/dev/null | head; "
+           "find / -type s 2>/dev/null | grep -v '^/proc' | head", ws)
+    assert r.stdout.strip() == ""
+
+
+def test_system_dirs_read_only(ws):
+    r = sh("for p in /usr/x /etc/x /bin/x /lib/x /x; do "
+           "(echo hi > $p) 2>/dev/null && echo wrote:$p; done; echo done", ws)
+    assert r.stdout.strip() == "done", r.stdout
+
+
+def test_workspace_rw_and_cwd(ws):
+    r = sh("pwd; echo data > out.txt", ws)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(ws)
+    assert (ws / "out.txt").read_text() == "data\n"
+
+
+def test_workspace_flag_and_ro(ws, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    os.chmod(other, 0o777)
+    r = sh("pwd; echo x > f", ws, flags=["--workspace", str(other)])
+    assert r.stdout.splitlines()[0] == str(other)
+    assert (other / "f").exists()
+    r = sh("echo x > g", ws, flags=["--workspace", str(other),
+                                     "--workspace-ro"])
+    assert r.returncode != 0
+    assert "Read-only" in r.stderr
+    assert not (other / "g").exists()
+
+
+def test_tmp_home_xdg(ws):
+    r = sh('echo "$HOME $TMPDIR $XDG_CONFIG_HOME $XDG_CACHE_HOME '
+           '$XDG_STATE_HOME $XDG_DATA_HOME"; touch $HOME/a $TMPDIR/b '
+           '$XDG_CONFIG_HOME/c $XDG_DATA_HOME/d && echo ok; '
+           'ls -A $HOME/.config', ws)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.splitlines()
+    assert out[0] == ("/home/sandpit /tmp /home/sandpit/.config "
+                      "/home/sandpit/.cache /home/sandpit/.local/state "
+                      "/home/sandpit/.local/share")
+    assert out[1] == "ok"
+
+
+def test_dev_minimal(ws):
+    r = sh("ls /dev | sort | tr '\\n' ' '; echo; echo x > /dev/null && "
+           "head -c 4 /dev/zero | wc -c; test -c /dev/pts/ptmx && echo pts", ws)
+    names = r.stdout.splitlines()[0].split()
+    assert set(names) == {"fd", "full", "null", "ptmx", "pts", "random",
+                          "shm", "stderr", "stdin", "stdout", "tty",
+                          "urandom", "zero"}
+    assert r.stdout.splitlines()[1] == "4"
+    assert "pts" in r.stdout
+
+
+def test_ro_rw_tmpfs_hide(ws, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "secret").write_text("s")
+    (data / "f").write_text("hello\n")
+    os.chmod(data, 0o777)
+    os.chmod(data / "f", 0o666)
+    r = sh("cat /data/f; (echo x > /data/f) 2>/dev/null || echo ro; "
+           "cat /data/secret 2>&1 | head -c 0; test -s /data/secret || "
+           "echo hidden; df -k /scratch | tail -1 | awk '{print $2}'",
+           ws, flags=["--ro", f"{data}:/data", "--tmpfs", "/scratch:2M",
+                      "--hide", "/data/secret"])
+    out = r.stdout.split()
+    assert out[0] == "hello"
+    assert "ro" in out and "hidden" in out
+    assert out[-1] == "2048"
+    r = sh("echo new > /rwdata/g", ws, flags=["--rw", f"{data}:/rwdata"])
+    assert r.returncode == 0, r.stderr
+    assert (data / "g").read_text() == "new\n"
+
+
+def test_user_rule_replaces_default(ws, tmp_path):
+    fake = tmp_path / "hosts"
+    fake.write_text("127.0.0.1 sandpit-test-host\n")
+    os.chmod(fake, 0o644)
+    r = sh("cat /etc/hosts", ws, flags=["--ro", f"{fake}:/etc/hosts"])
+    assert r.stdout == "127.0.0.1 sandpit-test-host\n"
+
+
+def test_missing_user_path_is_error(ws):
+    r = sh("true", ws, flags=["--ro", "/nonexistent/sp"])
+    assert r.returncode == 125
+    assert "/nonexistent/sp" in r.stderr
+    assert r.stderr.count("\n") == 1
+
+
+def test_relative_mount_path_is_error(ws):
+    r = sh("true", ws, flags=["--ro", "relative/path"])
+    assert r.returncode == 125
+    assert "absolute" in r.stderr
+
+
+def test_symlink_in_workspace_cannot_redirect_mount(ws, tmp_path):
+    # A symlink planted in the workspace where a later mount goes must not
+    # be followed to put the mount elsewhere.
+    os.symlink("/etc", ws / "sub")
+    data = tmp_path / "d"
+    data.mkdir()
+    r = sh("true", ws, flags=["--ro", f"{data}:{ws}/sub"])
+    assert r.returncode == 125
+    assert "sub" in r.stderr
+
+
+# ---- process --------------------------------------------------------------
+
+def test_caps_and_nnp(ws):
+    r = sh("grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' "
+           "/proc/self/status", ws)
+    st = dict(line.split(":\t") for line in r.stdout.splitlines())
+    for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+        assert st[k] == "0000000000000000", (k, st[k])
+    assert st["NoNewPrivs"] == "1"
+    assert st["Seccomp"] == "2"
+
+
+def test_caps_zero_for_root_inside_after_exec(ws):
+    # uid 0 inside gains nothing on execve (bounding set empty, securebits)
+    r = sh("exec /bin/sh -c 'grep CapEff /proc/self/status'", ws)
+    assert r.stdout.strip().endswith("0000000000000000")
+
+
+def test_new_session(ws):
+    r = sh("cat /proc/self/stat | cut -d' ' -f6,7", ws)
+    sid, tty = r.stdout.split()
+    assert sid == "2"       # the command leads its own session
+    assert tty == "0"       # and has no controlling terminal
+
+
+def test_no_fd_leak(ws):
+    r = run("fds", flags=[], cwd=ws, probe=True, pass_fds=())
+    assert r.returncode == 0, r.stderr
+    assert sorted(int(x) for x in r.stdout.split()) == [0, 1, 2]
+
+
+def test_no_fd_leak_even_if_caller_leaks(ws):
+    rd, wr = os.pipe()
+    os.set_inheritable(rd, True)
+    try:
+        r = subprocess.run([SANDPIT, "run", "-q", "--ro",
+                            os.path.dirname(PROBE), "--", PROBE, "fds"],
+                           cwd=ws, capture_output=True, text=True,
+                           pass_fds=(rd,), timeout=30)
+        assert sorted(int(x) for x in r.stdout.split()) == [0, 1, 2]
+        r = subprocess.run([SANDPIT, "run", "-q", "--pass-fd", str(rd),
+                            "--ro", os.path.dirname(PROBE), "--", PROBE,
+                            "fds"], cwd=ws, capture_output=True, text=True,
+                           pass_fds=(rd,), timeout=30)
+        assert sorted(int(x) for x in r.stdout.split()) == [0, 1, 2, rd]
+    finally:
+        os.close(rd)
+        os.close(wr)
+
+
+def test_pass_fd_must_exist(ws):
+    r = sh("true", ws, flags=["--pass-fd", "77"])
+    assert r.returncode == 125
+    assert "--pass-fd 77" in r.stderr
+
+
+def test_cwd_and_uid(ws):
+    r = sh("pwd; id -u; id -g", ws, flags=["--cwd", "/tmp", "--uid", "1000",
+                                           "--gid", "1001"])
+    assert r.stdout.split() == ["/tmp", "1000", "1001"]
+
+
+def test_bad_cwd(ws):
+    r = sh("true", ws, flags=["--cwd", "/nonexistent"])
+    assert r.returncode == 125
+    assert "working directory /nonexistent" in r.stderr
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="--no-userns needs root")
+def test_no_userns_as_root(ws):
+    r = sh("cat /proc/self/uid_map", ws, flags=["--no-userns"])
+    assert r.stdout.split() == ["0", "0", "4294967295"]
+    r = sh("id -u; grep CapEff /proc/self/status", ws,
+           flags=["--no-userns", "--uid", "1000"])
+    assert r.stdout.split()[0] == "1000"
+    assert r.stdout.strip().endswith("0000000000000000")
+
+
+@pytest.mark.skipif(IS_ROOT, reason="the unprivileged path")
+def test_no_userns_refused_unprivileged(ws):
+    r = sh("true", ws, flags=["--no-userns"])
+    assert r.returncode == 125
+    assert "needs root" in r.stderr
+
+
+def test_userns_maps_caller(ws):
+    r = sh("cat /proc/self/uid_map", ws)
+    inside, outside, count = r.stdout.split()
+    assert (inside, count) == ("0", "1")
+    assert outside == str(os.geteuid())
+
+
+# ---- environment ----------------------------------------------------------
+
+def test_env_allowlist(ws):
+    env = {"SECRET_TOKEN": "s3cret", "LANG": "C.UTF-8", "TERM": "dumb"}
+    r = run("/usr/bin/env", cwd=ws, env=env)
+    names = {line.split("=", 1)[0] for line in r.stdout.splitlines()}
+    assert "SECRET_TOKEN" not in names
+    assert "s3cret" not in r.stdout
+    assert {"PATH", "LANG", "TERM", "HOME", "TMPDIR"} <= names
+    assert names <= {"PATH", "LANG", "LANGUAGE", "TERM", "HOME", "TMPDIR",
+                     "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME",
+                     "XDG_DATA_HOME"} | {n for n in names
+                                         if n.startswith("LC_")}
+
+
+def test_env_set_pass_clear(ws):
+    r = run("/usr/bin/env", cwd=ws, flags=["--env", "A=1=2", "--env-pass",
+                                          "TOKEN", "--clear-env"],
+            env={"TOKEN": "t", "LANG": "C"})
+    env = dict(line.split("=", 1) for line in r.stdout.splitlines())
+    assert env["A"] == "1=2"
+    assert env["TOKEN"] == "t"
+    assert "LANG" not in env
+    r = run("true", cwd=ws, flags=["--env", "novalue"])
+    assert r.returncode == 125
+    assert "NAME=VALUE" in r.stderr
+
+
+# ---- exit status ----------------------------------------------------------
+
+@pytest.mark.parametrize("code", [0, 1, 42, 123, 255])
+def test_exit_codes(ws, code):
+    assert sh(f"exit {code}", ws).returncode == code
+
+
+def test_signal_exit(ws):
+    r = run("signal", "15", cwd=ws, probe=True)
+    assert r.returncode == 128 + 15
+    r = sh("kill -9 $$", ws)
+    assert r.returncode == 137
+
+
+def test_not_found_and_not_executable(ws, tmp_path):
+    r = run("no-such-command-xyz", cwd=ws)
+    assert r.returncode == 127
+    assert r.stderr.strip() == "sandpit: no-such-command-xyz: command not found"
+    (ws / "noexec.sh").write_text("#!/bin/sh\necho hi\n")
+    os.chmod(ws / "noexec.sh", 0o644)
+    r = run("./noexec.sh", cwd=ws)
+    assert r.returncode == 126
+    assert "cannot execute ./noexec.sh" in r.stderr
+    r = run("/etc", cwd=ws)
+    assert r.returncode == 126
+
+
+def test_usage_errors(ws):
+    r = sandpit("run", "--bogus-flag", "--", "true", cwd=ws)
+    assert r.returncode == 125
+    assert "--bogus-flag" in r.stderr
+    r = sandpit("run", cwd=ws)
+    assert r.returncode == 125
+    assert "no command" in r.stderr
+    r = sandpit("frobnicate")
+    assert r.returncode == 125
+    assert "unknown command" in r.stderr
+    r = sandpit("run", "--memory", "lots", "--", "true", cwd=ws)
+    assert r.returncode == 125
+    assert "limits.memory" in r.stderr and "lots" in r.stderr
+
+
+def test_timeout_kills_everything(ws):
+    marker = ws / "pid"
+    t0 = time.monotonic()
+    r = run("orphan-sleeper", str(marker), cwd=ws, probe=True,
+            flags=["--timeout", "1", "--kill-after", "1"])
+    elapsed = time.monotonic() - t0
+    assert r.returncode == 124
+    assert "timed out" in r.stderr
+    assert elapsed < 10
+    # The grandchild (in its own session) is gone too: nothing of the
+    # sandbox outlives it.
+    out = subprocess.run(["pgrep", "-f", f"orphan-sleeper {marker}"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == ""
+
+
+def test_timeout_sigterm_then_sigkill(ws):
+    # A command that ignores SIGTERM is SIGKILLed after --kill-after.
+    t0 = time.monotonic()
+    r = sh("trap '' TERM; while :; do sleep 0.1; done", ws,
+           flags=["--timeout", "0.5", "--kill-after", "0.5"])
+    assert r.returncode == 124
+    assert time.monotonic() - t0 < 8
+
+
+def test_signals_forwarded(ws):
+    p = subprocess.Popen([SANDPIT, "run", "-q", "--", "/bin/sh", "-c",
+                          "trap 'echo got-term; exit 3' TERM; "
+                          "echo ready; while :; do sleep 0.05; done"],
+                         cwd=ws, stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == "ready"
+    p.send_signal(signal.SIGTERM)
+    out, _ = p.communicate(timeout=20)
+    assert "got-term" in out
+    assert p.returncode == 3
+
+
+def test_dies_with_parent(ws):
+    marker = ws / "pid"
+    p = subprocess.Popen([SANDPIT, "run", "-q", "--ro",
+                          os.path.dirname(PROBE), "--", PROBE,
+                          "orphan-sleeper", str(marker)], cwd=ws)
+    for _ in range(100):
+        if marker.exists() and marker.read_text().strip():
+            break
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    time.sleep(0.5)
+    out = subprocess.run(["pgrep", "-f", f"orphan-sleeper {marker}"],
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == ""
+
+
+def test_stdin_stdout_passthrough(ws):
+    r = run("/bin/cat", cwd=ws, input="through the sandbox\n")
+    assert r.stdout == "through the sandbox\n"
+
+
+# ---- policy ---------------------------------------------------------------
+
+def test_policy_file_and_flags_on_top(ws, tmp_path):
+    pol = tmp_path / "p.json"
+    pol.write_text(json.dumps({"hostname": "fromfile",
+                               "env": {"A": "file", "B": "file"}}))
+    os.chmod(pol, 0o644)
+    r = sh('hostname; echo $A $B', ws,
+           flags=["--policy", str(pol), "--env", "A=flag"])
+    assert r.stdout.split() == ["fromfile", "flag", "file"]
+
+
+def test_policy_errors_name_the_key(ws, tmp_path):
+    pol = tmp_path / "p.json"
+    for body, key in [({"limits": {"memroy": 1}}, "limits.memroy"),
+                      ({"net": 5}, "\"net\""),
+                      ({"mounts": [{"type": "ro"}]}, "mounts[0]")]:
+        pol.write_text(json.dumps(body))
+        os.chmod(pol, 0o644)
+        r = sh("true", ws, flags=["--policy", str(pol)])
+        assert r.returncode == 125
+        assert key in r.stderr, r.stderr
+        assert str(pol) in r.stderr
+    pol.write_text("{broken")
+    r = sh("true", ws, flags=["--policy", str(pol)])
+    assert r.returncode == 125 and "invalid JSON" in r.stderr
+
+
+def test_policy_show(ws):
+    r = sandpit("policy", "show", "--memory", "64M", "--net", "host",
+                cwd=ws)
+    assert r.returncode == 0, r.stderr
+    p = json.loads(r.stdout)
+    assert p["limits"]["memory"] == 64 * 1024 * 1024
+    assert p["limits"]["pids"] == 512
+    assert p["net"] == "host"
+    assert p["workspace"] == str(ws)
+    assert p["landlock"] is True and p["seccomp"] is True
+    assert "/usr" in p["system_paths_ro"]
+
+
+def test_profiles(ws):
+    r = sandpit("policy", "show", "--profile", "minimal", cwd=ws)
+    p = json.loads(r.stdout)
+    assert p["workspace_mode"] == "ro"
+    r = sandpit("policy", "show", "--profile", "dev", "--pids", "9", cwd=ws)
+    p = json.loads(r.stdout)
+    assert p["allow_ptrace"] is True and p["limits"]["pids"] == 9
+    r = sandpit("policy", "show", "--profile", "nope", cwd=ws)
+    assert r.returncode == 125 and "no profile named" in r.stderr
+
+
+def test_require_conflicts(ws):
+    r = sh("true", ws, flags=["--no-seccomp", "--require", "seccomp"])
+    assert r.returncode == 125 and "--require seccomp" in r.stderr
+    r = sh("true", ws, flags=["--net", "host", "--require", "netns"])
+    assert r.returncode == 125 and "--require netns" in r.stderr
+    r = sh("true", ws, flags=["--require", "bogus"])
+    assert r.returncode == 125 and "not a layer" in r.stderr
+
+
+def test_net_host_warns(ws):
+    r = sandpit("run", "--net", "host", "--", "true", cwd=ws)
+    assert r.returncode == 0
+    assert "warning" in r.stderr and "--net host" in r.stderr
+
+
+def test_stats(ws, tmp_path):
+    out = tmp_path / "stats.json"
+    r = sh("head -c 1000000 /dev/zero > /dev/null", ws,
+           flags=["--stats", "--stats-json", str(out)])
+    assert r.returncode == 0
+    assert "sandpit: stats: wall" in r.stderr
+    st = json.loads(out.read_text())
+    assert st["exit_status"] == 0
+    assert st["wall_us"] > 0
+    assert st["oom_killed"] is False
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="cgroup limits need root here")
+def test_memory_limit_kill_reported(ws):
+    r = sandpit("run", "--memory", "64M", "--", "/bin/sh", "-c",
+                "head -c 512M /dev/zero | tail > /dev/null", cwd=ws)
+    assert r.returncode == 137, r.stderr
+    assert "sandpit: killed: out of memory (limit 64 MiB)" in r.stderr
+
+
+@pytest.mark.skipif(IS_ROOT, reason="the unprivileged path")
+def test_limits_unenforced_is_loud(ws):
+    r = sandpit("run", "--", "true", cwd=ws)
+    assert r.returncode == 0
+    assert "not writable" in r.stderr or "NOT enforced" in r.stderr or \
+        "not enforced" in r.stderr
+    r = sandpit("run", "--require", "limits", "--", "true", cwd=ws)
+    assert r.returncode == 125
+    assert "--require limits" in r.stderr
