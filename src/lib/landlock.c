@@ -238,7 +238,7 @@ int sp_landlock_plan_build(int abi, const struct sp_ll_path *paths,
 
     /* Port rules only mean something when TCP is handled; without that,
      * everything is allowed already. */
-    if (p.handled_net) {
+    if (p.handled_net && n_ports) {
         memcpy(p.ports, ports, n_ports * sizeof(*ports));
         p.n_ports = n_ports;
     }

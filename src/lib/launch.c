@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bounds.h"
@@ -88,6 +89,8 @@ struct launch {
     struct sp_landlock_plan landlock;
     bool landlock_on;
     int cap_last;
+    char shm_path[SP_MAX_PATH];
+    bool nproc_fallback;          /* no cgroup: RLIMIT_NPROC = pids */
     int sync_rd, sync_wr;         /* parent -> child: maps written */
     int err_rd, err_wr;           /* child -> parent: sp_child_error */
     bool userns;
@@ -212,6 +215,11 @@ static _Noreturn void run_command(struct launch *l)
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "nofile"), &ce), 125);
     }
+    if (l->nproc_fallback && l->userns && p->limits.pids) {
+        rl.rlim_cur = rl.rlim_max = p->limits.pids;
+        if (setrlimit(RLIMIT_NPROC, &rl) < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "nproc"), &ce), 125);
+    }
     if (p->limits.fsize) {
         rl.rlim_cur = rl.rlim_max = p->limits.fsize;
         if (setrlimit(RLIMIT_FSIZE, &rl) < 0)
@@ -286,7 +294,6 @@ static _Noreturn void sandbox_init(struct launch *l)
     } while (n < 0 && errno == EINTR);
     if (n != 1)
         _exit(125);
-    close(l->sync_rd);
     close(l->err_rd);
     /* Nothing in the sandbox may ptrace or read the memory of its init. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -301,6 +308,17 @@ static _Noreturn void sandbox_init(struct launch *l)
         if (r < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_LOOPBACK, -r, "lo"), &ce), 125);
     }
+
+    /* The supervisor has put us in the cgroup: now start the command. 'n'
+     * means there is no cgroup: bound processes by RLIMIT_NPROC instead,
+     * which the kernel counts per user namespace (Linux >= 5.14). */
+    do {
+        n = read(l->sync_rd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1)
+        _exit(125);
+    close(l->sync_rd);
+    l->nproc_fallback = c == 'n';
 
     pid_t cmd = fork();
     if (cmd < 0)
@@ -387,6 +405,7 @@ static const char *step_text(int step)
     case SP_STEP_PROC: return "cannot set up /proc";
     case SP_STEP_DEV: return "cannot set up /dev";
     case SP_STEP_HIDE: return "cannot hide";
+    case SP_STEP_COPY: return "cannot copy";
     case SP_STEP_PIVOT: return "cannot pivot into the sandbox root";
     case SP_STEP_HOSTNAME: return "cannot set the host name";
     case SP_STEP_LOOPBACK: return "cannot bring up the loopback interface";
@@ -449,7 +468,7 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
                 "limited by mounts alone");
         return 0;
     }
-    struct sp_ll_path *paths = calloc(l->plan.n + 2, sizeof(*paths));
+    struct sp_ll_path *paths = calloc(2 * l->plan.n + 2, sizeof(*paths));
     if (!paths)
         return sp_error_set(err, ENOMEM, "landlock rules");
     size_t n = 0;
@@ -460,21 +479,32 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
         const struct sp_mount_op *op = &l->plan.ops[i];
         switch (op->kind) {
         case SP_OP_BIND:
-            paths[n++] = (struct sp_ll_path){
-                op->dst, op->ro ? SP_LL_READ_EXEC : SP_LL_READ_WRITE};
+            /* Read-only binds are covered by the rule on "/": only what is
+             * writable needs a rule of its own. Fewer rules, faster start. */
+            if (!op->ro)
+                paths[n++] = (struct sp_ll_path){op->dst, SP_LL_READ_WRITE};
             break;
         case SP_OP_TMPFS:
             paths[n++] = (struct sp_ll_path){op->dst, SP_LL_READ_WRITE};
             break;
-        case SP_OP_DEV:
+        case SP_OP_DEV: {
             paths[n++] = (struct sp_ll_path){op->dst, SP_LL_DEV};
+            /* /dev/shm is a writable tmpfs (shm_open, multiprocessing). */
+            size_t dl = strlen(op->dst);
+            if (dl + sizeof("/shm") <= sizeof(l->shm_path)) {
+                memcpy(l->shm_path, op->dst, dl);
+                memcpy(l->shm_path + dl, "/shm", sizeof("/shm"));
+                paths[n++] = (struct sp_ll_path){l->shm_path, SP_LL_READ_WRITE};
+            }
             break;
+        }
         case SP_OP_PROC:
             paths[n++] = (struct sp_ll_path){op->dst, SP_LL_PROC};
             break;
         case SP_OP_HIDE:
         case SP_OP_SYMLINK:
         case SP_OP_DIR:
+        case SP_OP_COPY:
         default:
             break;
         }
@@ -488,6 +518,45 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
     if (l->landlock.notes[0])
         log_msg(o, SP_LOG_INFO, "%s", l->landlock.notes);
     l->landlock_on = true;
+    return 0;
+}
+
+/* The sandbox's cgroup, or none (with a loud warning) when the host cannot
+ * give one and limits are not --require'd. */
+static int setup_cgroup(const struct sp_policy *p, const sp_run_opts *o,
+                        struct sp_cgroup **ret, sp_error *err)
+{
+    struct sp_cgroup *cg = NULL;
+    int rc = 0;
+    bool want_cg = p->limits.memory || p->limits.pids || p->limits.cpus > 0;
+    if (want_cg) {
+        sp_error cgerr = {0};
+        rc = sp_cgroup_create(&p->limits, NULL, &cg, &cgerr);
+        if (rc < 0) {
+            if (p->require & SP_LAYER_LIMITS) {
+                rc = sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                                   "--require limits: %s", cgerr.message);
+                return rc;
+            }
+            log_msg(o, SP_LOG_WARN,
+                    "%s%s (use --require limits to refuse instead)",
+                    cgerr.message,
+                    p->limits.pids && (p->userns || geteuid() != 0)
+                        ? "; processes are bounded by RLIMIT_NPROC instead, "
+                          "memory and CPU are not bounded"
+                        : "");
+            cg = NULL;
+        } else {
+            log_msg(o, SP_LOG_INFO, "limits: %s", sp_cgroup_describe(cg));
+        }
+    } else if (p->require & SP_LAYER_LIMITS) {
+        rc = sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                           "--require limits: no memory, pids or cpu limit "
+                           "is set");
+        return rc;
+    }
+
+    *ret = cg;
     return 0;
 }
 
@@ -577,7 +646,15 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
     l.cap_last = read_cap_last();
 
     if (p->seccomp) {
-        if ((rc = sp_seccomp_build(p, &l.seccomp, err)) < 0) {
+        /* The default filter was compiled at build time; only a custom
+         * profile runs libseccomp here. */
+        if (!p->seccomp_profile)
+            rc = sp_seccomp_default_cached(p->allow_ptrace, &l.seccomp);
+        else
+            rc = sp_seccomp_build(p, &l.seccomp, err);
+        if (rc == -ENOMEM)
+            sp_error_set(err, ENOMEM, "building the filter");
+        if (rc < 0) {
             sp_error_prefix(err, "seccomp");
             goto out;
         }
@@ -598,30 +675,6 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
         log_msg(o, SP_LOG_WARN,
                 "--net host: the sandbox shares the host's network (no "
                 "network isolation)");
-
-    bool want_cg = p->limits.memory || p->limits.pids || p->limits.cpus > 0;
-    if (want_cg) {
-        sp_error cgerr = {0};
-        rc = sp_cgroup_create(&p->limits, NULL, &cg, &cgerr);
-        if (rc < 0) {
-            if (p->require & SP_LAYER_LIMITS) {
-                rc = sp_error_setk(err, SP_ERR_REQUIRE, 0,
-                                   "--require limits: %s", cgerr.message);
-                goto out;
-            }
-            log_msg(o, SP_LOG_WARN,
-                    "%s (use --require limits to refuse instead)",
-                    cgerr.message);
-            cg = NULL;
-        } else {
-            log_msg(o, SP_LOG_INFO, "limits: %s", sp_cgroup_describe(cg));
-        }
-    } else if (p->require & SP_LAYER_LIMITS) {
-        rc = sp_error_setk(err, SP_ERR_REQUIRE, 0,
-                           "--require limits: no memory, pids or cpu limit "
-                           "is set");
-        goto out;
-    }
 
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
@@ -663,11 +716,6 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
     ca.flags = flags;
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
     ca.exit_signal = SIGCHLD;
-    int cgfd = cg ? sp_cgroup_dirfd(cg) : -1;
-    if (cgfd >= 0) {
-        ca.flags |= CLONE_INTO_CGROUP;
-        ca.cgroup = (uint64_t)cgfd;
-    }
     pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
     if (pid < 0 && errno == EPERM && l.userns && geteuid() != 0) {
         rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,
@@ -696,13 +744,25 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
         waitpid(pid, NULL, 0);
         goto out;
     }
-    if (cg && cgfd < 0 && (rc = sp_cgroup_attach(cg, pid, err)) < 0) {
+    /* Release the child to build its root; meanwhile (the other core) make
+     * the cgroup. The child waits for a second byte before it starts the
+     * command, so the command and all it forks are born inside the cgroup. */
+    if (write(l.sync_wr, "x", 1) != 1) {
+        rc = sp_error_set(err, errno, "releasing the sandbox");
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         goto out;
     }
-    /* Release the child. */
-    if (write(l.sync_wr, "x", 1) != 1) {
+    if ((rc = setup_cgroup(p, o, &cg, err)) < 0 ||
+        (cg && (rc = sp_cgroup_attach(cg, pid, err)) < 0)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        goto out;
+    }
+    /* EPIPE: the child failed building its root and exited; its error
+     * record is read after the wait below. (SIGPIPE is blocked here and
+     * drained before the mask is restored.) */
+    if (write(l.sync_wr, cg ? "x" : "n", 1) != 1 && errno != EPIPE) {
         rc = sp_error_set(err, errno, "releasing the sandbox");
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -810,8 +870,15 @@ out:
         close(pidfd);
     if (sfd >= 0)
         close(sfd);
-    if (mask_set)
+    if (mask_set) {
+        sigset_t pipe_set;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
+            ;
         sigprocmask(SIG_SETMASK, &oldmask, NULL);
+    }
     launch_free(&l);
     if (ret_stats)
         *ret_stats = stats;

@@ -120,6 +120,18 @@ static void add_default(struct builder *b, const char *path)
     }
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
         return;
+    /* Small configuration files: a copy into the read-only root costs a
+     * few plain file syscalls where a bind costs mount work twice (set up
+     * and tear down). The sandbox sees them as of its start. */
+    if (S_ISREG(st.st_mode) && st.st_size <= SP_COPY_MAX &&
+        strncmp(path, "/etc/", 5) == 0) {
+        struct sp_mount_op *cp = push(b, SP_OP_COPY, path, path);
+        if (cp) {
+            cp->mode = st.st_mode & 0644;
+            cp->optional = true;
+        }
+        return;
+    }
     struct sp_mount_op *op = push(b, SP_OP_BIND, path, path);
     if (op) {
         op->ro = true;

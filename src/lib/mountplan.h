@@ -18,7 +18,12 @@ enum sp_op_kind {
     SP_OP_DEV,      /* minimal /dev at dst */
     SP_OP_DIR,      /* mkdir dst (mode) inside an earlier tmpfs */
     SP_OP_HIDE,     /* cover dst: empty read-only tmpfs or empty file */
+    SP_OP_COPY,     /* copy the small host file src to dst in the root tmpfs
+                       (cheaper than a bind to set up and tear down) */
 };
+
+/* Default files up to this size are copied, not bound. */
+#define SP_COPY_MAX (1024 * 1024)
 
 struct sp_mount_op {
     enum sp_op_kind kind;

@@ -55,6 +55,11 @@ int sp_seccomp_build_profile_text(const char *json, size_t len,
                                   const char *origin,
                                   struct sp_seccomp_prog *ret, sp_error *err);
 
+/* The default filter (allow_ptrace or not) as compiled at build time by
+ * seccomp_gen: identical to what sp_seccomp_build makes for a policy
+ * without a profile, without running libseccomp. 0 or -ENOMEM. */
+int sp_seccomp_default_cached(bool allow_ptrace, struct sp_seccomp_prog *ret);
+
 /* Free the program and zero the struct. Accepts NULL and a zeroed struct. */
 void sp_seccomp_prog_free(struct sp_seccomp_prog *prog);
 

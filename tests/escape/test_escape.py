@@ -1,0 +1,435 @@
+"""The escape suite: run tests/escape/escape.c inside the real sandbox and
+assert the exact refusal of every attack, then run the same attack with the
+layer under test turned off and show the outcome changes (the test can
+fail). docs/escape-suite.md lists the attacks, the layer that stops each,
+and its control.
+
+Environment: SANDPIT_BIN (the sandpit binary), ESCAPE_BIN (the compiled
+escape program). Runs as root (cgroup limits enforced) and as an ordinary
+user (limits only warned about); tests that need root skip otherwise.
+"""
+
+import ctypes
+import fcntl
+import os
+import re
+import socket
+import subprocess
+import termios
+
+import pytest
+
+SANDPIT = os.path.abspath(os.environ["SANDPIT_BIN"]) \
+    if os.environ.get("SANDPIT_BIN") else ""
+ESCAPE = os.path.abspath(os.environ["ESCAPE_BIN"]) \
+    if os.environ.get("ESCAPE_BIN") else ""
+ESCAPE_DIR = os.path.dirname(ESCAPE)
+ROOT = os.geteuid() == 0
+TIMEOUT = 120  # seconds for any one subprocess
+
+pytestmark = pytest.mark.skipif(
+    not (SANDPIT and os.access(SANDPIT, os.X_OK) and ESCAPE
+         and os.access(ESCAPE, os.X_OK)),
+    reason="set SANDPIT_BIN and ESCAPE_BIN to the built binaries")
+
+needs_root = pytest.mark.skipif(
+    not ROOT, reason="cgroup limits are enforced only when run as root")
+needs_user = pytest.mark.skipif(
+    ROOT, reason="checks the unprivileged warning; runs as an ordinary user")
+
+
+# ---- the host, read once ----------------------------------------------------
+
+def _sysctl(name, default=None):
+    try:
+        with open("/proc/sys/" + name.replace(".", "/")) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError):
+        return default
+
+
+def _landlock_abi():
+    """landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    r = libc.syscall(ctypes.c_long(444), None, ctypes.c_size_t(0),
+                     ctypes.c_uint32(1))
+    return max(int(r), 0)
+
+
+LANDLOCK_ABI = _landlock_abi()
+
+
+# ---- running the sandbox ----------------------------------------------------
+
+class Result:
+    def __init__(self, proc):
+        self.rc = proc.returncode
+        self.out = proc.stdout.strip()
+        self.err = proc.stderr.strip()
+
+    def __repr__(self):
+        return "rc=%d out=%r err=%r" % (self.rc, self.out, self.err)
+
+
+def run_host(*attack):
+    """The escape program straight on the host: the kernel's own answer."""
+    p = subprocess.run([ESCAPE, *attack], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    return Result(p)
+
+
+@pytest.fixture
+def ws(tmp_path):
+    """A workspace an ordinary user's sandbox can enter too."""
+    w = tmp_path / "ws"
+    w.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(w, 0o777)
+    return w
+
+
+@pytest.fixture
+def sp(ws):
+    """sp(flags, *attack, stdin=None, quiet=True) runs the attack in the
+    sandbox and returns its Result."""
+    def run(flags, *attack, stdin=None, quiet=True, ctty=False):
+        cmd = [SANDPIT, "run"] + (["-q"] if quiet else [])
+        cmd += ["--workspace", str(ws), *flags, "--ro", ESCAPE_DIR,
+                "--", ESCAPE, *attack]
+        # ctty: make stdin (a pty) the controlling terminal of the caller's
+        # session, the situation of bubblewrap CVE-2017-5226.
+        pre = (lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)) if ctty else None
+        p = subprocess.run(cmd, cwd=ws,
+                           stdin=subprocess.DEVNULL if stdin is None else stdin,
+                           capture_output=True, text=True, timeout=TIMEOUT,
+                           start_new_session=ctty, preexec_fn=pre)
+        return Result(p)
+    return run
+
+
+@pytest.fixture
+def hostdir(tmp_path):
+    """A host directory outside the plan, with a secret and a canary."""
+    d = tmp_path / "host"
+    d.mkdir()
+    (d / "secret").write_text("host secret\n")
+    (d / "canary").write_text("canary\n")
+    os.chmod(d, 0o777)
+    for f in ("secret", "canary"):
+        os.chmod(d / f, 0o666)
+    return d
+
+
+def expect(res, out, rc=0):
+    assert (res.rc, res.out) == (rc, out), res
+
+
+# ---- seccomp ----------------------------------------------------------------
+# (attack, expected in the sandbox, [(layer-off flags, outcome), ...]).
+# A control equal to the refusal marks a call the kernel refuses on its own
+# (no capability): the *-efault / *-badfd twin is then the control that
+# tells the filter's errno from the kernel's.
+
+def _io_uring_off():
+    return "ok" if _sysctl("kernel.io_uring_disabled", 0) == 0 else "errno EPERM"
+
+
+def _perf_off():
+    return "ok" if _sysctl("kernel.perf_event_paranoid", 2) <= 2 \
+        else "errno EACCES"
+
+
+SECCOMP = [
+    (["ptrace"], "errno EPERM",
+     [(["--allow-ptrace"], "ok"), (["--no-seccomp"], "ok")]),
+    (["ptrace-traceme"], "errno EPERM", [(["--allow-ptrace"], "ok")]),
+    (["process-vm-readv"], "errno EPERM", [(["--allow-ptrace"], "ok")]),
+    (["mount-tmpfs", "/tmp"], "errno EPERM",
+     [(["--no-seccomp"], "errno EPERM")]),
+    (["mount-efault"], "errno EPERM", [(["--no-seccomp"], "errno EFAULT")]),
+    (["fsopen"], "errno EPERM", [(["--no-seccomp"], "errno EPERM")]),
+    (["open-tree"], "errno EPERM", [(["--no-seccomp"], "ok")]),
+    (["unshare-user"], "errno EPERM", [(["--no-seccomp"], "ok")]),
+    (["clone-newuser"], "errno EPERM", [(["--no-seccomp"], "ok")]),
+    (["clone3"], "errno ENOSYS", [(["--no-seccomp"], "ok")]),
+    (["open-by-handle"], "errno EPERM", [(["--no-seccomp"], "errno EPERM")]),
+    (["open-by-handle-badfd"], "errno EPERM",
+     [(["--no-seccomp"], "errno EFAULT")]),
+    (["bpf"], "errno EPERM", []),
+    (["bpf-efault"], "errno EPERM", [(["--no-seccomp"], "errno EFAULT")]),
+    (["io-uring-setup"], "errno EPERM", [(["--no-seccomp"], _io_uring_off())]),
+    (["userfaultfd"], "errno EPERM", [(["--no-seccomp"], "ok")]),
+    (["perf-event-open"], "errno EPERM", [(["--no-seccomp"], _perf_off())]),
+    (["keyctl"], "errno EPERM", [(["--no-seccomp"], "ok")]),
+    (["socket-packet"], "errno EAFNOSUPPORT",
+     [(["--no-seccomp"], "errno EPERM")]),
+]
+
+
+@pytest.mark.parametrize("attack,refusal,controls", SECCOMP,
+                         ids=[c[0][0] for c in SECCOMP])
+def test_seccomp(sp, attack, refusal, controls):
+    expect(sp([], *attack), refusal)
+    for flags, outcome in controls:
+        expect(sp(flags, *attack), outcome)
+
+
+@pytest.fixture
+def tty():
+    """A pty that is no session's controlling terminal: without the filter
+    the sandbox can take it and type into it."""
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    yield master, slave
+    os.close(master)
+    os.close(slave)
+
+
+def _drain(fd):
+    try:
+        return os.read(fd, 4096)
+    except (BlockingIOError, OSError):
+        return b""
+
+
+@pytest.mark.parametrize("attack", ["tiocsti", "tiocsti-high"])
+def test_tiocsti(sp, tty, attack):
+    master, slave = tty
+    expect(sp([], attack, stdin=slave), "errno EPERM")
+    assert b"#" not in _drain(master)
+    # Control: without seccomp the character is typed (echoed to the master).
+    res = sp(["--no-seccomp"], attack, stdin=slave)
+    if _sysctl("dev.tty.legacy_tiocsti", 1) == 0:
+        expect(res, "errno EIO")
+    else:
+        expect(res, "ok")
+        assert b"#" in _drain(master)
+
+
+def test_tiocsti_callers_terminal(sp, tty):
+    """The caller's own controlling terminal: sandpit's setsid() leaves the
+    sandbox without it, so even with the filter off the kernel refuses."""
+    master, slave = tty
+    expect(sp([], "tiocsti", stdin=slave, ctty=True), "errno EPERM")
+    expect(sp(["--no-seccomp"], "tiocsti", stdin=slave, ctty=True),
+           "errno EPERM")
+    assert b"#" not in _drain(master)
+
+
+def test_tioclinux(sp, tty):
+    master, slave = tty
+    expect(sp([], "tioclinux", stdin=slave), "errno EPERM")
+    expect(sp(["--no-seccomp"], "tioclinux", stdin=slave), "errno ENOTTY")
+
+
+SIGSYS_EXIT = 128 + 31
+
+
+def test_int80(sp):
+    res = sp([], "int80")
+    expect(res, "", rc=SIGSYS_EXIT)
+    host = run_host("int80")
+    if host.rc != 0:
+        pytest.skip("this kernel has no i386 entry point: %r" % host)
+    expect(sp(["--no-seccomp"], "int80"), "ok")
+
+
+def test_x32(sp):
+    expect(sp([], "x32"), "", rc=SIGSYS_EXIT)
+    # Control: the kernel's own answer (ENOSYS unless x32 is enabled).
+    host = run_host("x32")
+    res = sp(["--no-seccomp"], "x32")
+    assert (res.rc, res.out) == (0, host.out), (res, host)
+
+
+# ---- Landlock and the network namespace ---------------------------------------
+
+@pytest.fixture
+def tcp_listener():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def test_connect_host_loopback(sp, tcp_listener):
+    port = str(tcp_listener)
+    # --net none: Landlock (ABI 4+) refuses TCP connect; behind it the
+    # sandbox's own network namespace has nothing listening.
+    refusal = "errno EACCES" if LANDLOCK_ABI >= 4 else "errno ECONNREFUSED"
+    expect(sp([], "connect", "127.0.0.1", port), refusal)
+    expect(sp(["--no-landlock"], "connect", "127.0.0.1", port),
+           "errno ECONNREFUSED")
+    # Control: the host's network reaches the listener.
+    expect(sp(["--net", "host"], "connect", "127.0.0.1", port), "ok")
+
+
+@pytest.fixture
+def abstract_listener():
+    name = "sandpit-escape-%d" % os.getpid()
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind("\0" + name)
+    s.listen(16)
+    yield name
+    s.close()
+
+
+def test_connect_host_abstract_socket(sp, abstract_listener):
+    name = abstract_listener
+    # --net none: another network namespace, another abstract namespace.
+    expect(sp([], "connect-abstract", name), "errno ECONNREFUSED")
+    if LANDLOCK_ABI < 6:
+        pytest.skip("Landlock ABI %d cannot scope abstract sockets"
+                    % LANDLOCK_ABI)
+    # --net host shares the host's abstract namespace: Landlock's scoping
+    # is all that stands between the sandbox and the host's listeners.
+    expect(sp(["--net", "host"], "connect-abstract", name), "errno EPERM")
+    expect(sp(["--net", "host", "--no-landlock"], "connect-abstract", name),
+           "ok")
+
+
+# ---- the mount plan -------------------------------------------------------------
+
+def test_read_root_bashrc(sp):
+    expect(sp([], "read", "/root/.bashrc"), "errno ENOENT")
+
+
+def test_read_host_file_outside_plan(sp, hostdir):
+    secret = str(hostdir / "secret")
+    expect(sp([], "read", secret), "errno ENOENT")
+    expect(sp(["--no-landlock", "--no-seccomp"], "read", secret),
+           "errno ENOENT")
+    # Control: the same file read once the plan names its directory.
+    expect(sp(["--ro", str(hostdir)], "read", secret), "ok")
+
+
+def test_write_usr(sp):
+    expect(sp([], "write", "/usr/bin/x"), "errno EROFS")
+    expect(sp(["--no-landlock"], "write", "/usr/bin/x"), "errno EROFS")
+    assert not os.path.exists("/usr/bin/x")
+
+
+def test_write_ro_mount(sp, hostdir):
+    canary = str(hostdir / "canary")
+    expect(sp(["--ro", str(hostdir)], "write", canary), "errno EROFS")
+    expect(sp(["--ro", str(hostdir), "--no-landlock"], "write", canary),
+           "errno EROFS")
+    assert (hostdir / "canary").read_text() == "canary\n"
+    # Control: a read-write mount of the same directory lets it through.
+    expect(sp(["--rw", str(hostdir)], "write", canary), "ok")
+    assert (hostdir / "canary").read_text().startswith("escaped")
+
+
+def test_symlink_out_of_workspace(sp, ws, hostdir):
+    target = str(hostdir / "planted")
+    expect(sp([], "symlink-write", target), "errno ENOENT")
+    expect(sp(["--no-landlock", "--no-seccomp"], "symlink-write", target),
+           "errno ENOENT")
+    assert not (hostdir / "planted").exists()
+    assert os.path.islink(ws / "escape-link")  # the attack did plant it
+    # A link to a host file the plan mounts read-only: still no write.
+    canary = str(hostdir / "canary")
+    expect(sp(["--ro", str(hostdir)], "symlink-write", canary), "errno EROFS")
+    assert (hostdir / "canary").read_text() == "canary\n"
+    # Control: with the directory mounted read-write the write lands.
+    expect(sp(["--rw", str(hostdir)], "symlink-write", target), "ok")
+    assert (hostdir / "planted").read_text() == "escaped\n"
+
+
+def test_proc_kcore(sp):
+    # Masked with an empty read-only file when the kernel has it.
+    out = "empty" if os.path.exists("/proc/kcore") else "errno ENOENT"
+    expect(sp([], "read", "/proc/kcore"), out)
+
+
+def test_proc_sysrq_trigger(sp):
+    # "h" only prints the sysrq help to the kernel log, should it get through.
+    out = "errno EROFS" if os.path.exists("/proc/sysrq-trigger") \
+        else "errno ENOENT"
+    expect(sp([], "write", "/proc/sysrq-trigger", "h"), out)
+
+
+def test_proc_sys_hostname(sp):
+    # /proc/sys is read-only; an unmapped host root's file is refused first.
+    out = "errno EROFS" if ROOT else "errno EACCES"
+    expect(sp([], "write", "/proc/sys/kernel/hostname", "escaped"), out)
+    expect(sp(["--no-landlock", "--no-seccomp"], "write",
+              "/proc/sys/kernel/hostname", "escaped"), out)
+
+
+def test_sysfs_absent(sp):
+    expect(sp([], "write", "/sys/kernel/uevent_helper", "/tmp/x"),
+           "errno ENOENT")
+    expect(sp([], "read", "/sys/kernel/notes"), "errno ENOENT")
+
+
+def test_proc_self_exe(sp):
+    # runc CVE-2019-5736: the binary the sandbox runs is not writable. The
+    # kernel answers first: ETXTBSY (running), or EACCES (an unprivileged
+    # sandbox is not the file's owner); the read-only mount is behind them.
+    res = sp([], "write", "/proc/self/exe")
+    assert res.rc == 0 and res.out in ("errno ETXTBSY", "errno EACCES",
+                                       "errno EROFS"), res
+
+
+def test_no_leaked_fds(sp):
+    expect(sp([], "fds"), "none")
+
+
+# ---- the PID namespace ----------------------------------------------------------
+
+def test_kill_host_process(sp):
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        res = sp([], "kill", str(victim.pid))
+        assert res.rc == 0 and res.out in ("errno ESRCH", "errno EPERM"), res
+        res = sp(["--no-landlock", "--no-seccomp"], "kill", str(victim.pid))
+        assert res.rc == 0 and res.out in ("errno ESRCH", "errno EPERM"), res
+        assert victim.poll() is None, "the host process died"
+    finally:
+        victim.kill()
+        victim.wait(timeout=TIMEOUT)
+
+
+# ---- resource limits ------------------------------------------------------------
+
+@needs_root
+def test_fork_bomb(sp):
+    res = sp(["--pids", "32"], "forkbomb", "1000")
+    m = re.fullmatch(r"forked (\d+) errno EAGAIN", res.out)
+    assert res.rc == 0 and m and int(m.group(1)) < 32, res
+    # Control, bounded: no limit, 200 children, all forked.
+    expect(sp(["--pids", "0"], "forkbomb", "200"), "forked 200")
+
+
+@needs_root
+def test_memory(sp):
+    res = sp(["--memory", "64M"], "alloc", "512")
+    assert res.rc == 137 and res.out == "", res
+    assert "killed: out of memory" in res.err, res
+    # Control, bounded: no limit, 128 MiB touched.
+    expect(sp(["--memory", "0"], "alloc", "128"), "ok")
+
+
+@needs_user
+def test_limits_unprivileged_warn(sp):
+    # No cgroup delegation: said loudly, and processes are still bounded
+    # through RLIMIT_NPROC, counted per user namespace.
+    res = sp(["--pids", "32"], "forkbomb", "50", quiet=False)
+    m = re.fullmatch(r"forked (\d+) errno EAGAIN", res.out)
+    assert res.rc == 0 and m and int(m.group(1)) < 32, res
+    assert "not enforced" in res.err and "RLIMIT_NPROC" in res.err, res
+    # Control: without a pids limit the 50 forks all succeed.
+    expect(sp(["--pids", "0"], "forkbomb", "50"), "forked 50")
+    res = sp(["--require", "limits", "--pids", "32"], "forkbomb", "50")
+    assert res.rc == 125 and res.out == "", res
+
+
+def test_fill_tmp(sp):
+    res = sp(["--tmp-size", "8M"], "fill", "/tmp/fill", "64")
+    m = re.fullmatch(r"wrote (\d+) errno ENOSPC", res.out)
+    assert res.rc == 0 and m and int(m.group(1)) <= 8, res
+    # Control: a larger /tmp takes 16 MiB.
+    expect(sp(["--tmp-size", "64M"], "fill", "/tmp/fill", "16"), "wrote 16")
