@@ -676,6 +676,16 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                 "--net host: the sandbox shares the host's network (no "
                 "network isolation)");
 
+    log_msg(o, SP_LOG_INFO,
+            "layers: namespaces %s%smount pid ipc uts cgroup; landlock %s; "
+            "seccomp %s (%u instructions); %zu mount operations",
+            l.userns ? "user " : "", p->net == SP_NET_NONE ? "net " : "",
+            l.landlock_on ? "on" : "off", l.seccomp_on ? "on" : "off",
+            l.seccomp_on ? (unsigned)l.seccomp.len : 0u, l.plan.n);
+    if (l.landlock_on)
+        log_msg(o, SP_LOG_INFO, "landlock: ABI %d, %zu rules", l.landlock.abi,
+                l.landlock.n_rules);
+
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
         rc = sp_error_set(err, errno, "pipe");
