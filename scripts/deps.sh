@@ -2,9 +2,13 @@
 # deps.sh — install what a fresh Debian 12 machine lacks to build and test
 # sandpit. Runs apt-get only when something is missing.
 set -euo pipefail
-BUILD_PKGS=(gcc clang meson ninja-build pkg-config libseccomp-dev libjansson-dev)
+BUILD_PKGS=(gcc clang meson ninja-build pkg-config libseccomp-dev libjansson-dev
+            libarchive-dev
+            # what the static libarchive links against (the CLI is static)
+            libacl1-dev libzstd-dev liblz4-dev nettle-dev liblzma-dev
+            libbz2-dev zlib1g-dev libxml2-dev libicu-dev)
 TEST_PKGS=(libcmocka-dev python3 python3-pytest iproute2 procps util-linux
-           libclang-rt-14-dev)
+           libclang-rt-14-dev curl openssl git diffutils)
 want=("${BUILD_PKGS[@]}")
 if [ "${1:-}" = "--test" ]; then
     want+=("${TEST_PKGS[@]}")

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_ws.h"
 
 static const struct {
     const char *name;
@@ -12,6 +13,13 @@ static const struct {
     {"run", cmd_run, "run a command in a fresh one-shot sandbox"},
     {"policy", cmd_policy, "print the effective policy (policy show [FLAGS])"},
     {"doctor", cmd_doctor, "what this host can enforce (--json)"},
+    {"create", cmd_create, "create and start a persistent workspace"},
+    {"exec", cmd_exec, "run a command in a workspace (exec NAME -- CMD)"},
+    {"ps", cmd_ps, "list workspaces (--json)"},
+    {"stop", cmd_stop, "stop a workspace, keeping its files"},
+    {"start", cmd_start, "start a stopped workspace again"},
+    {"rm", cmd_rm, "remove a workspace (-f: even a running one)"},
+    {"gc", cmd_gc, "clean up workspaces whose supervisor died"},
 };
 
 static void usage(FILE *f)

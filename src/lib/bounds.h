@@ -26,4 +26,29 @@
  * dynamic loader before the command starts, which only confuses. */
 #define SP_MIN_MEMORY (4ull * 1024 * 1024)
 
+/* ---- workspaces: the control socket and the agent's socketpair ---------- */
+/* Longest wire message (one JSON object per line), newline included. */
+#define SP_PROTO_MAX_LINE (1024 * 1024)
+/* Most fds one message may carry (an exec's stdin, stdout, stderr). */
+#define SP_PROTO_MAX_FDS 3
+/* Longest string request id and method name. */
+#define SP_PROTO_MAX_ID 128
+#define SP_PROTO_MAX_METHOD 64
+/* Most clients connected to one supervisor at once. */
+#define SP_WS_MAX_CLIENTS 128
+/* Most requests one client may have in flight (execs waiting for status). */
+#define SP_WS_MAX_PENDING 64
+/* Most execs running at once in one workspace. */
+#define SP_WS_MAX_EXECS 1024
+/* Most bytes of replies queued for one slow client before it is dropped. */
+#define SP_WS_MAX_OUTBUF (1024 * 1024)
+/* Longest workspace name: [a-z0-9][a-z0-9_.-]{0,62}. */
+#define SP_WS_NAME_MAX 63
+/* Largest state.json we read back. */
+#define SP_WS_MAX_STATE_FILE (4 * 1024 * 1024)
+/* Seconds from SIGTERM to SIGKILL when a client goes away mid-exec. */
+#define SP_WS_KILL_GRACE 2.0
+/* Seconds a create/start waits for the agent to report ready. */
+#define SP_WS_START_TIMEOUT 60
+
 #endif

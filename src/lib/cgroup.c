@@ -1020,12 +1020,17 @@ void sp_cgroup_destroy(struct sp_cgroup *cg)
         struct cg_dir *d = &cg->dirs[i];
         sp_close_keep_errno(d->fd);
         /* A killed process leaves its cgroup a moment after it dies; the
-         * kernel says EBUSY until then. Up to a second. */
-        for (int tries = 0; tries < 200; tries++) {
+         * kernel says EBUSY until then. Back off from 100 us (usually one
+         * short wait is enough) up to about a second in all. */
+        long waited_us = 0;
+        for (long step = 100; waited_us < 1000000; step = step < 20000 ? step * 2 : step) {
             if (unlinkat(d->parent_fd, cg->name, AT_REMOVEDIR) == 0 ||
                 errno != EBUSY)
                 break;
-            sleep_ms(5);
+            struct timespec ts = {0, step * 1000L};
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+            }
+            waited_us += step;
         }
         sp_close_keep_errno(d->parent_fd);
         free(d->path);

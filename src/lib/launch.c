@@ -36,6 +36,7 @@
 #include "cgroup.h"
 #include "envbuild.h"
 #include "error.h"
+#include "agent.h"
 #include "landlock.h"
 #include "mounts.h"
 #include "mountplan.h"
@@ -94,6 +95,8 @@ struct launch {
     int sync_rd, sync_wr;         /* parent -> child: maps written */
     int err_rd, err_wr;           /* child -> parent: sp_child_error */
     bool userns;
+    int agent_sock;               /* workspace mode: the agent's socket, or -1 */
+    const char *ws_dst;           /* workspace mode: workspace mount point */
 };
 
 static void child_report(struct launch *l, struct sp_child_error *ce)
@@ -146,15 +149,15 @@ static int drop_caps_sets(void)
 
 /* execve with our own PATH search: execvp may allocate. Returns the errno
  * that decides 126 vs 127. */
-static int exec_command(struct launch *l)
+int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
 {
-    const char *cmd = l->argv[0];
+    const char *cmd = argv[0];
     if (strchr(cmd, '/')) {
-        execve(cmd, l->argv, l->envp);
+        execve(cmd, argv, envp);
         return errno;
     }
     char buf[SP_MAX_PATH];
-    const char *path = l->path_env ? l->path_env : SP_DEFAULT_PATH;
+    const char *path = path_env ? path_env : SP_DEFAULT_PATH;
     int saw = ENOENT;
     size_t clen = strlen(cmd);
     while (*path) {
@@ -170,7 +173,7 @@ static int exec_command(struct launch *l)
         if (dlen + 1 + clen + 1 <= sizeof(buf)) {
             buf[dlen] = '/';
             memcpy(buf + dlen + 1, cmd, clen + 1);
-            execve(buf, l->argv, l->envp);
+            execve(buf, argv, envp);
             if (errno != ENOENT && errno != ENOTDIR)
                 saw = errno;
             if (errno == ENOEXEC || errno == E2BIG || errno == ENOMEM ||
@@ -182,11 +185,12 @@ static int exec_command(struct launch *l)
     return saw;
 }
 
+static void harden(struct launch *l);
+
 /* The command: runs as the grandchild, PID 2 of the sandbox. */
 static _Noreturn void run_command(struct launch *l)
 {
     struct sp_child_error ce = {0};
-    const struct sp_policy *p = l->p;
 
     /* A new session: the sandbox can never TIOCSTI into the caller's
      * terminal (bubblewrap CVE-2017-5226). */
@@ -204,6 +208,23 @@ static _Noreturn void run_command(struct launch *l)
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
 
+    harden(l);
+
+    int e = sp_exec_search(l->argv, l->envp, l->path_env);
+    sp_child_error_set(&ce, e == ENOENT ? SP_STEP_EXEC_NOTFOUND : SP_STEP_EXEC, e,
+                       l->argv[0]);
+    child_fail(l, &ce, e == ENOENT ? 127 : 126);
+}
+
+/* Lock the calling process down as the command will run: rlimits, ids,
+ * capabilities, no_new_privs, working directory, Landlock, fds, seccomp.
+ * Shared by the one-shot command and the workspace agent (which applies it
+ * to itself once, so each exec is a plain fork and execve). Reports and
+ * exits 125 on failure. */
+static void harden(struct launch *l)
+{
+    struct sp_child_error ce = {0};
+    const struct sp_policy *p = l->p;
     struct rlimit rl = {0, 0};
     if (setrlimit(RLIMIT_CORE, &rl) < 0)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "core"), &ce), 125);
@@ -270,11 +291,51 @@ static _Noreturn void run_command(struct launch *l)
         if (r < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, NULL), &ce), 125);
     }
+}
 
-    int e = exec_command(l);
-    sp_child_error_set(&ce, e == ENOENT ? SP_STEP_EXEC_NOTFOUND : SP_STEP_EXEC, e,
-                       l->argv[0]);
-    child_fail(l, &ce, e == ENOENT ? 127 : 126);
+/* Close every fd but those in keep (a few, any order). Async-signal-safe. */
+static void close_all_except(int *keep, size_t n)
+{
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    unsigned lo = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] < 0)
+            continue;
+        if ((unsigned)keep[i] > lo)
+            syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0U);
+        lo = (unsigned)keep[i] + 1;
+    }
+    syscall(SYS_close_range, lo, ~0U, 0U);
+}
+
+/* Workspace mode: PID 1 becomes the agent. It locks itself down once as a
+ * command would be (so each exec is a bare fork and execve), tells the
+ * supervisor by closing the error pipe, and serves the socketpair. */
+static _Noreturn void become_agent(struct launch *l)
+{
+    setsid();
+    harden(l);
+    /* A uid change (--uid without a user namespace) clears both. The agent
+     * also exits when the socketpair reaches EOF, which covers a
+     * supervisor that died in between. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_NAME, "sandpit-agent", 0, 0, 0);
+    struct sp_agent_cfg cfg = {
+        .sock = l->agent_sock,
+        .envp = l->envp,
+        .path_env = l->path_env,
+        .default_timeout = l->p->timeout,
+        .kill_after = l->p->kill_after,
+    };
+    close(l->err_wr);
+    l->err_wr = -1;
+    sp_agent_main(&cfg);
 }
 
 /* PID 1 of the sandbox: set up the world, start the command, reap every
@@ -287,6 +348,13 @@ static _Noreturn void sandbox_init(struct launch *l)
      * maps and cgroup. EOF means it died before that. */
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     close(l->sync_wr);
+    if (l->agent_sock >= 0) {
+        /* The supervisor holds its lock, control socket and log: none of
+         * them may enter the sandbox (the agent never execs, so O_CLOEXEC
+         * alone would not close them). */
+        int keep[] = {l->sync_rd, l->err_wr, l->agent_sock};
+        close_all_except(keep, SP_ARRAY_SIZE(keep));
+    }
     char c;
     ssize_t n;
     do {
@@ -319,6 +387,8 @@ static _Noreturn void sandbox_init(struct launch *l)
         _exit(125);
     close(l->sync_rd);
     l->nproc_fallback = c == 'n';
+    if (l->agent_sock >= 0)
+        become_agent(l);
 
     pid_t cmd = fork();
     if (cmd < 0)
@@ -592,11 +662,236 @@ static void write_stats_json(const char *path, const sp_stats *st, int status)
     fclose(f);
 }
 
+/* Everything planned before clone: layers checked against --require, the
+ * mount plan, environment, seccomp program, Landlock rules and the pipes.
+ * On failure the caller frees l with launch_free. */
+static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
+{
+    const struct sp_policy *p = l->p;
+    int rc = 0;
+    int fds[2];
+
+    /* --require: refuse before anything starts when a layer is missing. */
+    l->userns = p->userns || geteuid() != 0;
+    if ((p->require & SP_LAYER_USERNS) && !l->userns)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require userns conflicts with --no-userns");
+    if ((p->require & SP_LAYER_NETNS) && p->net == SP_NET_HOST)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require netns conflicts with --net host");
+    if ((p->require & SP_LAYER_SECCOMP) && !p->seccomp)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require seccomp conflicts with --no-seccomp");
+    if ((p->require & SP_LAYER_LANDLOCK) && !p->landlock)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require landlock conflicts with --no-landlock");
+
+    if ((rc = sp_mount_plan_build_at(p, l->ws_dst, &l->plan, err)) < 0)
+        return rc;
+    l->scratch = calloc(l->plan.n + 1, sizeof(int));
+    if (!l->scratch) {
+        return sp_error_set(err, ENOMEM, "mount plan");
+    }
+    if ((rc = sp_env_build(p, environ, l->plan.home, &l->envp, err)) < 0)
+        return rc;
+    l->path_env = sp_env_get(l->envp, "PATH");
+    l->cap_last = read_cap_last();
+
+    if (p->seccomp) {
+        /* The default filter was compiled at build time; only a custom
+         * profile runs libseccomp here. */
+        if (!p->seccomp_profile)
+            rc = sp_seccomp_default_cached(p->allow_ptrace, &l->seccomp);
+        else
+            rc = sp_seccomp_build(p, &l->seccomp, err);
+        if (rc == -ENOMEM)
+            sp_error_set(err, ENOMEM, "building the filter");
+        if (rc < 0) {
+            sp_error_prefix(err, "seccomp");
+            return rc;
+        }
+        l->seccomp_on = true;
+    } else {
+        log_msg(o, SP_LOG_WARN, "seccomp is off (--no-seccomp): the kernel's "
+                                "whole system call surface is reachable");
+    }
+    if (p->landlock) {
+        if ((rc = build_landlock(l, o, err)) < 0)
+            return rc;
+    } else {
+        log_msg(o, SP_LOG_WARN,
+                "Landlock is off (--no-landlock): file access is limited by "
+                "mounts alone");
+    }
+    if (p->net == SP_NET_HOST)
+        log_msg(o, SP_LOG_WARN,
+                "--net host: the sandbox shares the host's network (no "
+                "network isolation)");
+
+    log_msg(o, SP_LOG_INFO,
+            "layers: namespaces %s%smount pid ipc uts cgroup; landlock %s; "
+            "seccomp %s (%u instructions); %zu mount operations",
+            l->userns ? "user " : "", p->net == SP_NET_NONE ? "net " : "",
+            l->landlock_on ? "on" : "off", l->seccomp_on ? "on" : "off",
+            l->seccomp_on ? (unsigned)l->seccomp.len : 0u, l->plan.n);
+    if (l->landlock_on)
+        log_msg(o, SP_LOG_INFO, "landlock: ABI %d, %zu rules", l->landlock.abi,
+                l->landlock.n_rules);
+
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        rc = sp_error_set(err, errno, "pipe");
+        return rc;
+    }
+    l->sync_rd = fds[0];
+    l->sync_wr = fds[1];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        rc = sp_error_set(err, errno, "pipe");
+        return rc;
+    }
+    l->err_rd = fds[0];
+    l->err_wr = fds[1];
+
+    return 0;
+}
+
+/* clone3 into new namespaces, write the id maps, release the child to
+ * build its root, make and join the cgroup, release it again. Sets
+ * *ret_pid, *ret_pidfd and *ret_cg (NULL when there is no cgroup); on
+ * failure the child is killed and reaped. Signals must be blocked. */
+static int launch_clone(struct launch *l, const sp_run_opts *o,
+                        pid_t *ret_pid, int *ret_pidfd,
+                        struct sp_cgroup **ret_cg, sp_error *err)
+{
+    const struct sp_policy *p = l->p;
+    struct sp_cgroup *cg = NULL;
+    int rc = 0;
+    uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
+                     CLONE_NEWCGROUP | CLONE_PIDFD;
+    if (l->userns)
+        flags |= CLONE_NEWUSER;
+    if (p->net == SP_NET_NONE)
+        flags |= CLONE_NEWNET;
+    struct clone_args_v2 ca;
+    memset(&ca, 0, sizeof(ca));
+    ca.flags = flags;
+    ca.pidfd = (uint64_t)(uintptr_t)ret_pidfd;
+    ca.exit_signal = SIGCHLD;
+    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+    if (pid < 0 && errno == EPERM && l->userns && geteuid() != 0) {
+        return sp_error_setk(err, SP_ERR_SYSTEM, errno,
+                             "the host refused to create a user namespace "
+                             "(check kernel.unprivileged_userns_clone, "
+                             "user.max_user_namespaces and AppArmor's "
+                             "restrict_unprivileged_userns)");
+    }
+    if (pid < 0) {
+        rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,
+                           "cannot create the sandbox namespaces");
+        return rc;
+    }
+    if (pid == 0)
+        sandbox_init(l);
+
+    close(l->sync_rd);
+    l->sync_rd = -1;
+    close(l->err_wr);
+    l->err_wr = -1;
+
+    if (l->userns && (rc = write_id_maps(pid, p, err)) < 0) {
+        sp_error_prefix(err, "user namespace maps");
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return rc;
+    }
+    /* Release the child to build its root; meanwhile (the other core) make
+     * the cgroup. The child waits for a second byte before it starts the
+     * command, so the command and all it forks are born inside the cgroup. */
+    if (write(l->sync_wr, "x", 1) != 1) {
+        rc = sp_error_set(err, errno, "releasing the sandbox");
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return rc;
+    }
+    if ((rc = setup_cgroup(p, o, &cg, err)) < 0 ||
+        (cg && (rc = sp_cgroup_attach(cg, pid, err)) < 0)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return rc;
+    }
+    /* EPIPE: the child failed building its root and exited; its error
+     * record is read after the wait below. (SIGPIPE is blocked here and
+     * drained before the mask is restored.) */
+    if (write(l->sync_wr, cg ? "x" : "n", 1) != 1 && errno != EPIPE) {
+        rc = sp_error_set(err, errno, "releasing the sandbox");
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return rc;
+    }
+    close(l->sync_wr);
+    l->sync_wr = -1;
+
+    *ret_pid = pid;
+    *ret_cg = cg;
+    return 0;
+}
+
+int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
+                    int agent_sock, const char *ws_dst,
+                    struct sp_launch_handle *ret, sp_error *err)
+{
+    static char *const agent_argv[] = {"sandpit-agent", NULL};
+    struct launch l = {.p = p, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
+                       .err_wr = -1, .agent_sock = agent_sock,
+                       .ws_dst = ws_dst, .argv = agent_argv};
+    struct sp_cgroup *cg = NULL;
+    int pidfd = -1, rc = 0;
+    pid_t pid = -1;
+
+    if (!p->finalized)
+        return sp_error_setk(err, SP_ERR_USAGE, 0, "policy not finalized");
+    if (p->n_pass_fds > 0)
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "--pass-fd has no meaning for a workspace");
+    if ((rc = launch_prepare(&l, o, err)) < 0)
+        goto fail;
+    if ((rc = launch_clone(&l, o, &pid, &pidfd, &cg, err)) < 0)
+        goto fail;
+
+    /* The agent closes its end of the error pipe once it has locked itself
+     * down; a record means it failed on the way. */
+    struct sp_child_error ce = {0};
+    ssize_t got;
+    do {
+        got = read(l.err_rd, &ce, sizeof(ce));
+    } while (got < 0 && errno == EINTR);
+    if (got == (ssize_t)sizeof(ce) && ce.step != SP_STEP_NONE) {
+        ce.path[sizeof(ce.path) - 1] = '\0';
+        rc = sp_error_setk(err, SP_ERR_SYSTEM, ce.err, "%s%s%s",
+                           step_text(ce.step), ce.path[0] ? " " : "",
+                           ce.path);
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        waitpid(pid, NULL, 0);
+        goto fail;
+    }
+    launch_free(&l);
+    ret->pid = pid;
+    ret->pidfd = pidfd;
+    ret->cg = cg;
+    return 0;
+fail:
+    if (cg)
+        sp_cgroup_destroy(cg);
+    if (pidfd >= 0)
+        close(pidfd);
+    launch_free(&l);
+    return rc;
+}
+
 SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                      sp_stats *ret_stats, sp_error *err)
 {
     struct launch l = {.p = p, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
-                       .err_wr = -1};
+                       .err_wr = -1, .agent_sock = -1};
     struct sp_cgroup *cg = NULL;
     int pidfd = -1, sfd = -1, rc = -SP_EFAIL;
     sigset_t mask, oldmask;
@@ -618,87 +913,8 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                              SP_MAX_ARGS);
     l.argv = o->argv;
 
-    /* --require: refuse before anything starts when a layer is missing. */
-    l.userns = p->userns || geteuid() != 0;
-    if ((p->require & SP_LAYER_USERNS) && !l.userns)
-        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
-                             "--require userns conflicts with --no-userns");
-    if ((p->require & SP_LAYER_NETNS) && p->net == SP_NET_HOST)
-        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
-                             "--require netns conflicts with --net host");
-    if ((p->require & SP_LAYER_SECCOMP) && !p->seccomp)
-        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
-                             "--require seccomp conflicts with --no-seccomp");
-    if ((p->require & SP_LAYER_LANDLOCK) && !p->landlock)
-        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
-                             "--require landlock conflicts with --no-landlock");
-
-    if ((rc = sp_mount_plan_build(p, &l.plan, err)) < 0)
+    if ((rc = launch_prepare(&l, o, err)) < 0)
         goto out;
-    l.scratch = calloc(l.plan.n + 1, sizeof(int));
-    if (!l.scratch) {
-        rc = sp_error_set(err, ENOMEM, "mount plan");
-        goto out;
-    }
-    if ((rc = sp_env_build(p, environ, l.plan.home, &l.envp, err)) < 0)
-        goto out;
-    l.path_env = sp_env_get(l.envp, "PATH");
-    l.cap_last = read_cap_last();
-
-    if (p->seccomp) {
-        /* The default filter was compiled at build time; only a custom
-         * profile runs libseccomp here. */
-        if (!p->seccomp_profile)
-            rc = sp_seccomp_default_cached(p->allow_ptrace, &l.seccomp);
-        else
-            rc = sp_seccomp_build(p, &l.seccomp, err);
-        if (rc == -ENOMEM)
-            sp_error_set(err, ENOMEM, "building the filter");
-        if (rc < 0) {
-            sp_error_prefix(err, "seccomp");
-            goto out;
-        }
-        l.seccomp_on = true;
-    } else {
-        log_msg(o, SP_LOG_WARN, "seccomp is off (--no-seccomp): the kernel's "
-                                "whole system call surface is reachable");
-    }
-    if (p->landlock) {
-        if ((rc = build_landlock(&l, o, err)) < 0)
-            goto out;
-    } else {
-        log_msg(o, SP_LOG_WARN,
-                "Landlock is off (--no-landlock): file access is limited by "
-                "mounts alone");
-    }
-    if (p->net == SP_NET_HOST)
-        log_msg(o, SP_LOG_WARN,
-                "--net host: the sandbox shares the host's network (no "
-                "network isolation)");
-
-    log_msg(o, SP_LOG_INFO,
-            "layers: namespaces %s%smount pid ipc uts cgroup; landlock %s; "
-            "seccomp %s (%u instructions); %zu mount operations",
-            l.userns ? "user " : "", p->net == SP_NET_NONE ? "net " : "",
-            l.landlock_on ? "on" : "off", l.seccomp_on ? "on" : "off",
-            l.seccomp_on ? (unsigned)l.seccomp.len : 0u, l.plan.n);
-    if (l.landlock_on)
-        log_msg(o, SP_LOG_INFO, "landlock: ABI %d, %zu rules", l.landlock.abi,
-                l.landlock.n_rules);
-
-    int fds[2];
-    if (pipe2(fds, O_CLOEXEC) < 0) {
-        rc = sp_error_set(err, errno, "pipe");
-        goto out;
-    }
-    l.sync_rd = fds[0];
-    l.sync_wr = fds[1];
-    if (pipe2(fds, O_CLOEXEC) < 0) {
-        rc = sp_error_set(err, errno, "pipe");
-        goto out;
-    }
-    l.err_rd = fds[0];
-    l.err_wr = fds[1];
 
     /* Signals arrive through a signalfd and are forwarded to the sandbox;
      * the child starts with them blocked (init waits for them). */
@@ -715,71 +931,9 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
     }
     mask_set = true;
 
-    uint64_t flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS |
-                     CLONE_NEWCGROUP | CLONE_PIDFD;
-    if (l.userns)
-        flags |= CLONE_NEWUSER;
-    if (p->net == SP_NET_NONE)
-        flags |= CLONE_NEWNET;
-    struct clone_args_v2 ca;
-    memset(&ca, 0, sizeof(ca));
-    ca.flags = flags;
-    ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
-    ca.exit_signal = SIGCHLD;
-    pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-    if (pid < 0 && errno == EPERM && l.userns && geteuid() != 0) {
-        rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,
-                           "the host refused to create a user namespace "
-                           "(check kernel.unprivileged_userns_clone, "
-                           "user.max_user_namespaces and AppArmor's "
-                           "restrict_unprivileged_userns)");
+    pid_t pid = -1;
+    if ((rc = launch_clone(&l, o, &pid, &pidfd, &cg, err)) < 0)
         goto out;
-    }
-    if (pid < 0) {
-        rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,
-                           "cannot create the sandbox namespaces");
-        goto out;
-    }
-    if (pid == 0)
-        sandbox_init(&l);
-
-    close(l.sync_rd);
-    l.sync_rd = -1;
-    close(l.err_wr);
-    l.err_wr = -1;
-
-    if (l.userns && (rc = write_id_maps(pid, p, err)) < 0) {
-        sp_error_prefix(err, "user namespace maps");
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        goto out;
-    }
-    /* Release the child to build its root; meanwhile (the other core) make
-     * the cgroup. The child waits for a second byte before it starts the
-     * command, so the command and all it forks are born inside the cgroup. */
-    if (write(l.sync_wr, "x", 1) != 1) {
-        rc = sp_error_set(err, errno, "releasing the sandbox");
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        goto out;
-    }
-    if ((rc = setup_cgroup(p, o, &cg, err)) < 0 ||
-        (cg && (rc = sp_cgroup_attach(cg, pid, err)) < 0)) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        goto out;
-    }
-    /* EPIPE: the child failed building its root and exited; its error
-     * record is read after the wait below. (SIGPIPE is blocked here and
-     * drained before the mask is restored.) */
-    if (write(l.sync_wr, cg ? "x" : "n", 1) != 1 && errno != EPIPE) {
-        rc = sp_error_set(err, errno, "releasing the sandbox");
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        goto out;
-    }
-    close(l.sync_wr);
-    l.sync_wr = -1;
 
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     uint64_t deadline = p->timeout > 0 ? t0 + (uint64_t)(p->timeout * 1e6) : 0;

@@ -171,8 +171,32 @@ static void sort_ops(struct sp_mount_op *ops, size_t n)
     }
 }
 
+/* The workspace: the one place its mount is decided. `run` binds the
+ * directory at its own path; a persistent workspace binds its directory
+ * under the state dir at ws_dst ("/workspace"). (Overlay layers, --from
+ * and reset will change this op and nothing else.) */
+static void add_workspace(struct builder *b, const struct sp_policy *p,
+                          const char *ws_dst)
+{
+    if (p->workspace_mode == SP_WS_NONE)
+        return;
+    const char *dst = ws_dst ? ws_dst : p->workspace;
+    remove_exact(b, dst);
+    struct sp_mount_op *op = push(b, SP_OP_BIND, p->workspace, dst);
+    if (op) {
+        op->ro = p->workspace_mode == SP_WS_RO;
+        op->is_dir = true;
+    }
+}
+
 int sp_mount_plan_build(const struct sp_policy *p, struct sp_mount_plan *ret,
                         sp_error *err)
+{
+    return sp_mount_plan_build_at(p, NULL, ret, err);
+}
+
+int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
+                           struct sp_mount_plan *ret, sp_error *err)
 {
     struct builder b = {0};
     memset(ret, 0, sizeof(*ret));
@@ -208,13 +232,7 @@ int sp_mount_plan_build(const struct sp_policy *p, struct sp_mount_plan *ret,
     /* The workspace and the user's rules replace any earlier op for the same
      * target; a hide removes every op at or below its target and covers the
      * path when it lies inside another mount. */
-    if (p->workspace_mode != SP_WS_NONE) {
-        remove_exact(&b, p->workspace);
-        if ((op = push(&b, SP_OP_BIND, p->workspace, p->workspace))) {
-            op->ro = p->workspace_mode == SP_WS_RO;
-            op->is_dir = true;
-        }
-    }
+    add_workspace(&b, p, ws_dst);
     for (size_t i = 0; i < p->n_mounts; i++) {
         const struct sp_mount_rule *r = &p->mounts[i];
         struct stat st;
@@ -278,8 +296,9 @@ int sp_mount_plan_build(const struct sp_policy *p, struct sp_mount_plan *ret,
     ret->n = b.n;
     ret->home = strdup(SP_SANDBOX_HOME);
     const char *wd = p->cwd ? p->cwd
-                     : p->workspace_mode != SP_WS_NONE ? p->workspace
-                                                       : SP_SANDBOX_HOME;
+                     : p->workspace_mode != SP_WS_NONE
+                         ? (ws_dst ? ws_dst : p->workspace)
+                         : SP_SANDBOX_HOME;
     ret->workdir = strdup(wd);
     if (!ret->home || !ret->workdir) {
         sp_mount_plan_free(ret);

@@ -47,6 +47,10 @@ struct sp_mount_plan {
  * mount's parent is mounted first. Returns 0 or < 0 with err filled. */
 int sp_mount_plan_build(const struct sp_policy *p, struct sp_mount_plan *ret,
                         sp_error *err);
+/* The same, with the workspace directory mounted at ws_dst (a persistent
+ * workspace's "/workspace") instead of at its own path; NULL = its path. */
+int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
+                           struct sp_mount_plan *ret, sp_error *err);
 void sp_mount_plan_free(struct sp_mount_plan *plan);
 
 /* Where HOME lives inside, and the XDG directories under it. */

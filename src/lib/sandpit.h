@@ -116,6 +116,79 @@ typedef struct sp_run_opts {
 SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *opts,
                      sp_stats *ret_stats, sp_error *err);
 
+/* ---- persistent workspaces ------------------------------------------- *
+ *
+ * A workspace is a sandbox that outlives one command: a supervisor process
+ * on the host and an agent (PID 1 inside) joined by a socketpair; clients
+ * reach the supervisor on workspaces/<name>/control.sock under the state
+ * directory ($SANDPIT_STATE, else /var/lib/sandpit as root, else
+ * $XDG_STATE_HOME/sandpit). Its directory workspaces/<name>/workspace is
+ * mounted read-write at /workspace and kept across stop and start.
+ * Errors: kind SP_ERR_USAGE for a bad or unknown name, a name in use, a
+ * workspace in the wrong state; SP_ERR_SYSTEM when the host refused. */
+
+/* [a-z0-9][a-z0-9_.-]{0,62} */
+SP_EXPORT bool sp_ws_name_valid(const char *name);
+
+typedef struct sp_ws_create_opts {
+    const char *name;          /* NULL: a generated "ws-XXXXXX" */
+    double idle_timeout;       /* stop after this many seconds without a
+                                  request or running exec; 0 = never */
+    double max_lifetime;       /* stop this many seconds after start; 0 = never */
+} sp_ws_create_opts;
+
+/* Create and start a workspace from a policy (finalized or not: its
+ * workspace path is replaced by the workspace's own directory; --pass-fd
+ * is refused). Returns 0 once the agent is ready, with the name in
+ * ret_name (at least 64 bytes). A name in use fails and changes nothing.
+ * Forks the supervisor: call it from a single-threaded process. */
+SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
+                           char *ret_name, size_t ret_len, sp_error *err);
+/* Start a stopped (or crashed) workspace with its stored policy. */
+SP_EXPORT int sp_ws_start(const char *name, sp_error *err);
+/* End every process of a workspace and wait for its supervisor to exit;
+ * its directory is kept. Stopping a stopped workspace succeeds. */
+SP_EXPORT int sp_ws_stop(const char *name, sp_error *err);
+/* Remove a workspace and its directory; a running one only with force
+ * (which stops it first). */
+SP_EXPORT int sp_ws_rm(const char *name, bool force, sp_error *err);
+/* Reap workspaces whose supervisor died (state crashed; socket and
+ * cgroups removed) and leftovers of failed creates and removals. Returns
+ * how many were reaped, or < 0. */
+SP_EXPORT int sp_ws_gc(sp_error *err);
+/* Every workspace as a JSON array (caller frees): name, state, created,
+ * age, supervisor_pid, agent_pid, processes and memory (null when
+ * unknown). */
+SP_EXPORT char *sp_ws_list_json(sp_error *err);
+
+typedef struct sp_ws_client sp_ws_client;
+
+typedef struct sp_ws_exec_opts {
+    char *const *argv;         /* NULL-terminated */
+    char *const *env;          /* extra "K=V" entries, NULL-terminated; may be NULL */
+    const char *cwd;           /* inside, relative to /workspace; NULL = /workspace */
+    double timeout;            /* seconds; 0 = the workspace policy's */
+    int fds[3];                /* stdin, stdout, stderr; -1 = /dev/null */
+    bool forward_signals;      /* while waiting, SIGINT, SIGTERM, SIGHUP and
+                                  SIGQUIT of the caller go to the command's
+                                  process group */
+} sp_ws_exec_opts;
+
+/* A connection to a running workspace's supervisor, for many execs. */
+SP_EXPORT sp_ws_client *sp_ws_connect(const char *name, sp_error *err);
+SP_EXPORT void sp_ws_client_close(sp_ws_client *c);
+/* Run argv in the workspace and wait. Pipes, sockets and character
+ * devices among o->fds are handed to the command as they are (its output
+ * flows straight to them); other kinds (regular files) are relayed
+ * through pipes by this call. Returns the exit status (>= 0: the
+ * command's, 128+N for signal N, 124 on timeout, 126/127 when it cannot
+ * be executed or found) or < 0 when sandpit failed (err says why). */
+SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
+                                sp_error *err);
+/* Connect, exec, close. */
+SP_EXPORT int sp_ws_exec(const char *name, const sp_ws_exec_opts *o,
+                         sp_error *err);
+
 /* ---- host ------------------------------------------------------------ */
 
 /* Probe what this host can enforce and return it as JSON text (caller

@@ -1,0 +1,312 @@
+/* cmd_ws.c — the workspace verbs: create, exec, ps, stop, start, rm, gc.
+ * Each parses, calls one sp_ws_* function and prints; exit codes: 0, 125
+ * with one line on stderr when sandpit failed, or exec's command status. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cmd_ws.h"
+
+static int fail(const sp_error *err)
+{
+    cli_error("%s", err->message);
+    int rc = cli_exit_code(err);
+    return rc == 0 ? EXIT_SP_FAILURE : rc;
+}
+
+static int parse_seconds(const char *flag, const char *v, double *ret)
+{
+    char *end = NULL;
+    double d = v ? strtod(v, &end) : -1;
+    if (!v || end == v || *end || d < 0 || d > 30.0 * 24 * 3600) {
+        cli_error("%s: expected seconds (0 to 30 days), got '%s'", flag,
+                  v ? v : "");
+        return -1;
+    }
+    *ret = d;
+    return 0;
+}
+
+int cmd_create(int argc, char **argv)
+{
+    sp_ws_create_opts o = {0};
+    char **rest = calloc((size_t)argc + 1, sizeof(*rest));
+    if (!rest)
+        return EXIT_SP_FAILURE;
+    int n = 0;
+    rest[n++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (i == 1 && a[0] != '-') {
+            o.name = a;
+        } else if (strcmp(a, "--idle-timeout") == 0 ||
+                   strcmp(a, "--max-lifetime") == 0) {
+            double *dst = a[2] == 'i' ? &o.idle_timeout : &o.max_lifetime;
+            if (parse_seconds(a, i + 1 < argc ? argv[i + 1] : NULL, dst) < 0) {
+                free(rest);
+                return EXIT_SP_FAILURE;
+            }
+            i++;
+        } else if (strncmp(a, "--idle-timeout=", 15) == 0 ||
+                   strncmp(a, "--max-lifetime=", 15) == 0) {
+            double *dst = a[2] == 'i' ? &o.idle_timeout : &o.max_lifetime;
+            if (parse_seconds(a[2] == 'i' ? "--idle-timeout" : "--max-lifetime",
+                              a + 15, dst) < 0) {
+                free(rest);
+                return EXIT_SP_FAILURE;
+            }
+        } else {
+            rest[n++] = argv[i];
+        }
+    }
+    struct cli_opts opts = {0};
+    sp_error err = {0};
+    sp_policy *p = NULL;
+    int idx = cli_parse_policy(n, rest, &p, &opts, false, &err);
+    if (idx < 0) {
+        free(rest);
+        return fail(&err);
+    }
+    if (opts.help) {
+        puts("usage: sandpit create [NAME] [POLICY FLAGS] [--idle-timeout S] "
+             "[--max-lifetime S]\n");
+        cli_policy_help();
+        sp_policy_free(p);
+        free(rest);
+        return 0;
+    }
+    if (idx < n && !o.name && idx == n - 1 && rest[idx][0] != '-') {
+        o.name = rest[idx++]; /* the name after the flags */
+    } else if (idx < n && strcmp(rest[idx], "--") == 0 && !o.name &&
+               idx == n - 2) {
+        o.name = rest[idx + 1];
+        idx = n;
+    }
+    if (idx < n) {
+        cli_error("create: unexpected argument '%s' (the name comes first: "
+                  "sandpit create [NAME] [FLAGS])", rest[idx]);
+        sp_policy_free(p);
+        free(rest);
+        return EXIT_SP_FAILURE;
+    }
+    free(rest);
+    char name[64];
+    int r = sp_ws_create(p, &o, name, sizeof(name), &err);
+    sp_policy_free(p);
+    if (r < 0)
+        return fail(&err);
+    printf("%s\n", name);
+    return 0;
+}
+
+int cmd_exec(int argc, char **argv)
+{
+    if (argc < 2 || argv[1][0] == '-') {
+        cli_error("exec: usage: sandpit exec NAME [-i] [-e K=V] [-w DIR] "
+                  "[--timeout S] -- CMD [ARGS...]");
+        return EXIT_SP_FAILURE;
+    }
+    const char *name = argv[1];
+    char **env = calloc((size_t)argc + 1, sizeof(*env));
+    if (!env)
+        return EXIT_SP_FAILURE;
+    size_t ne = 0;
+    sp_ws_exec_opts o = {.fds = {-1, 1, 2}, .forward_signals = true};
+    int i = 2;
+    int rc = EXIT_SP_FAILURE;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        if (a[0] != '-')
+            break;
+        if (strcmp(a, "-i") == 0 || strcmp(a, "--interactive") == 0) {
+            o.fds[0] = 0;
+        } else if ((strcmp(a, "-e") == 0 || strcmp(a, "--env") == 0) &&
+                   i + 1 < argc) {
+            const char *kv = argv[++i];
+            const char *eq = strchr(kv, '=');
+            if (!eq || eq == kv) {
+                cli_error("exec: -e %s: expected NAME=VALUE", kv);
+                goto out;
+            }
+            env[ne++] = (char *)kv;
+        } else if ((strcmp(a, "-w") == 0 || strcmp(a, "--workdir") == 0) &&
+                   i + 1 < argc) {
+            o.cwd = argv[++i];
+        } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
+            if (parse_seconds("--timeout", argv[++i], &o.timeout) < 0)
+                goto out;
+        } else {
+            cli_error("exec: unknown option '%s' or it needs a value", a);
+            goto out;
+        }
+    }
+    if (i >= argc) {
+        cli_error("exec: no command given (sandpit exec NAME [OPTIONS] -- "
+                  "CMD [ARGS...])");
+        goto out;
+    }
+    o.argv = argv + i;
+    o.env = ne ? env : NULL;
+    sp_error err = {0};
+    rc = sp_ws_exec(name, &o, &err);
+    if (rc < 0)
+        rc = fail(&err);
+out:
+    free(env);
+    return rc;
+}
+
+static void fmt_age(long long s, char *buf, size_t len)
+{
+    if (s < 120)
+        snprintf(buf, len, "%llds", s);
+    else if (s < 7200)
+        snprintf(buf, len, "%lldm", s / 60);
+    else if (s < 172800)
+        snprintf(buf, len, "%lldh", s / 3600);
+    else
+        snprintf(buf, len, "%lldd", s / 86400);
+}
+
+static int by_name(const void *a, const void *b)
+{
+    json_t *const *x = a, *const *y = b;
+    return strcmp(json_string_value(json_object_get(*x, "name")),
+                  json_string_value(json_object_get(*y, "name")));
+}
+
+int cmd_ps(int argc, char **argv)
+{
+    bool as_json = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            as_json = true;
+        } else {
+            cli_error("ps: unknown argument '%s' (usage: sandpit ps [--json])",
+                      argv[i]);
+            return EXIT_SP_FAILURE;
+        }
+    }
+    sp_error err = {0};
+    char *text = sp_ws_list_json(&err);
+    if (!text)
+        return fail(&err);
+    json_t *list = json_loads(text, 0, NULL);
+    free(text);
+    size_t n = json_array_size(list);
+    json_t **items = calloc(n + 1, sizeof(*items));
+    for (size_t i = 0; items && i < n; i++)
+        items[i] = json_array_get(list, i);
+    if (items)
+        qsort(items, n, sizeof(*items), by_name);
+    if (as_json) {
+        json_t *sorted = json_array();
+        for (size_t i = 0; items && i < n; i++)
+            json_array_append(sorted, items[i]);
+        char *s = json_dumps(sorted, JSON_INDENT(2));
+        puts(s ? s : "[]");
+        free(s);
+        json_decref(sorted);
+    } else {
+        printf("%-24s %-8s %6s %6s %10s %10s %10s\n", "NAME", "STATE", "AGE",
+               "PROCS", "MEMORY", "SUPERVISOR", "AGENT");
+        for (size_t i = 0; items && i < n; i++) {
+            json_t *o = items[i];
+            char age[32], procs[32] = "-", mem[32] = "-", sv[32] = "-",
+                          ag[32] = "-";
+            fmt_age((long long)json_integer_value(json_object_get(o, "age")),
+                    age, sizeof(age));
+            json_t *v;
+            if (json_is_integer(v = json_object_get(o, "processes")))
+                snprintf(procs, sizeof(procs), "%lld",
+                         (long long)json_integer_value(v));
+            if (json_is_integer(v = json_object_get(o, "memory")))
+                snprintf(mem, sizeof(mem), "%.1fM",
+                         (double)json_integer_value(v) / 1048576.0);
+            if (json_is_integer(v = json_object_get(o, "supervisor_pid")))
+                snprintf(sv, sizeof(sv), "%lld", (long long)json_integer_value(v));
+            if (json_is_integer(v = json_object_get(o, "agent_pid")))
+                snprintf(ag, sizeof(ag), "%lld", (long long)json_integer_value(v));
+            printf("%-24s %-8s %6s %6s %10s %10s %10s\n",
+                   json_string_value(json_object_get(o, "name")),
+                   json_string_value(json_object_get(o, "state")), age, procs,
+                   mem, sv, ag);
+        }
+    }
+    free(items);
+    json_decref(list);
+    return 0;
+}
+
+/* stop NAME, start NAME */
+static int one_name(int argc, char **argv, const char **ret)
+{
+    if (argc != 2 || argv[1][0] == '-') {
+        cli_error("%s: usage: sandpit %s NAME", argv[0], argv[0]);
+        return -1;
+    }
+    *ret = argv[1];
+    return 0;
+}
+
+int cmd_stop(int argc, char **argv)
+{
+    const char *name = NULL;
+    if (one_name(argc, argv, &name) < 0)
+        return EXIT_SP_FAILURE;
+    sp_error err = {0};
+    return sp_ws_stop(name, &err) < 0 ? fail(&err) : 0;
+}
+
+int cmd_start(int argc, char **argv)
+{
+    const char *name = NULL;
+    if (one_name(argc, argv, &name) < 0)
+        return EXIT_SP_FAILURE;
+    sp_error err = {0};
+    return sp_ws_start(name, &err) < 0 ? fail(&err) : 0;
+}
+
+int cmd_rm(int argc, char **argv)
+{
+    bool force = false;
+    const char *name = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-f") == 0 || strcmp(argv[i], "--force") == 0) {
+            force = true;
+        } else if (argv[i][0] != '-' && !name) {
+            name = argv[i];
+        } else {
+            cli_error("rm: usage: sandpit rm [-f] NAME");
+            return EXIT_SP_FAILURE;
+        }
+    }
+    if (!name) {
+        cli_error("rm: usage: sandpit rm [-f] NAME");
+        return EXIT_SP_FAILURE;
+    }
+    sp_error err = {0};
+    return sp_ws_rm(name, force, &err) < 0 ? fail(&err) : 0;
+}
+
+int cmd_gc(int argc, char **argv)
+{
+    if (argc != 1) {
+        cli_error("gc: usage: sandpit gc");
+        return EXIT_SP_FAILURE;
+    }
+    sp_error err = {0};
+    int n = sp_ws_gc(&err);
+    if (n < 0)
+        return fail(&err);
+    printf("reaped %d\n", n);
+    return 0;
+}

@@ -1,0 +1,389 @@
+/* agent.c — PID 1 of a workspace: one poll loop over the socketpair and a
+ * signalfd for SIGCHLD. It reaps every process (orphans are re-parented to
+ * it), enforces exec timeouts on whole process groups, and answers each
+ * exec with its exit status. It already runs with no capabilities,
+ * no_new_privs, Landlock and seccomp (launch.c applied them), so an exec is
+ * only fork, dup2, setsid, fchdir and execve. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "envbuild.h"
+#include "error.h"
+#include "launch.h"
+#include "proto.h"
+#include "util.h"
+
+struct job {
+    json_int_t id;
+    pid_t pid;                 /* leader and process group */
+    uint64_t deadline;         /* us; 0 = none */
+    uint64_t kill_at;          /* us; 0 = none */
+    bool timed_out;
+    bool cancelled;
+};
+
+struct agent {
+    const struct sp_agent_cfg *cfg;
+    int sfd;
+    struct sp_proto_buf in;
+    struct job *jobs;
+    size_t n_jobs;
+};
+
+static _Noreturn void agent_exit(void)
+{
+    /* PID 1 exiting takes every process of the namespace with it. */
+    kill(-1, SIGKILL);
+    _exit(0);
+}
+
+static void send_line(struct agent *a, char *line)
+{
+    if (!line)
+        return;
+    int r = sp_proto_send(a->cfg->sock, line, strlen(line), NULL, 0);
+    free(line);
+    if (r < 0)
+        agent_exit();
+}
+
+static void reply_error(struct agent *a, json_int_t id, int code,
+                        const char *msg)
+{
+    json_t *jid = json_integer(id);
+    send_line(a, sp_proto_error(jid, code, "%s", msg));
+    json_decref(jid);
+}
+
+/* Signal a job's process group; before its setsid() the group does not
+ * exist yet, so fall back to the leader. */
+static void signal_job(const struct job *j, int sig)
+{
+    if (kill(-j->pid, sig) < 0 && errno == ESRCH)
+        kill(j->pid, sig);
+}
+
+static struct job *find_job(struct agent *a, json_int_t id)
+{
+    for (size_t i = 0; i < a->n_jobs; i++)
+        if (a->jobs[i].id == id)
+            return &a->jobs[i];
+    return NULL;
+}
+
+/* Environment: the base entries, with per-exec "K=V" entries replacing
+ * those of the same name or appended. Pointers are borrowed. */
+static char **merge_env(char **base, const char **extra)
+{
+    size_t nb = 0, ne = 0;
+    while (base && base[nb])
+        nb++;
+    while (extra && extra[ne])
+        ne++;
+    char **env = calloc(nb + ne + 1, sizeof(*env));
+    if (!env)
+        return NULL;
+    memcpy(env, base, nb * sizeof(*env));
+    size_t n = nb;
+    for (size_t i = 0; i < ne; i++) {
+        size_t klen = (size_t)(strchr(extra[i], '=') - extra[i]) + 1;
+        size_t k = 0;
+        for (; k < n; k++)
+            if (strncmp(env[k], extra[i], klen) == 0)
+                break;
+        env[k] = (char *)extra[i];
+        if (k == n)
+            n++;
+    }
+    env[n] = NULL;
+    return env;
+}
+
+/* The exec child: the client's fds become 0/1/2, a new session (no
+ * terminal of the caller's can be driven: CVE-2017-5226), no blocked
+ * signals, the working directory, execve. */
+static _Noreturn void exec_child(const int *fds, int cwdfd, char **argv,
+                                 char **envp, const char *path)
+{
+    int hi[3];
+    for (int i = 0; i < 3; i++)
+        if ((hi[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3)) < 0)
+            _exit(125);
+    for (int i = 0; i < 3; i++)
+        if (dup2(hi[i], i) < 0)
+            _exit(125);
+    setsid();
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (fchdir(cwdfd) < 0)
+        _exit(125);
+    int e = sp_exec_search(argv, envp, path);
+    char msg[600];
+    int n = snprintf(msg, sizeof(msg), "sandpit: %.400s: %s\n", argv[0],
+                     e == ENOENT ? "command not found" : strerror(e));
+    if (n > 0 && write(2, msg, (size_t)n) < 0)
+        _exit(e == ENOENT ? 127 : 126);
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+/* vfork: the child borrows our memory until execve, so an exec costs no
+ * page-table copy. The child only makes system calls on what we prepared
+ * and never returns here (exec_child is noreturn); we are single-threaded
+ * and every signal is blocked, so no handler can run on the shared stack. */
+static __attribute__((noinline)) pid_t spawn_child(const int *fds, int cwdfd,
+                                                   char **argv, char **envp,
+                                                   const char *path)
+{
+    pid_t pid = vfork();
+    if (pid == 0)
+        exec_child(fds, cwdfd, argv, envp, path);
+    return pid;
+}
+
+static void do_exec(struct agent *a, json_int_t id, json_t *params)
+{
+    sp_error err = {0};
+    int fds[SP_PROTO_MAX_FDS] = {-1, -1, -1};
+    size_t nf = sp_proto_take_fds(&a->in, fds, 3);
+    const char **argv = NULL, **env = NULL;
+    const char *cwd = NULL;
+    double timeout = a->cfg->default_timeout;
+    char **envp = NULL;
+    int cwdfd = -1;
+
+    if (nf != 3) {
+        reply_error(a, id, SP_RPC_FDS, "exec needs three file descriptors");
+        goto out;
+    }
+    if (a->n_jobs >= SP_WS_MAX_EXECS) {
+        reply_error(a, id, SP_RPC_BUSY, "too many execs running");
+        goto out;
+    }
+    if (sp_proto_get_strv(params, "argv", true, 1, SP_MAX_ARGS,
+                          SP_MAX_ENV_LEN, &argv, &err) < 0 ||
+        sp_proto_get_strv(params, "env", false, 0, SP_MAX_ENV, SP_MAX_ENV_LEN,
+                          &env, &err) < 0 ||
+        sp_proto_get_string(params, "cwd", false, SP_MAX_PATH, &cwd, &err) < 0 ||
+        sp_proto_get_number(params, "timeout", false, 0, SP_MAX_TIMEOUT,
+                            &timeout, &err) < 0) {
+        reply_error(a, id, SP_RPC_PARAMS, err.message);
+        goto out;
+    }
+    for (size_t i = 0; env && env[i]; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (!eq || eq == env[i]) {
+            reply_error(a, id, SP_RPC_PARAMS,
+                        "env entries must be K=V with a non-empty K");
+            goto out;
+        }
+    }
+    if (!(envp = merge_env(a->cfg->envp, env))) {
+        reply_error(a, id, SP_RPC_INTERNAL, "out of memory");
+        goto out;
+    }
+    /* Resolved here, inside the sandbox's own root and Landlock domain, so
+     * a bad directory is a clear error rather than a status. Relative to
+     * the workspace (our working directory). */
+    cwdfd = open(cwd && *cwd ? cwd : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwdfd < 0) {
+        char msg[SP_MAX_PATH + 128];
+        snprintf(msg, sizeof(msg), "cannot change to working directory %s: %s",
+                 cwd, strerror(errno));
+        reply_error(a, id, SP_RPC_EXEC, msg);
+        goto out;
+    }
+    const char *path = sp_env_get(envp, "PATH");
+    pid_t pid = spawn_child(fds, cwdfd, (char **)argv, envp, path);
+    if (pid < 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "cannot fork: %s", strerror(errno));
+        reply_error(a, id, SP_RPC_EXEC, msg);
+        goto out;
+    }
+
+    struct job *nj = realloc(a->jobs, (a->n_jobs + 1) * sizeof(*nj));
+    if (!nj) {
+        /* Cannot track it: end it now rather than leak it. */
+        kill(pid, SIGKILL);
+        reply_error(a, id, SP_RPC_INTERNAL, "out of memory");
+        goto out;
+    }
+    a->jobs = nj;
+    struct job *j = &a->jobs[a->n_jobs++];
+    memset(j, 0, sizeof(*j));
+    j->id = id;
+    j->pid = pid;
+    if (timeout > 0)
+        j->deadline = sp_now_us() + (uint64_t)(timeout * 1e6);
+out:
+    for (size_t i = 0; i < nf; i++)
+        close(fds[i]);
+    if (cwdfd >= 0)
+        close(cwdfd);
+    free(argv);
+    free(env);
+    free(envp);
+}
+
+static void handle_line(struct agent *a, const char *line, size_t len)
+{
+    struct sp_proto_msg m;
+    if (sp_proto_parse(line, len, &m, NULL) < 0 || !m.method)
+        agent_exit(); /* the supervisor speaks our protocol or is gone */
+    json_int_t id = m.id && json_is_integer(m.id) ? json_integer_value(m.id)
+                                                  : -1;
+    if (strcmp(m.method, "exec") == 0 && id >= 0) {
+        do_exec(a, id, m.params);
+    } else if (strcmp(m.method, "signal") == 0 ||
+               strcmp(m.method, "cancel") == 0) {
+        json_t *je = m.params ? json_object_get(m.params, "exec") : NULL;
+        json_t *js = m.params ? json_object_get(m.params, "signal") : NULL;
+        struct job *j = json_is_integer(je)
+                            ? find_job(a, json_integer_value(je))
+                            : NULL;
+        if (j && m.method[0] == 's' && json_is_integer(js) &&
+            json_integer_value(js) > 0 && json_integer_value(js) < NSIG) {
+            signal_job(j, (int)json_integer_value(js));
+        } else if (j && m.method[0] == 'c' && !j->cancelled) {
+            j->cancelled = true;
+            signal_job(j, SIGTERM);
+            j->kill_at = sp_now_us() + (uint64_t)(SP_WS_KILL_GRACE * 1e6);
+        }
+    } else if (id >= 0) {
+        reply_error(a, id, SP_RPC_METHOD, "unknown method");
+    }
+    sp_proto_msg_free(&m);
+}
+
+static void reap(struct agent *a)
+{
+    for (;;) {
+        int st = 0;
+        pid_t w = waitpid(-1, &st, WNOHANG);
+        if (w <= 0)
+            return;
+        for (size_t i = 0; i < a->n_jobs; i++) {
+            struct job *j = &a->jobs[i];
+            if (j->pid != w)
+                continue;
+            int status = WIFEXITED(st)     ? WEXITSTATUS(st)
+                         : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
+                                           : 125;
+            /* A timed-out or abandoned exec ends with its whole group. */
+            if (j->timed_out || j->cancelled)
+                kill(-j->pid, SIGKILL);
+            if (j->timed_out)
+                status = 124;
+            json_t *res = json_pack("{s:i,s:b}", "status", status,
+                                    "timed_out", j->timed_out);
+            json_t *jid = json_integer(j->id);
+            send_line(a, sp_proto_result(jid, res));
+            json_decref(jid);
+            a->jobs[i] = a->jobs[--a->n_jobs];
+            break;
+        }
+    }
+}
+
+static int next_timeout_ms(struct agent *a, uint64_t now)
+{
+    uint64_t next = 0;
+    for (size_t i = 0; i < a->n_jobs; i++) {
+        struct job *j = &a->jobs[i];
+        uint64_t t = j->kill_at ? j->kill_at : j->timed_out ? 0 : j->deadline;
+        if (t && (!next || t < next))
+            next = t;
+    }
+    if (!next)
+        return -1;
+    return next <= now ? 0 : (int)((next - now + 999) / 1000);
+}
+
+static void run_timers(struct agent *a, uint64_t now)
+{
+    for (size_t i = 0; i < a->n_jobs; i++) {
+        struct job *j = &a->jobs[i];
+        if (j->kill_at && now >= j->kill_at) {
+            signal_job(j, SIGKILL);
+            j->kill_at = 0;
+        } else if (j->deadline && !j->timed_out && now >= j->deadline) {
+            j->timed_out = true;
+            signal_job(j, SIGTERM);
+            j->kill_at = now + (uint64_t)(a->cfg->kill_after * 1e6);
+            if (j->kill_at == now) {
+                signal_job(j, SIGKILL);
+                j->kill_at = 0;
+            }
+        }
+    }
+}
+
+_Noreturn void sp_agent_main(const struct sp_agent_cfg *cfg)
+{
+    struct agent a = {.cfg = cfg, .sfd = -1};
+    sp_proto_buf_init(&a.in);
+
+    /* Children start with default dispositions (ignored signals survive
+     * execve), so set them once here rather than per exec. Every signal
+     * stays blocked in the agent itself; SIGCHLD comes through a signalfd. */
+    for (int s = 1; s < NSIG; s++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = SIG_DFL;
+        sigaction(s, &sa, NULL);
+    }
+    sigset_t all, chld;
+    sigfillset(&all);
+    sigprocmask(SIG_SETMASK, &all, NULL);
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    a.sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (a.sfd < 0)
+        agent_exit();
+
+    send_line(&a, sp_proto_request(NULL, "ready", NULL));
+
+    for (;;) {
+        struct pollfd pfd[2] = {{cfg->sock, POLLIN, 0}, {a.sfd, POLLIN, 0}};
+        int pr = poll(pfd, 2, next_timeout_ms(&a, sp_now_us()));
+        if (pr < 0 && errno != EINTR)
+            agent_exit();
+        if (pr > 0 && (pfd[1].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            while (read(a.sfd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+                ;
+            reap(&a);
+        }
+        if (pr > 0 && (pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t n = sp_proto_recv(cfg->sock, &a.in);
+            if (n == 0 || (n < 0 && n != -EAGAIN))
+                agent_exit();
+            char *line = NULL;
+            size_t len = 0;
+            int r;
+            while ((r = sp_proto_next_line(&a.in, &line, &len)) == 1) {
+                handle_line(&a, line, len);
+                free(line);
+            }
+            if (r < 0)
+                agent_exit();
+        }
+        run_timers(&a, sp_now_us());
+    }
+}

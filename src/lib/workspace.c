@@ -1,0 +1,992 @@
+/* workspace.c — the client side of workspaces (workspace.h, sandpit.h):
+ * create/start spawn a detached supervisor and wait for its "ready";
+ * exec/stop talk to it over control.sock; ps/gc/rm read and clean the
+ * state directory, using the supervisor's lock to tell live from dead. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "workspace.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "error.h"
+#include "proto.h"
+#include "state.h"
+#include "supervisor.h"
+#include "util.h"
+
+SP_EXPORT bool sp_ws_name_valid(const char *name)
+{
+    if (!name || !*name)
+        return false;
+    size_t n = strlen(name);
+    if (n > SP_WS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  (i > 0 && (c == '_' || c == '.' || c == '-'));
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int check_name(const char *name, sp_error *err)
+{
+    if (sp_ws_name_valid(name))
+        return 0;
+    return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                         "invalid workspace name '%.80s%s' (use 1 to 63 of "
+                         "a-z 0-9 _ . -, starting with a letter or digit)",
+                         name ? name : "", name && strlen(name) > 80 ? "..." : "");
+}
+
+/* The state dir and the named workspace's directory fd. */
+static int open_ws(const char *name, char *statedir, size_t len, sp_error *err)
+{
+    int r = check_name(name, err);
+    if (r < 0)
+        return r;
+    if ((r = sp_state_dir(statedir, len, err)) < 0)
+        return r;
+    return sp_state_open_ws(statedir, name, err);
+}
+
+int sp_ws_policy_from_json(const char *json, const char *datadir,
+                           struct sp_policy **ret, sp_error *err)
+{
+    json_t *o = json_loads(json, 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "the stored policy is not a JSON object");
+    }
+    /* Reported for people, not a key a policy sets. */
+    json_object_del(o, "system_paths_ro");
+    json_object_set_new(o, "workspace", json_string(datadir));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!text)
+        return sp_error_set(err, ENOMEM, "policy");
+    sp_policy *p = sp_policy_new();
+    int r = p ? sp_policy_apply_json_text(p, text, "workspace policy", err)
+              : sp_error_set(err, ENOMEM, "policy");
+    free(text);
+    if (r == 0)
+        r = sp_policy_finalize(p, err);
+    if (r == 0 && p->n_pass_fds > 0)
+        r = sp_error_setk(err, SP_ERR_USAGE, 0,
+                          "--pass-fd has no meaning for a workspace");
+    if (r < 0) {
+        sp_policy_free(p);
+        return r;
+    }
+    *ret = p;
+    return 0;
+}
+
+/* Fork the detached supervisor (fork, setsid, fork) and wait for its
+ * "OK" or error line on a pipe. lock_fd passes to it (the lock stays
+ * held by the supervisor alone once we close ours). */
+static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
+                            struct sp_policy *p, double idle, double life,
+                            int64_t created, sp_error *err)
+{
+    int pp[2];
+    if (pipe2(pp, O_CLOEXEC) < 0)
+        return sp_error_set(err, errno, "pipe");
+    pid_t c = fork();
+    if (c < 0) {
+        int e = errno;
+        close(pp[0]);
+        close(pp[1]);
+        return sp_error_set(err, e, "cannot fork the supervisor");
+    }
+    if (c == 0) {
+        close(pp[0]);
+        setsid();
+        pid_t g = fork();
+        if (g != 0)
+            _exit(g < 0 ? 1 : 0);
+        /* The supervisor: stdio to /dev/null and its log; no fd of the
+         * caller's (a pipe a caller waits on must see EOF). */
+        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+        int log = openat(wsfd, SP_WS_LOG,
+                         O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC,
+                         0600);
+        if (nul < 0 || log < 0 || dup2(nul, 0) < 0 || dup2(log, 1) < 0 ||
+            dup2(log, 2) < 0)
+            _exit(1);
+        int keep[] = {wsfd, lock_fd, pp[1]};
+        for (size_t i = 1; i < SP_ARRAY_SIZE(keep); i++)
+            for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+                int t = keep[j];
+                keep[j] = keep[j - 1];
+                keep[j - 1] = t;
+            }
+        unsigned lo = 3;
+        for (size_t i = 0; i < SP_ARRAY_SIZE(keep); i++) {
+            if ((unsigned)keep[i] > lo)
+                syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0U);
+            lo = (unsigned)keep[i] + 1;
+        }
+        syscall(SYS_close_range, lo, ~0U, 0U);
+        if (chdir("/") < 0)
+            _exit(1);
+        umask(0022);
+        struct sp_supervisor_args a = {
+            .name = name,
+            .wsfd = wsfd,
+            .lock_fd = lock_fd,
+            .ready_fd = pp[1],
+            .policy = p,
+            .idle_timeout = idle,
+            .max_lifetime = life,
+            .created = created,
+        };
+        sp_supervisor_main(&a);
+    }
+    close(pp[1]);
+    int st = 0;
+    waitpid(c, &st, 0);
+    char buf[1200];
+    size_t n = 0;
+    for (;;) {
+        struct pollfd pfd = {pp[0], POLLIN, 0};
+        int pr = poll(&pfd, 1, (SP_WS_START_TIMEOUT + 10) * 1000);
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            break;
+        ssize_t k = read(pp[0], buf + n, sizeof(buf) - 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+        if (memchr(buf, '\n', n) || n == sizeof(buf) - 1)
+            break;
+    }
+    close(pp[0]);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    if (strcmp(buf, "OK") == 0)
+        return 0;
+    if (buf[0] == 'E')
+        return sp_error_setk(err, SP_ERR_SYSTEM, 0, "workspace %s: %s", name,
+                             buf + 1);
+    return sp_error_setk(err, SP_ERR_SYSTEM, 0,
+                         "workspace %s: the supervisor exited while starting "
+                         "(see %s in its directory)",
+                         name, SP_WS_LOG);
+}
+
+static void random_name(char *buf, size_t len)
+{
+    unsigned char r[3] = {0};
+    if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+        uint64_t t = sp_now_us() ^ (uint64_t)getpid();
+        memcpy(r, &t, sizeof(r));
+    }
+    snprintf(buf, len, "ws-%02x%02x%02x", r[0], r[1], r[2]);
+}
+
+SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
+                           char *ret_name, size_t ret_len, sp_error *err)
+{
+    char statedir[SP_MAX_PATH], name[SP_WS_NAME_MAX + 1];
+    int r;
+    if (o && o->name && (r = check_name(o->name, err)) < 0)
+        return r;
+    if (o && (o->idle_timeout < 0 || o->max_lifetime < 0 ||
+              o->idle_timeout > SP_MAX_TIMEOUT ||
+              o->max_lifetime > SP_MAX_TIMEOUT))
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "--idle-timeout and --max-lifetime must be "
+                             "between 0 and 30 days");
+    if ((r = sp_state_dir(statedir, sizeof(statedir), err)) < 0)
+        return r;
+    char root[SP_MAX_PATH + 16];
+    snprintf(root, sizeof(root), "%s/%s", statedir, SP_WS_DIR);
+    _cleanup_close_ int rootfd =
+        open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (rootfd < 0)
+        return sp_error_set(err, errno, "cannot open %s", root);
+
+    /* mkdir is the atomic claim on a name: a second create of the same
+     * name fails here, before anything is touched. */
+    for (int tries = 0;; tries++) {
+        if (o && o->name)
+            snprintf(name, sizeof(name), "%s", o->name);
+        else
+            random_name(name, sizeof(name));
+        if (mkdirat(rootfd, name, 0700) == 0)
+            break;
+        if (errno == EEXIST && o && o->name)
+            return sp_error_setk(err, SP_ERR_USAGE, EEXIST,
+                                 "workspace %s already exists", name);
+        if (errno != EEXIST || tries > 16)
+            return sp_error_set(err, errno, "cannot create workspace %s", name);
+    }
+
+    _cleanup_close_ int wsfd = -1, lockfd = -1;
+    char *pj = NULL;
+    struct sp_policy *wp = NULL;
+    char datadir[SP_MAX_PATH * 2];
+    snprintf(datadir, sizeof(datadir), "%s/%s/%s", root, name, SP_WS_DATA);
+    wsfd = openat(rootfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (wsfd < 0) {
+        r = sp_error_set(err, errno, "cannot open workspace %s", name);
+        goto fail;
+    }
+    if ((lockfd = sp_state_lock(wsfd, false)) < 0) {
+        r = sp_error_set(err, -lockfd, "cannot lock workspace %s", name);
+        goto fail;
+    }
+    if (mkdirat(wsfd, SP_WS_DATA, 0755) < 0) {
+        r = sp_error_set(err, errno, "cannot create %s", datadir);
+        goto fail;
+    }
+    if (!(pj = sp_policy_to_json(p, err))) {
+        r = -SP_EFAIL;
+        goto fail;
+    }
+    if ((r = sp_ws_policy_from_json(pj, datadir, &wp, err)) < 0)
+        goto fail;
+    free(pj);
+    if (!(pj = sp_policy_to_json(wp, err))) {
+        r = -SP_EFAIL;
+        goto fail;
+    }
+    struct sp_ws_state st;
+    memset(&st, 0, sizeof(st));
+    snprintf(st.name, sizeof(st.name), "%s", name);
+    snprintf(st.state, sizeof(st.state), "creating");
+    st.created = sp_unix_now();
+    st.idle_timeout = o ? o->idle_timeout : 0;
+    st.max_lifetime = o ? o->max_lifetime : 0;
+    st.policy = json_loads(pj, 0, NULL);
+    st.cgroups = json_array();
+    r = sp_state_write(wsfd, &st, err);
+    int64_t created = st.created;
+    sp_state_free(&st);
+    if (r < 0)
+        goto fail;
+    if ((r = spawn_supervisor(name, wsfd, lockfd, wp, o ? o->idle_timeout : 0,
+                              o ? o->max_lifetime : 0, created, err)) < 0)
+        goto fail;
+    free(pj);
+    sp_policy_free(wp);
+    snprintf(ret_name, ret_len, "%s", name);
+    return 0;
+fail:
+    free(pj);
+    sp_policy_free(wp);
+    /* A failed create leaves nothing behind, so the name can be used. */
+    sp_rm_rf_at(rootfd, name);
+    return r;
+}
+
+/* What a dead supervisor left: cgroups, the socket; the state becomes
+ * `state`. Called with the lock held. */
+static void clean_dead(int wsfd, const char *state)
+{
+    struct sp_ws_state st;
+    if (sp_state_read(wsfd, &st, NULL) < 0)
+        return;
+    sp_state_cgroups_remove(st.cgroups);
+    unlinkat(wsfd, SP_WS_SOCKET, 0);
+    json_decref(st.cgroups);
+    st.cgroups = json_array();
+    snprintf(st.state, sizeof(st.state), "%s", state);
+    st.supervisor_pid = st.agent_pid = 0;
+    sp_state_write(wsfd, &st, NULL);
+    sp_state_free(&st);
+}
+
+SP_EXPORT int sp_ws_start(const char *name, sp_error *err)
+{
+    char statedir[SP_MAX_PATH];
+    _cleanup_close_ int wsfd = open_ws(name, statedir, sizeof(statedir), err);
+    if (wsfd < 0)
+        return wsfd;
+    _cleanup_close_ int lockfd = sp_state_lock(wsfd, false);
+    if (lockfd == -EWOULDBLOCK)
+        return sp_error_setk(err, SP_ERR_USAGE, EBUSY,
+                             "workspace %s is already running", name);
+    if (lockfd < 0)
+        return sp_error_set(err, -lockfd, "cannot lock workspace %s", name);
+    struct sp_ws_state st;
+    int r = sp_state_read(wsfd, &st, err);
+    if (r < 0)
+        return sp_error_prefix(err, "workspace %s", name);
+    if (strcmp(st.state, "running") == 0 || strcmp(st.state, "creating") == 0) {
+        /* Its supervisor died without cleaning up: do it now. */
+        sp_state_free(&st);
+        clean_dead(wsfd, "crashed");
+        if ((r = sp_state_read(wsfd, &st, err)) < 0)
+            return r;
+    }
+    char *pj = st.policy ? json_dumps(st.policy, JSON_COMPACT) : NULL;
+    char datadir[SP_MAX_PATH * 2];
+    snprintf(datadir, sizeof(datadir), "%s/%s/%s/%s", statedir, SP_WS_DIR,
+             name, SP_WS_DATA);
+    struct sp_policy *p = NULL;
+    if (!pj)
+        r = sp_error_setk(err, SP_ERR_SYSTEM, 0,
+                          "workspace %s has no stored policy", name);
+    else
+        r = sp_ws_policy_from_json(pj, datadir, &p, err);
+    free(pj);
+    if (r == 0)
+        r = spawn_supervisor(name, wsfd, lockfd, p, st.idle_timeout,
+                             st.max_lifetime, st.created, err);
+    sp_policy_free(p);
+    sp_state_free(&st);
+    return r;
+}
+
+/* ---- the client connection ------------------------------------------- */
+
+struct sp_ws_client {
+    int fd;
+    json_int_t next_id;
+    struct sp_proto_buf in;
+    char name[SP_WS_NAME_MAX + 1];
+};
+
+static int connect_ws(int wsfd, const char *name, sp_error *err)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", wsfd,
+             SP_WS_SOCKET);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return sp_error_set(err, errno, "socket");
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        close(fd);
+        if (e == ENOENT || e == ECONNREFUSED)
+            return sp_error_setk(err, SP_ERR_USAGE, e,
+                                 "workspace %s is not running", name);
+        return sp_error_setk(err, SP_ERR_SYSTEM, e,
+                             "cannot connect to workspace %s", name);
+    }
+    return fd;
+}
+
+SP_EXPORT sp_ws_client *sp_ws_connect(const char *name, sp_error *err)
+{
+    char statedir[SP_MAX_PATH];
+    _cleanup_close_ int wsfd = open_ws(name, statedir, sizeof(statedir), err);
+    if (wsfd < 0)
+        return NULL;
+    int fd = connect_ws(wsfd, name, err);
+    if (fd < 0)
+        return NULL;
+    sp_ws_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        sp_error_set(err, ENOMEM, "client");
+        return NULL;
+    }
+    c->fd = fd;
+    sp_proto_buf_init(&c->in);
+    snprintf(c->name, sizeof(c->name), "%s", name);
+    return c;
+}
+
+SP_EXPORT void sp_ws_client_close(sp_ws_client *c)
+{
+    if (!c)
+        return;
+    close(c->fd);
+    sp_proto_buf_free(&c->in);
+    free(c);
+}
+
+/* Wait for the reply to request `id`. Returns 0 with *ret (caller frees)
+ * or < 0. Lines for other ids are dropped. `sfd` >= 0: forward signals
+ * read from it as "signal" requests for exec `id`. */
+struct relay {
+    int from, to;
+    bool output;               /* pipe -> caller's fd; else caller's -> pipe */
+    char buf[65536];
+    size_t len, off;
+    bool eof;
+};
+
+static void relay_close(struct relay *r)
+{
+    sp_close_keep_errno(r->output ? r->from : r->to);
+    if (r->output)
+        r->from = -1;
+    else
+        r->to = -1;
+}
+
+/* Move what can be moved now. Output relays write to the caller's fd
+ * blocking (it is a file); input relays write to a non-blocking pipe. */
+static void relay_step(struct relay *r, bool drain)
+{
+    if (r->output) {
+        while (r->from >= 0) {
+            ssize_t n = read(r->from, r->buf, sizeof(r->buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0) {
+                if (n == 0 || errno != EAGAIN)
+                    relay_close(r);
+                return;
+            }
+            for (ssize_t off = 0; off < n;) {
+                ssize_t w = write(r->to, r->buf + off, (size_t)(n - off));
+                if (w < 0 && errno == EINTR)
+                    continue;
+                if (w <= 0)
+                    break;
+                off += w;
+            }
+            if (!drain)
+                return;
+        }
+        return;
+    }
+    if (r->to < 0)
+        return;
+    if (r->len == r->off && !r->eof) {
+        ssize_t n = read(r->from, r->buf, sizeof(r->buf));
+        if (n <= 0 && !(n < 0 && errno == EINTR))
+            r->eof = true;
+        r->len = n > 0 ? (size_t)n : 0;
+        r->off = 0;
+    }
+    while (r->off < r->len) {
+        ssize_t w = write(r->to, r->buf + r->off, r->len - r->off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            return;
+        if (w <= 0) {
+            /* The command closed its stdin: stop feeding it. */
+            r->eof = true;
+            r->len = r->off = 0;
+            break;
+        }
+        r->off += (size_t)w;
+    }
+    if (r->eof && r->off == r->len)
+        relay_close(r);
+}
+
+static bool passable(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    struct stat sb;
+    if (fl < 0 || (fl & O_PATH) || fstat(fd, &sb) < 0)
+        return false;
+    return S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode) || S_ISCHR(sb.st_mode);
+}
+
+static int reply_error(const struct sp_proto_msg *m, sp_error *err)
+{
+    int kind = m->err_code == SP_RPC_INTERNAL ? SP_ERR_SYSTEM
+               : m->err_code == SP_RPC_GONE   ? SP_ERR_SYSTEM
+                                              : SP_ERR_USAGE;
+    return sp_error_setk(err, kind, 0, "%s", m->err_message);
+}
+
+SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
+                                sp_error *err)
+{
+    if (!o || !o->argv || !o->argv[0])
+        return sp_error_setk(err, SP_ERR_USAGE, 0, "no command given");
+    int pass[3] = {-1, -1, -1};
+    bool ours[3] = {false, false, false};
+    struct relay *relays[3] = {NULL, NULL, NULL};
+    int sfd = -1, rc = -SP_EFAIL;
+    sigset_t fwd, oldmask;
+    sigemptyset(&fwd);
+    sigemptyset(&oldmask);
+    bool masked = false;
+    char *line = NULL;
+
+    for (int i = 0; i < 3; i++) {
+        int fd = o->fds[i];
+        if (fd < 0) {
+            pass[i] = open("/dev/null", (i == 0 ? O_RDONLY : O_WRONLY) | O_CLOEXEC);
+            ours[i] = true;
+            if (pass[i] < 0) {
+                rc = sp_error_set(err, errno, "/dev/null");
+                goto out;
+            }
+        } else if (passable(fd)) {
+            pass[i] = fd;
+        } else {
+            /* A regular file (or anything else) must not enter the
+             * sandbox as a descriptor: relay it through a pipe. */
+            int p[2];
+            struct relay *r = calloc(1, sizeof(*r));
+            if (!r || pipe2(p, O_CLOEXEC) < 0) {
+                free(r);
+                rc = sp_error_set(err, errno ? errno : ENOMEM, "relay pipe");
+                goto out;
+            }
+            relays[i] = r;
+            r->output = i > 0;
+            if (r->output) {
+                r->from = p[0];
+                r->to = fd;
+                pass[i] = p[1];
+                fcntl(p[0], F_SETFL, O_NONBLOCK);
+            } else {
+                r->from = fd;
+                r->to = p[1];
+                pass[i] = p[0];
+                fcntl(p[1], F_SETFL, O_NONBLOCK);
+            }
+            ours[i] = true;
+        }
+    }
+
+    json_t *argv = json_array(), *params = json_object();
+    for (size_t i = 0; o->argv[i]; i++)
+        json_array_append_new(argv, json_string(o->argv[i]));
+    json_object_set_new(params, "argv", argv);
+    if (o->env) {
+        json_t *env = json_array();
+        for (size_t i = 0; o->env[i]; i++)
+            json_array_append_new(env, json_string(o->env[i]));
+        json_object_set_new(params, "env", env);
+    }
+    if (o->cwd)
+        json_object_set_new(params, "cwd", json_string(o->cwd));
+    if (o->timeout > 0)
+        json_object_set_new(params, "timeout", json_real(o->timeout));
+    json_int_t id = ++c->next_id;
+    json_t *jid = json_integer(id);
+    line = sp_proto_request(jid, "exec", params);
+    if (!line) {
+        json_decref(jid);
+        rc = sp_error_set(err, ENOMEM, "exec request");
+        goto out;
+    }
+    size_t llen = strlen(line);
+    if (llen > SP_PROTO_MAX_LINE) {
+        json_decref(jid);
+        rc = sp_error_setk(err, SP_ERR_USAGE, E2BIG,
+                           "the command and its environment are longer than "
+                           "%d bytes", SP_PROTO_MAX_LINE);
+        goto out;
+    }
+    if (o->forward_signals) {
+        sigemptyset(&fwd);
+        sigaddset(&fwd, SIGINT);
+        sigaddset(&fwd, SIGTERM);
+        sigaddset(&fwd, SIGHUP);
+        sigaddset(&fwd, SIGQUIT);
+        if (sigprocmask(SIG_BLOCK, &fwd, &oldmask) == 0) {
+            masked = true;
+            sfd = signalfd(-1, &fwd, SFD_CLOEXEC | SFD_NONBLOCK);
+        }
+    }
+    int sr = sp_proto_send(c->fd, line, llen, pass, 3);
+    for (int i = 0; i < 3; i++)
+        if (ours[i]) {
+            close(pass[i]);
+            pass[i] = -1;
+        }
+    if (sr < 0) {
+        json_decref(jid);
+        rc = sp_error_setk(err, SP_ERR_SYSTEM, -sr,
+                           "workspace %s: cannot send the request", c->name);
+        goto out;
+    }
+
+    bool done = false;
+    while (!done) {
+        struct pollfd pfd[5];
+        struct relay *pr_[5] = {NULL};
+        size_t n = 0;
+        pfd[n++] = (struct pollfd){c->fd, POLLIN, 0};
+        pfd[n++] = (struct pollfd){sfd, POLLIN, 0};
+        for (int i = 0; i < 3; i++) {
+            struct relay *r = relays[i];
+            if (!r)
+                continue;
+            if (r->output && r->from >= 0)
+                pfd[n] = (struct pollfd){r->from, POLLIN, 0};
+            else if (!r->output && r->to >= 0)
+                pfd[n] = (struct pollfd){r->to, POLLOUT, 0};
+            else
+                continue;
+            pr_[n++] = r;
+        }
+        int pr = poll(pfd, n, -1);
+        if (pr < 0 && errno != EINTR) {
+            rc = sp_error_set(err, errno, "poll");
+            break;
+        }
+        for (size_t i = 2; i < n; i++)
+            if (pfd[i].revents)
+                relay_step(pr_[i], false);
+        if (sfd >= 0 && (pfd[1].revents & POLLIN)) {
+            struct signalfd_siginfo si;
+            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                json_t *p = json_pack("{s:I,s:i}", "exec", id, "signal",
+                                      (int)si.ssi_signo);
+                char *sl = sp_proto_request(NULL, "signal", p);
+                if (sl)
+                    sp_proto_send(c->fd, sl, strlen(sl), NULL, 0);
+                free(sl);
+            }
+        }
+        if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        ssize_t k = sp_proto_recv(c->fd, &c->in);
+        if (k == -EAGAIN)
+            continue;
+        char *l = NULL;
+        size_t len = 0;
+        while (!done && sp_proto_next_line(&c->in, &l, &len) == 1) {
+            struct sp_proto_msg m;
+            if (sp_proto_parse(l, len, &m, NULL) == 0 && !m.method &&
+                (!m.id || json_equal(m.id, jid))) {
+                done = true;
+                if (m.is_error) {
+                    rc = reply_error(&m, err);
+                } else {
+                    json_t *s = json_object_get(m.result, "status");
+                    rc = json_is_integer(s) ? (int)json_integer_value(s) : 125;
+                    if (rc < 0 || rc > 255)
+                        rc = 125;
+                }
+                sp_proto_msg_free(&m);
+            } else if (sp_proto_parse(l, len, &m, NULL) == 0) {
+                sp_proto_msg_free(&m);
+            }
+            free(l);
+        }
+        if (!done && k <= 0) {
+            rc = sp_error_setk(err, SP_ERR_SYSTEM, 0,
+                               "workspace %s: the supervisor went away",
+                               c->name);
+            break;
+        }
+    }
+    json_decref(jid);
+    /* What the command wrote before it exited is in the pipes now. */
+    for (int i = 1; i < 3; i++)
+        if (relays[i])
+            relay_step(relays[i], true);
+out:
+    free(line);
+    for (int i = 0; i < 3; i++) {
+        if (ours[i] && pass[i] >= 0)
+            close(pass[i]);
+        if (relays[i]) {
+            relay_close(relays[i]);
+            free(relays[i]);
+        }
+    }
+    if (sfd >= 0)
+        close(sfd);
+    if (masked) {
+        /* A signal that arrived after the last read is forwarded to no
+         * one: drop it rather than die of it after the command ended. */
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&fwd, NULL, &zero) > 0)
+            ;
+        sigprocmask(SIG_SETMASK, &oldmask, NULL);
+    }
+    return rc;
+}
+
+SP_EXPORT int sp_ws_exec(const char *name, const sp_ws_exec_opts *o,
+                         sp_error *err)
+{
+    sp_ws_client *c = sp_ws_connect(name, err);
+    if (!c)
+        return err && err->code ? -err->code : -SP_EFAIL;
+    int r = sp_ws_client_exec(c, o, err);
+    sp_ws_client_close(c);
+    return r;
+}
+
+/* ---- lifecycle ------------------------------------------------------- */
+
+SP_EXPORT int sp_ws_stop(const char *name, sp_error *err)
+{
+    char statedir[SP_MAX_PATH];
+    _cleanup_close_ int wsfd = open_ws(name, statedir, sizeof(statedir), err);
+    if (wsfd < 0)
+        return wsfd;
+    int fd = connect_ws(wsfd, name, NULL);
+    if (fd >= 0) {
+        json_t *id = json_integer(1);
+        char *line = sp_proto_request(id, "stop", NULL);
+        json_decref(id);
+        if (line)
+            sp_proto_send(fd, line, strlen(line), NULL, 0);
+        free(line);
+        /* The reply, or EOF when the supervisor exits. */
+        char buf[4096];
+        for (;;) {
+            ssize_t n = read(fd, buf, sizeof(buf));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0 || memchr(buf, '\n', (size_t)n))
+                break;
+        }
+        close(fd);
+    }
+    /* The supervisor holds the lock until it has exited. */
+    int lockfd = sp_state_lock(wsfd, true);
+    if (lockfd < 0)
+        return sp_error_set(err, -lockfd, "cannot lock workspace %s", name);
+    struct sp_ws_state st;
+    if (sp_state_read(wsfd, &st, NULL) == 0) {
+        bool dead = strcmp(st.state, "running") == 0 ||
+                    strcmp(st.state, "creating") == 0;
+        sp_state_free(&st);
+        if (dead)
+            clean_dead(wsfd, "stopped");
+    }
+    close(lockfd);
+    return 0;
+}
+
+SP_EXPORT int sp_ws_rm(const char *name, bool force, sp_error *err)
+{
+    char statedir[SP_MAX_PATH];
+    _cleanup_close_ int wsfd = open_ws(name, statedir, sizeof(statedir), err);
+    if (wsfd < 0)
+        return wsfd;
+    int lockfd = sp_state_lock(wsfd, false);
+    if (lockfd == -EWOULDBLOCK) {
+        if (!force)
+            return sp_error_setk(err, SP_ERR_USAGE, EBUSY,
+                                 "workspace %s is running (stop it first, or "
+                                 "use rm -f)", name);
+        int r = sp_ws_stop(name, err);
+        if (r < 0)
+            return r;
+        lockfd = sp_state_lock(wsfd, true);
+    }
+    if (lockfd < 0)
+        return sp_error_set(err, -lockfd, "cannot lock workspace %s", name);
+    struct sp_ws_state st;
+    if (sp_state_read(wsfd, &st, NULL) == 0) {
+        sp_state_cgroups_remove(st.cgroups);
+        sp_state_free(&st);
+    }
+    /* Renamed first, so the name is free at once and a removal cut short
+     * is finished by gc. */
+    char root[SP_MAX_PATH + 16], tmp[SP_WS_NAME_MAX + 32];
+    snprintf(root, sizeof(root), "%s/%s", statedir, SP_WS_DIR);
+    snprintf(tmp, sizeof(tmp), ".rm-%s-%d", name, (int)getpid());
+    _cleanup_close_ int rootfd =
+        open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int r = 0;
+    if (rootfd < 0 || renameat(rootfd, name, rootfd, tmp) < 0)
+        r = sp_error_set(err, errno, "cannot remove workspace %s", name);
+    else if ((r = sp_rm_rf_at(rootfd, tmp)) < 0)
+        sp_error_set(err, -r, "cannot remove workspace %s completely", name);
+    close(lockfd);
+    return r;
+}
+
+SP_EXPORT int sp_ws_gc(sp_error *err)
+{
+    char statedir[SP_MAX_PATH], root[SP_MAX_PATH + 16];
+    int r = sp_state_dir(statedir, sizeof(statedir), err);
+    if (r < 0)
+        return r;
+    snprintf(root, sizeof(root), "%s/%s", statedir, SP_WS_DIR);
+    int rootfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (rootfd < 0)
+        return sp_error_set(err, errno, "cannot open %s", root);
+    DIR *d = fdopendir(rootfd);
+    if (!d) {
+        close(rootfd);
+        return sp_error_set(err, errno, "cannot read %s", root);
+    }
+    int reaped = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *n = de->d_name;
+        if (strncmp(n, ".rm-", 4) == 0) {
+            if (sp_rm_rf_at(dirfd(d), n) == 0)
+                reaped++;
+            continue;
+        }
+        if (!sp_ws_name_valid(n))
+            continue;
+        int wsfd = openat(dirfd(d), n,
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (wsfd < 0)
+            continue;
+        int lockfd = sp_state_lock(wsfd, false);
+        if (lockfd < 0) {
+            close(wsfd); /* alive, or being created right now */
+            continue;
+        }
+        struct sp_ws_state st;
+        if (sp_state_read(wsfd, &st, NULL) < 0) {
+            /* No state: a create that died before writing any. */
+            struct stat sb;
+            if (fstat(wsfd, &sb) == 0 && sb.st_mtime + 60 < sp_unix_now()) {
+                close(lockfd);
+                close(wsfd);
+                lockfd = wsfd = -1;
+                if (sp_rm_rf_at(dirfd(d), n) == 0)
+                    reaped++;
+            }
+        } else if (strcmp(st.state, "creating") == 0) {
+            sp_state_free(&st);
+            close(lockfd);
+            close(wsfd);
+            lockfd = wsfd = -1;
+            if (sp_rm_rf_at(dirfd(d), n) == 0)
+                reaped++;
+            continue;
+        } else {
+            if (strcmp(st.state, "running") == 0) {
+                clean_dead(wsfd, "crashed");
+                reaped++;
+            }
+            sp_state_free(&st);
+        }
+        sp_close_keep_errno(lockfd);
+        sp_close_keep_errno(wsfd);
+    }
+    closedir(d);
+    return reaped;
+}
+
+/* One number from a cgroup file, or -1. */
+static long long read_ll(const char *dir, const char *file)
+{
+    char path[SP_MAX_PATH + 64];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    long long v = -1;
+    if (fscanf(f, "%lld", &v) != 1)
+        v = -1;
+    fclose(f);
+    return v;
+}
+
+static long long count_procs(const char *dir)
+{
+    char path[SP_MAX_PATH + 64];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    long long n = 0;
+    int pid;
+    while (fscanf(f, "%d", &pid) == 1)
+        n++;
+    fclose(f);
+    return n;
+}
+
+SP_EXPORT char *sp_ws_list_json(sp_error *err)
+{
+    char statedir[SP_MAX_PATH], root[SP_MAX_PATH + 16];
+    if (sp_state_dir(statedir, sizeof(statedir), err) < 0)
+        return NULL;
+    snprintf(root, sizeof(root), "%s/%s", statedir, SP_WS_DIR);
+    DIR *d = opendir(root);
+    if (!d) {
+        sp_error_set(err, errno, "cannot read %s", root);
+        return NULL;
+    }
+    json_t *list = json_array();
+    struct dirent *de;
+    int64_t now = sp_unix_now();
+    while ((de = readdir(d))) {
+        if (!sp_ws_name_valid(de->d_name))
+            continue;
+        int wsfd = openat(dirfd(d), de->d_name,
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (wsfd < 0)
+            continue;
+        struct sp_ws_state st;
+        if (sp_state_read(wsfd, &st, NULL) < 0) {
+            close(wsfd);
+            continue;
+        }
+        /* Alive is "the lock is held", whatever state.json says. */
+        bool alive = false;
+        int lfd = openat(wsfd, SP_WS_LOCK_FILE, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (lfd >= 0) {
+            alive = flock(lfd, LOCK_SH | LOCK_NB) < 0 && errno == EWOULDBLOCK;
+            close(lfd);
+        }
+        const char *state = st.state;
+        if (!alive && (strcmp(state, "running") == 0 ||
+                       strcmp(state, "creating") == 0))
+            state = "crashed";
+        json_t *o = json_pack("{s:s,s:s,s:I,s:I}", "name", de->d_name, "state",
+                              state, "created", (json_int_t)st.created, "age",
+                              (json_int_t)(now - st.created));
+        bool running = alive && strcmp(state, "running") == 0;
+        json_object_set_new(o, "supervisor_pid",
+                            running ? json_integer(st.supervisor_pid)
+                                    : json_null());
+        json_object_set_new(o, "agent_pid",
+                            running ? json_integer(st.agent_pid) : json_null());
+        long long mem = -1, procs = -1;
+        size_t i;
+        json_t *v;
+        if (running) {
+            json_array_foreach(st.cgroups, i, v) {
+                const char *dir = json_string_value(v);
+                if (!dir)
+                    continue;
+                if (mem < 0)
+                    mem = read_ll(dir, "memory.usage_in_bytes");
+                if (mem < 0)
+                    mem = read_ll(dir, "memory.current");
+                if (procs < 0)
+                    procs = count_procs(dir);
+            }
+        }
+        json_object_set_new(o, "processes",
+                            procs >= 0 ? json_integer(procs) : json_null());
+        json_object_set_new(o, "memory",
+                            mem >= 0 ? json_integer(mem) : json_null());
+        json_array_append_new(list, o);
+        sp_state_free(&st);
+        close(wsfd);
+    }
+    closedir(d);
+    char *s = json_dumps(list, JSON_COMPACT);
+    json_decref(list);
+    if (!s)
+        sp_error_set(err, ENOMEM, "workspace list");
+    return s;
+}

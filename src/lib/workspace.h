@@ -1,0 +1,17 @@
+/* workspace.h — the client side of workspaces: the sp_ws_* functions of
+ * sandpit.h (create, start, stop, rm, gc, list, exec), used by the CLI and
+ * later the JSON-RPC and MCP front ends. They find a workspace under the
+ * state directory (state.h), spawn its supervisor (supervisor.h) and speak
+ * proto.h to it. */
+#ifndef SANDPIT_WORKSPACE_H
+#define SANDPIT_WORKSPACE_H
+
+#include "policy.h"
+#include "sandpit.h"
+
+/* Build a finalized policy for workspace data directory `datadir` from a
+ * policy's JSON (as stored in state.json). */
+int sp_ws_policy_from_json(const char *json, const char *datadir,
+                           struct sp_policy **ret, sp_error *err);
+
+#endif
