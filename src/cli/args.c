@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -19,6 +20,7 @@ enum {
     O_CPUS, O_TMP_SIZE, O_NOFILE, O_FSIZE, O_NO_LANDLOCK, O_NO_SECCOMP,
     O_SECCOMP_PROFILE, O_ALLOW_PTRACE, O_REQUIRE, O_POLICY, O_PROFILE,
     O_STATS, O_STATS_JSON, O_VERBOSE, O_QUIET, O_HELP,
+    O_NET_POLICY, O_NET_ALLOW_PRIVATE, O_NET_LOG, O_NET_RESOLVER,
 };
 
 static const struct option long_opts[] = {
@@ -41,6 +43,10 @@ static const struct option long_opts[] = {
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"kill-after", required_argument, NULL, O_KILL_AFTER},
     {"net", required_argument, NULL, O_NET},
+    {"net-policy", required_argument, NULL, O_NET_POLICY},
+    {"net-allow-private", no_argument, NULL, O_NET_ALLOW_PRIVATE},
+    {"net-log", required_argument, NULL, O_NET_LOG},
+    {"net-resolver", required_argument, NULL, O_NET_RESOLVER},
     {"memory", required_argument, NULL, O_MEMORY},
     {"pids", required_argument, NULL, O_PIDS},
     {"cpus", required_argument, NULL, O_CPUS},
@@ -85,7 +91,14 @@ void cli_policy_help(void)
         "  --pass-fd N            keep fd N open in the sandbox\n"
         "  --timeout S            SIGTERM everything after S seconds (exit 124)\n"
         "  --kill-after S         SIGKILL S seconds after the SIGTERM (default 2)\n"
-        "  --net none|host        network (default none: only lo)\n"
+        "  --net none|host|allow:DOMAIN[,DOMAIN...]\n"
+        "                         network (default none: only lo); allow: only\n"
+        "                         through the egress proxy (docs/network.md)\n"
+        "  --net-policy FILE      allow list and proxy bounds as JSON (implies allow)\n"
+        "  --net-allow-private    let the proxy reach loopback/private addresses\n"
+        "  --net-log FILE         run: every proxied request as a JSON line\n"
+        "  --net-resolver FILE    the proxy resolves names only from this\n"
+        "                         hosts-format file (no DNS)\n"
         "  --memory SIZE          memory limit (default 1G; 0 = none)\n"
         "  --pids N               process limit (default 512; 0 = none)\n"
         "  --cpus F               CPU limit in CPUs (e.g. 0.5)\n"
@@ -205,6 +218,22 @@ static json_t *flag_json(int opt, const char *arg, sp_error *err)
     case O_TIMEOUT: return wrap("timeout", json_string(arg));
     case O_KILL_AFTER: return wrap("kill_after", json_string(arg));
     case O_NET: return wrap("net", json_string(arg));
+    case O_NET_POLICY: return wrap("net_policy", json_string(arg));
+    case O_NET_ALLOW_PRIVATE: return wrap("net_allow_private", json_true());
+    case O_NET_LOG:
+    case O_NET_RESOLVER: {
+        /* The policy wants an absolute path; a flag may be relative. */
+        const char *key = opt == O_NET_LOG ? "net_log" : "net_resolver";
+        char cwd[4096];
+        if (arg[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+            return wrap(key, json_string(arg));
+        char *abs = NULL;
+        if (asprintf(&abs, "%s/%s", cwd, arg) < 0)
+            return wrap(key, json_string(arg));
+        j = wrap(key, json_string(abs));
+        free(abs);
+        return j;
+    }
     case O_MEMORY: return wrap("limits", wrap("memory", json_string(arg)));
     case O_PIDS: return wrap("limits", wrap("pids", json_string(arg)));
     case O_CPUS: return wrap("limits", wrap("cpus", json_string(arg)));

@@ -40,5 +40,10 @@ void cli_log(void *ctx, int level, const char *msg);
 int cmd_run(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_mcp(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_net(int argc, char **argv);
+/* create: the loud --net host warning (a workspace's own log has it too). */
+void cli_net_warn(const sp_policy *p, int verbosity);
 
 #endif

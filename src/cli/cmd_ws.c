@@ -34,6 +34,7 @@ static int parse_seconds(const char *flag, const char *v, double *ret)
 int cmd_create(int argc, char **argv)
 {
     sp_ws_create_opts o = {0};
+    json_t *publish = NULL;
     char **rest = calloc((size_t)argc + 1, sizeof(*rest));
     if (!rest)
         return EXIT_SP_FAILURE;
@@ -59,6 +60,30 @@ int cmd_create(int argc, char **argv)
                 free(rest);
                 return EXIT_SP_FAILURE;
             }
+        } else if (strcmp(a, "--from") == 0 || strncmp(a, "--from=", 7) == 0) {
+            o.from = a[6] == '=' ? a + 7 : i + 1 < argc ? argv[++i] : NULL;
+            if (!o.from || !*o.from) {
+                cli_error("--from: expected a directory");
+                free(rest);
+                return EXIT_SP_FAILURE;
+            }
+        } else if (strcmp(a, "--read-only-system") == 0) {
+            o.read_only_system = true;
+        } else if (strcmp(a, "--publish") == 0 || strcmp(a, "-p") == 0 ||
+                   strncmp(a, "--publish=", 10) == 0) {
+            /* [HOSTADDR:]HOSTPORT:PORT, checked by the policy (portfwd.h) */
+            const char *v = a[2] == 'p' && a[9] == '=' ? a + 10
+                            : i + 1 < argc             ? argv[++i]
+                                                       : NULL;
+            if (!v || !*v) {
+                cli_error("--publish: expected [HOSTADDR:]HOSTPORT:PORT");
+                free(rest);
+                json_decref(publish);
+                return EXIT_SP_FAILURE;
+            }
+            if (!publish)
+                publish = json_array();
+            json_array_append_new(publish, json_string(v));
         } else {
             rest[n++] = argv[i];
         }
@@ -67,13 +92,26 @@ int cmd_create(int argc, char **argv)
     sp_error err = {0};
     sp_policy *p = NULL;
     int idx = cli_parse_policy(n, rest, &p, &opts, false, &err);
+    if (idx >= 0 && publish) {
+        json_t *po = json_pack("{s:o}", "publish", publish);
+        char *pt = json_dumps(po, JSON_COMPACT);
+        json_decref(po);
+        if (!pt || sp_policy_apply_json_text(p, pt, "--publish", &err) < 0) {
+            sp_policy_free(p);
+            idx = -1;
+        }
+        free(pt);
+    } else {
+        json_decref(publish);
+    }
     if (idx < 0) {
         free(rest);
         return fail(&err);
     }
     if (opts.help) {
         puts("usage: sandpit create [NAME] [POLICY FLAGS] [--idle-timeout S] "
-             "[--max-lifetime S]\n");
+             "[--max-lifetime S] [--from DIR] [--read-only-system] "
+             "[--publish [HOSTADDR:]HOSTPORT:PORT]...\n");
         cli_policy_help();
         sp_policy_free(p);
         free(rest);
@@ -95,6 +133,7 @@ int cmd_create(int argc, char **argv)
     }
     free(rest);
     char name[64];
+    cli_net_warn(p, opts.verbosity);
     int r = sp_ws_create(p, &o, name, sizeof(name), &err);
     sp_policy_free(p);
     if (r < 0)
@@ -216,8 +255,8 @@ int cmd_ps(int argc, char **argv)
         free(s);
         json_decref(sorted);
     } else {
-        printf("%-24s %-8s %6s %6s %10s %10s %10s\n", "NAME", "STATE", "AGE",
-               "PROCS", "MEMORY", "SUPERVISOR", "AGENT");
+        printf("%-24s %-8s %6s %6s %10s %10s %10s  %s\n", "NAME", "STATE",
+               "AGE", "PROCS", "MEMORY", "SUPERVISOR", "AGENT", "PORTS");
         for (size_t i = 0; items && i < n; i++) {
             json_t *o = items[i];
             char age[32], procs[32] = "-", mem[32] = "-", sv[32] = "-",
@@ -235,10 +274,24 @@ int cmd_ps(int argc, char **argv)
                 snprintf(sv, sizeof(sv), "%lld", (long long)json_integer_value(v));
             if (json_is_integer(v = json_object_get(o, "agent_pid")))
                 snprintf(ag, sizeof(ag), "%lld", (long long)json_integer_value(v));
-            printf("%-24s %-8s %6s %6s %10s %10s %10s\n",
+            /* Published ports: HOSTADDR:HOSTPORT->PORT */
+            char ports[512] = "";
+            size_t pi, pl = 0;
+            json_t *pv;
+            json_array_foreach(json_object_get(o, "ports"), pi, pv) {
+                int k = snprintf(ports + pl, sizeof(ports) - pl, "%s%s:%lld->%lld",
+                                 pi ? "," : "",
+                                 json_string_value(json_object_get(pv, "host")),
+                                 (long long)json_integer_value(json_object_get(pv, "host_port")),
+                                 (long long)json_integer_value(json_object_get(pv, "port")));
+                if (k < 0 || (size_t)k >= sizeof(ports) - pl)
+                    break;
+                pl += (size_t)k;
+            }
+            printf("%-24s %-8s %6s %6s %10s %10s %10s  %s\n",
                    json_string_value(json_object_get(o, "name")),
                    json_string_value(json_object_get(o, "state")), age, procs,
-                   mem, sv, ag);
+                   mem, sv, ag, ports);
         }
     }
     free(items);

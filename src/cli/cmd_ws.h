@@ -9,5 +9,7 @@ int cmd_stop(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_rm(int argc, char **argv);
 int cmd_gc(int argc, char **argv);
+int cmd_diff(int argc, char **argv);  /* cmd_wsfs.c */
+int cmd_reset(int argc, char **argv); /* cmd_wsfs.c */
 
 #endif

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "cli.h"
+#include "cmd_files.h"
+#include "cmd_shell.h"
 #include "cmd_ws.h"
 
 static const struct {
@@ -13,6 +15,8 @@ static const struct {
     {"run", cmd_run, "run a command in a fresh one-shot sandbox"},
     {"policy", cmd_policy, "print the effective policy (policy show [FLAGS])"},
     {"doctor", cmd_doctor, "what this host can enforce (--json)"},
+    {"mcp", cmd_mcp, "MCP server on stdio for agents (docs/mcp.md)"},
+    {"serve", cmd_serve, "JSON-RPC 2.0 on a Unix socket (docs/serve.md)"},
     {"create", cmd_create, "create and start a persistent workspace"},
     {"exec", cmd_exec, "run a command in a workspace (exec NAME -- CMD)"},
     {"ps", cmd_ps, "list workspaces (--json)"},
@@ -20,6 +24,21 @@ static const struct {
     {"start", cmd_start, "start a stopped workspace again"},
     {"rm", cmd_rm, "remove a workspace (-f: even a running one)"},
     {"gc", cmd_gc, "clean up workspaces whose supervisor died"},
+    {"shell", cmd_shell, "attach a terminal to a shell in a workspace"},
+    {"shells", cmd_shells, "list a workspace's shells"},
+    {"service", cmd_service, "start|status|logs|stop|ls background services"},
+    {"files", cmd_files, "files in a workspace: ls|cat|write|stat|mkdir|rm|mv NAME PATH"},
+    {"ls", cmd_ls, "list files in a workspace (ls NAME [PATH] [-R] [--json])"},
+    {"cat", cmd_cat, "print a file of a workspace (cat NAME PATH)"},
+    {"write", cmd_write, "write stdin to a file of a workspace (write NAME PATH)"},
+    {"stat", cmd_stat, "describe a file of a workspace (stat NAME PATH)"},
+    {"patch", cmd_patch, "apply a unified diff to a workspace (patch NAME < DIFF)"},
+    {"import", cmd_import, "unpack an archive into a workspace (import NAME [DEST] < A)"},
+    {"export", cmd_export, "pack a workspace path as tar (export NAME [PATH] > A)"},
+    {"cp", cmd_cp, "copy between the host and NAME:PATH, either way"},
+    {"diff", cmd_diff, "what a workspace changed (diff NAME [--json])"},
+    {"reset", cmd_reset, "drop everything a workspace wrote (reset NAME)"},
+    {"net", cmd_net, "a workspace's egress proxy log (net log NAME [-f] [--json])"},
 };
 
 static void usage(FILE *f)

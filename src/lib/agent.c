@@ -8,6 +8,7 @@
 #define _GNU_SOURCE
 #endif
 #include "agent.h"
+#include "agent_ext.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include "bounds.h"
 #include "envbuild.h"
 #include "error.h"
+#include "files.h"
 #include "launch.h"
 #include "proto.h"
 #include "util.h"
@@ -43,6 +45,7 @@ struct agent {
     struct sp_proto_buf in;
     struct job *jobs;
     size_t n_jobs;
+    int rootfd;                /* the workspace directory (file API) */
 };
 
 static _Noreturn void agent_exit(void)
@@ -241,15 +244,25 @@ out:
     free(envp);
 }
 
-static void handle_line(struct agent *a, const char *line, size_t len)
+static void handle_line(struct agent *a, const char *line, size_t len,
+                        const char *frame, size_t frame_len)
 {
     struct sp_proto_msg m;
     if (sp_proto_parse(line, len, &m, NULL) < 0 || !m.method)
         agent_exit(); /* the supervisor speaks our protocol or is gone */
     json_int_t id = m.id && json_is_integer(m.id) ? json_integer_value(m.id)
                                                   : -1;
+    int nfd = 0;
     if (strcmp(m.method, "exec") == 0 && id >= 0) {
         do_exec(a, id, m.params);
+    } else if (id >= 0 && sp_files_method(m.method, &nfd)) {
+        int fd = -1;
+        if (nfd > 0 && sp_proto_take_fds(&a->in, &fd, 1) != 1)
+            fd = -1;
+        sp_agent_files_handle(a->cfg->sock, a->rootfd, id, m.method,
+                              m.params, frame, frame_len, fd);
+    } else if (sp_agent_ext_handle(id, m.method, m.params)) {
+        /* shells, services, shutdown (agent_ext.h) */
     } else if (strcmp(m.method, "signal") == 0 ||
                strcmp(m.method, "cancel") == 0) {
         json_t *je = m.params ? json_object_get(m.params, "exec") : NULL;
@@ -278,6 +291,10 @@ static void reap(struct agent *a)
         pid_t w = waitpid(-1, &st, WNOHANG);
         if (w <= 0)
             return;
+        if (sp_agent_files_reaped(a->cfg->sock, w, st))
+            continue;
+        if (sp_agent_ext_reaped(w, st))
+            continue;
         for (size_t i = 0; i < a->n_jobs; i++) {
             struct job *j = &a->jobs[i];
             if (j->pid != w)
@@ -337,7 +354,10 @@ static void run_timers(struct agent *a, uint64_t now)
 _Noreturn void sp_agent_main(const struct sp_agent_cfg *cfg)
 {
     struct agent a = {.cfg = cfg, .sfd = -1};
+    /* Our working directory is the workspace: the root of the file API. */
+    a.rootfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     sp_proto_buf_init(&a.in);
+    sp_agent_ext_init(cfg);
 
     /* Children start with default dispositions (ignored signals survive
      * execve), so set them once here rather than per exec. Every signal
@@ -360,8 +380,17 @@ _Noreturn void sp_agent_main(const struct sp_agent_cfg *cfg)
     send_line(&a, sp_proto_request(NULL, "ready", NULL));
 
     for (;;) {
-        struct pollfd pfd[2] = {{cfg->sock, POLLIN, 0}, {a.sfd, POLLIN, 0}};
-        int pr = poll(pfd, 2, next_timeout_ms(&a, sp_now_us()));
+        struct pollfd pfd[2 + SP_AGENT_EXT_MAX_FDS] = {{cfg->sock, POLLIN, 0},
+                                                      {a.sfd, POLLIN, 0}};
+        size_t next = sp_agent_ext_pollfds(pfd + 2, SP_AGENT_EXT_MAX_FDS);
+        uint64_t now0 = sp_now_us();
+        int tmo = next_timeout_ms(&a, now0);
+        int etmo = sp_agent_ext_timeout_ms(now0);
+        if (etmo >= 0 && (tmo < 0 || etmo < tmo))
+            tmo = etmo;
+        int pr = poll(pfd, 2 + next, tmo);
+        if (pr > 0)
+            sp_agent_ext_events(pfd + 2, next);
         if (pr < 0 && errno != EINTR)
             agent_exit();
         if (pr > 0 && (pfd[1].revents & POLLIN)) {
@@ -374,16 +403,19 @@ _Noreturn void sp_agent_main(const struct sp_agent_cfg *cfg)
             ssize_t n = sp_proto_recv(cfg->sock, &a.in);
             if (n == 0 || (n < 0 && n != -EAGAIN))
                 agent_exit();
-            char *line = NULL;
-            size_t len = 0;
+            char *line = NULL, *frame = NULL;
+            size_t len = 0, flen = 0;
             int r;
-            while ((r = sp_proto_next_line(&a.in, &line, &len)) == 1) {
-                handle_line(&a, line, len);
+            while ((r = sp_proto_next_framed(&a.in, &line, &len, &frame,
+                                             &flen)) == 1) {
+                handle_line(&a, line, len, frame, flen);
                 free(line);
+                free(frame);
             }
             if (r < 0)
                 agent_exit();
         }
         run_timers(&a, sp_now_us());
+        sp_agent_ext_timers(sp_now_us());
     }
 }

@@ -20,6 +20,8 @@
 #define SP_MAX_POLICY_FILE (1024 * 1024)
 /* Most TCP ports in a Landlock net allow list. */
 #define SP_MAX_PORTS 64
+/* Most published ports (create --publish) of one workspace. */
+#define SP_MAX_PUBLISH 16
 /* Longest timeout (seconds): 30 days. */
 #define SP_MAX_TIMEOUT (30.0 * 24 * 3600)
 /* Smallest memory limit we accept: below this the kernel OOM-kills a
@@ -29,6 +31,10 @@
 /* ---- workspaces: the control socket and the agent's socketpair ---------- */
 /* Longest wire message (one JSON object per line), newline included. */
 #define SP_PROTO_MAX_LINE (1024 * 1024)
+/* Largest binary frame after a message (bulk bytes: a file read or
+ * written through the file API, a patch), and the default and largest
+ * bytes of one file read or write (docs/files.md). */
+#define SP_PROTO_MAX_FRAME (64 * 1024 * 1024)
 /* Most fds one message may carry (an exec's stdin, stdout, stderr). */
 #define SP_PROTO_MAX_FDS 3
 /* Longest string request id and method name. */

@@ -38,8 +38,10 @@
 #include "error.h"
 #include "agent.h"
 #include "landlock.h"
+#include "wslayers.h"
 #include "mounts.h"
 #include "mountplan.h"
+#include "netplumb.h"
 #include "seccomp.h"
 #include "util.h"
 
@@ -97,6 +99,11 @@ struct launch {
     bool userns;
     int agent_sock;               /* workspace mode: the agent's socket, or -1 */
     const char *ws_dst;           /* workspace mode: workspace mount point */
+    const struct sp_ws_layers *layers; /* workspace mode: copy-on-write, or NULL */
+    /* --net allow: the proxy (host side) and the socketpair over which
+     * PID 1 hands it the listening socket it made inside the netns. */
+    struct sp_proxy *proxy;
+    int net_rd, net_wr;           /* parent end, child end; -1 = none */
 };
 
 static void child_report(struct launch *l, struct sp_child_error *ce)
@@ -186,6 +193,21 @@ int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
 }
 
 static void harden(struct launch *l);
+
+/* chown HOME and the XDG directories in it (no symlink is followed: only
+ * sandpit has written there yet). Async-signal-safe. */
+static void chown_home(const char *home, uid_t uid, gid_t gid)
+{
+    static const char *const sub[] = {".", ".config", ".cache", ".local",
+                                      ".local/state", ".local/share"};
+    int fd = open(home, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    for (size_t i = 0; i < SP_ARRAY_SIZE(sub); i++)
+        if (fchownat(fd, sub[i], uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* the command will see the plain error itself */
+    close(fd);
+}
 
 /* The command: runs as the grandchild, PID 2 of the sandbox. */
 static _Noreturn void run_command(struct launch *l)
@@ -352,7 +374,7 @@ static _Noreturn void sandbox_init(struct launch *l)
         /* The supervisor holds its lock, control socket and log: none of
          * them may enter the sandbox (the agent never execs, so O_CLOEXEC
          * alone would not close them). */
-        int keep[] = {l->sync_rd, l->err_wr, l->agent_sock};
+        int keep[] = {l->sync_rd, l->err_wr, l->agent_sock, l->net_wr};
         close_all_except(keep, SP_ARRAY_SIZE(keep));
     }
     char c;
@@ -369,12 +391,27 @@ static _Noreturn void sandbox_init(struct launch *l)
 
     if (sp_mounts_apply(&l->plan, l->scratch, l->p->limits.tmp_size, &ce) < 0)
         child_fail(l, &ce, 125);
+    /* Without a user namespace the private HOME was made by real root:
+     * give it to the sandbox's user (with one, the mapping already does). */
+    if (!l->userns && (l->p->uid != 0 || l->p->gid != 0))
+        chown_home(l->plan.home, l->p->uid, l->p->gid);
     if (sethostname(l->p->hostname, strlen(l->p->hostname)) < 0)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_HOSTNAME, errno, l->p->hostname), &ce), 125);
-    if (l->p->net == SP_NET_NONE) {
+    if (l->p->net != SP_NET_HOST) {
         int r = sp_loopback_up();
         if (r < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_LOOPBACK, -r, "lo"), &ce), 125);
+    }
+    if (l->net_wr >= 0) {
+        /* The proxy's listening socket, made here in our netns, accepted
+         * on by the host side (docs/network.md). */
+        if (l->net_rd >= 0 && l->agent_sock < 0)
+            close(l->net_rd); /* (the agent path closed it already) */
+        int r = sp_net_child_send_listener(l->net_wr, SP_NET_PROXY_PORT);
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_LOOPBACK, -r, "(egress proxy listener 127.0.0.1:3128)"), &ce), 125);
+        close(l->net_wr);
+        l->net_wr = -1;
     }
 
     /* The supervisor has put us in the cgroup: now start the command. 'n'
@@ -476,6 +513,7 @@ static const char *step_text(int step)
     case SP_STEP_DEV: return "cannot set up /dev";
     case SP_STEP_HIDE: return "cannot hide";
     case SP_STEP_COPY: return "cannot copy";
+    case SP_STEP_OVERLAY: return "cannot mount the copy-on-write layer at";
     case SP_STEP_PIVOT: return "cannot pivot into the sandbox root";
     case SP_STEP_HOSTNAME: return "cannot set the host name";
     case SP_STEP_LOOPBACK: return "cannot bring up the loopback interface";
@@ -544,7 +582,8 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
     size_t n = 0;
     /* The root itself: a read-only tmpfs holding only mount points, so
      * reading it reveals nothing but the plan. */
-    paths[n++] = (struct sp_ll_path){"/", SP_LL_READ_EXEC};
+    paths[n++] = (struct sp_ll_path){
+        "/", l->plan.root ? SP_LL_READ_WRITE : SP_LL_READ_EXEC};
     for (size_t i = 0; i < l->plan.n; i++) {
         const struct sp_mount_op *op = &l->plan.ops[i];
         switch (op->kind) {
@@ -555,6 +594,7 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
                 paths[n++] = (struct sp_ll_path){op->dst, SP_LL_READ_WRITE};
             break;
         case SP_OP_TMPFS:
+        case SP_OP_OVERLAY:
             paths[n++] = (struct sp_ll_path){op->dst, SP_LL_READ_WRITE};
             break;
         case SP_OP_DEV: {
@@ -579,8 +619,20 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
             break;
         }
     }
-    bool deny_tcp = p->net == SP_NET_NONE;
-    int r = sp_landlock_plan_build(abi, paths, n, deny_tcp, NULL, 0, true,
+    /* --net allow: TCP only to the proxy's port (Landlock grants bind too;
+     * the proxy's listener holds 127.0.0.1:PORT, so no other socket can
+     * take its connections: docs/network.md). */
+    bool deny_tcp = p->net != SP_NET_HOST;
+    /* Published ports (portfwd.h): their services bind them, and the
+     * agent connects to them for each host connection. */
+    uint16_t ports[1 + SP_MAX_PUBLISH];
+    size_t n_ports = 0;
+    if (p->net == SP_NET_ALLOW)
+        ports[n_ports++] = SP_NET_PROXY_PORT;
+    for (size_t i = 0; i < p->n_publish; i++)
+        ports[n_ports++] = p->publish[i].port;
+    int r = sp_landlock_plan_build(abi, paths, n, deny_tcp,
+                                   n_ports ? ports : NULL, n_ports, true,
                                    &l->landlock, err);
     free(paths);
     if (r < 0)
@@ -641,6 +693,11 @@ static void launch_free(struct launch *l)
     sp_close_keep_errno(l->sync_wr);
     sp_close_keep_errno(l->err_rd);
     sp_close_keep_errno(l->err_wr);
+    sp_close_keep_errno(l->net_rd);
+    sp_close_keep_errno(l->net_wr);
+    l->net_rd = l->net_wr = -1;
+    sp_proxy_free(l->proxy);
+    l->proxy = NULL;
 }
 
 static void write_stats_json(const char *path, const sp_stats *st, int status)
@@ -670,6 +727,7 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
     const struct sp_policy *p = l->p;
     int rc = 0;
     int fds[2];
+    l->net_rd = l->net_wr = -1; /* launch_free closes them */
 
     /* --require: refuse before anything starts when a layer is missing. */
     l->userns = p->userns || geteuid() != 0;
@@ -688,12 +746,34 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
 
     if ((rc = sp_mount_plan_build_at(p, l->ws_dst, &l->plan, err)) < 0)
         return rc;
+    if (l->layers && (rc = sp_ws_layers_apply(l->layers, l->ws_dst, l->userns,
+                                              &l->plan, err)) < 0)
+        return rc;
     l->scratch = calloc(l->plan.n + 1, sizeof(int));
     if (!l->scratch) {
         return sp_error_set(err, ENOMEM, "mount plan");
     }
     if ((rc = sp_env_build(p, environ, l->plan.home, &l->envp, err)) < 0)
         return rc;
+    if (p->net == SP_NET_ALLOW) {
+        struct sp_proxy_config pc;
+        if ((rc = sp_net_config_of_policy(p, &pc, err)) < 0)
+            return rc;
+        rc = sp_proxy_new(&pc, &l->proxy, err);
+        size_t n_rules = pc.n_rules;
+        sp_proxy_config_free(&pc);
+        if (rc < 0)
+            return rc;
+        if (sp_net_env_add(&l->envp, SP_NET_PROXY_PORT) < 0)
+            return sp_error_set(err, ENOMEM, "environment");
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0)
+            return sp_error_set(err, errno, "socketpair");
+        l->net_rd = fds[0];
+        l->net_wr = fds[1];
+        log_msg(o, SP_LOG_INFO,
+                "net: egress proxy on 127.0.0.1:%d inside, %zu allow rules",
+                SP_NET_PROXY_PORT, n_rules);
+    }
     l->path_env = sp_env_get(l->envp, "PATH");
     l->cap_last = read_cap_last();
 
@@ -731,7 +811,7 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
     log_msg(o, SP_LOG_INFO,
             "layers: namespaces %s%smount pid ipc uts cgroup; landlock %s; "
             "seccomp %s (%u instructions); %zu mount operations",
-            l->userns ? "user " : "", p->net == SP_NET_NONE ? "net " : "",
+            l->userns ? "user " : "", p->net != SP_NET_HOST ? "net " : "",
             l->landlock_on ? "on" : "off", l->seccomp_on ? "on" : "off",
             l->seccomp_on ? (unsigned)l->seccomp.len : 0u, l->plan.n);
     if (l->landlock_on)
@@ -758,6 +838,24 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
  * build its root, make and join the cgroup, release it again. Sets
  * *ret_pid, *ret_pidfd and *ret_cg (NULL when there is no cgroup); on
  * failure the child is killed and reaped. Signals must be blocked. */
+/* --net allow: take the listening socket PID 1 sends once lo is up and
+ * give it to the proxy. Blocks until it comes, or EOF (the child failed
+ * first: its error record says why) which is not an error here. */
+static int net_take_listener(struct launch *l, sp_error *err)
+{
+    if (l->net_rd < 0)
+        return 0;
+    int lfd = sp_net_recv_listener(l->net_rd);
+    close(l->net_rd);
+    l->net_rd = -1;
+    if (lfd < 0)
+        return 0;
+    int r = sp_proxy_add_listener(l->proxy, lfd);
+    if (r < 0)
+        return sp_error_set(err, -r, "egress proxy listener");
+    return 0;
+}
+
 static int launch_clone(struct launch *l, const sp_run_opts *o,
                         pid_t *ret_pid, int *ret_pidfd,
                         struct sp_cgroup **ret_cg, sp_error *err)
@@ -769,7 +867,7 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
                      CLONE_NEWCGROUP | CLONE_PIDFD;
     if (l->userns)
         flags |= CLONE_NEWUSER;
-    if (p->net == SP_NET_NONE)
+    if (p->net != SP_NET_HOST)
         flags |= CLONE_NEWNET;
     struct clone_args_v2 ca;
     memset(&ca, 0, sizeof(ca));
@@ -796,6 +894,8 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
     l->sync_rd = -1;
     close(l->err_wr);
     l->err_wr = -1;
+    sp_close_keep_errno(l->net_wr);
+    l->net_wr = -1;
 
     if (l->userns && (rc = write_id_maps(pid, p, err)) < 0) {
         sp_error_prefix(err, "user namespace maps");
@@ -837,12 +937,15 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
 
 int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
                     int agent_sock, const char *ws_dst,
+                    const struct sp_ws_layers *layers,
                     struct sp_launch_handle *ret, sp_error *err)
 {
     static char *const agent_argv[] = {"sandpit-agent", NULL};
     struct launch l = {.p = p, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
-                       .err_wr = -1, .agent_sock = agent_sock,
-                       .ws_dst = ws_dst, .argv = agent_argv};
+                       .err_wr = -1, .net_rd = -1, .net_wr = -1,
+                       .agent_sock = agent_sock,
+                       .ws_dst = ws_dst, .layers = layers,
+                       .argv = agent_argv};
     struct sp_cgroup *cg = NULL;
     int pidfd = -1, rc = 0;
     pid_t pid = -1;
@@ -856,6 +959,11 @@ int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
         goto fail;
     if ((rc = launch_clone(&l, o, &pid, &pidfd, &cg, err)) < 0)
         goto fail;
+    if ((rc = net_take_listener(&l, err)) < 0) {
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        waitpid(pid, NULL, 0);
+        goto fail;
+    }
 
     /* The agent closes its end of the error pipe once it has locked itself
      * down; a record means it failed on the way. */
@@ -873,6 +981,8 @@ int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
         waitpid(pid, NULL, 0);
         goto fail;
     }
+    ret->proxy = l.proxy; /* NULL unless --net allow */
+    l.proxy = NULL;
     launch_free(&l);
     ret->pid = pid;
     ret->pidfd = pidfd;
@@ -891,9 +1001,10 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                      sp_stats *ret_stats, sp_error *err)
 {
     struct launch l = {.p = p, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
-                       .err_wr = -1, .agent_sock = -1};
+                       .err_wr = -1, .net_rd = -1, .net_wr = -1,
+                       .agent_sock = -1};
     struct sp_cgroup *cg = NULL;
-    int pidfd = -1, sfd = -1, rc = -SP_EFAIL;
+    int pidfd = -1, sfd = -1, rc = -SP_EFAIL, net_log_fd = -1;
     sigset_t mask, oldmask;
     sigemptyset(&oldmask);
     bool mask_set = false;
@@ -904,6 +1015,10 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
         return sp_error_setk(err, SP_ERR_USAGE, 0, "policy not finalized");
     if (!o || !o->argv || !o->argv[0])
         return sp_error_setk(err, SP_ERR_USAGE, 0, "no command given");
+    if (p->n_publish > 0)
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "\"publish\" is for workspaces (sandpit create "
+                             "--publish), not sandpit run");
     size_t argc = 0;
     while (o->argv[argc])
         argc++;
@@ -930,6 +1045,18 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
         goto out;
     }
     mask_set = true;
+
+    if (l.proxy && p->net_log) {
+        net_log_fd = open(p->net_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC |
+                                          O_NOCTTY,
+                          0600);
+        if (net_log_fd < 0) {
+            rc = sp_error_setk(err, SP_ERR_USAGE, errno, "--net-log %s",
+                               p->net_log);
+            goto out;
+        }
+        sp_proxy_set_log(l.proxy, sp_net_log_to_fd, &net_log_fd);
+    }
 
     pid_t pid = -1;
     if ((rc = launch_clone(&l, o, &pid, &pidfd, &cg, err)) < 0)
@@ -961,10 +1088,29 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
         uint64_t next = kill_at ? kill_at : deadline;
         if (next)
             timeout_ms = (int)((next - now + 999) / 1000);
-        struct pollfd pfd[2] = {{pidfd, POLLIN, 0}, {sfd, POLLIN, 0}};
-        int pr = poll(pfd, sfd >= 0 ? 2 : 1, timeout_ms);
+        if (l.proxy) {
+            int pt = sp_proxy_next_timeout_ms(l.proxy);
+            if (pt >= 0 && (timeout_ms < 0 || pt < timeout_ms))
+                timeout_ms = pt;
+        }
+        /* poll skips a negative fd: the proxy's slots are -1 without it.
+         * The listener is taken when PID 1 sends it, so a slow sandbox
+         * setup never holds up the timeout or signal forwarding. */
+        struct pollfd pfd[4] = {{pidfd, POLLIN, 0},
+                                {sfd, POLLIN, 0},
+                                {l.proxy ? sp_proxy_fd(l.proxy) : -1, POLLIN, 0},
+                                {l.net_rd, POLLIN, 0}};
+        int pr = poll(pfd, 4, timeout_ms);
         if (pr < 0 && errno != EINTR)
             break;
+        if (pr > 0 && (pfd[3].revents & (POLLIN | POLLHUP | POLLERR)) &&
+            (rc = net_take_listener(&l, err)) < 0) {
+            syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+            waitpid(pid, NULL, 0);
+            goto out;
+        }
+        if (l.proxy)
+            sp_proxy_dispatch(l.proxy, 0);
         if (sfd >= 0 && pr > 0 && (pfd[1].revents & POLLIN)) {
             struct signalfd_siginfo si;
             while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
@@ -1044,6 +1190,8 @@ out:
         sigprocmask(SIG_SETMASK, &oldmask, NULL);
     }
     launch_free(&l);
+    if (net_log_fd >= 0)
+        close(net_log_fd);
     if (ret_stats)
         *ret_stats = stats;
     return rc;

@@ -9,23 +9,30 @@
 #include "sandpit.h"
 
 struct sp_cgroup;
+struct sp_ws_layers;
+struct sp_proxy;
 
 /* A workspace sandbox started by sp_launch_agent(). */
 struct sp_launch_handle {
     pid_t pid;               /* the agent, PID 1 of the sandbox */
     int pidfd;               /* owned by the caller */
     struct sp_cgroup *cg;    /* owned by the caller; NULL without a cgroup */
+    struct sp_proxy *proxy;  /* --net allow: the egress proxy, listening
+                                inside the sandbox; owned by the caller
+                                (run it in a poll loop, sp_proxy_free) */
 };
 
 /* Start a workspace sandbox through the same path as sp_run(), with PID 1
  * running the agent loop (agent.c) on agent_sock instead of one command.
- * The workspace directory (p->workspace) is mounted at ws_dst. The caller
+ * The workspace directory (p->workspace) is mounted at ws_dst; with
+ * `layers` (wslayers.h) the filesystem is copy-on-write. The caller
  * blocks all signals first (the agent inherits the mask and uses a
  * signalfd) and closes agent_sock after the call. Returns when the agent
  * has locked itself down (0), or < 0 with err filled and nothing left
  * running. */
 int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
                     int agent_sock, const char *ws_dst,
+                    const struct sp_ws_layers *layers,
                     struct sp_launch_handle *ret, sp_error *err);
 
 /* execve argv with a PATH search that does not allocate (for a forked

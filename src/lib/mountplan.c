@@ -59,6 +59,8 @@ static void op_free(struct sp_mount_op *op)
 {
     free((char *)op->src);
     free((char *)op->dst);
+    free((char *)op->upper);
+    free((char *)op->work);
 }
 
 static void remove_at_or_below(struct builder *b, const char *dst)
@@ -314,6 +316,10 @@ void sp_mount_plan_free(struct sp_mount_plan *plan)
     for (size_t i = 0; i < plan->n; i++)
         op_free(&plan->ops[i]);
     free(plan->ops);
+    if (plan->root) {
+        op_free(plan->root);
+        free(plan->root);
+    }
     free(plan->home);
     free(plan->workdir);
     memset(plan, 0, sizeof(*plan));

@@ -20,6 +20,8 @@ enum sp_op_kind {
     SP_OP_HIDE,     /* cover dst: empty read-only tmpfs or empty file */
     SP_OP_COPY,     /* copy the small host file src to dst in the root tmpfs
                        (cheaper than a bind to set up and tear down) */
+    SP_OP_OVERLAY,  /* overlayfs at dst: src the read-only lower dir, upper
+                       and work dirs on the host (workspaces, wslayers.c) */
 };
 
 /* Default files up to this size are copied, not bound. */
@@ -34,6 +36,8 @@ struct sp_mount_op {
     bool ro;
     bool is_dir;       /* for BIND/HIDE: the source (or target) is a directory */
     bool optional;     /* a default: a failure to open the source skips it */
+    const char *upper; /* OVERLAY: upper dir (owned by the plan) */
+    const char *work;  /* OVERLAY: work dir (owned by the plan) */
 };
 
 struct sp_mount_plan {
@@ -41,6 +45,9 @@ struct sp_mount_plan {
     size_t n;
     char *home;        /* HOME inside the sandbox */
     char *workdir;     /* the working directory inside */
+    struct sp_mount_op *root; /* NULL: the root is a tmpfs; else an
+                                 SP_OP_OVERLAY whose dst is "/" (owned) */
+    bool userxattr;    /* overlays take the userxattr option (in a userns) */
 };
 
 /* Build the plan for a finalized policy. Ops come in an order where every

@@ -210,6 +210,21 @@ static int tmpfs_at(int rootfd, const char *dst, uint64_t size, mode_t mode,
     return r;
 }
 
+/* A detached overlayfs: op->src the lower dir (never written), op->upper
+ * and op->work on the host. Paths are resolved now, before pivot_root.
+ * No redirects, index or metacopy: the upper dir then holds plain files,
+ * whiteouts and opaque markers only, which is what wsdiff.c reads. */
+static int overlay_fs(const struct sp_mount_op *op, bool userxattr)
+{
+    const char *opts[] = {"lowerdir", op->src, "upperdir", op->upper,
+                          "workdir", op->work, "redirect_dir", "nofollow",
+                          "index", "off", "metacopy", "off",
+                          userxattr ? "userxattr" : NULL, NULL, NULL, NULL};
+    if (!op->src || !op->upper || !op->work)
+        return -EINVAL;
+    return new_fs("overlay", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+}
+
 /* A clone of a single host mount at `src` (following a final symlink). */
 static int clone_tree(int dirfd, const char *src, bool recursive)
 {
@@ -431,6 +446,13 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
                                           op->src);
             continue;
         }
+        if (op->kind == SP_OP_OVERLAY) {
+            fds[i] = overlay_fs(op, plan->userxattr);
+            if (fds[i] < 0)
+                return sp_child_error_set(ce, SP_STEP_OVERLAY, -fds[i],
+                                          op->dst);
+            continue;
+        }
         if (op->kind != SP_OP_BIND)
             continue;
         r = clone_tree(AT_FDCWD, op->src, true);
@@ -452,9 +474,13 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
      * /tmp of our private namespace (every source is already open). */
     char rootsz[] = "4194304";
     const char *root_opts[] = {"size", rootsz, "mode", "0755", NULL, NULL};
-    int rootmnt = new_fs("tmpfs", root_opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    int rootmnt = plan->root
+                      ? overlay_fs(plan->root, plan->userxattr)
+                      : new_fs("tmpfs", root_opts,
+                               MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     if (rootmnt < 0)
-        return sp_child_error_set(ce, SP_STEP_ROOT, -rootmnt, "tmpfs");
+        return sp_child_error_set(ce, plan->root ? SP_STEP_OVERLAY : SP_STEP_ROOT,
+                                  -rootmnt, plan->root ? "/" : "tmpfs");
     if (move_mount(rootmnt, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) < 0)
         return sp_child_error_set(ce, SP_STEP_ROOT, errno, "/tmp");
 
@@ -464,6 +490,7 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
         int t;
         switch (op->kind) {
         case SP_OP_BIND:
+        case SP_OP_OVERLAY:
             if (fds[i] < 0)
                 break;
             t = mkpath_at(rootmnt, op->dst, op->is_dir, 0755);
@@ -556,8 +583,9 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
     if (nullfd >= 0)
         close(nullfd);
 
-    /* Nothing may be created in the root itself. */
-    r = set_attr(rootmnt, MOUNT_ATTR_RDONLY, false);
+    /* Nothing may be created in the root itself (a workspace's overlay
+     * root is its copy-on-write filesystem: writable). */
+    r = plan->root ? 0 : set_attr(rootmnt, MOUNT_ATTR_RDONLY, false);
     if (r < 0)
         return sp_child_error_set(ce, SP_STEP_ROOT, -r, "/");
 

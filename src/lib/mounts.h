@@ -23,6 +23,7 @@ enum sp_step {
     SP_STEP_DEV,
     SP_STEP_HIDE,
     SP_STEP_COPY,
+    SP_STEP_OVERLAY,
     SP_STEP_PIVOT,
     SP_STEP_HOSTNAME,
     SP_STEP_LOOPBACK,

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #endif
 #include "policy.h"
+#include "portfwd.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 
 #include "bounds.h"
 #include "error.h"
+#include "netplumb.h"
 #include "util.h"
 
 #ifndef SANDPIT_VERSION
@@ -107,6 +109,9 @@ SP_EXPORT void sp_policy_free(sp_policy *p)
     free(p->pass_fds);
     free(p->seccomp_profile);
     free(p->stats_json);
+    free(p->net_proxy);
+    free(p->net_log);
+    free(p->net_resolver);
     free(p);
 }
 
@@ -147,6 +152,9 @@ static struct sp_policy *policy_copy(const struct sp_policy *p)
     c->hostname = dup_or_null(p->hostname, &oom);
     c->seccomp_profile = dup_or_null(p->seccomp_profile, &oom);
     c->stats_json = dup_or_null(p->stats_json, &oom);
+    c->net_proxy = dup_or_null(p->net_proxy, &oom);
+    c->net_log = dup_or_null(p->net_log, &oom);
+    c->net_resolver = dup_or_null(p->net_resolver, &oom);
     c->env_set = dup_strv(p->env_set, p->n_env_set, &oom);
     c->env_pass = dup_strv(p->env_pass, p->n_env_pass, &oom);
     c->mounts = NULL;
@@ -684,6 +692,79 @@ static int path_key(const json_t *v, const char *origin, const char *key,
     return 0;
 }
 
+/* "net_resolver": FILE | null — a hosts-format file, checked now (so a bad
+ * one fails before anything starts) and read again when the proxy is made. */
+static int resolver_key(struct sp_policy *p, const json_t *v,
+                        const char *origin, sp_error *err)
+{
+    int r = path_key(v, origin, "net_resolver", &p->net_resolver, true, err);
+    if (r < 0 || !p->net_resolver)
+        return r;
+    struct sp_proxy_config cfg;
+    sp_proxy_config_init(&cfg);
+    r = sp_proxy_resolver_load(p->net_resolver, &cfg, err);
+    sp_proxy_config_free(&cfg);
+    return r;
+}
+
+/* "net": none | host | allow | allow:LIST (docs/network.md). */
+static int net_key(struct sp_policy *p, const char *s, const char *origin,
+                   sp_error *err)
+{
+    char *canon = NULL;
+    if (strcmp(s, "none") == 0 || strcmp(s, "host") == 0) {
+        p->net = s[0] == 'n' ? SP_NET_NONE : SP_NET_HOST;
+        free(p->net_proxy);
+        p->net_proxy = NULL;
+        return 0;
+    }
+    if (strcmp(s, "allow") == 0) {
+        p->net = SP_NET_ALLOW;
+        return 0;
+    }
+    if (strncmp(s, "allow:", 6) != 0)
+        return BAD("net", "\"%.80s\" is not one of none, host, allow:LIST",
+                   origin, "net", s);
+    char where[96];
+    snprintf(where, sizeof(where), "%s: key \"net\"", origin);
+    int r = sp_net_canon_list(s + 6, where, &canon, err);
+    if (r < 0)
+        return r;
+    free(p->net_proxy);
+    p->net_proxy = canon;
+    p->net = SP_NET_ALLOW;
+    return 0;
+}
+
+/* "net_allow": [entries] or "net_policy": {object} | "FILE" | null. Both
+ * replace the allow list and select the allow mode. */
+static int net_policy_key(struct sp_policy *p, const char *key, const json_t *v,
+                          const char *origin, sp_error *err)
+{
+    char where[96], *canon = NULL;
+    int r;
+    snprintf(where, sizeof(where), "%s: key \"%s\"", origin, key);
+    if (json_is_null(v) && strcmp(key, "net_policy") == 0) {
+        free(p->net_proxy);
+        p->net_proxy = NULL;
+        if (p->net == SP_NET_ALLOW)
+            p->net = SP_NET_NONE;
+        return 0;
+    }
+    if (strcmp(key, "net_allow") == 0 && !json_is_array(v))
+        return want_type(v, JSON_ARRAY, origin, key, "an array of hosts", err);
+    if (json_is_string(v))
+        r = sp_net_canon_file(json_string_value(v), where, &canon, err);
+    else
+        r = sp_net_canon_json(v, where, &canon, err);
+    if (r < 0)
+        return r;
+    free(p->net_proxy);
+    p->net_proxy = canon;
+    p->net = SP_NET_ALLOW;
+    return 0;
+}
+
 static int apply_object(struct sp_policy *p, const json_t *root,
                         const char *origin, sp_error *err)
 {
@@ -750,16 +831,21 @@ static int apply_object(struct sp_policy *p, const json_t *root,
             r = get_duration(v, origin, key, &p->timeout, err);
         } else if (strcmp(key, "kill_after") == 0) {
             r = get_duration(v, origin, key, &p->kill_after, err);
+        } else if (strcmp(key, "publish") == 0) {
+            r = sp_publish_parse_json(p, v, origin, err);
         } else if (strcmp(key, "net") == 0) {
             if ((r = get_string(v, origin, key, &s, err)) < 0)
                 return r;
-            if (strcmp(s, "none") == 0)
-                p->net = SP_NET_NONE;
-            else if (strcmp(s, "host") == 0)
-                p->net = SP_NET_HOST;
-            else
-                r = BAD(key, "\"%s\" is not one of none, host", origin, key,
-                        s);
+            r = net_key(p, s, origin, err);
+        } else if (strcmp(key, "net_allow") == 0 ||
+                   strcmp(key, "net_policy") == 0) {
+            r = net_policy_key(p, key, v, origin, err);
+        } else if (strcmp(key, "net_allow_private") == 0) {
+            r = get_bool(v, origin, key, &p->net_allow_private, err);
+        } else if (strcmp(key, "net_log") == 0) {
+            r = path_key(v, origin, key, &p->net_log, true, err);
+        } else if (strcmp(key, "net_resolver") == 0) {
+            r = resolver_key(p, v, origin, err);
         } else if (strcmp(key, "limits") == 0) {
             r = parse_limits(p, v, origin, err);
         } else if (strcmp(key, "landlock") == 0) {
@@ -869,11 +955,29 @@ SP_EXPORT int sp_policy_apply_profile(sp_policy *p, const char *name,
         return sp_error_setk(err, SP_ERR_USAGE, 0,
                              "profile name \"%.80s\" is not valid (a-z 0-9 - _)",
                              name);
-    const char *dir = getenv("SANDPIT_PROFILE_DIR");
-    if (!dir || !*dir)
-        dir = SANDPIT_PROFILE_DIR;
+    /* $SANDPIT_PROFILE_DIR, else the installed directory, else next to the
+     * binary (a build directory inside the source tree: ../profiles). */
     char path[SP_MAX_PATH];
-    snprintf(path, sizeof(path), "%s/%s.json", dir, name);
+    const char *dir = getenv("SANDPIT_PROFILE_DIR");
+    if (dir && *dir) {
+        snprintf(path, sizeof(path), "%s/%s.json", dir, name);
+    } else {
+        snprintf(path, sizeof(path), "%s/%s.json", SANDPIT_PROFILE_DIR, name);
+        char exe[SP_MAX_PATH];
+        ssize_t en = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (access(path, R_OK) < 0 && en > 0) {
+            exe[en] = 0;
+            char *slash = strrchr(exe, '/');
+            if (slash) {
+                *slash = '\0';
+                char alt[SP_MAX_PATH];
+                snprintf(alt, sizeof(alt), "%.3000s/../profiles/%s.json", exe,
+                         name);
+                if (access(alt, R_OK) == 0)
+                    memcpy(path, alt, sizeof(path));
+            }
+        }
+    }
     if (access(path, R_OK) < 0)
         return sp_error_setk(err, SP_ERR_USAGE, 0,
                              "no profile named \"%s\" (looked for %s)", name,
@@ -1037,8 +1141,21 @@ SP_EXPORT char *sp_policy_to_json(const sp_policy *p, sp_error *err)
     json_object_set_new(o, "pass_fds", fds);
     json_object_set_new(o, "timeout", json_real(p->timeout));
     json_object_set_new(o, "kill_after", json_real(p->kill_after));
+    json_object_set_new(o, "publish", sp_publish_to_json(p));
     json_object_set_new(o, "net",
-                        json_string(p->net == SP_NET_HOST ? "host" : "none"));
+                        json_string(p->net == SP_NET_HOST    ? "host"
+                                    : p->net == SP_NET_ALLOW ? "allow"
+                                                             : "none"));
+    json_t *np = p->net == SP_NET_ALLOW && p->net_proxy
+                     ? json_loads(p->net_proxy, 0, NULL)
+                     : NULL;
+    json_object_set_new(o, "net_policy", np ? np : json_null());
+    json_object_set_new(o, "net_allow_private", json_boolean(p->net_allow_private));
+    json_object_set_new(o, "net_log", p->net_log ? json_string(p->net_log)
+                                                 : json_null());
+    json_object_set_new(o, "net_resolver", p->net_resolver
+                                               ? json_string(p->net_resolver)
+                                               : json_null());
     json_t *lim = json_object();
     json_object_set_new(lim, "memory", size_json(p->limits.memory));
     json_object_set_new(lim, "pids", size_json(p->limits.pids));

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "bounds.h"
 #include "sandpit.h"
 
 enum sp_mount_type {
@@ -28,6 +29,7 @@ struct sp_mount_rule {
 enum sp_net_mode {
     SP_NET_NONE = 0,  /* own network namespace, only lo */
     SP_NET_HOST,      /* the host's network (loosens isolation, warned) */
+    SP_NET_ALLOW,     /* only lo, plus the egress proxy (netplumb.h) */
 };
 
 enum sp_workspace_mode {
@@ -73,6 +75,20 @@ struct sp_policy {
 
     /* network */
     enum sp_net_mode net;
+    char *net_proxy;               /* SP_NET_ALLOW: the proxy config as
+                                      canonical JSON (netplumb.h); NULL =
+                                      an empty allow list */
+    bool net_allow_private;        /* proxy may reach private addresses */
+    char *net_log;                 /* run: proxy events as JSON lines here */
+    char *net_resolver;            /* hosts-format file: the proxy resolves
+                                      names from it only (proxy.h) */
+    /* workspaces: host TCP ports forwarded inside (portfwd.h) */
+    struct sp_publish {
+        char host[64];             /* numeric host address to listen on */
+        uint16_t host_port;        /* 0: any free port */
+        uint16_t port;             /* inside, on 127.0.0.1 */
+    } publish[SP_MAX_PUBLISH];
+    size_t n_publish;
 
     /* limits */
     struct sp_limits limits;

@@ -76,8 +76,15 @@ ssize_t sp_proto_recv(int sock, struct sp_proto_buf *b)
     /* Read at most what keeps one line within its bound (+1 to see that it
      * is over), so a peer cannot grow the buffer without end. */
     size_t want = 65536;
-    if (b->len >= SP_PROTO_MAX_LINE + 1)
+    size_t limit = (size_t)SP_PROTO_MAX_LINE + 1 + b->frame_need;
+    if (b->len >= limit)
         return -EMSGSIZE;
+    /* A frame being awaited: read it in larger pieces. */
+    if (b->frame_need > want) {
+        want = b->frame_need < (size_t)(4 << 20) ? b->frame_need : (4 << 20);
+        if (want > limit - b->len)
+            want = limit - b->len;
+    }
     if (reserve(b, want) < 0)
         return -ENOMEM;
     union {
@@ -152,6 +159,84 @@ int sp_proto_next_line(struct sp_proto_buf *b, char **ret_line,
     b->scan = 0;
     *ret_line = line;
     *ret_len = llen;
+    return 1;
+}
+
+/* The "frame" of a line: 0 when it has none, the length, or -EPROTO. */
+static long long line_frame(const char *line, size_t len)
+{
+    static const char key[] = "\"frame\"";
+    if (!memmem(line, len, key, sizeof(key) - 1))
+        return 0;
+    json_t *root = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *f = json_is_object(root) ? json_object_get(root, "frame") : NULL;
+    long long n = 0;
+    if (f) {
+        n = json_is_integer(f) ? (long long)json_integer_value(f) : -1;
+        if (n <= 0 || n > SP_PROTO_MAX_FRAME)
+            n = -EPROTO;
+    }
+    json_decref(root);
+    return n;
+}
+
+int sp_proto_next_framed(struct sp_proto_buf *b, char **ret_line,
+                         size_t *ret_len, char **ret_frame,
+                         size_t *ret_frame_len)
+{
+    *ret_frame = NULL;
+    *ret_frame_len = 0;
+    if (b->scan > b->len)
+        b->scan = b->len;
+    char *nl = b->len > b->scan ? memchr(b->data + b->scan, '\n',
+                                         b->len - b->scan)
+                                : NULL;
+    if (!nl) {
+        b->scan = b->len;
+        return over_bound(b) ? -EMSGSIZE : 0;
+    }
+    size_t llen = (size_t)(nl - b->data);
+    if (llen + 1 > SP_PROTO_MAX_LINE)
+        return -EMSGSIZE;
+    /* The line stays at the front until its frame is complete: scan stays
+     * at its newline so it is found again at once. */
+    b->scan = llen;
+    long long fl = line_frame(b->data, llen);
+    if (fl < 0)
+        return (int)fl;
+    size_t flen = (size_t)fl;
+    if (b->len - llen - 1 < flen) {
+        b->frame_need = flen;
+        return 0;
+    }
+    char *line = malloc(llen + 1);
+    char *frame = flen ? malloc(flen) : NULL;
+    if (!line || (flen && !frame)) {
+        free(line);
+        free(frame);
+        return -ENOMEM;
+    }
+    memcpy(line, b->data, llen);
+    line[llen] = '\0';
+    if (flen)
+        memcpy(frame, nl + 1, flen);
+    size_t used = llen + 1 + flen;
+    memmove(b->data, b->data + used, b->len - used);
+    b->len -= used;
+    b->scan = 0;
+    b->frame_need = 0;
+    if (b->cap > (size_t)(1 << 20) && b->len < (size_t)(1 << 16)) {
+        /* Give back what a large frame made us hold. */
+        char *n = realloc(b->data, 1 << 16);
+        if (n) {
+            b->data = n;
+            b->cap = 1 << 16;
+        }
+    }
+    *ret_line = line;
+    *ret_len = llen;
+    *ret_frame = frame;
+    *ret_frame_len = flen;
     return 1;
 }
 
@@ -288,6 +373,11 @@ static char *dump_line(json_t *o)
     return l;
 }
 
+char *sp_proto_line(json_t *o)
+{
+    return dump_line(o);
+}
+
 char *sp_proto_request(json_t *id, const char *method, json_t *params)
 {
     json_t *o = json_object();
@@ -402,6 +492,25 @@ int sp_proto_out_push(struct sp_proto_out *q, char *line, const int *fds,
     if (n_fds)
         memcpy(m->fds, fds, n_fds * sizeof(int));
     m->n_fds = n_fds;
+    if (q->tail)
+        q->tail->next = m;
+    else
+        q->head = m;
+    q->tail = m;
+    q->bytes += len;
+    return 0;
+}
+
+int sp_proto_out_push_bytes(struct sp_proto_out *q, char *data, size_t len,
+                            size_t max_bytes)
+{
+    if (q->bytes + len > max_bytes)
+        return -ENOBUFS;
+    struct sp_proto_out_msg *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->data = data;
+    m->len = len;
     if (q->tail)
         q->tail->next = m;
     else

@@ -33,6 +33,8 @@ enum {
     SP_RPC_GONE = 3,              /* the workspace is stopping or crashed */
     SP_RPC_FDS = 4,               /* a passed fd was refused */
     SP_RPC_DENIED = 5,            /* not allowed */
+    SP_RPC_FILE = 20,             /* a file operation failed; the error's
+                                     "data":{"errno":N} says why */
 };
 
 struct sp_proto_buf {
@@ -43,6 +45,8 @@ struct sp_proto_buf {
      * bytes, and the next message's may arrive before its last ones. */
     int fds[2 * SP_PROTO_MAX_FDS];
     size_t n_fds;
+    size_t frame_need;            /* bytes of a binary frame being awaited
+                                     (sp_proto_next_framed) */
 };
 
 void sp_proto_buf_init(struct sp_proto_buf *b);
@@ -66,6 +70,17 @@ int sp_proto_feed(struct sp_proto_buf *b, const char *data, size_t len);
  * -ENOMEM. */
 int sp_proto_next_line(struct sp_proto_buf *b, char **ret_line,
                        size_t *ret_len);
+
+/* Binary frames (bulk bytes: file contents, patches): a message whose
+ * top-level object holds "frame":N (0 < N <= SP_PROTO_MAX_FRAME) is
+ * followed on the wire by exactly N raw bytes, not JSON. Like
+ * sp_proto_next_line, but a line announcing a frame is returned only once
+ * the whole frame is buffered: *ret_frame (caller frees; NULL when the
+ * message has none) and *ret_frame_len. Returns 1, 0 (incomplete), or
+ * -EPROTO (a bad "frame" value), -EMSGSIZE, -ENOMEM. */
+int sp_proto_next_framed(struct sp_proto_buf *b, char **ret_line,
+                         size_t *ret_len, char **ret_frame,
+                         size_t *ret_frame_len);
 
 /* Take up to n of the oldest queued fds into fds; returns how many. */
 size_t sp_proto_take_fds(struct sp_proto_buf *b, int *fds, size_t n);
@@ -101,6 +116,10 @@ char *sp_proto_result(json_t *id, json_t *result);
 char *sp_proto_error(json_t *id, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Dump o (stolen) as one newline-terminated line (caller frees; NULL on
+ * ENOMEM). For messages the helpers above do not build (a "frame"). */
+char *sp_proto_line(json_t *o);
+
 /* Send all of line on a blocking or non-blocking socket (waits with poll
  * when the socket is full); fds ride with the first byte. MSG_NOSIGNAL.
  * Returns 0 or -errno. */
@@ -124,6 +143,10 @@ struct sp_proto_out {
  * max_bytes (nothing taken: the caller still owns line and fds). */
 int sp_proto_out_push(struct sp_proto_out *q, char *line, const int *fds,
                       size_t n_fds, size_t max_bytes);
+/* Queue len raw bytes (taken over; a frame). Returns 0, or -ENOBUFS as
+ * above (nothing taken). */
+int sp_proto_out_push_bytes(struct sp_proto_out *q, char *data, size_t len,
+                            size_t max_bytes);
 /* Send what the socket takes. Returns 0 when the queue is empty, 1 when
  * bytes remain (wait for POLLOUT), or -errno (peer gone). */
 int sp_proto_out_flush(struct sp_proto_out *q, int sock);

@@ -39,6 +39,12 @@
 /* Per-direction relay buffer: holds a whole TLS record (5 + 16384) so the
  * ClientHello can be judged before a byte of it goes upstream. */
 #define RELAY_BUF (32 * 1024)
+/* A direction switches to splice() after this many bytes (short
+ * exchanges keep the buffer: no pipe fds for them); its pipe asks for
+ * SPLICE_PIPE bytes (the kernel may give less, e.g. past the per-user pipe
+ * limit; that is what pcap records). */
+#define SPLICE_AFTER (64 * 1024)
+#define SPLICE_PIPE (256 * 1024)
 /* Events taken from epoll per dispatch, and accepts per listener event:
  * bounded so one busy source cannot starve the embedding loop. */
 #define MAX_EVENTS 64
@@ -72,6 +78,14 @@ enum state {
 struct buf {
     char *d;
     size_t cap, off, len;
+    /* Zero-copy relay (splice through a pipe) once a direction is past the
+     * point where the proxy needs to look at its bytes: pfd[0] read end,
+     * pfd[1] write end, plen bytes in the pipe, pcap its capacity. Only
+     * with len == 0; from then on every byte of the direction goes through
+     * the pipe, so ordering is kept. */
+    bool piped;
+    int pfd[2];
+    size_t plen, pcap;
 };
 
 struct conn {
@@ -226,6 +240,28 @@ static size_t buf_space(struct buf *b)
         b->off = 0;
     }
     return b->cap - b->off - b->len;
+}
+
+/* Bytes held for the other side: in the buffer or in the pipe. */
+static size_t pending(const struct buf *b)
+{
+    return b->len + b->plen;
+}
+
+/* Room to read more into this direction. */
+static bool has_room(struct buf *b)
+{
+    return b->piped ? b->plen < b->pcap : buf_space(b) > 0;
+}
+
+static void pipe_close(struct buf *b)
+{
+    if (!b->piped)
+        return;
+    close(b->pfd[0]);
+    close(b->pfd[1]);
+    b->piped = false;
+    b->plen = 0;
 }
 
 static void buf_consume(struct buf *b, size_t n)
@@ -446,6 +482,8 @@ static void conn_close(struct conn *c)
     unqueue(c);
     resolver_stop(c);
     close_upstream(c);
+    pipe_close(&c->up);
+    pipe_close(&c->down);
     if (c->cfd >= 0) {
         ep_set(p, c->cfd, &c->hc, &c->cmask, 0);
         close(c->cfd);
@@ -894,6 +932,18 @@ static void handle_request(struct conn *c, size_t head_len)
         have_addresses(c);
         return;
     }
+    if (p->cfg.use_hosts) {
+        /* A resolver file: answered from its table, nothing else asked. */
+        c->naddrs = sp_proxy_resolver_lookup(&p->cfg, c->req.host, c->addrs,
+                                             SP_PROXY_MAX_ADDRS);
+        if (c->naddrs == 0) {
+            respond(c, 502, SP_PROXY_FAILED,
+                    "cannot resolve %s: not in the resolver file", c->req.host);
+            return;
+        }
+        have_addresses(c);
+        return;
+    }
     c->deadline_us = sp_now_us() + (uint64_t)p->cfg.resolve_timeout_ms * 1000;
     if (p->n_resolvers >= SP_PROXY_MAX_RESOLVERS) {
         c->st = ST_RESOLVE_WAIT;
@@ -982,9 +1032,89 @@ static int sni_check(struct conn *c)
 
 /* One direction: read src into b, write b to dst. Returns -1 when the
  * connection must close, 1 on progress, 0 otherwise. */
+/* splice() to a socket cannot pass MSG_NOSIGNAL: use it only while
+ * SIGPIPE is blocked (sandpit run, the supervisor) or ignored. */
+static bool sigpipe_safe(void)
+{
+    sigset_t cur;
+    struct sigaction sa;
+    if (sigprocmask(SIG_BLOCK, NULL, &cur) == 0 && sigismember(&cur, SIGPIPE) == 1)
+        return true;
+    return sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN;
+}
+
+/* May this direction go zero-copy now? In the relay only, once its bytes
+ * need no more looking at (a tunnel past the SNI check; a plain response
+ * after its status line was seen; never a request body, which is counted
+ * against Content-Length), the buffer is empty and enough has passed. */
+static void maybe_pipe(struct conn *c, struct buf *b, size_t read_limit,
+                       bool hold, uint64_t count)
+{
+    if (b->piped || hold || b->len != 0 || count < SPLICE_AFTER ||
+        c->st != ST_RELAY || read_limit != SIZE_MAX)
+        return;
+    if (!c->req.is_connect && (b != &c->down || !c->saw_response))
+        return;
+    if (!sigpipe_safe())
+        return;
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
+        return; /* e.g. EMFILE: stay with the buffer */
+    int sz = fcntl(fds[1], F_SETPIPE_SZ, SPLICE_PIPE);
+    if (sz < 0)
+        sz = fcntl(fds[1], F_GETPIPE_SZ);
+    if (sz <= 0) {
+        close(fds[0]);
+        close(fds[1]);
+        return;
+    }
+    b->pfd[0] = fds[0];
+    b->pfd[1] = fds[1];
+    b->pcap = (size_t)sz;
+    b->plen = 0;
+    b->piped = true;
+}
+
+/* The splice() form of move(): socket -> pipe -> socket. Partial moves are
+ * kept in plen; EOF is a 0 from the source. */
+static int move_piped(int src, bool *src_eof, int dst, struct buf *b,
+                      uint64_t *count)
+{
+    int progress = 0;
+    if (!*src_eof && b->plen < b->pcap) {
+        ssize_t n = splice(src, NULL, b->pfd[1], NULL, b->pcap - b->plen,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            b->plen += (size_t)n;
+            *count += (uint64_t)n;
+            progress = 1;
+        } else if (n == 0) {
+            *src_eof = true;
+            progress = 1;
+        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            return -1;
+        }
+    }
+    if (b->plen > 0 && dst >= 0) {
+        ssize_t n = splice(b->pfd[0], NULL, dst, NULL, b->plen,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+            b->plen -= (size_t)n;
+            progress = 1;
+        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
+                   errno != EINTR) {
+            return -1;
+        }
+    }
+    return progress;
+}
+
 static int move(struct conn *c, int src, bool *src_eof, size_t read_limit,
                 int dst, bool hold, struct buf *b, uint64_t *count)
 {
+    maybe_pipe(c, b, read_limit, hold, *count);
+    if (b->piped)
+        return move_piped(src, src_eof, dst, b, count);
     int progress = 0;
     if (!*src_eof && read_limit > 0) {
         size_t sp = buf_space(b);
@@ -1061,11 +1191,12 @@ static void pump(struct conn *c)
         c->deadline_us = sp_now_us() + (uint64_t)p->cfg.idle_timeout_ms * 1000;
 
     if (c->req.is_connect) {
-        if (c->c_eof && c->up.len == 0 && !c->u_shut && c->st == ST_RELAY) {
+        if (c->c_eof && pending(&c->up) == 0 && !c->u_shut &&
+            c->st == ST_RELAY) {
             shutdown(c->ufd, SHUT_WR);
             c->u_shut = true;
         }
-        if (c->u_eof && c->down.len == 0 && !c->c_shut) {
+        if (c->u_eof && pending(&c->down) == 0 && !c->c_shut) {
             shutdown(c->cfd, SHUT_WR);
             c->c_shut = true;
         }
@@ -1079,7 +1210,7 @@ static void pump(struct conn *c)
             conn_close(c);
             return;
         }
-        if (c->u_eof && c->down.len == 0) {
+        if (c->u_eof && pending(&c->down) == 0) {
             conn_close(c);
             return;
         }
@@ -1087,14 +1218,14 @@ static void pump(struct conn *c)
 
     uint32_t cm = 0, um = 0;
     bool read_client = !c->c_eof && (c->req.is_connect || c->body_left > 0);
-    if (read_client && buf_space(&c->up) > 0)
+    if (read_client && has_room(&c->up))
         cm |= EPOLLIN;
-    if (c->down.len > 0)
+    if (pending(&c->down) > 0)
         cm |= EPOLLOUT;
     if (c->st == ST_RELAY) {
-        if (!c->u_eof && buf_space(&c->down) > 0)
+        if (!c->u_eof && has_room(&c->down))
             um |= EPOLLIN;
-        if (c->up.len > 0)
+        if (pending(&c->up) > 0)
             um |= EPOLLOUT;
     } else if (!c->u_eof && buf_space(&c->down) > 0) {
         um |= EPOLLIN; /* ST_SNI: a server that speaks first is served */
@@ -1400,6 +1531,15 @@ static int validate(const struct sp_proxy_config *cfg, sp_error *err)
         cfg->resolve_timeout_ms == 0)
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "egress proxy: timeouts must be above 0");
+    if (cfg->n_hosts > SP_PROXY_RESOLVER_MAX_ENTRIES ||
+        (cfg->n_hosts && !cfg->hosts))
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "egress proxy: bad resolver table");
+    for (size_t i = 0; i < cfg->n_hosts; i++)
+        if (!cfg->hosts[i].name || (cfg->hosts[i].family != AF_INET &&
+                                    cfg->hosts[i].family != AF_INET6))
+            return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                                 "egress proxy: bad resolver entry %zu", i);
     if (cfg->log_ring > SP_PROXY_LOG_RING_LIMIT)
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "egress proxy: log_ring above %d",
@@ -1420,6 +1560,8 @@ int sp_proxy_new(const struct sp_proxy_config *cfg, struct sp_proxy **ret,
     p->cfg = *cfg;
     p->cfg.rules = NULL;
     p->cfg.n_rules = 0;
+    p->cfg.hosts = NULL;
+    p->cfg.n_hosts = 0;
     if (cfg->n_rules) {
         p->cfg.rules = calloc(cfg->n_rules, sizeof(*p->cfg.rules));
         if (!p->cfg.rules)
@@ -1430,6 +1572,18 @@ int sp_proxy_new(const struct sp_proxy_config *cfg, struct sp_proxy **ret,
                 goto oom;
             p->cfg.rules[i].port = cfg->rules[i].port;
             p->cfg.n_rules++;
+        }
+    }
+    if (cfg->n_hosts) {
+        p->cfg.hosts = calloc(cfg->n_hosts, sizeof(*p->cfg.hosts));
+        if (!p->cfg.hosts)
+            goto oom;
+        for (size_t i = 0; i < cfg->n_hosts; i++) {
+            p->cfg.hosts[i] = cfg->hosts[i];
+            p->cfg.hosts[i].name = strdup(cfg->hosts[i].name);
+            if (!p->cfg.hosts[i].name)
+                goto oom;
+            p->cfg.n_hosts++;
         }
     }
     if (cfg->log_ring) {

@@ -10,13 +10,21 @@
  * sp_proxy_fd() for POLLIN with sp_proxy_next_timeout_ms(); then
  * sp_proxy_dispatch(p, 0) } -> sp_proxy_free().
  *
- * Single-threaded and event-driven (one epoll fd), no threads. Name
+ * Single-threaded and event-driven (one epoll fd), no threads. With a
+ * resolver file (cfg.use_hosts) names are answered from its table at once
+ * and nothing else is asked. Otherwise name
  * resolution runs getaddrinfo() in a short-lived forked child per lookup
  * (at most SP_PROXY_MAX_RESOLVERS at a time), watched through a pidfd, so
  * a slow DNS server stalls only the connection that asked. The embedding
  * process must therefore reap its own children by pid or pidfd, never with
  * waitpid(-1) / P_ALL, or it may reap a resolver child (which the proxy
- * tolerates, but the pid could be reused before it opens its pidfd). */
+ * tolerates, but the pid could be reused before it opens its pidfd).
+ *
+ * Relay: bytes go through per-direction buffers; a direction the proxy no
+ * longer needs to look at (a tunnel past its SNI check, a response past its
+ * status line) switches to splice(2) through a pipe after 64 KiB, but only
+ * while SIGPIPE is blocked or ignored in the calling thread (splice to a
+ * socket cannot pass MSG_NOSIGNAL); otherwise it stays with the buffers. */
 #ifndef SANDPIT_PROXY_H
 #define SANDPIT_PROXY_H
 
@@ -46,6 +54,18 @@
 #define SP_PROXY_MAX_ADDRS 16
 /* Longest host name (RFC 1035: 253 characters without the final dot). */
 #define SP_PROXY_HOST_MAX 253
+/* The resolver file (--net-resolver, hosts format): largest file, longest
+ * line, most (name, address) pairs. */
+#define SP_PROXY_RESOLVER_FILE_MAX (1024 * 1024)
+#define SP_PROXY_RESOLVER_LINE_MAX 4096
+#define SP_PROXY_RESOLVER_MAX_ENTRIES 4096
+
+/* One (name, address) pair of the resolver file. */
+struct sp_proxy_host {
+    char *name;        /* normalised (sp_proxy_host_normalize) */
+    uint8_t family;    /* AF_INET or AF_INET6 */
+    uint8_t addr[16];
+};
 
 struct sp_proxy_rule {
     char *host;     /* "example.com", "*.example.com" (subdomains only, not
@@ -68,6 +88,10 @@ struct sp_proxy_config {
     unsigned connect_timeout_ms; /* upstream connect (all addresses); 504 */
     unsigned resolve_timeout_ms; /* one name lookup; 504 */
     unsigned log_ring;           /* events kept in memory; 0 = none */
+    bool use_hosts;              /* names resolve ONLY from hosts[] (a
+                                    resolver file): no DNS, no fork */
+    struct sp_proxy_host *hosts;
+    size_t n_hosts;
 };
 
 /* Fill *ret with the defaults and no rules (denies everything). */
@@ -96,6 +120,29 @@ int sp_proxy_config_parse(const char *allow_list, struct sp_proxy_config *ret,
  * messages. Same return values as sp_proxy_config_parse. */
 int sp_proxy_config_parse_json(const char *json, const char *origin,
                                struct sp_proxy_config *ret, sp_error *err);
+
+/* Parse a resolver file's text (hosts format: "ADDRESS NAME [NAME...]" per
+ * line, '#' to the end of a line is a comment, blank lines ignored;
+ * addresses are strict inet_pton IPv4 or IPv6 without a zone) into
+ * cfg->hosts and set cfg->use_hosts (replacing any table it had). A NUL
+ * byte, a line longer than SP_PROXY_RESOLVER_LINE_MAX, a bad address, a
+ * bad name, an IP literal as a name or a line without a name fails with
+ * -EINVAL naming `origin` and the line (SP_ERR_USAGE); more than
+ * SP_PROXY_RESOLVER_MAX_ENTRIES pairs: -E2BIG. On failure cfg's table is
+ * unchanged. */
+int sp_proxy_resolver_parse(const char *text, size_t len, const char *origin,
+                            struct sp_proxy_config *cfg, sp_error *err);
+/* Read (a regular file of at most SP_PROXY_RESOLVER_FILE_MAX bytes) and
+ * parse a resolver file. */
+int sp_proxy_resolver_load(const char *path, struct sp_proxy_config *cfg,
+                           sp_error *err);
+/* Free the table only (cfg->use_hosts = false). */
+void sp_proxy_resolver_clear(struct sp_proxy_config *cfg);
+/* The addresses the table has for a normalised name, in file order (port
+ * 0), at most max. Returns how many. */
+size_t sp_proxy_resolver_lookup(const struct sp_proxy_config *cfg,
+                                const char *host, struct sockaddr_storage *out,
+                                size_t max);
 
 /* ---- the proxy object -------------------------------------------------- */
 

@@ -40,6 +40,7 @@ void sp_proxy_config_free(struct sp_proxy_config *cfg)
     for (size_t i = 0; i < cfg->n_rules; i++)
         free(cfg->rules[i].host);
     free(cfg->rules);
+    sp_proxy_resolver_clear(cfg);
     sp_proxy_config_init(cfg);
 }
 

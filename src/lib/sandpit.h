@@ -135,6 +135,10 @@ typedef struct sp_ws_create_opts {
     double idle_timeout;       /* stop after this many seconds without a
                                   request or running exec; 0 = never */
     double max_lifetime;       /* stop this many seconds after start; 0 = never */
+    const char *from;          /* seed /workspace with a copy-on-write view of
+                                  this directory (never written); NULL = empty */
+    bool read_only_system;     /* system paths read-only as in sp_run; else
+                                  the whole filesystem is copy-on-write */
 } sp_ws_create_opts;
 
 /* Create and start a workspace from a policy (finalized or not: its
@@ -160,6 +164,16 @@ SP_EXPORT int sp_ws_gc(sp_error *err);
  * age, supervisor_pid, agent_pid, processes and memory (null when
  * unknown). */
 SP_EXPORT char *sp_ws_list_json(sp_error *err);
+/* What the workspace changed against its base, read from its
+ * copy-on-write layers (docs/workspaces.md): JSON text (caller frees)
+ * {"workspace", "added", "modified", "deleted" (sorted arrays of paths
+ * inside the sandbox), "truncated"}, or NULL with err filled. Works on a
+ * running or a stopped workspace. */
+SP_EXPORT char *sp_ws_diff_json(const char *name, sp_error *err);
+/* Back to the base: stop its processes, empty its upper layers (what it
+ * wrote to /workspace, HOME, the system paths), start it again if it was
+ * running. */
+SP_EXPORT int sp_ws_reset(const char *name, sp_error *err);
 
 typedef struct sp_ws_client sp_ws_client;
 
@@ -188,6 +202,180 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
 /* Connect, exec, close. */
 SP_EXPORT int sp_ws_exec(const char *name, const sp_ws_exec_opts *o,
                          sp_error *err);
+
+/* A running workspace's egress proxy log (--net allow:...,
+ * docs/network.md): the events with seq > after_seq still kept in the
+ * supervisor's ring, as JSON text (caller frees): {"events": [{"seq",
+ * "time_ms", "duration_ms", "client", "method", "host", "port",
+ * "decision", "status", "rule", "reason", "upstream", "bytes_up",
+ * "bytes_down"}...], "last": SEQ, "first_kept": SEQ, "connections": N}.
+ * NULL with err filled on failure (SP_ERR_USAGE: no such workspace, not
+ * running, no proxy). */
+SP_EXPORT char *sp_ws_net_log_json(const char *name, uint64_t after_seq,
+                                   sp_error *err);
+
+/* ---- files in a workspace (docs/files.md) ----------------------------- *
+ *
+ * Paths are relative to the workspace (/workspace inside; "/workspace/x"
+ * is accepted too) and resolved by the agent inside the sandbox beneath
+ * the workspace: nothing outside it can be named, through "..", a symlink
+ * or a /proc magic link. Operations that change something also refuse a
+ * symlink on the way to the parent directory and "." or ".." components.
+ * One read or write moves at most SP_WS_FILE_MAX_IO bytes. Failures:
+ * negative errno (ENOENT, EXDEV for a path leading outside, ELOOP for a
+ * refused symlink, EISDIR, EFBIG...) with err set (kind SP_ERR_USAGE). */
+
+#define SP_WS_FILE_MAX_IO (64 * 1024 * 1024)
+enum {
+    SP_WS_FILE_PARENTS = 1u << 0,    /* write, mkdir: make missing parents */
+    SP_WS_FILE_RECURSIVE = 1u << 1,  /* remove: a directory and its content */
+    SP_WS_FILE_NOREPLACE = 1u << 2,  /* rename: fail if the target exists */
+    SP_WS_FILE_NOSYNC = 1u << 3,     /* write: skip the fsync (still atomic,
+                                        not durable across a host crash) */
+};
+
+/* One entry as JSON text (caller frees): {"path","type" ("file", "dir",
+ * "symlink", "fifo", "socket", "char", "block"),"size","mode","mtime"
+ * [,"target"]}. A symlink is described, not followed. */
+SP_EXPORT char *sp_ws_file_stat(sp_ws_client *c, const char *path,
+                                sp_error *err);
+/* A directory's entries (sorted; with recursive, depth first, paths
+ * relative to it) as a JSON array of stat objects; a non-directory lists
+ * itself. Fetches every page. */
+SP_EXPORT char *sp_ws_file_list(sp_ws_client *c, const char *path,
+                                bool recursive, sp_error *err);
+/* Read length bytes (< 0: to the end) from offset of a regular file.
+ * *ret_data (caller frees; may be NULL when *ret_len is 0). */
+SP_EXPORT int sp_ws_file_read(sp_ws_client *c, const char *path,
+                              uint64_t offset, int64_t length,
+                              void **ret_data, size_t *ret_len,
+                              sp_error *err);
+/* Replace (or create) a file atomically: a temp file in the same
+ * directory, fsync (unless SP_WS_FILE_NOSYNC), rename. mode < 0: the old
+ * file's, else 0644. */
+SP_EXPORT int sp_ws_file_write(sp_ws_client *c, const char *path,
+                               const void *data, size_t len, int mode,
+                               unsigned flags, sp_error *err);
+SP_EXPORT int sp_ws_file_mkdir(sp_ws_client *c, const char *path, int mode,
+                               unsigned flags, sp_error *err);
+SP_EXPORT int sp_ws_file_remove(sp_ws_client *c, const char *path,
+                                unsigned flags, sp_error *err);
+SP_EXPORT int sp_ws_file_rename(sp_ws_client *c, const char *from,
+                                const char *to, unsigned flags,
+                                sp_error *err);
+/* Apply a unified diff (patch -p strip) to the workspace, all or nothing.
+ * Returns 0 when it applied, 1 when it did not (nothing changed; the
+ * report says which file and hunk), < 0 when the patch is malformed or
+ * sandpit failed. *ret_report (optional, caller frees): the JSON report
+ * (docs/patch.md) with "ok". */
+SP_EXPORT int sp_ws_patch(sp_ws_client *c, const char *text, size_t len,
+                          int strip, bool dry_run, char **ret_report,
+                          sp_error *err);
+/* Unpack the archive read from in_fd (tar, tar.gz, tar.zst, zip...) into
+ * directory dest (made when missing), all or nothing: it is unpacked into
+ * a staging directory first. *ret_stats (optional): JSON {"entries",
+ * "bytes","skipped","skips"}. */
+SP_EXPORT int sp_ws_import(sp_ws_client *c, const char *dest, int in_fd,
+                           char **ret_stats, sp_error *err);
+/* Write path (a directory or file; NULL = the workspace) as a tar (or
+ * tar.gz) stream to out_fd. */
+SP_EXPORT int sp_ws_export(sp_ws_client *c, const char *path, int out_fd,
+                           bool gzip, char **ret_stats, sp_error *err);
+
+/* ---- shells and services in a workspace (docs/shells-services.md) ---- *
+ *
+ * Each call is one synchronous request to the workspace `ws` (its name).
+ * Shells and services live in the workspace's agent: they keep running
+ * when the caller goes away. Errors: SP_ERR_USAGE for a bad argument, an
+ * unknown shell or service, a workspace that is not running. */
+
+typedef struct sp_ws_shell_opts {
+    char *const *argv;         /* NULL: bash --noprofile --norc, else sh */
+    char *const *env;          /* extra "K=V" entries; may be NULL */
+    const char *cwd;           /* NULL: /workspace */
+    unsigned rows, cols;       /* 0: 24 x 80 */
+} sp_ws_shell_opts;
+
+/* Output read from a shell or a service log, by cursor (bytes written
+ * since the start). */
+typedef struct sp_ws_output {
+    uint64_t cursor;           /* where data begins: the asked cursor, or
+                                  the oldest byte kept when it was behind */
+    uint64_t next_cursor;      /* ask for this one next */
+    char *data;                /* len bytes, NUL-terminated; free with
+                                  sp_ws_output_free */
+    size_t len;
+    bool truncated;            /* the asked cursor was behind the buffer: */
+    uint64_t dropped;          /* this many bytes are lost */
+    bool ended;                /* the shell/service ended and all is read */
+    int exit_code;             /* -1 while running */
+    char state[16];            /* shells: running, closing, exited;
+                                  services: see sp_ws_service_status_json */
+} sp_ws_output;
+SP_EXPORT void sp_ws_output_free(sp_ws_output *o);
+
+/* Open a PTY shell; returns its id (> 0) or < 0. */
+SP_EXPORT int sp_ws_shell_open(const char *ws, const sp_ws_shell_opts *o,
+                               sp_error *err);
+/* Queue input (at most 64 KiB a call). */
+SP_EXPORT int sp_ws_shell_write(const char *ws, int shell, const void *data,
+                                size_t len, sp_error *err);
+/* Read up to max bytes (0: 256 KiB) from cursor; when none are there yet,
+ * wait up to `wait` seconds for some (0: do not wait). */
+SP_EXPORT int sp_ws_shell_read(const char *ws, int shell, uint64_t cursor,
+                               size_t max, double wait, sp_ws_output *ret,
+                               sp_error *err);
+SP_EXPORT int sp_ws_shell_resize(const char *ws, int shell, unsigned rows,
+                                 unsigned cols, sp_error *err);
+/* SIGINT, SIGTERM, SIGHUP, SIGKILL or SIGQUIT to the shell's foreground
+ * process group. */
+SP_EXPORT int sp_ws_shell_signal(const char *ws, int shell, int sig,
+                                 sp_error *err);
+/* Hang up (SIGHUP to its session, SIGKILL after 2 s); an exited shell is
+ * forgotten. */
+SP_EXPORT int sp_ws_shell_close(const char *ws, int shell, sp_error *err);
+/* Every shell as a JSON array (caller frees): shell, pid, state,
+ * exit_code, command, created, rows, cols, end. */
+SP_EXPORT char *sp_ws_shell_list_json(const char *ws, sp_error *err);
+
+typedef struct sp_ws_service_opts {
+    const char *name;          /* [A-Za-z0-9][A-Za-z0-9._-]{0,63} */
+    char *const *argv;
+    char *const *env;          /* extra "K=V"; may be NULL */
+    const char *cwd;           /* NULL: /workspace */
+    const char *ready;         /* NULL, file:PATH, tcp:HOST:PORT, http:URL,
+                                  cmd:COMMAND */
+    double ready_timeout;      /* seconds; 0: 30 */
+    bool restart_on_failure;
+} sp_ws_service_opts;
+
+/* Start a service and wait until it is ready (or running, without a
+ * probe). A service that fails (exits before ready, readiness timeout)
+ * returns < 0 with the reason and its last output in err. ret_json
+ * (may be NULL; caller frees) gets its status either way. */
+SP_EXPORT int sp_ws_service_start(const char *ws, const sp_ws_service_opts *o,
+                                  char **ret_json, sp_error *err);
+/* One service's status as a JSON object, or (svc NULL) all of them as an
+ * array: name, state (starting, running, ready, stopping, restarting,
+ * exited, failed), pid, exit_code, started, ready_at, ended, reason,
+ * stopped_by, restarts. Caller frees. */
+SP_EXPORT char *sp_ws_service_status_json(const char *ws, const char *svc,
+                                          sp_error *err);
+/* Read a service's stdout (or stderr) from cursor (>= 0) or from its last
+ * `tail` lines (cursor < 0, tail >= 0) or the oldest byte kept. */
+SP_EXPORT int sp_ws_service_logs(const char *ws, const char *svc,
+                                 bool want_stderr, int64_t cursor, long tail,
+                                 size_t max, double wait, sp_ws_output *ret,
+                                 sp_error *err);
+/* SIGTERM to its process group, SIGKILL after grace seconds (< 0: 5);
+ * ret_json says which ({"stopped_by": "TERM"|"KILL"|null}). */
+SP_EXPORT int sp_ws_service_stop(const char *ws, const char *svc, double grace,
+                                 char **ret_json, sp_error *err);
+
+/* Any workspace method with JSON params (NULL: none); the result as JSON
+ * text (caller frees) or NULL with err. */
+SP_EXPORT char *sp_ws_call_json(const char *ws, const char *method,
+                                const char *params_json, sp_error *err);
 
 /* ---- host ------------------------------------------------------------ */
 

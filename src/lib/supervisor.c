@@ -28,13 +28,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_ext.h"
 #include "bounds.h"
 #include "cgroup.h"
 #include "error.h"
+#include "files.h"
 #include "launch.h"
+#include "netplumb.h"
+#include "portfwd.h"
 #include "proto.h"
 #include "state.h"
 #include "util.h"
+#include "wslayers.h"
 
 struct client {
     int fd;
@@ -67,6 +72,8 @@ struct sv {
     uint64_t started_us;
     bool stopping;
     bool agent_dead;
+    uint64_t kill_at;         /* stopping: PID 1 is killed then (us) */
+    struct sp_portfwd *pf;    /* published ports (portfwd.h), or NULL */
 };
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -295,6 +302,80 @@ out:
     free(env);
 }
 
+/* The file API (files.h): forwarded to the agent as it is, with a fresh
+ * id, its frame and (archives) one checked fd; the agent checks every
+ * parameter. The reply comes back like an exec's, frame and all. */
+static void handle_files(struct sv *s, struct client *c,
+                         struct sp_proto_msg *m, char *frame, size_t flen,
+                         int n_fds)
+{
+    int fd = -1;
+    char *line = NULL;
+    if (n_fds > 0 && sp_proto_take_fds(&c->in, &fd, 1) != 1)
+        fd = -1;
+    if (!m->id) {
+        client_send(s, c, sp_proto_error(NULL, SP_RPC_INVALID,
+                                         "%s needs an \"id\"", m->method));
+        goto out;
+    }
+    if (n_fds > 0) {
+        const char *why = fd < 0 ? "is missing" : fd_refusal(fd);
+        if (why) {
+            client_send(s, c, sp_proto_error(m->id, SP_RPC_FDS,
+                                             "%s needs a pipe or socket: the "
+                                             "descriptor %s",
+                                             m->method, why));
+            goto out;
+        }
+    }
+    if (c->n_pending >= SP_WS_MAX_PENDING || s->n_execs >= SP_WS_MAX_EXECS) {
+        client_send(s, c, sp_proto_error(m->id, SP_RPC_BUSY,
+                                         "too many requests in flight"));
+        goto out;
+    }
+    struct sexec *ne = realloc(s->execs, (s->n_execs + 1) * sizeof(*ne));
+    if (!ne) {
+        client_send(s, c, sp_proto_error(m->id, SP_RPC_INTERNAL,
+                                         "out of memory"));
+        goto out;
+    }
+    s->execs = ne;
+    json_int_t aid = ++s->next_aid;
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(aid));
+    json_object_set_new(o, "method", json_string(m->method));
+    json_object_set_new(o, "params",
+                        m->params ? json_incref(m->params) : json_object());
+    if (flen)
+        json_object_set_new(o, "frame", json_integer((json_int_t)flen));
+    line = sp_proto_line(o);
+    if (!line || sp_proto_out_push(&s->aout, line, fd >= 0 ? &fd : NULL,
+                                   fd >= 0 ? 1 : 0, SIZE_MAX) < 0) {
+        client_send(s, c, sp_proto_error(m->id, SP_RPC_INTERNAL,
+                                         "out of memory"));
+        goto out;
+    }
+    line = NULL;
+    fd = -1; /* the queue owns it */
+    if (flen) {
+        if (sp_proto_out_push_bytes(&s->aout, frame, flen, SIZE_MAX) < 0) {
+            /* The line went without its frame: the agent would read
+             * garbage. Nothing sane is left to talk to. */
+            syscall(SYS_pidfd_send_signal, s->h.pidfd, SIGKILL, NULL, 0);
+            s->agent_dead = true;
+            goto out;
+        }
+        frame = NULL;
+    }
+    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id)};
+    c->n_pending++;
+out:
+    free(line);
+    free(frame);
+    if (fd >= 0)
+        close(fd);
+}
+
 static void handle_signal(struct sv *s, struct client *c,
                           struct sp_proto_msg *m)
 {
@@ -326,25 +407,67 @@ static void handle_signal(struct sv *s, struct client *c,
                                          "no such exec of this client"));
 }
 
+/* "net_log" {after: SEQ, max: N}: the egress proxy's request log. */
+static void handle_net_log(struct sv *s, struct client *c,
+                           struct sp_proto_msg *m)
+{
+    if (!m->id)
+        return;
+    if (!s->h.proxy) {
+        client_send(s, c, sp_proto_error(m->id, SP_RPC_PARAMS,
+                                         "workspace %s has no egress proxy "
+                                         "(create it with --net allow:...)",
+                                         s->a->name));
+        return;
+    }
+    double after = 0, max = SP_NET_LOG_MAX_BATCH;
+    sp_error err = {0};
+    if (sp_proto_get_number(m->params, "after", false, 0, 9007199254740992.0,
+                            &after, &err) < 0 ||
+        sp_proto_get_number(m->params, "max", false, 1, SP_NET_LOG_MAX_BATCH,
+                            &max, &err) < 0) {
+        client_send(s, c, sp_proto_error(m->id, SP_RPC_PARAMS, "%s",
+                                         err.message));
+        return;
+    }
+    json_t *r = sp_net_log_result(s->h.proxy, (uint64_t)after, (size_t)max);
+    if (!r)
+        client_send(s, c, sp_proto_error(m->id, SP_RPC_INTERNAL,
+                                         "out of memory"));
+    else
+        client_send(s, c, sp_proto_result(m->id, r));
+}
+
 static void begin_stop(struct sv *s, const char *why)
 {
     if (s->stopping)
         return;
     logf_("stopping: %s", why);
     s->stopping = true;
-    /* PID 1 dies, and with it every process of the pid namespace. */
+    /* Services get their grace first (agent_ext.h "shutdown"); then PID 1
+     * dies, and with it every process of the pid namespace. */
+    char *line = s->agent_dead ? NULL
+                               : sp_proto_request(NULL, "shutdown", NULL);
+    if (line && sp_proto_out_push(&s->aout, line, NULL, 0, SIZE_MAX) == 0) {
+        s->kill_at = sp_now_us() +
+                     (uint64_t)((SP_SERVICE_STOP_GRACE + 2.0) * 1e6);
+        return;
+    }
+    free(line);
     syscall(SYS_pidfd_send_signal, s->h.pidfd, SIGKILL, NULL, 0);
 }
 
 static void handle_line(struct sv *s, struct client *c, const char *line,
-                        size_t len)
+                        size_t len, char *frame, size_t flen)
 {
     struct sp_proto_msg m;
+    int nfd = 0;
     sp_error err = {0};
     s->last_activity = sp_now_us();
     if (sp_proto_parse(line, len, &m, &err) < 0) {
         client_send(s, c, sp_proto_error(NULL, sp_proto_parse_code(line, len),
                                          "%s", err.message));
+        free(frame);
         return;
     }
     if (!m.method) {
@@ -358,6 +481,14 @@ static void handle_line(struct sv *s, struct client *c, const char *line,
                                              s->a->name));
     } else if (strcmp(m.method, "exec") == 0) {
         handle_exec(s, c, &m);
+    } else if (sp_files_method(m.method, &nfd)) {
+        handle_files(s, c, &m, frame, flen, nfd);
+        frame = NULL;
+    } else if (strncmp(m.method, "shell.", 6) == 0 ||
+               strncmp(m.method, "service.", 8) == 0) {
+        /* Shells and services (agent_ext.h): forwarded the same way. */
+        handle_files(s, c, &m, frame, flen, 0);
+        frame = NULL;
     } else if (strcmp(m.method, "signal") == 0) {
         handle_signal(s, c, &m);
     } else if (strcmp(m.method, "stop") == 0) {
@@ -365,6 +496,8 @@ static void handle_line(struct sv *s, struct client *c, const char *line,
         json_decref(c->stop_id);
         c->stop_id = m.id ? json_incref(m.id) : NULL;
         begin_stop(s, "requested");
+    } else if (strcmp(m.method, "net_log") == 0) {
+        handle_net_log(s, c, &m);
     } else if (strcmp(m.method, "info") == 0 || strcmp(m.method, "ping") == 0) {
         size_t nc = 0;
         for (size_t i = 0; i < SP_WS_MAX_CLIENTS; i++)
@@ -382,6 +515,7 @@ static void handle_line(struct sv *s, struct client *c, const char *line,
                                          "unknown method \"%s\"", m.method));
     }
     sp_proto_msg_free(&m);
+    free(frame);
 }
 
 static void client_readable(struct sv *s, struct client *c)
@@ -403,11 +537,20 @@ static void client_readable(struct sv *s, struct client *c)
         c->dead = true;
         return;
     }
-    char *line = NULL;
-    size_t len = 0;
-    while (!c->dead && sp_proto_next_line(&c->in, &line, &len) == 1) {
-        handle_line(s, c, line, len);
+    char *line = NULL, *frame = NULL;
+    size_t len = 0, flen = 0;
+    int r;
+    while (!c->dead && (r = sp_proto_next_framed(&c->in, &line, &len, &frame,
+                                                 &flen)) == 1) {
+        handle_line(s, c, line, len, frame, flen);
         free(line);
+    }
+    if (r < 0 && !c->dead) {
+        client_send(s, c, sp_proto_error(NULL, SP_RPC_INVALID,
+                                         "bad message framing (a \"frame\" "
+                                         "must be 1 to %d bytes)",
+                                         SP_PROTO_MAX_FRAME));
+        c->dead = true;
     }
 }
 
@@ -450,6 +593,45 @@ static void accept_client(struct sv *s)
     s->clients[slot] = c;
 }
 
+/* Forward the agent's reply m (and its frame, taken over) to client c
+ * under the client's own id; an error keeps its "data". */
+static void client_reply(struct sv *s, struct client *c, json_t *cid,
+                         struct sp_proto_msg *m, char *frame, size_t flen)
+{
+    json_t *o = json_object();
+    json_object_set(o, "id", cid ? cid : json_null());
+    if (m->is_error) {
+        json_object_set(o, "error", json_object_get(m->root, "error"));
+        flen = 0;
+    } else {
+        json_object_set(o, "result", m->result);
+        if (flen)
+            json_object_set_new(o, "frame", json_integer((json_int_t)flen));
+    }
+    char *line = sp_proto_line(o);
+    if (!line) {
+        free(frame);
+        c->dead = true;
+        return;
+    }
+    size_t max = (size_t)SP_WS_MAX_OUTBUF + SP_PROTO_MAX_FRAME;
+    if (sp_proto_out_push(&c->out, line, NULL, 0, max) < 0) {
+        free(line);
+        free(frame);
+        c->dead = true;
+        return;
+    }
+    if (flen && sp_proto_out_push_bytes(&c->out, frame, flen, max + flen) < 0) {
+        free(frame);
+        c->dead = true; /* its line went without the frame */
+        return;
+    }
+    if (!flen)
+        free(frame);
+    if (sp_proto_out_flush(&c->out, c->fd) < 0)
+        c->dead = true;
+}
+
 static void agent_readable(struct sv *s)
 {
     ssize_t n = sp_proto_recv(s->agent, &s->ain);
@@ -464,13 +646,23 @@ static void agent_readable(struct sv *s)
         }
         return;
     }
-    char *line = NULL;
-    size_t len = 0;
-    while (sp_proto_next_line(&s->ain, &line, &len) == 1) {
+    char *line = NULL, *frame = NULL;
+    size_t len = 0, flen = 0;
+    int fr;
+    while ((fr = sp_proto_next_framed(&s->ain, &line, &len, &frame,
+                                      &flen)) == 1) {
         struct sp_proto_msg m;
+        memset(&m, 0, sizeof(m));
         if (sp_proto_parse(line, len, &m, NULL) == 0 && !m.method && m.id &&
             json_is_integer(m.id)) {
             json_int_t aid = json_integer_value(m.id);
+            if (aid >= SP_PORTFWD_ID_BASE) {
+                /* A published port's connection, made inside. */
+                int cfd = -1;
+                if (!m.is_error && sp_proto_take_fds(&s->ain, &cfd, 1) != 1)
+                    cfd = -1;
+                sp_portfwd_reply(s->pf, aid, !m.is_error, cfd);
+            }
             for (size_t i = 0; i < s->n_execs; i++) {
                 struct sexec *e = &s->execs[i];
                 if (e->aid != aid)
@@ -478,14 +670,8 @@ static void agent_readable(struct sv *s)
                 s->last_activity = sp_now_us();
                 if (e->c) {
                     e->c->n_pending--;
-                    if (m.is_error)
-                        client_send(s, e->c,
-                                    sp_proto_error(e->cid, m.err_code, "%s",
-                                                   m.err_message));
-                    else
-                        client_send(s, e->c,
-                                    sp_proto_result(e->cid,
-                                                    json_incref(m.result)));
+                    client_reply(s, e->c, e->cid, &m, frame, flen);
+                    frame = NULL;
                 }
                 json_decref(e->cid);
                 s->execs[i] = s->execs[--s->n_execs];
@@ -495,6 +681,13 @@ static void agent_readable(struct sv *s)
         if (m.root)
             sp_proto_msg_free(&m);
         free(line);
+        free(frame);
+        frame = NULL;
+    }
+    if (fr < 0 && !s->agent_dead) {
+        /* A frame the agent may not send: it speaks nonsense. */
+        syscall(SYS_pidfd_send_signal, s->h.pidfd, SIGKILL, NULL, 0);
+        s->agent_dead = true;
     }
 }
 
@@ -502,6 +695,12 @@ static _Noreturn void finish(struct sv *s)
 {
     int st = 0;
     waitpid(s->h.pid, &st, 0);
+    /* Ends every proxied connection; kills and reaps resolver children. */
+    sp_proxy_free(s->h.proxy);
+    s->h.proxy = NULL;
+    sp_portfwd_free(s->pf);
+    s->pf = NULL;
+    unlinkat(s->a->wsfd, SP_WS_PORTS_FILE, 0);
     const char *state = s->stopping ? "stopped" : "crashed";
     logf_("agent %d ended (%s%d); workspace %s", (int)s->h.pid,
           WIFSIGNALED(st) ? "signal " : "status ",
@@ -586,12 +785,27 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
         ready_report(&s, msg);
         _exit(1);
     }
-    sp_run_opts ro = {.log = sv_log, .verbosity = 0};
-    if (sp_launch_agent(a->policy, &ro, sv[1], SP_WS_MOUNT, &s.h, &err) < 0) {
+    /* Published ports are bound first: one in use fails the start. */
+    if (sp_portfwd_new(a->policy, &s.pf, &err) < 0) {
         unlinkat(a->wsfd, SP_WS_SOCKET, 0);
         ready_report(&s, err.message);
         _exit(1);
     }
+    sp_run_opts ro = {.log = sv_log, .verbosity = 0};
+    /* The copy-on-write layers (a workspace made before them has none). */
+    struct sp_ws_layers ly;
+    int lr = sp_ws_layers_load(a->policy->workspace, &ly, &err);
+    if (lr < 0 ||
+        sp_launch_agent(a->policy, &ro, sv[1], SP_WS_MOUNT,
+                        lr > 0 ? &ly : NULL, &s.h, &err) < 0) {
+        if (lr > 0)
+            sp_ws_layers_free(&ly);
+        unlinkat(a->wsfd, SP_WS_SOCKET, 0);
+        ready_report(&s, err.message);
+        _exit(1);
+    }
+    if (lr > 0)
+        sp_ws_layers_free(&ly);
     close(sv[1]);
     s.agent = sv[0];
     /* Nothing in the sandbox may ptrace us and take our fds (runc
@@ -637,11 +851,27 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
     fcntl(s.agent, F_SETFL, fcntl(s.agent, F_GETFL) | O_NONBLOCK);
     write_state(&s, "running");
     logf_("workspace %s running: agent pid %d", a->name, (int)s.h.pid);
+    if (s.pf) {
+        /* `ps` shows the ports (HOSTPORT 0 picked one). */
+        char *pj = json_dumps(sp_portfwd_json(s.pf), JSON_COMPACT);
+        int pfd0 = pj ? openat(a->wsfd, SP_WS_PORTS_FILE ".tmp",
+                               O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+                                   O_CLOEXEC, 0644)
+                      : -1;
+        if (pfd0 >= 0) {
+            if (write(pfd0, pj, strlen(pj)) < 0)
+                logf_("cannot write %s: %s", SP_WS_PORTS_FILE, strerror(errno));
+            close(pfd0);
+            renameat(a->wsfd, SP_WS_PORTS_FILE ".tmp", a->wsfd,
+                     SP_WS_PORTS_FILE);
+        }
+        free(pj);
+    }
     ready_report(&s, NULL);
     s.started_us = s.last_activity = sp_now_us();
 
-    struct pollfd pfd[4 + SP_WS_MAX_CLIENTS];
-    struct client *pc[4 + SP_WS_MAX_CLIENTS];
+    struct pollfd pfd[5 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];
+    struct client *pc[5 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];
     for (;;) {
         size_t n = 0;
         pfd[n++] = (struct pollfd){s.sfd, POLLIN, 0};
@@ -650,6 +880,9 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
                                    (short)(POLLIN | (s.aout.head ? POLLOUT : 0)),
                                    0};
         pfd[n++] = (struct pollfd){s.stopping ? -1 : s.lfd, POLLIN, 0};
+        /* --net allow: the egress proxy (poll skips -1). */
+        pfd[n++] = (struct pollfd){s.h.proxy ? sp_proxy_fd(s.h.proxy) : -1,
+                                   POLLIN, 0};
         for (size_t i = 0; i < SP_WS_MAX_CLIENTS; i++) {
             struct client *c = s.clients[i];
             if (!c)
@@ -658,6 +891,8 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
             pfd[n++] = (struct pollfd){
                 c->fd, (short)(POLLIN | (c->out.head ? POLLOUT : 0)), 0};
         }
+        size_t pf_base = n;
+        n += sp_portfwd_pollfds(s.pf, pfd + n, SP_PORTFWD_MAX_FDS);
         int timeout = -1;
         uint64_t now = sp_now_us();
         if (!s.stopping) {
@@ -672,10 +907,28 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
             if (next)
                 timeout = next <= now ? 0 : (int)((next - now + 999) / 1000);
         }
+        if (s.h.proxy) {
+            int pt = sp_proxy_next_timeout_ms(s.h.proxy);
+            if (pt >= 0 && (timeout < 0 || pt < timeout))
+                timeout = pt;
+        }
+        int pft = sp_portfwd_timeout_ms(s.pf, now);
+        if (pft >= 0 && (timeout < 0 || pft < timeout))
+            timeout = pft;
+        if (s.stopping && s.kill_at) {
+            int kt = s.kill_at <= now ? 0
+                                      : (int)((s.kill_at - now + 999) / 1000);
+            if (timeout < 0 || kt < timeout)
+                timeout = kt;
+        }
         int pr = poll(pfd, n, timeout);
         if (pr < 0 && errno != EINTR)
             finish(&s);
         now = sp_now_us();
+        if (s.stopping && s.kill_at && now >= s.kill_at) {
+            s.kill_at = 0;
+            syscall(SYS_pidfd_send_signal, s.h.pidfd, SIGKILL, NULL, 0);
+        }
 
         if (pfd[0].revents & POLLIN) {
             struct signalfd_siginfo si;
@@ -694,7 +947,9 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
             finish(&s);
         if (pfd[3].revents & POLLIN)
             accept_client(&s);
-        for (size_t i = 4; i < n; i++) {
+        if (s.h.proxy)
+            sp_proxy_dispatch(s.h.proxy, 0);
+        for (size_t i = 5; i < pf_base; i++) {
             struct client *c = pc[i];
             if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
                 client_readable(&s, c);
@@ -703,6 +958,14 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
                 c->dead = true;
             if (c->dead)
                 client_free(&s, c);
+        }
+        if (s.pf) {
+            sp_portfwd_events(s.pf, pfd + pf_base, n - pf_base);
+            sp_portfwd_timers(s.pf, now);
+            char *pl;
+            while ((pl = sp_portfwd_take_request(s.pf)))
+                if (sp_proto_out_push(&s.aout, pl, NULL, 0, SIZE_MAX) < 0)
+                    free(pl);
         }
         /* Requests queued for the agent go out now, not at the next POLLOUT. */
         if (s.aout.head && sp_proto_out_flush(&s.aout, s.agent) < 0 &&

@@ -28,10 +28,12 @@
 
 #include "bounds.h"
 #include "error.h"
+#include "portfwd.h"
 #include "proto.h"
 #include "state.h"
 #include "supervisor.h"
 #include "util.h"
+#include "wslayers.h"
 
 SP_EXPORT bool sp_ws_name_valid(const char *name)
 {
@@ -266,6 +268,9 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
         r = sp_error_set(err, errno, "cannot create %s", datadir);
         goto fail;
     }
+    if ((r = sp_ws_layers_init(wsfd, o ? o->from : NULL,
+                               o && o->read_only_system, err)) < 0)
+        goto fail;
     if (!(pj = sp_policy_to_json(p, err))) {
         r = -SP_EFAIL;
         goto fail;
@@ -373,6 +378,12 @@ struct sp_ws_client {
     struct sp_proto_buf in;
     char name[SP_WS_NAME_MAX + 1];
 };
+
+/* For the other client modules (workspace_files.c). */
+int sp_ws_client_sock(sp_ws_client *c) { return c->fd; }
+struct sp_proto_buf *sp_ws_client_buf(sp_ws_client *c) { return &c->in; }
+json_int_t sp_ws_client_next_id(sp_ws_client *c) { return ++c->next_id; }
+const char *sp_ws_client_name(const sp_ws_client *c) { return c->name; }
 
 static int connect_ws(int wsfd, const char *name, sp_error *err)
 {
@@ -913,6 +924,18 @@ static long long count_procs(const char *dir)
     return n;
 }
 
+/* A small JSON file in dirfd, or NULL. */
+static json_t *json_load_file_at(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    char buf[8192];
+    ssize_t n = read(fd, buf, sizeof(buf));
+    close(fd);
+    return n > 0 ? json_loadb(buf, (size_t)n, 0, NULL) : NULL;
+}
+
 SP_EXPORT char *sp_ws_list_json(sp_error *err)
 {
     char statedir[SP_MAX_PATH], root[SP_MAX_PATH + 16];
@@ -979,6 +1002,13 @@ SP_EXPORT char *sp_ws_list_json(sp_error *err)
                             procs >= 0 ? json_integer(procs) : json_null());
         json_object_set_new(o, "memory",
                             mem >= 0 ? json_integer(mem) : json_null());
+        /* Published ports as bound (portfwd.h), while running. */
+        json_t *ports = running ? json_load_file_at(wsfd, SP_WS_PORTS_FILE)
+                                : NULL;
+        json_object_set_new(o, "ports", json_is_array(ports) ? ports
+                                                             : json_array());
+        if (ports && !json_is_array(ports))
+            json_decref(ports);
         json_array_append_new(list, o);
         sp_state_free(&st);
         close(wsfd);

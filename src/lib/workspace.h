@@ -14,4 +14,12 @@
 int sp_ws_policy_from_json(const char *json, const char *datadir,
                            struct sp_policy **ret, sp_error *err);
 
+/* The connection's parts, for client modules beside workspace.c. */
+#include <jansson.h>
+struct sp_proto_buf;
+int sp_ws_client_sock(sp_ws_client *c);
+struct sp_proto_buf *sp_ws_client_buf(sp_ws_client *c);
+json_int_t sp_ws_client_next_id(sp_ws_client *c);
+const char *sp_ws_client_name(const sp_ws_client *c);
+
 #endif

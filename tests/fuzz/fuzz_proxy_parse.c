@@ -1,7 +1,8 @@
 /* fuzz_proxy_parse.c — libFuzzer target for the egress proxy's parsers: the
  * HTTP request-head parser (and the upstream head built from what it
  * accepts), the TLS ClientHello SNI parser, and the allow-list parser. The
- * first byte picks the parser; any input must give an answer from the
+ * first byte picks the parser (the allow-list branch also feeds the bytes
+ * to the resolver-file parser); any input must give an answer from the
  * documented set, never a crash, an overread or a leak. */
 #include <errno.h>
 #include <stdint.h>
@@ -82,6 +83,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         }
         free(text);
+        /* the same bytes as a resolver (hosts) file, exact-size copy */
+        char *hosts = malloc(size ? size : 1);
+        if (!hosts)
+            return 0;
+        memcpy(hosts, data, size);
+        sp_proxy_config_init(&cfg);
+        memset(&err, 0, sizeof(err));
+        int r = sp_proxy_resolver_parse(hosts, size, "fuzz", &cfg, &err);
+        if (r == 0) {
+            struct sockaddr_storage a[SP_PROXY_MAX_ADDRS];
+            if (!cfg.use_hosts || cfg.n_hosts > SP_PROXY_RESOLVER_MAX_ENTRIES)
+                abort();
+            for (size_t i = 0; i < cfg.n_hosts; i++)
+                if (sp_proxy_resolver_lookup(&cfg, cfg.hosts[i].name, a,
+                                             SP_PROXY_MAX_ADDRS) == 0)
+                    abort();
+        } else if ((r != -EINVAL && r != -E2BIG && r != -ENOMEM) ||
+                   !err.message[0] || cfg.hosts) {
+            abort();
+        }
+        sp_proxy_config_free(&cfg);
+        free(hosts);
     }
     return 0;
 }

@@ -256,6 +256,11 @@ def test_no_userns_as_root(ws):
            flags=["--no-userns", "--uid", "1000"])
     assert r.stdout.split()[0] == "1000"
     assert r.stdout.strip().endswith("0000000000000000")
+    # The private HOME belongs to the sandbox's user.
+    r = sh("touch $HOME/x $XDG_CONFIG_HOME/y && stat -c %u $HOME", ws,
+           flags=["--no-userns", "--uid", "1000", "--gid", "1000"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1000"
 
 
 @pytest.mark.skipif(IS_ROOT, reason="the unprivileged path")
@@ -451,6 +456,15 @@ def test_profiles(ws):
     assert p["allow_ptrace"] is True and p["limits"]["pids"] == 9
     r = sandpit("policy", "show", "--profile", "nope", cwd=ws)
     assert r.returncode == 125 and "no profile named" in r.stderr
+
+
+def test_profiles_found_next_to_the_binary(ws):
+    # Without SANDPIT_PROFILE_DIR and without an install, the profiles of
+    # the source tree next to the build directory are used.
+    r = sandpit("policy", "show", "--profile", "minimal", cwd=ws,
+                env={"SANDPIT_PROFILE_DIR": ""})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["workspace_mode"] == "ro"
 
 
 def test_require_conflicts(ws):

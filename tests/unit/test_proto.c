@@ -211,6 +211,76 @@ static void build_and_params(void **state)
     json_decref(p);
 }
 
+/* Binary frames: a line with "frame":N comes out only with its N raw
+ * bytes (which may hold newlines and NULs), fed in any pieces; bad frame
+ * values are refused; lines without a frame pass as before. */
+static void binary_frames(void **state)
+{
+    struct sp_proto_buf b;
+    sp_proto_buf_init(&b);
+    const char hdr[] = "{\"id\":1,\"result\":{},\"frame\":5}\n";
+    const char body[] = {'a', '\n', '\0', '\n', 'z'};
+    const char tail[] = "{\"id\":2,\"result\":{}}\n";
+    char all[256];
+    size_t n = 0;
+    memcpy(all + n, hdr, strlen(hdr));
+    n += strlen(hdr);
+    memcpy(all + n, body, sizeof(body));
+    n += sizeof(body);
+    memcpy(all + n, tail, strlen(tail));
+    n += strlen(tail);
+    for (size_t split = 0; split <= n; split++) {
+        char *line = NULL, *frame = NULL;
+        size_t len = 0, flen = 0;
+        assert_int_equal(sp_proto_feed(&b, all, split), 0);
+        int r = sp_proto_next_framed(&b, &line, &len, &frame, &flen);
+        if (split < strlen(hdr) + sizeof(body)) {
+            assert_int_equal(r, 0);
+            assert_int_equal(sp_proto_feed(&b, all + split, n - split), 0);
+            r = sp_proto_next_framed(&b, &line, &len, &frame, &flen);
+        } else {
+            assert_int_equal(sp_proto_feed(&b, all + split, n - split), 0);
+        }
+        assert_int_equal(r, 1);
+        assert_int_equal(len, strlen(hdr) - 1);
+        assert_int_equal(flen, sizeof(body));
+        assert_memory_equal(frame, body, sizeof(body));
+        free(line);
+        free(frame);
+        assert_int_equal(sp_proto_next_framed(&b, &line, &len, &frame, &flen),
+                         1);
+        assert_null(frame);
+        assert_int_equal(flen, 0);
+        assert_string_equal(line, "{\"id\":2,\"result\":{}}");
+        free(line);
+        assert_int_equal(b.len, 0);
+    }
+    static const char *const bad[] = {
+        "{\"frame\":0}\n", "{\"frame\":-3}\n", "{\"frame\":\"5\"}\n",
+        "{\"frame\":1.5}\n", "{\"frame\":99999999999}\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sp_proto_buf_free(&b);
+        sp_proto_buf_init(&b);
+        char *line = NULL, *frame = NULL;
+        size_t len = 0, flen = 0;
+        assert_int_equal(sp_proto_feed(&b, bad[i], strlen(bad[i])), 0);
+        assert_int_equal(sp_proto_next_framed(&b, &line, &len, &frame, &flen),
+                         -EPROTO);
+    }
+    /* "frame" inside a string is not a frame. */
+    sp_proto_buf_free(&b);
+    sp_proto_buf_init(&b);
+    const char s[] = "{\"id\":1,\"result\":{\"x\":\"\\\"frame\\\":9\"}}\n";
+    char *line = NULL, *frame = NULL;
+    size_t len = 0, flen = 0;
+    assert_int_equal(sp_proto_feed(&b, s, strlen(s)), 0);
+    assert_int_equal(sp_proto_next_framed(&b, &line, &len, &frame, &flen), 1);
+    assert_int_equal(flen, 0);
+    free(line);
+    sp_proto_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,6 +290,7 @@ int main(void)
         cmocka_unit_test(oversized),
         cmocka_unit_test(fds_over_socket),
         cmocka_unit_test(build_and_params),
+        cmocka_unit_test(binary_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

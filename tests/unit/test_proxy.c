@@ -728,9 +728,72 @@ static void test_sni_malformed(void **state)
         }
 }
 
+static void test_resolver_parse(void **state)
+{
+    (void)state;
+    struct sp_proxy_config cfg;
+    sp_proxy_config_init(&cfg);
+    const char *ok = "# c\n\n 127.0.0.1\tapi.test A.B.Test. # x\n"
+                     "169.254.169.254 meta.test\r\n::1 api.test\n"
+                     "10.0.0.1 last.test";
+    assert_int_equal(sp_proxy_resolver_parse(ok, strlen(ok), "t", &cfg, NULL), 0);
+    assert_true(cfg.use_hosts);
+    assert_int_equal(cfg.n_hosts, 5);
+    struct sockaddr_storage a[SP_PROXY_MAX_ADDRS];
+    assert_int_equal(sp_proxy_resolver_lookup(&cfg, "api.test", a, 16), 2);
+    assert_int_equal(a[0].ss_family, AF_INET);
+    assert_int_equal(a[1].ss_family, AF_INET6);
+    assert_int_equal(sp_proxy_resolver_lookup(&cfg, "a.b.test", a, 16), 1);
+    assert_int_equal(sp_proxy_resolver_lookup(&cfg, "api.test", a, 1), 1);
+    assert_int_equal(sp_proxy_resolver_lookup(&cfg, "last.test", a, 16), 1);
+    assert_int_equal(sp_proxy_resolver_lookup(&cfg, "nope.test", a, 16), 0);
+    /* a copy made by sp_proxy_new survives freeing ours */
+    struct sp_proxy *p = NULL;
+    assert_int_equal(sp_proxy_new(&cfg, &p, NULL), 0);
+    sp_proxy_free(p);
+
+    static const char *const bad[] = {
+        "1.2.3 x.test\n", "127.0.0.1\n", "127.0.0.1 10.0.0.1\n",
+        "127.0.0.1 a..b\n", "fe80::1%lo x.test\n", "0x7f.1 x.test\n",
+        "127.0.0.1 x/y\n", "::ffff:1.2.3.4.5 x\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        sp_error err = {0};
+        assert_int_equal(sp_proxy_resolver_parse(bad[i], strlen(bad[i]), "t",
+                                                 &cfg, &err), -EINVAL);
+        assert_non_null(strstr(err.message, "line 1"));
+        assert_int_equal(cfg.n_hosts, 5); /* unchanged on failure */
+    }
+    const char nul[] = "127.0.0.1 a.test\n\0";
+    assert_int_equal(sp_proxy_resolver_parse(nul, sizeof(nul) - 1, "t", &cfg,
+                                             NULL), -EINVAL);
+    char *big = malloc(SP_PROXY_RESOLVER_LINE_MAX + 20);
+    assert_non_null(big);
+    memset(big, 'a', SP_PROXY_RESOLVER_LINE_MAX + 20);
+    memcpy(big, "127.0.0.1 ", 10);
+    assert_int_equal(sp_proxy_resolver_parse(big, SP_PROXY_RESOLVER_LINE_MAX + 20,
+                                             "t", &cfg, NULL), -EINVAL);
+    free(big);
+    /* more pairs than the bound */
+    size_t n = SP_PROXY_RESOLVER_MAX_ENTRIES + 1, len = 0;
+    char *many = malloc(n * 32);
+    assert_non_null(many);
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(many + len, "10.0.0.1 h%zu.test\n", i);
+    assert_int_equal(sp_proxy_resolver_parse(many, len, "t", &cfg, NULL), -E2BIG);
+    free(many);
+    /* empty: a table with nothing, every lookup fails */
+    assert_int_equal(sp_proxy_resolver_parse("", 0, "t", &cfg, NULL), 0);
+    assert_true(cfg.use_hosts);
+    assert_int_equal(cfg.n_hosts, 0);
+    sp_proxy_config_free(&cfg);
+    assert_false(cfg.use_hosts);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_resolver_parse),
         cmocka_unit_test(test_config_parse_ok),
         cmocka_unit_test(test_config_parse_bad),
         cmocka_unit_test(test_config_too_many_rules),

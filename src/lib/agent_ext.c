@@ -1,0 +1,401 @@
+/* agent_ext.c — what the agent's shells and services share (agent_ext.h):
+ * the hooks agent.c calls, replies, environments, and reads of a ring
+ * that wait for output ("long polls") parked until bytes arrive. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "agent_ext.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "bounds.h"
+#include "envbuild.h"
+#include "proto.h"
+#include "ring.h"
+#include "util.h"
+
+struct waiter {
+    json_int_t id;
+    struct sp_ring *ring;
+    void *target;
+    int stream;
+    uint64_t cursor;
+    size_t max;
+    uint64_t deadline;
+    sp_ext_status_fn status;
+};
+
+static struct {
+    const struct sp_agent_cfg *cfg;
+    struct waiter waiters[SP_EXT_MAX_WAITERS];
+    size_t n_waiters;
+    size_t n_pty_fds, n_svc_fds;
+    bool shutting_down;
+    uint64_t shutdown_deadline;
+} X;
+
+static _Noreturn void ext_exit(void)
+{
+    kill(-1, SIGKILL);
+    _exit(0);
+}
+
+void sp_ext_send(char *line)
+{
+    if (!line)
+        return;
+    int r = sp_proto_send(X.cfg->sock, line, strlen(line), NULL, 0);
+    free(line);
+    if (r < 0)
+        ext_exit();
+}
+
+void sp_ext_send_fds(char *line, const int *fds, size_t n)
+{
+    if (!line)
+        return;
+    int r = sp_proto_send(X.cfg->sock, line, strlen(line), fds, n);
+    free(line);
+    if (r < 0)
+        ext_exit();
+}
+
+void sp_ext_reply(json_int_t id, json_t *result)
+{
+    json_t *jid = json_integer(id);
+    sp_ext_send(sp_proto_result(jid, result ? result : json_object()));
+    json_decref(jid);
+}
+
+void sp_ext_error(json_int_t id, int code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *jid = json_integer(id);
+    sp_ext_send(sp_proto_error(jid, code, "%s", msg));
+    json_decref(jid);
+}
+
+char **sp_ext_base_env(void)
+{
+    return X.cfg->envp;
+}
+
+const char *sp_ext_path_env(void)
+{
+    return X.cfg->path_env;
+}
+
+char **sp_ext_env(json_t *params, const char *key, bool want_term,
+                  const char **why)
+{
+    const char **extra = NULL;
+    sp_error err = {0};
+    *why = NULL;
+    if (sp_proto_get_strv(params, key, false, 0, SP_MAX_ENV, SP_MAX_ENV_LEN,
+                          &extra, &err) < 0) {
+        *why = "env must be an array of K=V strings";
+        return NULL;
+    }
+    size_t nb = 0, ne = 0;
+    while (X.cfg->envp && X.cfg->envp[nb])
+        nb++;
+    while (extra && extra[ne])
+        ne++;
+    char **env = calloc(nb + ne + 2, sizeof(*env));
+    if (!env) {
+        free(extra);
+        *why = "out of memory";
+        return NULL;
+    }
+    if (nb)
+        memcpy(env, X.cfg->envp, nb * sizeof(*env));
+    size_t n = nb;
+    for (size_t i = 0; i < ne; i++) {
+        const char *eq = strchr(extra[i], '=');
+        if (!eq || eq == extra[i]) {
+            free(extra);
+            free(env);
+            *why = "env entries must be K=V with a non-empty K";
+            return NULL;
+        }
+        size_t klen = (size_t)(eq - extra[i]) + 1;
+        size_t k = 0;
+        for (; k < n; k++)
+            if (strncmp(env[k], extra[i], klen) == 0)
+                break;
+        env[k] = (char *)extra[i];
+        if (k == n)
+            n++;
+    }
+    if (want_term && !sp_env_get(env, "TERM"))
+        env[n++] = (char *)"TERM=xterm-256color";
+    env[n] = NULL;
+    /* The strings stay borrowed from params: the array alone is freed. */
+    free(extra);
+    return env;
+}
+
+bool sp_ext_which(const char *name, const char *path)
+{
+    if (strchr(name, '/'))
+        return access(name, X_OK) == 0;
+    if (!path || !*path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    while (*path) {
+        size_t n = strcspn(path, ":");
+        char full[SP_MAX_PATH];
+        if (n && n + strlen(name) + 2 < sizeof(full)) {
+            snprintf(full, sizeof(full), "%.*s/%s", (int)n, path, name);
+            struct stat sb;
+            if (stat(full, &sb) == 0 && S_ISREG(sb.st_mode) &&
+                access(full, X_OK) == 0)
+                return true;
+        }
+        path += n;
+        if (*path == ':')
+            path++;
+    }
+    return false;
+}
+
+void sp_ext_kill_session(pid_t sid, int sig)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char *end = NULL;
+        long pid = strtol(de->d_name, &end, 10);
+        if (!end || *end || pid <= 1)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+            continue;
+        buf[n] = '\0';
+        /* "pid (comm) state ppid pgrp session ..." — comm may hold ')'. */
+        char *rp = strrchr(buf, ')');
+        int ppid, pgrp, session;
+        char st;
+        if (rp && sscanf(rp + 1, " %c %d %d %d", &st, &ppid, &pgrp, &session) == 4 &&
+            session == sid)
+            kill((pid_t)pid, sig);
+    }
+    closedir(d);
+}
+
+/* ---- reads that wait ---- */
+
+static void answer(struct waiter *w)
+{
+    size_t max = w->max;
+    char *raw = malloc(max ? max : 1);
+    char *b64 = malloc(sp_b64_encoded_len(max) + 1);
+    if (!raw || !b64) {
+        free(raw);
+        free(b64);
+        sp_ext_error(w->id, SP_RPC_INTERNAL, "out of memory");
+        return;
+    }
+    uint64_t from = 0, dropped = 0;
+    size_t n = sp_ring_read(w->ring, w->cursor, max, raw, &from, &dropped);
+    sp_b64_encode(raw, n, b64);
+    json_t *r = json_object();
+    json_object_set_new(r, "cursor", json_integer((json_int_t)w->cursor));
+    json_object_set_new(r, "next_cursor", json_integer((json_int_t)(from + n)));
+    json_object_set_new(r, "data", json_string(b64));
+    json_object_set_new(r, "truncated", json_boolean(dropped > 0));
+    json_object_set_new(r, "dropped", json_integer((json_int_t)dropped));
+    json_object_set_new(r, "end", json_integer((json_int_t)w->ring->end));
+    if (w->status)
+        w->status(w->target, w->stream, r);
+    free(raw);
+    free(b64);
+    sp_ext_reply(w->id, r);
+}
+
+void sp_ext_read(json_int_t id, struct sp_ring *ring, void *target, int stream,
+                 uint64_t cursor, size_t max, double wait, bool ended,
+                 sp_ext_status_fn status)
+{
+    struct waiter w = {id, ring, target, stream, cursor, max, 0, status};
+    if (cursor < ring->end || ended || wait <= 0) {
+        answer(&w);
+        return;
+    }
+    if (X.n_waiters >= SP_EXT_MAX_WAITERS) {
+        sp_ext_error(id, SP_RPC_BUSY, "too many reads waiting (at most %d)",
+                     SP_EXT_MAX_WAITERS);
+        return;
+    }
+    w.deadline = sp_now_us() + (uint64_t)(wait * 1e6);
+    X.waiters[X.n_waiters++] = w;
+}
+
+void sp_ext_wake(void *target, int stream, bool ended)
+{
+    for (size_t i = 0; i < X.n_waiters;) {
+        struct waiter *w = &X.waiters[i];
+        if (w->target == target && (w->stream == stream || ended) &&
+            (ended || w->cursor < w->ring->end)) {
+            struct waiter c = *w;
+            X.waiters[i] = X.waiters[--X.n_waiters];
+            answer(&c);
+            continue;
+        }
+        i++;
+    }
+}
+
+void sp_ext_forget(void *target)
+{
+    for (size_t i = 0; i < X.n_waiters;) {
+        if (X.waiters[i].target == target) {
+            struct waiter c = X.waiters[i];
+            X.waiters[i] = X.waiters[--X.n_waiters];
+            answer(&c);
+            continue;
+        }
+        i++;
+    }
+}
+
+/* ---- hooks ---- */
+
+void sp_agent_ext_init(const struct sp_agent_cfg *cfg)
+{
+    X.cfg = cfg;
+    /* The agent starts with 0, 1 and 2 closed: fill them, so no pipe or
+     * pty of ours gets a number a child's dup2 onto 0-2 would clobber. */
+    for (;;) {
+        int fd = open("/dev/null", O_RDWR);
+        if (fd < 0)
+            break;
+        if (fd > 2) {
+            close(fd);
+            break;
+        }
+    }
+}
+
+bool sp_agent_ext_handle(json_int_t id, const char *method, json_t *params)
+{
+    if (strcmp(method, "shutdown") == 0) {
+        /* The workspace stops: services get their grace, shells a hangup;
+         * then PID 1 exits and takes what is left. */
+        X.shutting_down = true;
+        X.shutdown_deadline =
+            sp_now_us() + (uint64_t)((SP_SERVICE_STOP_GRACE + 0.5) * 1e6);
+        sp_pty_shutdown();
+        if (sp_svc_shutdown(sp_now_us()))
+            ext_exit();
+        return true;
+    }
+    if (strcmp(method, "cancel") == 0) {
+        /* The client of a parked read went away: answer it now rather than
+         * hold a waiter slot until its deadline. agent.c handles the rest
+         * (execs). */
+        json_t *e = params ? json_object_get(params, "exec") : NULL;
+        for (size_t i = 0; json_is_integer(e) && i < X.n_waiters; i++)
+            if (X.waiters[i].id == json_integer_value(e)) {
+                struct waiter c = X.waiters[i];
+                X.waiters[i] = X.waiters[--X.n_waiters];
+                answer(&c);
+                break;
+            }
+        return false;
+    }
+    if (strncmp(method, "shell.", 6) == 0)
+        return sp_pty_handle(id, method, params);
+    if (strncmp(method, "service.", 8) == 0)
+        return sp_svc_handle(id, method, params);
+    if (strncmp(method, "port.", 5) == 0)
+        return sp_port_handle(id, method, params);
+    return false;
+}
+
+size_t sp_agent_ext_pollfds(struct pollfd *pfd, size_t max)
+{
+    X.n_pty_fds = sp_pty_pollfds(pfd, max);
+    X.n_svc_fds = sp_svc_pollfds(pfd + X.n_pty_fds, max - X.n_pty_fds);
+    size_t n = X.n_pty_fds + X.n_svc_fds;
+    return n + sp_port_pollfds(pfd + n, max - n);
+}
+
+void sp_agent_ext_events(const struct pollfd *pfd, size_t n)
+{
+    size_t np = X.n_pty_fds < n ? X.n_pty_fds : n;
+    size_t ns = X.n_svc_fds < n - np ? X.n_svc_fds : n - np;
+    sp_pty_events(pfd, np);
+    sp_svc_events(pfd + np, ns);
+    sp_port_events(pfd + np + ns, n - np - ns);
+}
+
+bool sp_agent_ext_reaped(pid_t pid, int status)
+{
+    bool ours = sp_pty_reaped(pid, status) || sp_svc_reaped(pid, status);
+    if (X.shutting_down && sp_svc_shutdown(sp_now_us()))
+        ext_exit();
+    return ours;
+}
+
+int sp_agent_ext_timeout_ms(uint64_t now)
+{
+    uint64_t next = 0;
+    for (size_t i = 0; i < X.n_waiters; i++)
+        if (!next || X.waiters[i].deadline < next)
+            next = X.waiters[i].deadline;
+    uint64_t t = sp_pty_next_timer();
+    if (t && (!next || t < next))
+        next = t;
+    t = sp_svc_next_timer();
+    if (t && (!next || t < next))
+        next = t;
+    t = sp_port_next_timer();
+    if (t && (!next || t < next))
+        next = t;
+    if (X.shutting_down && (!next || X.shutdown_deadline < next))
+        next = X.shutdown_deadline;
+    if (!next)
+        return -1;
+    return next <= now ? 0 : (int)((next - now + 999) / 1000);
+}
+
+void sp_agent_ext_timers(uint64_t now)
+{
+    for (size_t i = 0; i < X.n_waiters;) {
+        if (X.waiters[i].deadline <= now) {
+            struct waiter c = X.waiters[i];
+            X.waiters[i] = X.waiters[--X.n_waiters];
+            answer(&c);
+            continue;
+        }
+        i++;
+    }
+    sp_pty_timers(now);
+    sp_svc_timers(now);
+    sp_port_timers(now);
+    if (X.shutting_down &&
+        (now >= X.shutdown_deadline || sp_svc_shutdown(now)))
+        ext_exit();
+}

@@ -1,0 +1,938 @@
+/* agent_service.c — background services in a workspace (agent_ext.h): a
+ * command in its own session and process group, stdout and stderr into
+ * bounded rings, a readiness probe (file, tcp, http, cmd), stop with TERM
+ * then KILL, and restart on failure with backoff. All of it runs in the
+ * agent's poll loop: probes are non-blocking sockets and child processes. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "agent_ext.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "envbuild.h"
+#include "launch.h"
+#include "proto.h"
+#include "ring.h"
+#include "util.h"
+
+enum st { ST_STARTING, ST_RUNNING, ST_READY, ST_STOPPING, ST_RESTARTING,
+          ST_EXITED, ST_FAILED };
+static const char *const st_names[] = {"starting", "running", "ready",
+                                       "stopping", "restarting", "exited",
+                                       "failed"};
+enum probe_kind { PR_NONE, PR_FILE, PR_TCP, PR_HTTP, PR_CMD };
+#define PROBE_INTERVAL_US 50000u
+
+struct service {
+    char name[SP_SERVICE_NAME_MAX + 1];
+    json_t *params;            /* the start request's (argv, env, cwd) */
+    pid_t pid;                 /* 0 when not running */
+    int fd[2];                 /* stdout, stderr read ends; -1 at EOF */
+    struct sp_ring log[2];
+    enum st state;
+    bool has_exit;
+    int exit_code;
+    char reason[512];
+    int64_t started, ready_at, ended;
+    int restarts;
+    bool restart_on_failure;
+    double ready_timeout;
+    uint64_t ready_deadline, kill_at, restart_at, run_since;
+    double backoff;
+    json_int_t start_id;       /* a start waiting for ready; -1 none */
+    json_int_t stop_id;        /* a stop waiting for the end; -1 none */
+    const char *stopped_by;    /* "TERM", "KILL" or NULL */
+    bool failing;              /* ended by us for failing readiness */
+    /* the probe */
+    enum probe_kind pk;
+    char parg[SP_MAX_PATH];    /* file path, http path, command */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char host[300];
+    int pfd;                   /* probe socket */
+    int phase;                 /* 0 connecting, 1 request sent */
+    pid_t ppid;                /* cmd probe child */
+    uint64_t next_probe;
+};
+
+static struct {
+    struct service *sv[SP_SERVICE_MAX];
+    bool shutting_down;
+} S;
+
+static bool name_ok(const char *n)
+{
+    size_t len = strlen(n);
+    if (len == 0 || len > SP_SERVICE_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = n[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                     (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return false;
+    }
+    return true;
+}
+
+static struct service *find_name(const char *name)
+{
+    for (size_t i = 0; i < SP_SERVICE_MAX; i++)
+        if (S.sv[i] && strcmp(S.sv[i]->name, name) == 0)
+            return S.sv[i];
+    return NULL;
+}
+
+static bool st_final(enum st s)
+{
+    return s == ST_EXITED || s == ST_FAILED;
+}
+
+static json_t *time_or_null(int64_t t)
+{
+    return t ? json_integer(t) : json_null();
+}
+
+/* The last lines of a stream, at most ~2 KiB. */
+static json_t *log_tail(struct service *s, int stream, size_t lines)
+{
+    struct sp_ring *r = &s->log[stream];
+    uint64_t c = sp_ring_tail_lines(r, lines);
+    if (r->end - c > 2048)
+        c = r->end - 2048;
+    char buf[2049];
+    size_t n = sp_ring_read(r, c, 2048, buf, NULL, NULL);
+    buf[n] = '\0';
+    /* JSON strings must be UTF-8: replace what is not ASCII text. */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)buf[i] >= 0x80 || buf[i] == '\0')
+            buf[i] = '?';
+    return json_string(buf);
+}
+
+static json_t *svc_json(struct service *s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(s->name));
+    json_object_set_new(o, "state", json_string(st_names[s->state]));
+    json_object_set_new(o, "pid", s->pid ? json_integer(s->pid) : json_null());
+    json_object_set_new(o, "exit_code",
+                        s->has_exit ? json_integer(s->exit_code) : json_null());
+    json_object_set_new(o, "started", time_or_null(s->started));
+    json_object_set_new(o, "ready_at", time_or_null(s->ready_at));
+    json_object_set_new(o, "ended", time_or_null(s->ended));
+    json_object_set_new(o, "reason", s->reason[0] ? json_string(s->reason)
+                                                  : json_null());
+    json_object_set_new(o, "stopped_by", s->stopped_by
+                                             ? json_string(s->stopped_by)
+                                             : json_null());
+    json_object_set_new(o, "restarts", json_integer(s->restarts));
+    json_object_set_new(o, "restart",
+                        json_string(s->restart_on_failure ? "on-failure" : "no"));
+    json_object_set_new(o, "stdout_bytes", json_integer((json_int_t)s->log[0].end));
+    json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)s->log[1].end));
+    json_t *argv = json_object_get(s->params, "argv");
+    if (argv)
+        json_object_set(o, "argv", argv);
+    if (s->state == ST_FAILED) {
+        json_object_set_new(o, "stderr_tail", log_tail(s, 1, 10));
+        json_object_set_new(o, "stdout_tail", log_tail(s, 0, 10));
+    }
+    return o;
+}
+
+static void probe_reset(struct service *s)
+{
+    if (s->pfd >= 0)
+        close(s->pfd);
+    s->pfd = -1;
+    s->phase = 0;
+}
+
+static void svc_free(size_t slot)
+{
+    struct service *s = S.sv[slot];
+    sp_ext_forget(s);
+    probe_reset(s);
+    for (int i = 0; i < 2; i++) {
+        if (s->fd[i] >= 0)
+            close(s->fd[i]);
+        sp_ring_free(&s->log[i]);
+    }
+    json_decref(s->params);
+    free(s);
+    S.sv[slot] = NULL;
+}
+
+/* ---- parsing the probe ---- */
+
+static int parse_hostport(struct service *s, const char *hp, const char **rest)
+{
+    char host[300];
+    const char *p = hp, *colon;
+    if (*p == '[') {
+        const char *rb = strchr(p, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - p - 1) >= sizeof(host))
+            return -1;
+        memcpy(host, p + 1, (size_t)(rb - p - 1));
+        host[rb - p - 1] = '\0';
+        colon = rb + 1;
+    } else {
+        colon = strchr(p, ':');
+        if (!colon || (size_t)(colon - p) >= sizeof(host))
+            return -1;
+        memcpy(host, p, (size_t)(colon - p));
+        host[colon - p] = '\0';
+    }
+    char *end = NULL;
+    long port = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || port < 1 || port > 65535)
+        return -1;
+    if (rest)
+        *rest = end;
+    else if (*end)
+        return -1;
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof(host), "127.0.0.1");
+    snprintf(s->host, sizeof(s->host), "%s", host);
+    memset(&s->addr, 0, sizeof(s->addr));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&s->addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&s->addr;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        s->addr_len = sizeof(*a4);
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        s->addr_len = sizeof(*a6);
+    } else {
+        return -1; /* names need DNS: numeric addresses and localhost only */
+    }
+    return 0;
+}
+
+static const char *parse_probe(struct service *s, const char *spec)
+{
+    if (!spec || !*spec) {
+        s->pk = PR_NONE;
+        return NULL;
+    }
+    if (strncmp(spec, "file:", 5) == 0 && spec[5]) {
+        s->pk = PR_FILE;
+        snprintf(s->parg, sizeof(s->parg), "%s", spec + 5);
+        return NULL;
+    }
+    if (strncmp(spec, "cmd:", 4) == 0 && spec[4]) {
+        s->pk = PR_CMD;
+        snprintf(s->parg, sizeof(s->parg), "%s", spec + 4);
+        return NULL;
+    }
+    if (strncmp(spec, "tcp:", 4) == 0) {
+        s->pk = PR_TCP;
+        return parse_hostport(s, spec + 4, NULL) < 0
+                   ? "tcp: wants HOST:PORT with a numeric address or localhost"
+                   : NULL;
+    }
+    if (strncmp(spec, "http:", 5) == 0) {
+        const char *u = spec + 5;
+        if (strncmp(u, "http://", 7) == 0)
+            u += 7;
+        else if (strncmp(u, "//", 2) == 0)
+            u += 2;
+        const char *rest = NULL;
+        s->pk = PR_HTTP;
+        /* host:port required; a missing port is 80. */
+        char hp[400];
+        size_t hl = strcspn(u, "/");
+        if (hl >= sizeof(hp) - 4)
+            return "http: URL too long";
+        memcpy(hp, u, hl);
+        hp[hl] = '\0';
+        if (!strchr(hp[0] == '[' ? strchr(hp, ']') ? strchr(hp, ']') : hp : hp, ':'))
+            strcat(hp, ":80");
+        if (parse_hostport(s, hp, &rest) < 0 || *rest)
+            return "http: wants http://HOST[:PORT]/PATH with a numeric "
+                   "address or localhost";
+        const char *path = u[hl] ? u + hl : "/";
+        for (const char *c = path; *c; c++)
+            if ((unsigned char)*c <= ' ' || *c == 0x7f)
+                return "http: the path has spaces or control characters";
+        snprintf(s->parg, sizeof(s->parg), "%s", path);
+        return NULL;
+    }
+    return "--ready wants file:PATH, tcp:HOST:PORT, http:URL or cmd:COMMAND";
+}
+
+/* ---- processes ---- */
+
+static int exit_code_of(int status)
+{
+    return WIFEXITED(status)     ? WEXITSTATUS(status)
+           : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                 : 125;
+}
+
+/* Fork a command in its own session (so its process group is its own and
+ * no terminal is shared), stdin /dev/null, out/err as given. */
+static pid_t spawn(char *const *argv, char **envp, int cwdfd, int out, int err)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    setsid();
+    int nul = open("/dev/null", O_RDWR);
+    if (nul < 0 || dup2(nul, 0) < 0 || dup2(out >= 0 ? out : nul, 1) < 0 ||
+        dup2(err >= 0 ? err : nul, 2) < 0) {
+        dprintf(err, "sandpit: cannot set up the service's stdio: %s\n",
+                strerror(errno));
+        _exit(125);
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    if (cwdfd >= 0 && fchdir(cwdfd) < 0) {
+        dprintf(2, "sandpit: cannot change directory: %s\n", strerror(errno));
+        _exit(125);
+    }
+    int e = sp_exec_search(argv, envp, sp_env_get(envp, "PATH"));
+    dprintf(2, "sandpit: %.400s: %s\n", argv[0],
+            e == ENOENT ? "command not found" : strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+/* Start (or restart) s from its stored params. Returns NULL or why not. */
+static const char *svc_spawn(struct service *s, char *why, size_t wl)
+{
+    const char **argv = NULL, *cwd = NULL, *ew = NULL;
+    sp_error err = {0};
+    char **envp = NULL;
+    int cwdfd = -1, po[2] = {-1, -1}, pe[2] = {-1, -1};
+    const char *r = NULL;
+    if (sp_proto_get_strv(s->params, "argv", true, 1, SP_MAX_ARGS,
+                          SP_MAX_ENV_LEN, &argv, &err) < 0 ||
+        sp_proto_get_string(s->params, "cwd", false, SP_MAX_PATH, &cwd, &err) < 0) {
+        snprintf(why, wl, "%.500s", err.message);
+        return why;
+    }
+    if (!(envp = sp_ext_env(s->params, "env", false, &ew))) {
+        snprintf(why, wl, "%.500s", ew);
+        r = why;
+        goto out;
+    }
+    cwdfd = open(cwd && *cwd ? cwd : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwdfd < 0) {
+        snprintf(why, wl, "cannot change to working directory %s: %s", cwd,
+                 strerror(errno));
+        r = why;
+        goto out;
+    }
+    if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
+        snprintf(why, wl, "pipe: %s", strerror(errno));
+        r = why;
+        goto out;
+    }
+    pid_t pid = spawn((char *const *)argv, envp, cwdfd, po[1], pe[1]);
+    if (pid < 0) {
+        snprintf(why, wl, "cannot fork: %s", strerror(errno));
+        r = why;
+        goto out;
+    }
+    for (int i = 0; i < 2; i++)
+        if (s->fd[i] >= 0)
+            close(s->fd[i]);
+    s->fd[0] = po[0];
+    s->fd[1] = pe[0];
+    po[0] = pe[0] = -1;
+    fcntl(s->fd[0], F_SETFL, O_NONBLOCK);
+    fcntl(s->fd[1], F_SETFL, O_NONBLOCK);
+    s->pid = pid;
+    s->has_exit = false;
+    s->started = (int64_t)time(NULL);
+    s->ended = 0;
+    s->ready_at = 0;
+    s->stopped_by = NULL;
+    s->reason[0] = '\0';
+    s->failing = false;
+    s->run_since = sp_now_us();
+    if (s->pk == PR_NONE) {
+        s->state = ST_RUNNING;
+    } else {
+        s->state = ST_STARTING;
+        s->ready_deadline = sp_now_us() + (uint64_t)(s->ready_timeout * 1e6);
+        s->next_probe = sp_now_us();
+    }
+out:
+    for (int i = 0; i < 2; i++) {
+        if (po[i] >= 0)
+            close(po[i]);
+        if (pe[i] >= 0)
+            close(pe[i]);
+    }
+    if (cwdfd >= 0)
+        close(cwdfd);
+    free(argv);
+    free(envp);
+    return r;
+}
+
+static void svc_signal(struct service *s, int sig)
+{
+    if (s->pid > 0 && kill(-s->pid, sig) < 0)
+        kill(s->pid, sig);
+}
+
+static void begin_stop(struct service *s, double grace)
+{
+    if (!s->pid)
+        return;
+    s->state = ST_STOPPING;
+    s->stopped_by = "TERM";
+    svc_signal(s, SIGTERM);
+    svc_signal(s, SIGCONT);
+    s->kill_at = sp_now_us() + (uint64_t)(grace * 1e6);
+    if (s->kill_at == sp_now_us() || grace <= 0) {
+        svc_signal(s, SIGKILL);
+        s->stopped_by = "KILL";
+        s->kill_at = 0;
+    }
+}
+
+static void became_ready(struct service *s)
+{
+    probe_reset(s);
+    s->state = ST_READY;
+    s->ready_at = (int64_t)time(NULL);
+    if (s->start_id >= 0) {
+        sp_ext_reply(s->start_id, svc_json(s));
+        s->start_id = -1;
+    }
+}
+
+static void fail_readiness(struct service *s, const char *why)
+{
+    probe_reset(s);
+    snprintf(s->reason, sizeof(s->reason), "%.400s", why);
+    s->failing = true;
+    begin_stop(s, SP_SERVICE_STOP_GRACE);
+}
+
+/* ---- requests ---- */
+
+static void do_start(json_int_t id, json_t *params)
+{
+    const char *name = NULL, *ready = NULL, *restart = NULL;
+    sp_error err = {0};
+    double rt = SP_SERVICE_READY_TIMEOUT;
+    const char **argv = NULL;
+    if (sp_proto_get_string(params, "name", true, SP_SERVICE_NAME_MAX + 1,
+                            &name, &err) < 0 ||
+        sp_proto_get_string(params, "ready", false, SP_MAX_PATH, &ready, &err) < 0 ||
+        sp_proto_get_string(params, "restart", false, 32, &restart, &err) < 0 ||
+        sp_proto_get_number(params, "ready_timeout", false, 0.01, SP_MAX_TIMEOUT,
+                            &rt, &err) < 0 ||
+        sp_proto_get_strv(params, "argv", true, 1, SP_MAX_ARGS, SP_MAX_ENV_LEN,
+                          &argv, &err) < 0) {
+        sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+        return;
+    }
+    free(argv);
+    if (!name_ok(name)) {
+        sp_ext_error(id, SP_RPC_PARAMS,
+                     "invalid service name '%.80s' (1 to 64 of A-Z a-z 0-9 . _ -, "
+                     "starting with a letter or digit)", name);
+        return;
+    }
+    if (restart && strcmp(restart, "no") && strcmp(restart, "on-failure")) {
+        sp_ext_error(id, SP_RPC_PARAMS, "restart must be no or on-failure");
+        return;
+    }
+    size_t slot = SP_SERVICE_MAX;
+    struct service *old = find_name(name);
+    if (old && !st_final(old->state)) {
+        sp_ext_error(id, SP_RPC_PARAMS, "service %s is already %s", name,
+                     st_names[old->state]);
+        return;
+    }
+    for (size_t i = 0; i < SP_SERVICE_MAX; i++)
+        if (S.sv[i] == old && old)
+            slot = i;
+    if (slot == SP_SERVICE_MAX) {
+        for (size_t i = 0; i < SP_SERVICE_MAX && slot == SP_SERVICE_MAX; i++)
+            if (!S.sv[i])
+                slot = i;
+    }
+    if (slot == SP_SERVICE_MAX) {
+        sp_ext_error(id, SP_RPC_BUSY, "too many services (at most %d)",
+                     SP_SERVICE_MAX);
+        return;
+    }
+    struct service *s = calloc(1, sizeof(*s));
+    if (!s || sp_ring_init(&s->log[0], SP_SERVICE_RING) < 0 ||
+        sp_ring_init(&s->log[1], SP_SERVICE_RING) < 0) {
+        if (s) {
+            sp_ring_free(&s->log[0]);
+            free(s);
+        }
+        sp_ext_error(id, SP_RPC_INTERNAL, "out of memory");
+        return;
+    }
+    snprintf(s->name, sizeof(s->name), "%s", name);
+    s->fd[0] = s->fd[1] = s->pfd = -1;
+    s->start_id = s->stop_id = -1;
+    s->ready_timeout = rt;
+    s->restart_on_failure = restart && strcmp(restart, "on-failure") == 0;
+    s->backoff = SP_SERVICE_BACKOFF_MIN;
+    s->params = json_incref(params);
+    const char *why = parse_probe(s, ready);
+    char buf[600];
+    if (!why)
+        why = svc_spawn(s, buf, sizeof(buf));
+    if (why) {
+        sp_ext_error(id, why == buf ? SP_RPC_EXEC : SP_RPC_PARAMS, "%s", why);
+        json_decref(s->params);
+        sp_ring_free(&s->log[0]);
+        sp_ring_free(&s->log[1]);
+        free(s);
+        return;
+    }
+    if (old)
+        svc_free(slot);
+    S.sv[slot] = s;
+    if (s->state == ST_STARTING)
+        s->start_id = id;
+    else
+        sp_ext_reply(id, svc_json(s));
+}
+
+static void logs_status(void *target, int stream, json_t *r)
+{
+    (void)stream;
+    struct service *s = target;
+    json_object_set_new(r, "state", json_string(st_names[s->state]));
+    json_object_set_new(r, "exit_code",
+                        s->has_exit ? json_integer(s->exit_code) : json_null());
+}
+
+bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
+{
+    const char *m = method + 8;
+    if (id < 0)
+        return true;
+    if (strcmp(m, "start") == 0) {
+        if (S.shutting_down)
+            sp_ext_error(id, SP_RPC_GONE, "the workspace is stopping");
+        else
+            do_start(id, params);
+        return true;
+    }
+    if (strcmp(m, "list") == 0) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < SP_SERVICE_MAX; i++)
+            if (S.sv[i])
+                json_array_append_new(a, svc_json(S.sv[i]));
+        sp_ext_reply(id, json_pack("{s:o}", "services", a));
+        return true;
+    }
+    if (strcmp(m, "status") && strcmp(m, "logs") && strcmp(m, "stop"))
+        return false;
+    const char *name = NULL;
+    sp_error err = {0};
+    if (sp_proto_get_string(params, "name", true, SP_SERVICE_NAME_MAX + 1,
+                            &name, &err) < 0) {
+        sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+        return true;
+    }
+    struct service *s = find_name(name);
+    if (!s) {
+        sp_ext_error(id, SP_RPC_PARAMS, "no service named '%.80s'", name);
+        return true;
+    }
+    if (strcmp(m, "status") == 0) {
+        sp_ext_reply(id, svc_json(s));
+    } else if (strcmp(m, "logs") == 0) {
+        const char *stream = "stdout";
+        double cursor = -1, tail = -1, max = SP_SHELL_READ_MAX, wait = 0;
+        if (sp_proto_get_string(params, "stream", false, 16, &stream, &err) < 0 ||
+            sp_proto_get_number(params, "cursor", false, 0, 9e15, &cursor, &err) < 0 ||
+            sp_proto_get_number(params, "tail", false, 0, 1e9, &tail, &err) < 0 ||
+            sp_proto_get_number(params, "max", false, 1, SP_SHELL_READ_MAX, &max, &err) < 0 ||
+            sp_proto_get_number(params, "wait", false, 0, SP_EXT_MAX_WAIT, &wait, &err) < 0) {
+            sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+            return true;
+        }
+        int k = strcmp(stream, "stdout") == 0 ? 0 : strcmp(stream, "stderr") == 0 ? 1 : -1;
+        if (k < 0) {
+            sp_ext_error(id, SP_RPC_PARAMS, "stream must be stdout or stderr");
+            return true;
+        }
+        uint64_t c = cursor >= 0   ? (uint64_t)cursor
+                     : tail >= 0   ? sp_ring_tail_lines(&s->log[k], (size_t)tail)
+                                   : 0;
+        bool ended = st_final(s->state) && s->fd[k] < 0;
+        sp_ext_read(id, &s->log[k], s, k, c, (size_t)max, wait, ended,
+                    logs_status);
+    } else {
+        double grace = SP_SERVICE_STOP_GRACE;
+        if (sp_proto_get_number(params, "grace", false, 0, 3600, &grace, &err) < 0) {
+            sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+            return true;
+        }
+        if (s->state == ST_RESTARTING) {
+            s->state = ST_EXITED;
+            s->restart_at = 0;
+        }
+        if (!s->pid) {
+            sp_ext_reply(id, json_pack("{s:s,s:n}", "name", s->name,
+                                       "stopped_by"));
+            return true;
+        }
+        if (s->stop_id >= 0) {
+            sp_ext_error(id, SP_RPC_BUSY, "service %s is already stopping",
+                         s->name);
+            return true;
+        }
+        s->stop_id = id;
+        probe_reset(s);
+        if (s->start_id >= 0) {
+            snprintf(s->reason, sizeof(s->reason), "stopped before ready");
+            s->failing = true;
+        }
+        if (s->state != ST_STOPPING)
+            begin_stop(s, grace);
+    }
+    return true;
+}
+
+/* ---- the loop ---- */
+
+size_t sp_svc_pollfds(struct pollfd *pfd, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+        struct service *s = S.sv[i];
+        if (!s)
+            continue;
+        for (int k = 0; k < 2 && n < max; k++)
+            if (s->fd[k] >= 0)
+                pfd[n++] = (struct pollfd){s->fd[k], POLLIN, 0};
+        if (s->pfd >= 0 && n < max)
+            pfd[n++] = (struct pollfd){s->pfd,
+                                       (short)(s->phase ? POLLIN : POLLOUT), 0};
+    }
+    return n;
+}
+
+static void read_log(struct service *s, int k)
+{
+    char buf[65536];
+    for (int rounds = 0; rounds < 16 && s->fd[k] >= 0; rounds++) {
+        ssize_t n = read(s->fd[k], buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n > 0) {
+            sp_ring_write(&s->log[k], buf, (size_t)n);
+            continue;
+        }
+        if (n < 0 && errno == EAGAIN)
+            break;
+        close(s->fd[k]);
+        s->fd[k] = -1;
+    }
+    sp_ext_wake(s, k, st_final(s->state) && s->fd[k] < 0);
+}
+
+static void probe_step(struct service *s, short revents)
+{
+    if (s->phase == 0) {
+        int e = 0;
+        socklen_t el = sizeof(e);
+        if ((revents & POLLERR) ||
+            getsockopt(s->pfd, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e) {
+            probe_reset(s);
+            return;
+        }
+        if (s->pk == PR_TCP) {
+            became_ready(s);
+            return;
+        }
+        char req[SP_MAX_PATH + 400];
+        int n = snprintf(req, sizeof(req),
+                         "GET %s HTTP/1.0\r\nHost: %s\r\nUser-Agent: "
+                         "sandpit-probe\r\nConnection: close\r\n\r\n",
+                         s->parg, s->host);
+        if (n < 0 || send(s->pfd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+            probe_reset(s);
+            return;
+        }
+        s->phase = 1;
+        return;
+    }
+    char buf[64];
+    ssize_t n = recv(s->pfd, buf, sizeof(buf) - 1, MSG_PEEK);
+    if (n < 0 && errno == EAGAIN)
+        return;
+    if (n > 0) {
+        buf[n] = '\0';
+        if (n < 12 && !memchr(buf, '\n', (size_t)n) && !(revents & POLLHUP))
+            return; /* the status line is not complete yet */
+        int code = 0;
+        if (sscanf(buf, "HTTP/%*d.%*d %d", &code) == 1 && code >= 200 &&
+            code < 400) {
+            became_ready(s);
+            return;
+        }
+    }
+    probe_reset(s);
+}
+
+void sp_svc_events(const struct pollfd *pfd, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (!pfd[k].revents)
+            continue;
+        for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+            struct service *s = S.sv[i];
+            if (!s)
+                continue;
+            if (pfd[k].fd == s->fd[0]) {
+                read_log(s, 0);
+                break;
+            }
+            if (pfd[k].fd == s->fd[1]) {
+                read_log(s, 1);
+                break;
+            }
+            if (pfd[k].fd == s->pfd) {
+                probe_step(s, pfd[k].revents);
+                break;
+            }
+        }
+    }
+}
+
+static void probe_try(struct service *s, uint64_t now)
+{
+    s->next_probe = now + PROBE_INTERVAL_US;
+    switch (s->pk) {
+    case PR_FILE: {
+        struct stat sb;
+        if (stat(s->parg, &sb) == 0)
+            became_ready(s);
+        else if (s->parg[0] != '/') {
+            /* Relative to the service's working directory. */
+            const char *cwd = json_string_value(json_object_get(s->params, "cwd"));
+            char full[2 * SP_MAX_PATH + 2];
+            snprintf(full, sizeof(full), "%s/%s", cwd && *cwd ? cwd : ".", s->parg);
+            if (stat(full, &sb) == 0)
+                became_ready(s);
+        }
+        break;
+    }
+    case PR_TCP:
+    case PR_HTTP: {
+        if (s->pfd >= 0)
+            break; /* one attempt at a time */
+        int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            break;
+        s->pfd = fd;
+        s->phase = 0;
+        if (connect(fd, (struct sockaddr *)&s->addr, s->addr_len) == 0) {
+            probe_step(s, POLLOUT);
+        } else if (errno != EINPROGRESS) {
+            probe_reset(s);
+        }
+        break;
+    }
+    case PR_CMD: {
+        if (s->ppid > 0)
+            break;
+        const char *cwd = json_string_value(json_object_get(s->params, "cwd"));
+        int cwdfd = open(cwd && *cwd ? cwd : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        const char *why = NULL;
+        char **envp = sp_ext_env(s->params, "env", false, &why);
+        char *argv[] = {"sh", "-c", s->parg, NULL};
+        if (envp && cwdfd >= 0) {
+            pid_t p = spawn(argv, envp, cwdfd, -1, -1);
+            if (p > 0)
+                s->ppid = p;
+        }
+        free(envp);
+        if (cwdfd >= 0)
+            close(cwdfd);
+        break;
+    }
+    case PR_NONE:
+    default:
+        break;
+    }
+}
+
+bool sp_svc_reaped(pid_t pid, int status)
+{
+    for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+        struct service *s = S.sv[i];
+        if (!s)
+            continue;
+        if (s->ppid == pid) {
+            s->ppid = 0;
+            if (s->state == ST_STARTING && WIFEXITED(status) &&
+                WEXITSTATUS(status) == 0)
+                became_ready(s);
+            return true;
+        }
+        if (s->pid != pid)
+            continue;
+        /* The group may hold more: it ends with its leader. */
+        kill(-pid, SIGKILL);
+        s->pid = 0;
+        s->has_exit = true;
+        s->exit_code = exit_code_of(status);
+        s->ended = (int64_t)time(NULL);
+        s->kill_at = 0;
+        probe_reset(s);
+        if (s->ppid > 0) {
+            kill(-s->ppid, SIGKILL);
+        }
+        for (int k = 0; k < 2; k++)
+            if (s->fd[k] >= 0)
+                read_log(s, k);
+        bool was_starting = s->state == ST_STARTING;
+        bool failed = s->exit_code != 0 && !s->stopped_by;
+        if (s->failing) {
+            s->state = ST_FAILED;
+        } else if (was_starting) {
+            s->state = ST_FAILED;
+            snprintf(s->reason, sizeof(s->reason),
+                     "exited before ready (exit code %d)", s->exit_code);
+        } else if (failed && s->restart_on_failure && !S.shutting_down) {
+            s->state = ST_RESTARTING;
+            uint64_t now = sp_now_us();
+            if (now - s->run_since > (uint64_t)(SP_SERVICE_BACKOFF_RESET * 1e6))
+                s->backoff = SP_SERVICE_BACKOFF_MIN;
+            s->restart_at = now + (uint64_t)(s->backoff * 1e6);
+            s->backoff = s->backoff * 2 > SP_SERVICE_BACKOFF_MAX
+                             ? SP_SERVICE_BACKOFF_MAX
+                             : s->backoff * 2;
+            snprintf(s->reason, sizeof(s->reason), "exited with code %d",
+                     s->exit_code);
+        } else {
+            s->state = failed ? ST_FAILED : ST_EXITED;
+            if (failed)
+                snprintf(s->reason, sizeof(s->reason), "exited with code %d",
+                         s->exit_code);
+            else if (s->stopped_by && !s->reason[0])
+                snprintf(s->reason, sizeof(s->reason), "stopped");
+        }
+        if (s->start_id >= 0) {
+            sp_ext_reply(s->start_id, svc_json(s));
+            s->start_id = -1;
+        }
+        if (s->stop_id >= 0) {
+            sp_ext_reply(s->stop_id,
+                         json_pack("{s:s,s:s?,s:i}", "name", s->name,
+                                   "stopped_by", s->stopped_by, "exit_code",
+                                   s->exit_code));
+            s->stop_id = -1;
+        }
+        sp_ext_wake(s, 0, st_final(s->state) && s->fd[0] < 0);
+        sp_ext_wake(s, 1, st_final(s->state) && s->fd[1] < 0);
+        return true;
+    }
+    return false;
+}
+
+uint64_t sp_svc_next_timer(void)
+{
+    uint64_t next = 0;
+#define CONSIDER(t)                      \
+    do {                                 \
+        uint64_t t_ = (t);               \
+        if (t_ && (!next || t_ < next))  \
+            next = t_;                   \
+    } while (0)
+    for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+        struct service *s = S.sv[i];
+        if (!s)
+            continue;
+        CONSIDER(s->kill_at);
+        CONSIDER(s->restart_at);
+        if (s->state == ST_STARTING) {
+            CONSIDER(s->ready_deadline);
+            if (s->pk == PR_FILE || (s->pk != PR_CMD && s->pfd < 0) ||
+                (s->pk == PR_CMD && s->ppid == 0))
+                CONSIDER(s->next_probe);
+        }
+    }
+#undef CONSIDER
+    return next;
+}
+
+void sp_svc_timers(uint64_t now)
+{
+    for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+        struct service *s = S.sv[i];
+        if (!s)
+            continue;
+        if (s->kill_at && now >= s->kill_at) {
+            s->kill_at = 0;
+            s->stopped_by = "KILL";
+            svc_signal(s, SIGKILL);
+        }
+        if (s->restart_at && S.shutting_down && s->state == ST_RESTARTING) {
+            s->restart_at = 0;
+            s->state = ST_FAILED;
+        }
+        if (s->restart_at && now >= s->restart_at && s->state == ST_RESTARTING) {
+            s->restart_at = 0;
+            char why[600];
+            s->restarts++;
+            if (svc_spawn(s, why, sizeof(why))) {
+                s->state = ST_FAILED;
+                snprintf(s->reason, sizeof(s->reason), "restart failed: %.400s", why);
+            }
+        }
+        if (s->state == ST_STARTING) {
+            if (now >= s->ready_deadline) {
+                char why[128];
+                snprintf(why, sizeof(why), "readiness timeout (%.3gs)",
+                         s->ready_timeout);
+                fail_readiness(s, why);
+            } else if (now >= s->next_probe) {
+                probe_try(s, now);
+            }
+        }
+    }
+}
+
+bool sp_svc_shutdown(uint64_t now)
+{
+    (void)now;
+    bool any = false;
+    if (!S.shutting_down) {
+        S.shutting_down = true;
+        for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+            struct service *s = S.sv[i];
+            if (s && s->pid && s->state != ST_STOPPING)
+                begin_stop(s, SP_SERVICE_STOP_GRACE);
+        }
+    }
+    for (size_t i = 0; i < SP_SERVICE_MAX; i++)
+        any |= S.sv[i] && S.sv[i]->pid;
+    return !any;
+}

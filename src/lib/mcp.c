@@ -1,0 +1,880 @@
+/* mcp.c — `sandpit mcp`: an MCP server on stdio (mcp.h). Requests are
+ * read in one poll loop; workspace lifecycle tools answer at once, execs
+ * run as wsjob.h jobs whose output is captured, bounded and, when cut,
+ * saved in the workspace for the agent to read on. */
+#include "mcp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "jsonrpc.h"
+#include "rpcops.h"
+#include "wsjob.h"
+
+static const char *const versions[] = {"2025-11-25", "2025-06-18",
+                                       "2025-03-26", "2024-11-05", NULL};
+static const char *const levels[] = {"debug",    "info",  "notice",
+                                     "warning",  "error", "critical",
+                                     "alert",    "emergency", NULL};
+enum { LOG_DEBUG_ = 0, LOG_INFO_ = 1, LOG_WARNING_ = 3 };
+
+struct batch {
+    json_t *replies;
+    int pending;
+};
+
+struct call {
+    json_t *id;
+    struct batch *batch;
+    struct sp_wsjob *job;
+    struct sp_wsjob *save[3];
+    char ws[64];
+    size_t npfd[3];             /* pollfds of job, save[1], save[2] */
+    size_t max_output;
+    unsigned seq;
+    json_t *structured;         /* built when the command ended */
+    char *text;
+};
+
+struct mcp {
+    int in_fd, out_fd;
+    struct sp_jrpc_in in;
+    struct sp_jrpc_out out;
+    struct sp_ops ops;
+    struct call *calls[SP_MCP_MAX_CALLS];
+    bool initialized;
+    bool structured;            /* the client's version knows outputSchema */
+    int log_level;
+    unsigned seq;
+    bool out_dead;
+};
+
+/* ---- sending ------------------------------------------------------------ */
+
+static void send_obj(struct mcp *m, json_t *o)
+{
+    if (!o)
+        return;
+    if (m->out_dead) {
+        json_decref(o);
+        return;
+    }
+    if (sp_jrpc_out_push(&m->out, o) < 0)
+        m->out_dead = true; /* the client reads nothing: give up on it */
+}
+
+static void reply(struct mcp *m, struct batch *b, json_t *o)
+{
+    if (b)
+        json_array_append_new(b->replies, o);
+    else
+        send_obj(m, o);
+}
+
+static void batch_done(struct mcp *m, struct batch *b)
+{
+    if (!b || b->pending > 0)
+        return;
+    if (json_array_size(b->replies))
+        send_obj(m, json_incref(b->replies));
+    json_decref(b->replies);
+    free(b);
+}
+
+static void mlog(struct mcp *m, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void mlog(struct mcp *m, int level, const char *fmt, ...)
+{
+    if (level < m->log_level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    send_obj(m, sp_jrpc_request(NULL, "notifications/message",
+                                json_pack("{s:s,s:s,s:o}", "level",
+                                          levels[level], "logger", "sandpit",
+                                          "data",
+                                          sp_jrpc_string_lossy(msg, strlen(msg)))));
+}
+
+/* ---- tools --------------------------------------------------------------- */
+
+typedef json_t *(*tool_fn)(struct sp_ops *, json_t *, sp_error *);
+
+struct tool {
+    const char *name;
+    const char *title;
+    const char *description;
+    const char *input;          /* JSON Schema text */
+    const char *output;         /* JSON Schema text, or NULL */
+    tool_fn fn;                 /* NULL: exec (asynchronous) */
+    bool read_only, destructive;
+};
+
+#define WS_PROP "\"workspace\":{\"type\":\"string\",\"description\":\"The workspace's name (from workspace_create or workspace_list).\"}"
+
+static const struct tool tools[] = {
+    {"workspace_create", "Create a workspace",
+     "Create and start a persistent sandboxed workspace: an isolated Linux "
+     "environment whose /workspace directory keeps its files between "
+     "commands. Returns its name; pass it as `workspace` to the other tools. "
+     "No network unless the operator allows it. Limits can only be lowered "
+     "below the operator's policy.",
+     "{\"type\":\"object\",\"properties\":{"
+     "\"name\":{\"type\":\"string\",\"description\":\"Optional name: 1-63 of a-z 0-9 _ . - (default: generated).\"},"
+     "\"memory\":{\"type\":[\"string\",\"integer\"],\"description\":\"Memory limit, bytes or a size like \\\"512M\\\" (at most the operator's).\"},"
+     "\"cpus\":{\"type\":\"number\",\"description\":\"CPU limit in cores.\"},"
+     "\"pids\":{\"type\":\"integer\",\"description\":\"Most processes at once.\"},"
+     "\"network\":{\"type\":\"string\",\"description\":\"\\\"none\\\" (default when the operator allows nothing), \\\"policy\\\" (what the operator allows), or, when the operator allows host networking, \\\"host\\\" or \\\"allow:HOST,...\\\".\"},"
+     "\"timeout\":{\"type\":\"number\",\"description\":\"Default time limit of each command, seconds.\"},"
+     "\"idle_timeout\":{\"type\":\"number\",\"description\":\"Stop the workspace after this many idle seconds (0: never).\"}"
+     "},\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"workspace\":{\"type\":\"string\"},"
+     "\"state\":{\"type\":\"string\"},\"root\":{\"type\":\"string\"},"
+     "\"limits\":{\"type\":\"object\"},\"network\":{\"type\":\"string\"}},"
+     "\"required\":[\"workspace\",\"state\"]}",
+     sp_ops_ws_create, false, false},
+    {"workspace_list", "List workspaces",
+     "List the workspaces with their state (running, stopped, crashed), age "
+     "in seconds, process count and memory use.",
+     "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"workspaces\":{\"type\":\"array\","
+     "\"items\":{\"type\":\"object\"}}},\"required\":[\"workspaces\"]}",
+     sp_ops_ws_list, true, false},
+    {"workspace_start", "Start a workspace",
+     "Start a stopped workspace again; its /workspace files are as they were "
+     "left.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "},"
+     "\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"workspace\":{\"type\":\"string\"},"
+     "\"state\":{\"type\":\"string\"}},\"required\":[\"workspace\",\"state\"]}",
+     sp_ops_ws_start, false, false},
+    {"workspace_stop", "Stop a workspace",
+     "Stop every process of a workspace; its files are kept and "
+     "workspace_start runs it again.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "},"
+     "\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"workspace\":{\"type\":\"string\"},"
+     "\"state\":{\"type\":\"string\"}},\"required\":[\"workspace\",\"state\"]}",
+     sp_ops_ws_stop, false, false},
+    {"workspace_delete", "Delete a workspace",
+     "Delete a workspace and all its files, stopping it first. Cannot be "
+     "undone.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "},"
+     "\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"workspace\":{\"type\":\"string\"},"
+     "\"deleted\":{\"type\":\"boolean\"}},\"required\":[\"workspace\",\"deleted\"]}",
+     sp_ops_ws_delete, false, true},
+    {"exec", "Run a command",
+     "Run a command in a workspace and wait for it; returns its exit code, "
+     "stdout and stderr. A non-zero exit code is a normal result, not an "
+     "error. `command` is an array (program and arguments, no shell) or one "
+     "string run by /bin/sh -c. Runs in /workspace unless `cwd` is given. "
+     "Long output is cut (\"truncated\": true) and saved whole in the "
+     "workspace at the paths in \"output_files\": read it there.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ","
+     "\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],"
+     "\"description\":\"[\\\"pytest\\\", \\\"-q\\\"] or \\\"make test 2>&1 | tail\\\" (a string runs under /bin/sh -c).\"},"
+     "\"cwd\":{\"type\":\"string\",\"description\":\"Working directory, relative to /workspace or absolute inside the sandbox.\"},"
+     "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},"
+     "\"timeout\":{\"type\":\"number\",\"description\":\"Kill the command after this many seconds (exit code 124).\"},"
+     "\"stdin\":{\"type\":\"string\",\"description\":\"Text given to the command on its standard input.\"},"
+     "\"max_output\":{\"type\":\"integer\",\"description\":\"Most bytes of output to return (at most the server's bound).\"}"
+     "},\"required\":[\"workspace\",\"command\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{"
+     "\"exit_code\":{\"type\":\"integer\"},\"timed_out\":{\"type\":\"boolean\"},"
+     "\"stdout\":{\"type\":\"string\"},\"stderr\":{\"type\":\"string\"},"
+     "\"truncated\":{\"type\":\"boolean\"},"
+     "\"stdout_bytes\":{\"type\":\"integer\"},\"stderr_bytes\":{\"type\":\"integer\"},"
+     "\"output_files\":{\"type\":\"object\"},\"duration_ms\":{\"type\":\"number\"}},"
+     "\"required\":[\"exit_code\",\"stdout\",\"stderr\",\"truncated\"]}",
+     NULL, false, false},
+    {"workspace_diff", "Show changed files",
+     "What the workspace changed against its base: the paths added, modified and deleted (inside the sandbox, e.g. /workspace/src/x.py).",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     NULL, sp_ops_ws_diff, true, false},
+    {"workspace_reset", "Reset a workspace",
+     "Throw away every change the workspace made (its files in /workspace, "
+     "HOME, installed packages) and start it again from its base. Cannot be "
+     "undone.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     NULL, sp_ops_ws_reset, false, true},
+    {"file_list", "List files",
+     "List a directory in /workspace (path relative to it; default the workspace itself) with type, size and mode of each entry; recursive lists the whole tree.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Directory, relative to /workspace.\"},\"recursive\":{\"type\":\"boolean\",\"description\":\"List subdirectories too.\"}" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     NULL, sp_ops_file_list, true, false},
+    {"file_read", "Read a file",
+     "Read a file of the workspace. Text comes back in \\\"content\\\", bytes that are not UTF-8 in \\\"content_base64\\\". Long files are cut (\\\"truncated\\\": true): read on from \\\"next_offset\\\".",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"File path, relative to /workspace.\"},\"offset\":{\"type\":\"integer\",\"description\":\"Byte offset to start at (default 0).\"},\"length\":{\"type\":\"integer\",\"description\":\"Most bytes to read (default and at most the server's bound).\"}" "},\"required\":[\"workspace\",\"path\"],\"additionalProperties\":false}",
+     NULL, sp_ops_file_read, true, false},
+    {"file_write", "Write a file",
+     "Create or replace a file in the workspace (atomically; missing parent directories are made). Give the text as \\\"content\\\", or bytes as \\\"content_base64\\\".",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"File path, relative to /workspace.\"},\"content\":{\"type\":\"string\",\"description\":\"The new content, UTF-8 text.\"},\"content_base64\":{\"type\":\"string\",\"description\":\"The new content as base64, for binary files.\"},\"mode\":{\"type\":\"integer\",\"description\":\"Permission bits, e.g. 493 for 0755 (default: the old file's, else 0644).\"}" "},\"required\":[\"workspace\",\"path\"],\"additionalProperties\":false}",
+     NULL, sp_ops_file_write, false, true},
+    {"file_delete", "Delete a file",
+     "Delete a file, or a directory with recursive: true.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Path, relative to /workspace.\"},\"recursive\":{\"type\":\"boolean\",\"description\":\"Delete a directory and everything in it.\"}" "},\"required\":[\"workspace\",\"path\"],\"additionalProperties\":false}",
+     NULL, sp_ops_file_delete, false, true},
+    {"patch_apply", "Apply a patch",
+     "Apply a unified diff (as git diff or diff -u write it) to the workspace, all or nothing: when a hunk does not match, nothing changes and the error says which file and hunk.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"patch\":{\"type\":\"string\",\"description\":\"The unified diff text.\"},\"strip\":{\"type\":\"integer\",\"description\":\"Leading path components to strip, as patch -p (default 1: a/ and b/ prefixes).\"},\"dry_run\":{\"type\":\"boolean\",\"description\":\"Only check that it applies.\"}" "},\"required\":[\"workspace\",\"patch\"],\"additionalProperties\":false}",
+     NULL, sp_ops_patch_apply, false, true},
+    {"shell_open", "Open a shell",
+     "Open an interactive shell (a PTY running bash, or the given command) that keeps running between calls; returns its id. Send keystrokes with shell_write and read the screen output with shell_read.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],\"description\":\"Program and arguments, or one string run by /bin/sh -c.\"},\"cwd\":{\"type\":\"string\",\"description\":\"Working directory.\"},\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},\"rows\":{\"type\":\"integer\",\"description\":\"Terminal rows (default 24).\"},\"cols\":{\"type\":\"integer\",\"description\":\"Terminal columns (default 80).\"}" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     NULL, sp_ops_shell_open, false, false},
+    {"shell_write", "Type into a shell",
+     "Send input to a shell, as typed (end a command with \\\\n).",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"description\":\"The shell's id from shell_open.\"},\"input\":{\"type\":\"string\",\"description\":\"Text to send, e.g. \\\"ls\\\\n\\\".\"}" "},\"required\":[\"workspace\",\"shell\",\"input\"],\"additionalProperties\":false}",
+     NULL, sp_ops_shell_write, false, false},
+    {"shell_read", "Read a shell's output",
+     "Read a shell's output from a cursor (0: the start); pass \\\"next_cursor\\\" on the next call to get only what is new. wait: seconds to wait for output when none is there yet.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"description\":\"The shell's id.\"},\"cursor\":{\"type\":\"integer\",\"description\":\"Where to read from (default 0).\"},\"wait\":{\"type\":\"number\",\"description\":\"Seconds to wait for new output (at most 30; default 0).\"},\"max_bytes\":{\"type\":\"integer\",\"description\":\"Most bytes to return.\"}" "},\"required\":[\"workspace\",\"shell\"],\"additionalProperties\":false}",
+     NULL, sp_ops_shell_read, true, false},
+    {"shell_signal", "Signal a shell",
+     "Send a signal to the shell's foreground program: INT (Ctrl-C, the default), TERM, HUP, KILL or QUIT.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"description\":\"The shell's id.\"},\"signal\":{\"type\":\"string\",\"description\":\"INT, TERM, HUP, KILL or QUIT.\"}" "},\"required\":[\"workspace\",\"shell\"],\"additionalProperties\":false}",
+     NULL, sp_ops_shell_signal, false, false},
+    {"shell_close", "Close a shell",
+     "Hang up a shell and end its processes.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"description\":\"The shell's id.\"}" "},\"required\":[\"workspace\",\"shell\"],\"additionalProperties\":false}",
+     NULL, sp_ops_shell_close, false, true},
+    {"service_start", "Start a service",
+     "Start a long-running background process (a server, a watcher) under a name and wait until it is ready: ready is file:PATH, tcp:HOST:PORT, http:URL or cmd:COMMAND. Its output is kept; read it with service_logs.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name: letters, digits, . _ -.\"},\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],\"description\":\"Program and arguments, or one string run by /bin/sh -c.\"},\"cwd\":{\"type\":\"string\",\"description\":\"Working directory.\"},\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},\"ready\":{\"type\":\"string\",\"description\":\"Readiness probe: file:PATH, tcp:HOST:PORT, http:URL or cmd:COMMAND.\"},\"ready_timeout\":{\"type\":\"number\",\"description\":\"Seconds to wait for ready (default 30).\"},\"restart_on_failure\":{\"type\":\"boolean\",\"description\":\"Restart it when it exits with an error.\"}" "},\"required\":[\"workspace\",\"name\",\"command\"],\"additionalProperties\":false}",
+     NULL, sp_ops_service_start, false, false},
+    {"service_status", "Service status",
+     "The state of one service (name) or of all: starting, running, ready, stopping, restarting, exited or failed, with pid, exit code and restarts.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name (default: all).\"}" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     NULL, sp_ops_service_status, true, false},
+    {"service_logs", "Read a service's logs",
+     "Read a service's stdout or stderr: the last `tail` lines, or from a cursor (pass \\\"next_cursor\\\" next time to get only what is new).",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name.\"},\"stream\":{\"type\":\"string\",\"description\":\"stdout (default) or stderr.\"},\"tail\":{\"type\":\"integer\",\"description\":\"Return the last N lines.\"},\"cursor\":{\"type\":\"integer\",\"description\":\"Read from this cursor.\"},\"wait\":{\"type\":\"number\",\"description\":\"Seconds to wait for new output (at most 30).\"},\"max_bytes\":{\"type\":\"integer\",\"description\":\"Most bytes to return.\"}" "},\"required\":[\"workspace\",\"name\"],\"additionalProperties\":false}",
+     NULL, sp_ops_service_logs, true, false},
+    {"service_stop", "Stop a service",
+     "Stop a service: SIGTERM, then SIGKILL after grace seconds.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name.\"},\"grace\":{\"type\":\"number\",\"description\":\"Seconds between SIGTERM and SIGKILL (default 5).\"}" "},\"required\":[\"workspace\",\"name\"],\"additionalProperties\":false}",
+     NULL, sp_ops_service_stop, false, true},
+};
+
+static const struct tool *find_tool(const char *name)
+{
+    for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+        if (strcmp(tools[i].name, name) == 0)
+            return &tools[i];
+    return NULL;
+}
+
+static json_t *tools_list(struct mcp *m)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
+        const struct tool *t = &tools[i];
+        json_t *o = json_pack("{s:s,s:s,s:s,s:o}", "name", t->name, "title",
+                              t->title, "description", t->description,
+                              "inputSchema", json_loads(t->input, 0, NULL));
+        if (m->structured && t->output)
+            json_object_set_new(o, "outputSchema",
+                                json_loads(t->output, 0, NULL));
+        json_object_set_new(o, "annotations",
+                            json_pack("{s:b,s:b,s:b}", "readOnlyHint",
+                                      t->read_only, "destructiveHint",
+                                      t->destructive, "openWorldHint", 0));
+        json_array_append_new(arr, o);
+    }
+    return json_pack("{s:o}", "tools", arr);
+}
+
+/* A tool's outcome as a CallToolResult. */
+static json_t *tool_result(struct mcp *m, json_t *structured, const char *text)
+{
+    json_t *content = json_array();
+    size_t tl = strlen(text);
+    json_array_append_new(content,
+                          json_pack("{s:s,s:o}", "type", "text", "text",
+                                    sp_jrpc_string_lossy(text, tl)));
+    json_t *r = json_pack("{s:o,s:b}", "content", content, "isError", 0);
+    if (m->structured && structured)
+        json_object_set(r, "structuredContent", structured);
+    json_decref(structured);
+    return r;
+}
+
+static json_t *tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static json_t *tool_error(const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *content = json_array();
+    json_array_append_new(content,
+                          json_pack("{s:s,s:o}", "type", "text", "text",
+                                    sp_jrpc_string_lossy(msg, strlen(msg))));
+    return json_pack("{s:o,s:b}", "content", content, "isError", 1);
+}
+
+/* An error message with what to do next. */
+static json_t *lib_error(const sp_error *err)
+{
+    const char *hint = "";
+    if (strstr(err->message, "is not running"))
+        hint = " (call workspace_start, or workspace_create for a new one)";
+    else if (strstr(err->message, "no workspace named"))
+        hint = strstr(err->message, "workspace_list")
+                   ? ""
+                   : " (call workspace_list to see the names)";
+    return tool_error("%s%s", err->message[0] ? err->message : "failed", hint);
+}
+
+/* ---- exec ------------------------------------------------------------ */
+
+static void call_free(struct call *c)
+{
+    if (!c)
+        return;
+    sp_wsjob_free(c->job);
+    for (int i = 1; i < 3; i++)
+        sp_wsjob_free(c->save[i]);
+    json_decref(c->id);
+    json_decref(c->structured);
+    free(c->text);
+    free(c);
+}
+
+static int call_slot(struct mcp *m)
+{
+    for (int i = 0; i < SP_MCP_MAX_CALLS; i++)
+        if (!m->calls[i])
+            return i;
+    return -1;
+}
+
+static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
+                          json_t *args)
+{
+    struct sp_ops_exec ex;
+    sp_error err = {0};
+    if (sp_ops_exec_parse(&m->ops, args, &ex, &err) < 0)
+        return lib_error(&err);
+    int slot = call_slot(m);
+    if (slot < 0) {
+        sp_ops_exec_free(&ex);
+        return tool_error("too many commands running at once (at most %d): "
+                          "wait for one to finish", SP_MCP_MAX_CALLS);
+    }
+    struct call *c = calloc(1, sizeof(*c));
+    if (!c) {
+        sp_ops_exec_free(&ex);
+        return tool_error("out of memory");
+    }
+    struct sp_wsjob_opts jo = {
+        .argv = ex.argv,
+        .env = ex.env,
+        .cwd = ex.cwd,
+        .timeout = ex.timeout,
+        .stdin_data = ex.stdin_data,
+        .stdin_len = ex.stdin_len,
+        .keep = SP_OPS_SPOOL_MAX,
+    };
+    int r = sp_wsjob_start(ex.workspace, &jo, &c->job, &err);
+    snprintf(c->ws, sizeof(c->ws), "%s", ex.workspace);
+    c->max_output = ex.max_output;
+    mlog(m, LOG_DEBUG_, "exec in %s: %s", c->ws, ex.argv[0]);
+    sp_ops_exec_free(&ex);
+    if (r < 0) {
+        free(c);
+        return lib_error(&err);
+    }
+    c->id = json_deep_copy(id);
+    c->batch = b;
+    c->seq = ++m->seq;
+    if (b)
+        b->pending++;
+    m->calls[slot] = c;
+    return NULL; /* answered when it ends */
+}
+
+/* Bytes of each stream shown in a result of budget B. */
+static void split_budget(size_t B, size_t a, size_t b, size_t *sa, size_t *sb)
+{
+    if (a + b <= B) {
+        *sa = a;
+        *sb = b;
+    } else if (a <= B / 2) {
+        *sa = a;
+        *sb = B - a;
+    } else if (b <= B / 2) {
+        *sb = b;
+        *sa = B - b;
+    } else {
+        *sa = B / 2;
+        *sb = B - B / 2;
+    }
+}
+
+static void exec_ended(struct mcp *m, struct call *c)
+{
+    const struct sp_wsjob_result *res = sp_wsjob_result(c->job);
+    if (res->status < 0) {
+        json_t *e = lib_error(&res->err);
+        reply(m, c->batch, sp_jrpc_result(c->id, e));
+        c->text = NULL;
+        c->structured = NULL;
+        return;
+    }
+    size_t shown[3] = {0, 0, 0};
+    split_budget(c->max_output, res->kept[1], res->kept[2], &shown[1],
+                 &shown[2]);
+    json_t *s = json_object();
+    json_object_set_new(s, "exit_code", json_integer(res->status));
+    json_object_set_new(s, "timed_out", json_boolean(res->timed_out));
+    bool trunc = false;
+    json_t *files = json_object();
+    static const char *const names[] = {NULL, "stdout", "stderr"};
+    for (int i = 1; i < 3; i++) {
+        size_t n = shown[i] < res->kept[i]
+                       ? sp_jrpc_utf8_cut(res->out[i], shown[i])
+                       : shown[i];
+        json_object_set_new(s, names[i], sp_jrpc_string_lossy(res->out[i], n));
+        char key[32];
+        snprintf(key, sizeof(key), "%s_bytes", names[i]);
+        json_object_set_new(s, key, json_integer((json_int_t)res->total[i]));
+        if (n < res->total[i]) {
+            trunc = true;
+            char path[128];
+            snprintf(path, sizeof(path), "%s/exec-%d-%u.%s", SP_OPS_OUTPUT_DIR,
+                     (int)getpid(), c->seq, names[i]);
+            /* Save what was kept in the workspace, through the sandbox's
+             * own view of it. */
+            char script[256];
+            snprintf(script, sizeof(script),
+                     "mkdir -p %s && cat > \"$1\"", SP_OPS_OUTPUT_DIR);
+            char *argv[] = {"/bin/sh", "-c", script, "sh", path, NULL};
+            struct sp_wsjob_opts jo = {.argv = argv,
+                                       .stdin_data = res->out[i],
+                                       .stdin_len = res->kept[i],
+                                       .keep = 4096};
+            sp_error err = {0};
+            if (res->kept[i] && sp_wsjob_start(c->ws, &jo, &c->save[i], &err) == 0) {
+                char abs[160];
+                snprintf(abs, sizeof(abs), "/workspace/%s", path);
+                json_object_set_new(files, names[i], json_string(abs));
+            } else {
+                json_object_set_new(files, names[i], json_null());
+            }
+        }
+    }
+    json_object_set_new(s, "truncated", json_boolean(trunc));
+    if (trunc)
+        json_object_set_new(s, "output_files", files);
+    else
+        json_decref(files);
+    json_object_set_new(s, "duration_ms", json_real((double)res->wall_us / 1000.0));
+    c->structured = s;
+}
+
+/* The reply once the command and any saving are done. */
+static void exec_reply(struct mcp *m, struct call *c)
+{
+    json_t *s = c->structured;
+    json_t *files = json_object_get(s, "output_files");
+    static const char *const names[] = {NULL, "stdout", "stderr"};
+    for (int i = 1; i < 3; i++) {
+        if (!c->save[i])
+            continue;
+        const struct sp_wsjob_result *r = sp_wsjob_result(c->save[i]);
+        if (r->status != 0)
+            json_object_set_new(files, names[i], json_null());
+    }
+    const char *so = json_string_value(json_object_get(s, "stdout"));
+    const char *se = json_string_value(json_object_get(s, "stderr"));
+    int code = (int)json_integer_value(json_object_get(s, "exit_code"));
+    char *text = NULL;
+    size_t tl = 0;
+    FILE *f = open_memstream(&text, &tl);
+    if (f) {
+        fprintf(f, "exit code %d%s\n", code,
+                json_is_true(json_object_get(s, "timed_out")) ? " (timed out)" : "");
+        if (so && *so)
+            fprintf(f, "--- stdout ---\n%s%s", so,
+                    so[strlen(so) - 1] == '\n' ? "" : "\n");
+        if (se && *se)
+            fprintf(f, "--- stderr ---\n%s%s", se,
+                    se[strlen(se) - 1] == '\n' ? "" : "\n");
+        if (json_is_true(json_object_get(s, "truncated"))) {
+            fprintf(f, "--- truncated ---\n");
+            for (int i = 1; i < 3; i++) {
+                char key[32];
+                snprintf(key, sizeof(key), "%s_bytes", names[i]);
+                json_t *p = json_object_get(files, names[i]);
+                if (json_object_get(files, names[i]))
+                    fprintf(f, "%s: %lld bytes in all; %s\n", names[i],
+                            (long long)json_integer_value(json_object_get(s, key)),
+                            json_is_string(p) ? json_string_value(p)
+                                              : "(could not be saved)");
+            }
+            fprintf(f, "Read the saved output with file_read or exec (e.g. "
+                       "tail -n 100 FILE).\n");
+        }
+        fclose(f);
+    }
+    c->structured = NULL;
+    json_t *r = tool_result(m, s, text ? text : "");
+    free(text);
+    reply(m, c->batch, sp_jrpc_result(c->id, r));
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static json_t *handle_initialize(struct mcp *m, json_t *params)
+{
+    json_t *v = json_object_get(params, "protocolVersion");
+    const char *want = json_string_value(v);
+    const char *ver = versions[0];
+    for (size_t i = 0; want && versions[i]; i++)
+        if (strcmp(want, versions[i]) == 0)
+            ver = versions[i];
+    m->structured = strcmp(ver, "2025-06-18") >= 0;
+    m->initialized = true;
+    return json_pack(
+        "{s:s,s:{s:{s:b},s:{}},s:{s:s,s:s,s:s},s:s}", "protocolVersion", ver,
+        "capabilities", "tools", "listChanged", 0, "logging", "serverInfo",
+        "name", "sandpit", "title", "sandpit sandboxes", "version",
+        sp_version(), "instructions",
+        "sandpit runs commands in isolated Linux workspaces. Create one with "
+        "workspace_create, run commands with exec (files live in "
+        "/workspace), and delete it with workspace_delete when done. "
+        "Nothing outside the workspace is reachable; no network unless the "
+        "operator allows it.");
+}
+
+static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
+                           struct batch *b)
+{
+    const char *meth = msg->method;
+    json_t *params = msg->params;
+    if (params && !json_is_object(params)) {
+        reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_PARAMS, NULL,
+                                  "params must be an object"));
+        return;
+    }
+    if (strcmp(meth, "initialize") == 0) {
+        if (!json_is_string(json_object_get(params, "protocolVersion"))) {
+            reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_PARAMS, NULL,
+                                      "initialize needs \"protocolVersion\""));
+            return;
+        }
+        reply(m, b, sp_jrpc_result(msg->id, handle_initialize(m, params)));
+    } else if (strcmp(meth, "ping") == 0) {
+        reply(m, b, sp_jrpc_result(msg->id, json_object()));
+    } else if (!m->initialized) {
+        reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_INVALID, NULL,
+                                  "send initialize first"));
+    } else if (strcmp(meth, "tools/list") == 0) {
+        reply(m, b, sp_jrpc_result(msg->id, tools_list(m)));
+    } else if (strcmp(meth, "logging/setLevel") == 0) {
+        const char *l = json_string_value(json_object_get(params, "level"));
+        int idx = -1;
+        for (int i = 0; l && levels[i]; i++)
+            if (strcmp(l, levels[i]) == 0)
+                idx = i;
+        if (idx < 0) {
+            reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_PARAMS, NULL,
+                                      "level must be one of debug, info, "
+                                      "notice, warning, error, critical, "
+                                      "alert, emergency"));
+            return;
+        }
+        m->log_level = idx;
+        reply(m, b, sp_jrpc_result(msg->id, json_object()));
+    } else if (strcmp(meth, "tools/call") == 0) {
+        const char *name = json_string_value(json_object_get(params, "name"));
+        json_t *args = json_object_get(params, "arguments");
+        const struct tool *t = name ? find_tool(name) : NULL;
+        if (!t) {
+            reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_PARAMS, NULL,
+                                      "unknown tool \"%.100s\" (tools/list "
+                                      "names them)",
+                                      name ? name : ""));
+            return;
+        }
+        if (args && !json_is_object(args)) {
+            reply(m, b, sp_jrpc_result(msg->id,
+                                       tool_error("arguments must be an object")));
+            return;
+        }
+        if (!t->fn) {
+            json_t *r = start_exec(m, msg->id, b, args);
+            if (r)
+                reply(m, b, sp_jrpc_result(msg->id, r));
+            return;
+        }
+        sp_error err = {0};
+        json_t *s = t->fn(&m->ops, args, &err);
+        if (!s) {
+            reply(m, b, sp_jrpc_result(msg->id, lib_error(&err)));
+            return;
+        }
+        if (strcmp(t->name, "workspace_create") == 0 ||
+            strcmp(t->name, "workspace_delete") == 0)
+            mlog(m, LOG_INFO_, "%s: %s", t->name,
+                 json_string_value(json_object_get(s, "workspace")));
+        char *text = json_dumps(s, JSON_INDENT(1) | JSON_SORT_KEYS);
+        if (text && strlen(text) > m->ops.max_output) {
+            size_t cut = sp_jrpc_utf8_cut(text, m->ops.max_output);
+            strcpy(text + cut, "\n[truncated]");
+        }
+        reply(m, b, sp_jrpc_result(msg->id, tool_result(m, s, text ? text : "")));
+        free(text);
+    } else if (strcmp(meth, "resources/list") == 0 ||
+               strcmp(meth, "prompts/list") == 0) {
+        reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_METHOD, NULL,
+                                  "sandpit offers tools only"));
+    } else {
+        reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_METHOD, NULL,
+                                  "unknown method \"%.100s\"", meth));
+    }
+}
+
+static void handle_cancel(struct mcp *m, json_t *params)
+{
+    json_t *rid = json_object_get(params, "requestId");
+    if (!rid)
+        return;
+    for (int i = 0; i < SP_MCP_MAX_CALLS; i++) {
+        struct call *c = m->calls[i];
+        if (!c || !json_equal(c->id, rid))
+            continue;
+        mlog(m, LOG_INFO_, "exec in %s cancelled", c->ws);
+        struct batch *b = c->batch;
+        m->calls[i] = NULL;
+        call_free(c); /* the connection closes: the command is killed */
+        if (b) {
+            b->pending--;
+            batch_done(m, b);
+        }
+        return;
+    }
+}
+
+static void handle_one(struct mcp *m, json_t *o, struct batch *b)
+{
+    struct sp_jrpc_msg msg;
+    const char *why = NULL;
+    if (sp_jrpc_check(o, &msg, &why) != 0) {
+        reply(m, b, sp_jrpc_error(msg.id, SP_JRPC_INVALID, NULL, "%s", why));
+        return;
+    }
+    if (msg.kind == SP_JRPC_RESPONSE)
+        return; /* we send no requests */
+    if (msg.kind == SP_JRPC_NOTIFY) {
+        if (strcmp(msg.method, "notifications/cancelled") == 0)
+            handle_cancel(m, msg.params);
+        return;
+    }
+    handle_request(m, &msg, b);
+}
+
+static void handle_line(struct mcp *m, const char *line, size_t len)
+{
+    json_t *o = NULL;
+    const char *why = NULL;
+    int code = sp_jrpc_parse(line, len, &o, &why);
+    if (code) {
+        send_obj(m, sp_jrpc_error(NULL, code, NULL, "%s", why));
+        return;
+    }
+    if (json_is_array(o)) {
+        struct batch *b = calloc(1, sizeof(*b));
+        if (!b) {
+            json_decref(o);
+            send_obj(m, sp_jrpc_error(NULL, SP_JRPC_INTERNAL, NULL, "out of memory"));
+            return;
+        }
+        b->replies = json_array();
+        b->pending = 1; /* held while the batch is read */
+        size_t i;
+        json_t *e;
+        json_array_foreach(o, i, e)
+            handle_one(m, e, b);
+        b->pending--;
+        batch_done(m, b);
+    } else {
+        handle_one(m, o, NULL);
+    }
+    json_decref(o);
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static void step_calls(struct mcp *m, struct pollfd *pfd, size_t *idx,
+                       bool polled)
+{
+    for (int i = 0; i < SP_MCP_MAX_CALLS; i++) {
+        struct call *c = m->calls[i];
+        if (!c)
+            continue;
+        struct sp_wsjob *jobs[3] = {c->structured ? NULL : c->job, c->save[1],
+                                    c->save[2]};
+        for (int k = 0; k < 3; k++) {
+            if (!polled)
+                c->npfd[k] = jobs[k] ? sp_wsjob_pollfds(jobs[k], pfd + *idx,
+                                                         SP_WSJOB_POLLFDS)
+                                     : 0;
+            else if (jobs[k] && c->npfd[k])
+                sp_wsjob_step(jobs[k], pfd + *idx, c->npfd[k]);
+            *idx += c->npfd[k];
+        }
+    }
+}
+
+static bool job_done(struct sp_wsjob *j)
+{
+    struct pollfd none[SP_WSJOB_POLLFDS];
+    return sp_wsjob_pollfds(j, none, SP_WSJOB_POLLFDS) == 0;
+}
+
+static void settle_calls(struct mcp *m)
+{
+    for (int i = 0; i < SP_MCP_MAX_CALLS; i++) {
+        struct call *c = m->calls[i];
+        if (!c)
+            continue;
+        if (!c->structured) {
+            if (!job_done(c->job))
+                continue; /* still running */
+            exec_ended(m, c);
+        }
+        if (c->structured) {
+            if ((c->save[1] && !job_done(c->save[1])) ||
+                (c->save[2] && !job_done(c->save[2])))
+                continue;
+            exec_reply(m, c);
+        }
+        m->calls[i] = NULL;
+        if (c->batch) {
+            c->batch->pending--;
+            batch_done(m, c->batch);
+        }
+        call_free(c);
+    }
+}
+
+static void cancel_all(struct mcp *m)
+{
+    for (int i = 0; i < SP_MCP_MAX_CALLS; i++) {
+        struct call *c = m->calls[i];
+        if (!c)
+            continue;
+        m->calls[i] = NULL;
+        if (c->batch && --c->batch->pending == 0) {
+            json_decref(c->batch->replies);
+            free(c->batch);
+        }
+        call_free(c);
+    }
+}
+
+int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err)
+{
+    struct mcp m = {.in_fd = o->in_fd, .out_fd = o->out_fd,
+                    .log_level = LOG_WARNING_};
+    int r = sp_ops_init(&m.ops, o->policy_file, o->max_output, err);
+    if (r < 0)
+        return r;
+    sp_jrpc_in_init(&m.in, o->max_message);
+    sp_jrpc_out_init(&m.out, 0);
+    signal(SIGPIPE, SIG_IGN);
+    int ofl = fcntl(m.out_fd, F_GETFL);
+    if (ofl >= 0)
+        fcntl(m.out_fd, F_SETFL, ofl | O_NONBLOCK);
+    bool eof = false;
+    size_t cap = 2 + SP_MCP_MAX_CALLS * 3 * SP_WSJOB_POLLFDS;
+    struct pollfd *pfd = calloc(cap, sizeof(*pfd));
+    if (!pfd) {
+        sp_ops_free(&m.ops);
+        return sp_error_set(err, ENOMEM, "poll set");
+    }
+    for (;;) {
+        settle_calls(&m);
+        int fr = sp_jrpc_out_flush(&m.out, m.out_fd);
+        if (fr < 0)
+            m.out_dead = true;
+        bool busy = false;
+        for (int i = 0; i < SP_MCP_MAX_CALLS; i++)
+            busy |= m.calls[i] != NULL;
+        /* At EOF (the client's way to shut down) what runs still
+         * answers; a client that will not wait sends SIGTERM. */
+        if (m.out_dead || (eof && !busy))
+            break;
+        size_t n = 0;
+        pfd[n++] = (struct pollfd){eof ? -1 : m.in_fd, POLLIN, 0};
+        pfd[n++] = (struct pollfd){fr == 1 ? m.out_fd : -1, POLLOUT, 0};
+        step_calls(&m, pfd, &n, false);
+        int pr = poll(pfd, n, -1);
+        if (pr < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        size_t idx = 2;
+        step_calls(&m, pfd, &idx, true);
+        if (pfd[0].revents) {
+            char buf[65536];
+            ssize_t k = read(m.in_fd, buf, sizeof(buf));
+            if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            if (k <= 0) {
+                /* The client is gone: what it started ends with it. */
+                eof = true;
+                continue;
+            }
+            if (sp_jrpc_in_feed(&m.in, buf, (size_t)k) < 0) {
+                send_obj(&m, sp_jrpc_error(NULL, SP_JRPC_INTERNAL, NULL,
+                                           "out of memory"));
+                continue;
+            }
+            const char *line;
+            size_t len;
+            int lr;
+            while ((lr = sp_jrpc_in_next(&m.in, &line, &len)) != 0) {
+                if (lr == -EMSGSIZE) {
+                    send_obj(&m, sp_jrpc_error(NULL, SP_JRPC_INVALID, NULL,
+                                               "message longer than %zu bytes",
+                                               m.in.max));
+                    continue;
+                }
+                if (lr < 0)
+                    break;
+                if (len == 0)
+                    continue;
+                handle_line(&m, line, len);
+            }
+        }
+    }
+    cancel_all(&m);
+    if (ofl >= 0)
+        fcntl(m.out_fd, F_SETFL, ofl);
+    /* What is queued still goes out (blocking now). */
+    if (!m.out_dead)
+        sp_jrpc_out_flush(&m.out, m.out_fd);
+    free(pfd);
+    sp_jrpc_in_free(&m.in);
+    sp_jrpc_out_free(&m.out);
+    sp_ops_free(&m.ops);
+    return 0;
+}

@@ -1,0 +1,28 @@
+/* mcp.h — the Model Context Protocol server behind `sandpit mcp`: MCP over
+ * stdio (newline-delimited JSON-RPC 2.0, jsonrpc.h), protocol 2025-11-25
+ * negotiated down to 2024-11-05, with tools that map onto libsandpit
+ * (rpcops.h, wsjob.h). One poll loop, no threads: execs run concurrently
+ * and can be cancelled with notifications/cancelled. docs/mcp.md. */
+#ifndef SANDPIT_MCP_H
+#define SANDPIT_MCP_H
+
+#include <stddef.h>
+
+#include "sandpit.h"
+
+#define SP_MCP_PROTOCOL_LATEST "2025-11-25"
+/* Tool calls running at once (execs); more are refused with an error. */
+#define SP_MCP_MAX_CALLS 32
+
+struct sp_mcp_opts {
+    int in_fd, out_fd;
+    const char *policy_file;    /* the operator's ceiling, or NULL */
+    size_t max_output;          /* bytes of output per result; 0: 64 KiB */
+    size_t max_message;         /* bytes of one message; 0: SP_JRPC_MAX_MSG */
+};
+
+/* Serve until in_fd reaches EOF. Returns 0, or < 0 with err when the
+ * server could not start (a bad policy file). */
+int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err);
+
+#endif

@@ -1,0 +1,345 @@
+/* netplumb.c — see netplumb.h. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "netplumb.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "error.h"
+#include "util.h"
+
+char *sp_net_config_to_json_text(const struct sp_proxy_config *cfg)
+{
+    json_t *o = json_object();
+    json_t *allow = json_array();
+    if (!o || !allow) {
+        json_decref(o);
+        json_decref(allow);
+        return NULL;
+    }
+    for (size_t i = 0; i < cfg->n_rules; i++) {
+        const struct sp_proxy_rule *r = &cfg->rules[i];
+        if (r->port)
+            json_array_append_new(allow, json_pack("{s:s,s:i}", "host", r->host,
+                                                   "port", (int)r->port));
+        else
+            json_array_append_new(allow, json_string(r->host));
+    }
+    json_object_set_new(o, "allow", allow);
+    json_object_set_new(o, "allow_private", json_boolean(cfg->allow_private));
+    json_object_set_new(o, "max_connections", json_integer(cfg->max_conns));
+    json_object_set_new(o, "header_max", json_integer(cfg->header_max));
+    json_object_set_new(o, "idle_timeout_ms", json_integer(cfg->idle_timeout_ms));
+    json_object_set_new(o, "connect_timeout_ms",
+                        json_integer(cfg->connect_timeout_ms));
+    json_object_set_new(o, "resolve_timeout_ms",
+                        json_integer(cfg->resolve_timeout_ms));
+    json_object_set_new(o, "log_ring", json_integer(cfg->log_ring));
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return text;
+}
+
+/* The proxy parser's messages are complete sentences about bad input: no
+ * ": Invalid argument" after them. */
+static void plain_usage_error(sp_error *err)
+{
+    if (!err || err->code == 0)
+        return;
+    const char *suf = strerror(err->code);
+    size_t ml = strlen(err->message), sl = strlen(suf);
+    if (ml >= sl + 2 && strcmp(err->message + ml - sl, suf) == 0 &&
+        err->message[ml - sl - 2] == ':')
+        err->message[ml - sl - 2] = '\0';
+    err->code = 0;
+}
+
+static int canon_done(int r, struct sp_proxy_config *cfg, char **ret,
+                      sp_error *err)
+{
+    if (r == -EINVAL || r == -E2BIG)
+        plain_usage_error(err);
+    if (r < 0)
+        return r;
+    *ret = sp_net_config_to_json_text(cfg);
+    sp_proxy_config_free(cfg);
+    if (!*ret)
+        return sp_error_set(err, ENOMEM, "net policy");
+    return 0;
+}
+
+int sp_net_canon_list(const char *list, const char *origin, char **ret,
+                      sp_error *err)
+{
+    struct sp_proxy_config cfg;
+    (void)origin; /* the parser's messages already say "--net allow:" */
+    int r = sp_proxy_config_parse(list, &cfg, err);
+    return canon_done(r, &cfg, ret, err);
+}
+
+int sp_net_canon_json(const json_t *v, const char *origin, char **ret,
+                      sp_error *err)
+{
+    json_t *o = NULL;
+    if (json_is_array(v))
+        o = json_pack("{s:O}", "allow", (json_t *)v);
+    else if (json_is_object(v))
+        o = json_incref((json_t *)v);
+    else
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "%s: expected a list of hosts or a net policy "
+                             "object",
+                             origin);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!text)
+        return sp_error_set(err, ENOMEM, "net policy");
+    struct sp_proxy_config cfg;
+    int r = sp_proxy_config_parse_json(text, origin, &cfg, err);
+    free(text);
+    return canon_done(r, &cfg, ret, err);
+}
+
+int sp_net_canon_file(const char *path, const char *origin, char **ret,
+                      sp_error *err)
+{
+    /* O_NONBLOCK: a FIFO named here must not hang us; fstat refuses it. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0)
+        return sp_error_setk(err, SP_ERR_USAGE, errno, "%s: cannot open %s",
+                             origin, path);
+    struct stat sb;
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) ||
+        sb.st_size > SP_MAX_POLICY_FILE) {
+        close(fd);
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "%s: %s is not a regular file of at most %d bytes",
+                             origin, path, SP_MAX_POLICY_FILE);
+    }
+    json_error_t je;
+    json_t *v = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+    close(fd);
+    if (!v)
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "%s: %s line %d: %s", origin, path, je.line,
+                             je.text);
+    int r = json_is_object(v)
+                ? sp_net_canon_json(v, origin, ret, err)
+                : sp_error_setk(err, SP_ERR_USAGE, 0,
+                                "%s: %s must hold a JSON object", origin, path);
+    json_decref(v);
+    return r;
+}
+
+int sp_net_config_of_policy(const struct sp_policy *p,
+                            struct sp_proxy_config *ret, sp_error *err)
+{
+    int r = 0;
+    if (p->net_proxy)
+        r = sp_proxy_config_parse_json(p->net_proxy, "net policy", ret, err);
+    else
+        sp_proxy_config_init(ret); /* "net": "allow" alone: deny all, log */
+    if (r < 0)
+        return r;
+    if (p->net_allow_private)
+        ret->allow_private = true;
+    if (p->net_resolver &&
+        (r = sp_proxy_resolver_load(p->net_resolver, ret, err)) < 0) {
+        sp_proxy_config_free(ret);
+        return r;
+    }
+    return 0;
+}
+
+static int env_put(char ***envp, const char *name, const char *value)
+{
+    size_t nl = strlen(name), n = 0;
+    char **v = *envp;
+    char *kv = malloc(nl + strlen(value) + 2);
+    if (!kv)
+        return -ENOMEM;
+    sprintf(kv, "%s=%s", name, value);
+    for (n = 0; v && v[n]; n++) {
+        if (strncmp(v[n], name, nl) == 0 && v[n][nl] == '=') {
+            free(v[n]);
+            v[n] = kv;
+            return 0;
+        }
+    }
+    char **nv = realloc(v, (n + 2) * sizeof(char *));
+    if (!nv) {
+        free(kv);
+        return -ENOMEM;
+    }
+    nv[n] = kv;
+    nv[n + 1] = NULL;
+    *envp = nv;
+    return 0;
+}
+
+int sp_net_env_add(char ***envp, unsigned port)
+{
+    static const char *const names[] = {"HTTP_PROXY", "HTTPS_PROXY",
+                                        "ALL_PROXY", "http_proxy",
+                                        "https_proxy", "all_proxy"};
+    char url[64];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u", port);
+    for (size_t i = 0; i < SP_ARRAY_SIZE(names); i++)
+        if (env_put(envp, names[i], url) < 0)
+            return -ENOMEM;
+    if (env_put(envp, "NO_PROXY", "localhost,127.0.0.1,::1") < 0 ||
+        env_put(envp, "no_proxy", "localhost,127.0.0.1,::1") < 0)
+        return -ENOMEM;
+    return 0;
+}
+
+int sp_net_child_send_listener(int sock, unsigned port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_in sin;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+        listen(fd, SP_NET_PROXY_BACKLOG) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    char byte = 'L';
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    int e = n == 1 ? 0 : (n < 0 ? errno : EIO);
+    close(fd);
+    return -e;
+}
+
+int sp_net_recv_listener(int sock)
+{
+    char byte = 0;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    int fd = -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+        cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+    if (n != 1 || byte != 'L' || (mh.msg_flags & MSG_CTRUNC) || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        return n == 0 ? -ECONNRESET : -EPROTO;
+    }
+    return fd;
+}
+
+json_t *sp_net_event_json(const struct sp_proxy_event *ev)
+{
+    static const char *const dec[] = {"allowed", "denied", "failed"};
+    const char *d = ev->decision >= 0 && ev->decision <= 2 ? dec[ev->decision]
+                                                           : "?";
+    return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s,s:I,"
+                     "s:I}",
+                     "seq", (json_int_t)ev->seq, "time_ms",
+                     (json_int_t)ev->time_ms, "duration_ms",
+                     (json_int_t)ev->duration_ms, "client", ev->client,
+                     "method", ev->method, "host", ev->host, "port",
+                     (int)ev->port, "decision", d, "status", ev->status,
+                     "rule", ev->rule, "reason", ev->reason, "upstream",
+                     ev->upstream, "bytes_up", (json_int_t)ev->bytes_up,
+                     "bytes_down", (json_int_t)ev->bytes_down);
+}
+
+void sp_net_log_to_fd(void *ctx, const struct sp_proxy_event *ev)
+{
+    int fd = *(const int *)ctx;
+    json_t *o = sp_net_event_json(ev);
+    char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!line)
+        return;
+    size_t len = strlen(line);
+    char *withnl = realloc(line, len + 2);
+    if (withnl) {
+        withnl[len] = '\n';
+        withnl[len + 1] = '\0';
+        line = withnl;
+        len++;
+    }
+    (void)!write(fd, line, len);
+    free(line);
+}
+
+json_t *sp_net_log_result(const struct sp_proxy *p, uint64_t after, size_t max)
+{
+    if (max == 0 || max > SP_NET_LOG_MAX_BATCH)
+        max = SP_NET_LOG_MAX_BATCH;
+    struct sp_proxy_event *evs = calloc(max, sizeof(*evs));
+    json_t *arr = json_array();
+    if (!evs || !arr) {
+        free(evs);
+        json_decref(arr);
+        return NULL;
+    }
+    size_t n = sp_proxy_log_read(p, after, evs, max);
+    uint64_t last = after;
+    for (size_t i = 0; i < n; i++) {
+        json_array_append_new(arr, sp_net_event_json(&evs[i]));
+        last = evs[i].seq;
+    }
+    /* The oldest event still kept, so a follower can tell it missed some. */
+    struct sp_proxy_event first;
+    uint64_t first_kept = sp_proxy_log_read(p, 0, &first, 1) ? first.seq : 0;
+    free(evs);
+    return json_pack("{s:o,s:I,s:I,s:I}", "events", arr, "last",
+                     (json_int_t)last, "first_kept", (json_int_t)first_kept,
+                     "connections", (json_int_t)sp_proxy_conn_count(p));
+}

@@ -1,0 +1,478 @@
+/* rpcops.c — operations shared by the serve and mcp front ends
+ * (rpcops.h): argument checks, the operator's policy as a ceiling, and the
+ * sp_ws_* calls. */
+#include "rpcops.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bounds.h"
+#include "error.h"
+
+static int bad(sp_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int bad(sp_error *err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
+}
+
+int sp_ops_only_keys(json_t *args, const char *const *keys, sp_error *err)
+{
+    const char *k;
+    json_t *v;
+    if (args && !json_is_object(args))
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "the arguments must be an object");
+    json_object_foreach(args, k, v) {
+        bool ok = false;
+        for (size_t i = 0; keys[i] && !ok; i++)
+            ok = strcmp(k, keys[i]) == 0;
+        if (!ok) {
+            char list[512] = "";
+            for (size_t i = 0; keys[i]; i++) {
+                strncat(list, i ? ", " : "", sizeof(list) - strlen(list) - 1);
+                strncat(list, keys[i], sizeof(list) - strlen(list) - 1);
+            }
+            return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                                 "unknown argument \"%.64s\" (expected: %s)",
+                                 k, list);
+        }
+    }
+    return 0;
+}
+
+static int get_str(json_t *args, const char *key, bool required, size_t max,
+                   const char **ret, sp_error *err)
+{
+    json_t *v = json_object_get(args, key);
+    if (!v || json_is_null(v)) {
+        if (required)
+            return bad(err, "missing argument \"%s\"", key);
+        return 0;
+    }
+    if (!json_is_string(v))
+        return bad(err, "argument \"%s\" must be a string", key);
+    if (json_string_length(v) > max ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "argument \"%s\" is too long (at most %zu bytes) "
+                             "or holds a NUL", key, max);
+    *ret = json_string_value(v);
+    return 0;
+}
+
+static int get_num(json_t *args, const char *key, double min, double max,
+                   double *ret, sp_error *err)
+{
+    json_t *v = json_object_get(args, key);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_number(v))
+        return bad(err, "argument \"%s\" must be a number", key);
+    double d = json_number_value(v);
+    if (!isfinite(d) || d < min || d > max)
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "argument \"%s\" must be between %g and %g", key,
+                             min, max);
+    *ret = d;
+    return 0;
+}
+
+int sp_ops_init(struct sp_ops *o, const char *policy_file, size_t max_output,
+                sp_error *err)
+{
+    memset(o, 0, sizeof(*o));
+    o->max_output = max_output ? max_output : SP_OPS_DEFAULT_MAX_OUTPUT;
+    sp_policy *p = sp_policy_new();
+    if (!p)
+        return sp_error_set(err, ENOMEM, "policy");
+    int r = 0;
+    if (policy_file) {
+        r = sp_policy_apply_file(p, policy_file, err);
+        o->policy_file = strdup(policy_file);
+        o->owned_only = true;
+    }
+    char *text = r == 0 ? sp_policy_to_json(p, err) : NULL;
+    sp_policy_free(p);
+    o->ceiling = text ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (!o->ceiling) {
+        sp_ops_free(o);
+        return r < 0 ? r : sp_error_set(err, ENOMEM, "policy");
+    }
+    return 0;
+}
+
+void sp_ops_free(struct sp_ops *o)
+{
+    for (size_t i = 0; i < o->n_owned; i++)
+        free(o->owned[i]);
+    free(o->owned);
+    free(o->policy_file);
+    json_decref(o->ceiling);
+    memset(o, 0, sizeof(*o));
+}
+
+static bool owned(struct sp_ops *o, const char *name)
+{
+    for (size_t i = 0; i < o->n_owned; i++)
+        if (strcmp(o->owned[i], name) == 0)
+            return true;
+    return false;
+}
+
+int sp_ops_check_ws(struct sp_ops *o, const char *name, sp_error *err)
+{
+    if (!sp_ws_name_valid(name))
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "\"%.80s\" is not a workspace name (1 to 63 of "
+                             "a-z 0-9 _ . -); call workspace_list to see the "
+                             "workspaces", name);
+    if (o->owned_only && !owned(o, name))
+        return sp_error_setk(err, SP_ERR_USAGE, ENOENT,
+                             "no workspace named %s that this server created "
+                             "(call workspace_list, or workspace_create)",
+                             name);
+    return 0;
+}
+
+/* ---- create: the agent's options, checked against the ceiling ---------- */
+
+static uint64_t lim(json_t *pol, const char *key)
+{
+    json_t *v = json_object_get(json_object_get(pol, "limits"), key);
+    return json_is_integer(v) ? (uint64_t)json_integer_value(v) : 0;
+}
+
+static double limf(json_t *pol, const char *key)
+{
+    json_t *v = json_object_get(json_object_get(pol, "limits"), key);
+    return json_is_number(v) ? json_number_value(v) : 0;
+}
+
+json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
+{
+    static const char *const keys[] = {"name", "memory", "cpus", "pids",
+                                       "network", "timeout", "idle_timeout",
+                                       NULL};
+    const char *name = NULL, *network = NULL;
+    double cpus = -1, pids = -1, timeout = -1, idle = 0;
+    if (sp_ops_only_keys(args, keys, err) < 0 ||
+        get_str(args, "name", false, 63, &name, err) < 0 ||
+        get_str(args, "network", false, 4096, &network, err) < 0 ||
+        get_num(args, "cpus", 0.01, 4096, &cpus, err) < 0 ||
+        get_num(args, "pids", 1, 4194304, &pids, err) < 0 ||
+        get_num(args, "timeout", 0.001, SP_MAX_TIMEOUT, &timeout, err) < 0 ||
+        get_num(args, "idle_timeout", 0, SP_MAX_TIMEOUT, &idle, err) < 0)
+        return NULL;
+    if (name && !sp_ws_name_valid(name)) {
+        sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                      "\"%.80s\" is not a valid name: use 1 to 63 of a-z 0-9 "
+                      "_ . -, starting with a letter or digit", name);
+        return NULL;
+    }
+    if (o->owned_only && o->n_owned >= SP_OPS_MAX_OWNED) {
+        sp_error_setk(err, SP_ERR_USAGE, EMFILE,
+                      "this server has created %d workspaces: delete some",
+                      SP_OPS_MAX_OWNED);
+        return NULL;
+    }
+    json_t *mem = json_object_get(args, "memory");
+    if (mem && !json_is_null(mem) && !json_is_integer(mem) &&
+        !json_is_string(mem)) {
+        bad(err, "argument \"%s\" must be bytes (an integer) or a size such "
+                 "as \"512M\"", "memory");
+        return NULL;
+    }
+
+    /* The request as a policy fragment on top of the operator's. */
+    json_t *frag = json_object(), *limits = json_object();
+    if (mem && !json_is_null(mem))
+        json_object_set(limits, "memory", mem);
+    if (cpus > 0)
+        json_object_set_new(limits, "cpus", json_real(cpus));
+    if (pids > 0)
+        json_object_set_new(limits, "pids", json_integer((json_int_t)pids));
+    if (json_object_size(limits))
+        json_object_set(frag, "limits", limits);
+    json_decref(limits);
+    if (timeout > 0)
+        json_object_set_new(frag, "timeout", json_real(timeout));
+    const char *ceil_net = json_string_value(json_object_get(o->ceiling, "net"));
+    if (!ceil_net)
+        ceil_net = "none";
+    if (network && strcmp(network, "policy") != 0) {
+        if (strcmp(network, "none") != 0 && strcmp(ceil_net, "host") != 0) {
+            json_decref(frag);
+            sp_error_setk(err, SP_ERR_USAGE, EPERM,
+                          "network \"%.200s\" is not allowed: the operator's "
+                          "policy gives %s (ask for \"none\" or leave "
+                          "\"network\" out)",
+                          network,
+                          strcmp(ceil_net, "none") == 0
+                              ? "no network"
+                              : "only its own allow list (\"policy\")");
+            return NULL;
+        }
+        json_object_set_new(frag, "net", json_string(network));
+    }
+
+    sp_policy *p = sp_policy_new();
+    char *fragtext = json_dumps(frag, JSON_COMPACT);
+    json_decref(frag);
+    int r = p && fragtext ? 0 : sp_error_set(err, ENOMEM, "policy");
+    if (r == 0 && o->policy_file)
+        r = sp_policy_apply_file(p, o->policy_file, err);
+    if (r == 0)
+        r = sp_policy_apply_json_text(p, fragtext, "workspace_create", err);
+    free(fragtext);
+    char *eff = r == 0 ? sp_policy_to_json(p, err) : NULL;
+    json_t *want = eff ? json_loads(eff, 0, NULL) : NULL;
+    free(eff);
+    if (r == 0 && !want)
+        r = -SP_EFAIL;
+    /* Narrow only: every limit at most the operator's (0 = none set). */
+    static const char *const lims[] = {"memory", "pids", NULL};
+    for (size_t i = 0; r == 0 && lims[i]; i++) {
+        uint64_t c = lim(o->ceiling, lims[i]), w = lim(want, lims[i]);
+        if (c && (!w || w > c))
+            r = sp_error_setk(err, SP_ERR_USAGE, EPERM,
+                              "%s %llu is over the operator's limit of %llu: "
+                              "ask for %llu or less",
+                              lims[i], (unsigned long long)w,
+                              (unsigned long long)c, (unsigned long long)c);
+    }
+    if (r == 0) {
+        double c = limf(o->ceiling, "cpus"), w = limf(want, "cpus");
+        if (c > 0 && (w <= 0 || w > c))
+            r = sp_error_setk(err, SP_ERR_USAGE, EPERM,
+                              "cpus %g is over the operator's limit of %g", w,
+                              c);
+    }
+    if (r == 0) {
+        json_t *cv = json_object_get(o->ceiling, "timeout");
+        double c = json_is_number(cv) ? json_number_value(cv) : 0;
+        if (c > 0 && timeout > c)
+            r = sp_error_setk(err, SP_ERR_USAGE, EPERM,
+                              "timeout %g s is over the operator's %g s", timeout,
+                              c);
+    }
+    char ret_name[64] = "";
+    if (r == 0) {
+        sp_ws_create_opts co = {.name = name, .idle_timeout = idle};
+        r = sp_ws_create(p, &co, ret_name, sizeof(ret_name), err);
+    }
+    sp_policy_free(p);
+    if (r < 0) {
+        json_decref(want);
+        return NULL;
+    }
+    if (o->owned_only) {
+        char **n = realloc(o->owned, (o->n_owned + 1) * sizeof(*n));
+        if (n) {
+            o->owned = n;
+            o->owned[o->n_owned] = strdup(ret_name);
+            if (o->owned[o->n_owned])
+                o->n_owned++;
+        }
+    }
+    json_t *res = json_pack("{s:s,s:s,s:s}", "workspace", ret_name, "state",
+                            "running", "root", "/workspace");
+    json_t *l = json_object_get(want, "limits");
+    json_object_set_new(res, "limits",
+                        json_pack("{s:O?,s:O?,s:O?}", "memory",
+                                  json_object_get(l, "memory"), "pids",
+                                  json_object_get(l, "pids"), "cpus",
+                                  json_object_get(l, "cpus")));
+    json_object_set(res, "network", json_object_get(want, "net"));
+    json_decref(want);
+    return res;
+}
+
+json_t *sp_ops_ws_list(struct sp_ops *o, json_t *args, sp_error *err)
+{
+    static const char *const keys[] = {NULL};
+    if (sp_ops_only_keys(args, keys, err) < 0)
+        return NULL;
+    char *text = sp_ws_list_json(err);
+    if (!text)
+        return NULL;
+    json_t *all = json_loads(text, 0, NULL);
+    free(text);
+    json_t *list = json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(all, i, v) {
+        const char *n = json_string_value(json_object_get(v, "name"));
+        if (!n || (o->owned_only && !owned(o, n)))
+            continue;
+        json_array_append(list, v);
+    }
+    json_decref(all);
+    return json_pack("{s:o}", "workspaces", list);
+}
+
+static const char *ws_arg(struct sp_ops *o, json_t *args, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", NULL};
+    const char *name = NULL;
+    if (sp_ops_only_keys(args, keys, err) < 0 ||
+        get_str(args, "workspace", true, 255, &name, err) < 0 ||
+        sp_ops_check_ws(o, name, err) < 0)
+        return NULL;
+    return name;
+}
+
+json_t *sp_ops_ws_start(struct sp_ops *o, json_t *args, sp_error *err)
+{
+    const char *name = ws_arg(o, args, err);
+    if (!name || sp_ws_start(name, err) < 0)
+        return NULL;
+    return json_pack("{s:s,s:s}", "workspace", name, "state", "running");
+}
+
+json_t *sp_ops_ws_stop(struct sp_ops *o, json_t *args, sp_error *err)
+{
+    const char *name = ws_arg(o, args, err);
+    if (!name || sp_ws_stop(name, err) < 0)
+        return NULL;
+    return json_pack("{s:s,s:s}", "workspace", name, "state", "stopped");
+}
+
+json_t *sp_ops_ws_delete(struct sp_ops *o, json_t *args, sp_error *err)
+{
+    const char *name = ws_arg(o, args, err);
+    if (!name || sp_ws_rm(name, true, err) < 0)
+        return NULL;
+    json_t *res = json_pack("{s:s,s:b}", "workspace", name, "deleted", 1);
+    for (size_t i = 0; i < o->n_owned; i++)
+        if (strcmp(o->owned[i], name) == 0) {
+            free(o->owned[i]);
+            o->owned[i] = o->owned[--o->n_owned];
+            break;
+        }
+    return res;
+}
+
+/* ---- exec ---------------------------------------------------------------- */
+
+void sp_ops_exec_free(struct sp_ops_exec *e)
+{
+    if (!e)
+        return;
+    free(e->argv);
+    for (size_t i = 0; e->env && e->env[i]; i++)
+        free(e->env[i]);
+    free(e->env);
+    memset(e, 0, sizeof(*e));
+}
+
+int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
+                      sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "command", "cwd", "env",
+                                       "timeout", "stdin", "max_output", NULL};
+    memset(e, 0, sizeof(*e));
+    e->max_output = o->max_output;
+    double maxo = -1;
+    int r;
+    if ((r = sp_ops_only_keys(args, keys, err)) < 0 ||
+        (r = get_str(args, "workspace", true, 255, &e->workspace, err)) < 0 ||
+        (r = sp_ops_check_ws(o, e->workspace, err)) < 0 ||
+        (r = get_str(args, "cwd", false, SP_MAX_PATH, &e->cwd, err)) < 0 ||
+        (r = get_num(args, "timeout", 0.001, SP_MAX_TIMEOUT, &e->timeout,
+                     err)) < 0 ||
+        (r = get_num(args, "max_output", 0, (double)o->max_output, &maxo,
+                     err)) < 0)
+        return r;
+    if (maxo >= 0)
+        e->max_output = (size_t)maxo;
+    json_t *in = json_object_get(args, "stdin");
+    if (in && !json_is_null(in)) {
+        if (!json_is_string(in))
+            return bad(err, "argument \"%s\" must be a string", "stdin");
+        e->stdin_data = json_string_value(in);
+        e->stdin_len = json_string_length(in);
+    }
+    json_t *cmd = json_object_get(args, "command");
+    if (json_is_string(cmd)) {
+        if (json_string_length(cmd) == 0 ||
+            strlen(json_string_value(cmd)) != json_string_length(cmd) ||
+            json_string_length(cmd) > SP_MAX_ENV_LEN)
+            return bad(err, "argument \"%s\" must be a non-empty shell command "
+                            "without NUL bytes", "command");
+        e->argv = calloc(4, sizeof(*e->argv));
+        if (!e->argv)
+            return sp_error_set(err, ENOMEM, "argv");
+        e->argv[0] = (char *)"/bin/sh";
+        e->argv[1] = (char *)"-c";
+        e->argv[2] = (char *)json_string_value(cmd);
+    } else if (json_is_array(cmd)) {
+        size_t n = json_array_size(cmd);
+        if (n == 0 || n > SP_MAX_ARGS)
+            return bad(err, "argument \"%s\" must be a non-empty array of "
+                            "strings (the program and its arguments)",
+                       "command");
+        e->argv = calloc(n + 1, sizeof(*e->argv));
+        if (!e->argv)
+            return sp_error_set(err, ENOMEM, "argv");
+        for (size_t i = 0; i < n; i++) {
+            json_t *a = json_array_get(cmd, i);
+            if (!json_is_string(a) ||
+                strlen(json_string_value(a)) != json_string_length(a) ||
+                json_string_length(a) > SP_MAX_ENV_LEN) {
+                sp_ops_exec_free(e);
+                return bad(err, "every element of \"%s\" must be a string "
+                                "without NUL bytes", "command");
+            }
+            e->argv[i] = (char *)json_string_value(a);
+        }
+        if (!e->argv[0][0]) {
+            sp_ops_exec_free(e);
+            return bad(err, "\"%s\"[0] (the program) is empty", "command");
+        }
+    } else {
+        return bad(err, "missing argument \"%s\": an array of strings (the "
+                        "program and its arguments) or one string run by "
+                        "/bin/sh -c", "command");
+    }
+    json_t *env = json_object_get(args, "env");
+    if (env && !json_is_null(env)) {
+        if (!json_is_object(env) || json_object_size(env) > SP_MAX_ENV) {
+            sp_ops_exec_free(e);
+            return bad(err, "argument \"%s\" must be an object of NAME: "
+                            "\"value\" strings", "env");
+        }
+        e->env = calloc(json_object_size(env) + 1, sizeof(*e->env));
+        size_t n = 0;
+        const char *k;
+        json_t *v;
+        json_object_foreach(env, k, v) {
+            bool name_ok = *k && !strchr(k, '=') && strlen(k) < 256;
+            if (!e->env || !json_is_string(v) || !name_ok ||
+                strlen(json_string_value(v)) != json_string_length(v) ||
+                json_string_length(v) > SP_MAX_ENV_LEN) {
+                sp_ops_exec_free(e);
+                return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                                     "env: \"%.64s\" must be a name without "
+                                     "'=' with a string value", k);
+            }
+            if (asprintf(&e->env[n], "%s=%s", k, json_string_value(v)) < 0) {
+                e->env[n] = NULL;
+                sp_ops_exec_free(e);
+                return sp_error_set(err, ENOMEM, "env");
+            }
+            n++;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,91 @@
+/* rpcops.h — the operations the JSON-RPC server (rpcserve.c) and the MCP
+ * server (mcp.c) offer, with their arguments checked as hostile input and
+ * mapped onto libsandpit calls. One place decides what a client may ask
+ * for: the operator's policy (--policy FILE, else the defaults) is the
+ * ceiling, and a client can only narrow it (docs/mcp.md, "Policy").
+ *
+ * Errors: SP_ERR_USAGE with a message naming the argument for bad input;
+ * SP_ERR_USAGE with code EPERM when the operator's policy forbids it. */
+#ifndef SANDPIT_RPCOPS_H
+#define SANDPIT_RPCOPS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "sandpit.h"
+
+/* Workspaces one server remembers creating (for --policy's ownership). */
+#define SP_OPS_MAX_OWNED 1024
+/* Default and largest bytes of output a result carries. */
+#define SP_OPS_DEFAULT_MAX_OUTPUT (64 * 1024)
+#define SP_OPS_MAX_OUTPUT_LIMIT (16 * 1024 * 1024)
+/* Output kept in memory per stream to save in the workspace when a
+ * result is truncated. */
+#define SP_OPS_SPOOL_MAX (8 * 1024 * 1024)
+/* Where truncated output is saved, relative to /workspace. */
+#define SP_OPS_OUTPUT_DIR ".sandpit/output"
+
+struct sp_ops {
+    char *policy_file;          /* the operator's, or NULL: defaults */
+    json_t *ceiling;            /* its effective JSON */
+    bool owned_only;            /* act only on workspaces we created */
+    char **owned;
+    size_t n_owned;
+    size_t max_output;
+};
+
+int sp_ops_init(struct sp_ops *o, const char *policy_file, size_t max_output,
+                sp_error *err);
+void sp_ops_free(struct sp_ops *o);
+
+/* May this server act on workspace `name`? 0 or < 0 (err: not found /
+ * not ours). */
+int sp_ops_check_ws(struct sp_ops *o, const char *name, sp_error *err);
+
+/* Each takes its arguments object (NULL = {}) and returns a result
+ * object (caller decrefs) or NULL with err. */
+json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_ws_list(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_ws_start(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_ws_stop(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_ws_delete(struct sp_ops *o, json_t *args, sp_error *err);
+
+/* rpcops_ws.c: files, patch, diff, shells, services (docs/mcp.md names
+ * their arguments). */
+json_t *sp_ops_ws_diff(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_ws_reset(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_list(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_read(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_write(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_delete(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_patch_apply(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_shell_open(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_shell_write(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_shell_read(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_shell_signal(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_shell_close(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_service_start(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_service_status(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_service_logs(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_service_stop(struct sp_ops *o, json_t *args, sp_error *err);
+
+/* Exec arguments, parsed: {workspace, command (string: run by /bin/sh -c;
+ * or an array), cwd, env (object), timeout, stdin, max_output}. */
+struct sp_ops_exec {
+    const char *workspace;
+    char **argv;                /* NULL-terminated; strings borrowed from args */
+    char **env;                 /* "K=V" (owned), NULL-terminated, or NULL */
+    const char *cwd;
+    double timeout;
+    const char *stdin_data;
+    size_t stdin_len;
+    size_t max_output;
+};
+int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *ret,
+                      sp_error *err);
+void sp_ops_exec_free(struct sp_ops_exec *e);
+
+/* Check that args holds only the named keys (NULL-terminated list). */
+int sp_ops_only_keys(json_t *args, const char *const *keys, sp_error *err);
+
+#endif

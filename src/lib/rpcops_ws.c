@@ -1,0 +1,577 @@
+/* rpcops_ws.c — the file, patch, diff, shell and service operations of the
+ * serve and mcp front ends (rpcops.h): arguments checked, one synchronous
+ * libsandpit call each, results as JSON objects bounded by max_output. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bounds.h"
+#include "error.h"
+#include "jsonrpc.h"
+#include "ring.h"
+#include "rpcops.h"
+
+/* Longest wait a read may ask for: the server answers nothing else
+ * meanwhile. */
+#define SP_OPS_MAX_WAIT 30.0
+
+static int badk(sp_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int badk(sp_error *err, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
+}
+
+static int str_arg(json_t *a, const char *k, bool req, size_t max,
+                   const char **ret, sp_error *err)
+{
+    json_t *v = json_object_get(a, k);
+    if (!v || json_is_null(v))
+        return req ? badk(err, "missing argument \"%s\"", k) : 0;
+    if (!json_is_string(v) || json_string_length(v) > max ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return badk(err, "argument \"%s\" must be a string of at most %zu "
+                         "bytes without NUL", k, max);
+    *ret = json_string_value(v);
+    return 0;
+}
+
+static int num_arg(json_t *a, const char *k, bool req, double min, double max,
+                   double *ret, sp_error *err)
+{
+    json_t *v = json_object_get(a, k);
+    if (!v || json_is_null(v))
+        return req ? badk(err, "missing argument \"%s\"", k) : 0;
+    if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
+        json_number_value(v) < min || json_number_value(v) > max)
+        return badk(err, "argument \"%s\" must be a number from %g to %g", k,
+                    min, max);
+    *ret = json_number_value(v);
+    return 0;
+}
+
+static int bool_arg(json_t *a, const char *k, bool *ret, sp_error *err)
+{
+    json_t *v = json_object_get(a, k);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return badk(err, "argument \"%s\" must be true or false", k);
+    *ret = json_is_true(v);
+    return 0;
+}
+
+/* keys, then "workspace" checked. */
+static const char *ws_of(struct sp_ops *o, json_t *a, const char *const *keys,
+                         sp_error *err)
+{
+    const char *ws = NULL;
+    if (sp_ops_only_keys(a, keys, err) < 0 ||
+        str_arg(a, "workspace", true, 255, &ws, err) < 0 ||
+        sp_ops_check_ws(o, ws, err) < 0)
+        return NULL;
+    return ws;
+}
+
+static json_t *parse_text(char *text, sp_error *err)
+{
+    if (!text)
+        return NULL;
+    json_t *j = json_loads(text, 0, NULL);
+    free(text);
+    if (!j)
+        sp_error_setk(err, SP_ERR_SYSTEM, EPROTO, "the workspace sent bad JSON");
+    return j;
+}
+
+/* Text, or base64 when it is not valid UTF-8: {key: ..} or {key_base64: ..}. */
+static void set_bytes(json_t *o, const char *key, const char *data, size_t len)
+{
+    json_t *s = json_stringn(data ? data : "", len);
+    if (s) {
+        json_object_set_new(o, key, s);
+        return;
+    }
+    char *b = malloc(sp_b64_encoded_len(len) + 1);
+    char k[64];
+    snprintf(k, sizeof(k), "%s_base64", key);
+    if (b) {
+        sp_b64_encode(data, len, b);
+        json_object_set_new(o, k, json_string(b));
+    }
+    free(b);
+}
+
+/* ---- diff ---------------------------------------------------------------- */
+
+json_t *sp_ops_ws_diff(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", NULL};
+    const char *ws = ws_of(o, a, keys, err);
+    if (!ws)
+        return NULL;
+    return parse_text(sp_ws_diff_json(ws, err), err);
+}
+
+json_t *sp_ops_ws_reset(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", NULL};
+    const char *ws = ws_of(o, a, keys, err);
+    if (!ws || sp_ws_reset(ws, err) < 0)
+        return NULL;
+    return json_pack("{s:s,s:b}", "workspace", ws, "reset", 1);
+}
+
+/* ---- files --------------------------------------------------------------- */
+
+static sp_ws_client *conn(const char *ws, sp_error *err)
+{
+    return sp_ws_connect(ws, err);
+}
+
+json_t *sp_ops_file_list(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "path", "recursive", NULL};
+    const char *ws = ws_of(o, a, keys, err), *path = ".";
+    bool rec = false;
+    if (!ws || str_arg(a, "path", false, SP_MAX_PATH, &path, err) < 0 ||
+        bool_arg(a, "recursive", &rec, err) < 0)
+        return NULL;
+    sp_ws_client *c = conn(ws, err);
+    if (!c)
+        return NULL;
+    json_t *list = parse_text(sp_ws_file_list(c, path, rec, err), err);
+    sp_ws_client_close(c);
+    if (!list)
+        return NULL;
+    /* Bounded: entries are dropped from the end until it fits. */
+    size_t total = json_array_size(list);
+    bool cut = false;
+    for (;;) {
+        char *s = json_dumps(list, JSON_COMPACT);
+        size_t len = s ? strlen(s) : 0;
+        free(s);
+        if (len <= o->max_output || json_array_size(list) == 0)
+            break;
+        size_t n = json_array_size(list);
+        size_t keep = n * o->max_output / (len + 1);
+        if (keep >= n)
+            keep = n - 1;
+        while (json_array_size(list) > keep)
+            json_array_remove(list, json_array_size(list) - 1);
+        cut = true;
+    }
+    json_t *r = json_pack("{s:s,s:o,s:I,s:b}", "path", path, "entries", list,
+                          "count", (json_int_t)total, "truncated", cut);
+    if (cut)
+        json_object_set_new(r, "hint",
+                            json_string("the listing was cut: list a "
+                                        "subdirectory, or without recursive"));
+    return r;
+}
+
+json_t *sp_ops_file_read(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "path", "offset", "length",
+                                       NULL};
+    const char *ws = ws_of(o, a, keys, err), *path = NULL;
+    double off = 0, len = (double)o->max_output;
+    if (!ws || str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
+        num_arg(a, "offset", false, 0, 9007199254740992.0, &off, err) < 0 ||
+        num_arg(a, "length", false, 0, (double)o->max_output, &len, err) < 0)
+        return NULL;
+    sp_ws_client *c = conn(ws, err);
+    if (!c)
+        return NULL;
+    json_t *st = parse_text(sp_ws_file_stat(c, path, err), err);
+    void *data = NULL;
+    size_t got = 0;
+    int r = st ? sp_ws_file_read(c, path, (uint64_t)off, (int64_t)len, &data,
+                                 &got, err)
+               : -1;
+    sp_ws_client_close(c);
+    if (r < 0) {
+        json_decref(st);
+        free(data);
+        return NULL;
+    }
+    json_int_t size = json_integer_value(json_object_get(st, "size"));
+    json_decref(st);
+    size_t keep = got;
+    /* Cut on a character boundary so the text stays UTF-8. */
+    if ((json_int_t)off + (json_int_t)got < size)
+        keep = sp_jrpc_utf8_cut(data, got);
+    if (keep == 0)
+        keep = got;
+    json_t *res = json_pack("{s:s,s:I,s:I,s:I}", "path", path, "size", size,
+                            "offset", (json_int_t)off, "length",
+                            (json_int_t)keep);
+    set_bytes(res, "content", data, keep);
+    bool more = (json_int_t)off + (json_int_t)keep < size;
+    json_object_set_new(res, "truncated", json_boolean(more));
+    json_object_set_new(res, "next_offset",
+                        more ? json_integer((json_int_t)off + (json_int_t)keep)
+                             : json_null());
+    free(data);
+    return res;
+}
+
+json_t *sp_ops_file_write(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "path", "content",
+                                       "content_base64", "mode", NULL};
+    const char *ws = ws_of(o, a, keys, err), *path = NULL;
+    double mode = -1;
+    if (!ws || str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
+        num_arg(a, "mode", false, 0, 07777, &mode, err) < 0)
+        return NULL;
+    json_t *t = json_object_get(a, "content"), *b = json_object_get(a, "content_base64");
+    if ((t != NULL) == (b != NULL) || (t && !json_is_string(t)) ||
+        (b && !json_is_string(b))) {
+        badk(err, "give exactly one of \"content\" (UTF-8 text) or "
+                  "\"content_base64\" (bytes), as a string");
+        return NULL;
+    }
+    const char *data;
+    size_t len;
+    char *dec = NULL;
+    if (t) {
+        data = json_string_value(t);
+        len = json_string_length(t);
+    } else {
+        size_t bl = json_string_length(b);
+        dec = malloc(bl / 4 * 3 + 3);
+        long n = dec ? sp_b64_decode(json_string_value(b), bl, dec) : -1;
+        if (n < 0) {
+            free(dec);
+            badk(err, "\"content_base64\" is not valid base64");
+            return NULL;
+        }
+        data = dec;
+        len = (size_t)n;
+    }
+    sp_ws_client *c = conn(ws, err);
+    int r = c ? sp_ws_file_write(c, path, data, len, (int)mode,
+                                 SP_WS_FILE_PARENTS, err)
+              : -1;
+    sp_ws_client_close(c);
+    free(dec);
+    if (r < 0)
+        return NULL;
+    return json_pack("{s:s,s:I}", "path", path, "bytes", (json_int_t)len);
+}
+
+json_t *sp_ops_file_delete(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "path", "recursive", NULL};
+    const char *ws = ws_of(o, a, keys, err), *path = NULL;
+    bool rec = false;
+    if (!ws || str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
+        bool_arg(a, "recursive", &rec, err) < 0)
+        return NULL;
+    sp_ws_client *c = conn(ws, err);
+    int r = c ? sp_ws_file_remove(c, path, rec ? SP_WS_FILE_RECURSIVE : 0, err)
+              : -1;
+    sp_ws_client_close(c);
+    if (r < 0)
+        return NULL;
+    return json_pack("{s:s,s:b}", "path", path, "deleted", 1);
+}
+
+json_t *sp_ops_patch_apply(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "patch", "strip",
+                                       "dry_run", NULL};
+    const char *ws = ws_of(o, a, keys, err), *patch = NULL;
+    double strip = 1;
+    bool dry = false;
+    if (!ws || str_arg(a, "patch", true, SP_PROTO_MAX_FRAME, &patch, err) < 0 ||
+        num_arg(a, "strip", false, 0, 64, &strip, err) < 0 ||
+        bool_arg(a, "dry_run", &dry, err) < 0)
+        return NULL;
+    sp_ws_client *c = conn(ws, err);
+    char *report = NULL;
+    int r = c ? sp_ws_patch(c, patch, strlen(patch), (int)strip, dry, &report,
+                            err)
+              : -1;
+    sp_ws_client_close(c);
+    if (r < 0) {
+        free(report);
+        return NULL;
+    }
+    json_t *rep = report ? json_loads(report, 0, NULL) : NULL;
+    free(report);
+    if (r == 1) {
+        char *s = rep ? json_dumps(rep, JSON_COMPACT) : NULL;
+        sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                      "the patch did not apply and nothing was changed: %.900s "
+                      "(read the file and make the patch match it)",
+                      s ? s : "");
+        free(s);
+        json_decref(rep);
+        return NULL;
+    }
+    if (!json_is_object(rep)) {
+        json_decref(rep);
+        rep = json_object();
+    }
+    json_object_set_new(rep, "applied", json_boolean(!dry));
+    return rep;
+}
+
+/* ---- shells and services ------------------------------------------------- */
+
+static json_t *output_json(const sp_ws_output *out, const char *id_key,
+                           json_t *id)
+{
+    json_t *r = json_object();
+    json_object_set_new(r, id_key, id);
+    json_object_set_new(r, "output", sp_jrpc_string_lossy(out->data ? out->data : "", out->len));
+    json_object_set_new(r, "cursor", json_integer((json_int_t)out->cursor));
+    json_object_set_new(r, "next_cursor", json_integer((json_int_t)out->next_cursor));
+    json_object_set_new(r, "dropped", json_integer((json_int_t)out->dropped));
+    json_object_set_new(r, "ended", json_boolean(out->ended));
+    json_object_set_new(r, "exit_code",
+                        out->exit_code >= 0 ? json_integer(out->exit_code) : json_null());
+    json_object_set_new(r, "state", json_string(out->state));
+    return r;
+}
+
+/* command/cwd/env as exec takes them; the strings point into *ret_keep,
+ * which the caller drops after use. */
+static int cmd_of(struct sp_ops *o, json_t *a, const char *ws, bool required,
+                  struct sp_ops_exec *ex, json_t **ret_keep, sp_error *err)
+{
+    json_t *t = json_object();
+    json_object_set_new(t, "workspace", json_string(ws));
+    static const char *const k[] = {"command", "cwd", "env", NULL};
+    for (size_t i = 0; k[i]; i++)
+        if (json_object_get(a, k[i]))
+            json_object_set(t, k[i], json_object_get(a, k[i]));
+    bool has_cmd = json_object_get(t, "command") != NULL;
+    if (!has_cmd) {
+        if (required) {
+            json_decref(t);
+            return badk(err, "missing argument \"command\": an array of "
+                             "strings or one string run by /bin/sh -c");
+        }
+        json_object_set_new(t, "command", json_string(":"));
+    }
+    int r = sp_ops_exec_parse(o, t, ex, err);
+    if (r < 0) {
+        json_decref(t);
+        return r;
+    }
+    if (!has_cmd) {
+        free(ex->argv); /* the default shell */
+        ex->argv = NULL;
+    }
+    ex->workspace = ws;
+    *ret_keep = t;
+    return 0;
+}
+
+json_t *sp_ops_shell_open(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "command", "cwd", "env",
+                                       "rows", "cols", NULL};
+    const char *ws = ws_of(o, a, keys, err);
+    double rows = 0, cols = 0;
+    struct sp_ops_exec ex = {0};
+    json_t *keep = NULL;
+    if (!ws || num_arg(a, "rows", false, 1, 1000, &rows, err) < 0 ||
+        num_arg(a, "cols", false, 1, 1000, &cols, err) < 0 ||
+        cmd_of(o, a, ws, false, &ex, &keep, err) < 0)
+        return NULL;
+    sp_ws_shell_opts so = {.argv = ex.argv, .env = ex.env, .cwd = ex.cwd,
+                           .rows = (unsigned)rows, .cols = (unsigned)cols};
+    int id = sp_ws_shell_open(ws, &so, err);
+    sp_ops_exec_free(&ex);
+    json_decref(keep);
+    if (id < 0)
+        return NULL;
+    return json_pack("{s:i,s:s}", "shell", id, "state", "running");
+}
+
+static int shell_of(json_t *a, int *ret, sp_error *err)
+{
+    double s = 0;
+    int r = num_arg(a, "shell", true, 1, 1e9, &s, err);
+    *ret = (int)s;
+    return r;
+}
+
+json_t *sp_ops_shell_write(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "shell", "input", NULL};
+    const char *ws = ws_of(o, a, keys, err), *in = NULL;
+    int sh = 0;
+    if (!ws || shell_of(a, &sh, err) < 0 ||
+        str_arg(a, "input", true, 65536, &in, err) < 0)
+        return NULL;
+    if (sp_ws_shell_write(ws, sh, in, strlen(in), err) < 0)
+        return NULL;
+    return json_pack("{s:i,s:I}", "shell", sh, "written", (json_int_t)strlen(in));
+}
+
+json_t *sp_ops_shell_read(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "shell", "cursor", "wait",
+                                       "max_bytes", NULL};
+    const char *ws = ws_of(o, a, keys, err);
+    int sh = 0;
+    double cur = 0, wait = 0, max = (double)o->max_output;
+    if (!ws || shell_of(a, &sh, err) < 0 ||
+        num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
+        num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
+        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
+        return NULL;
+    if (max > 256 * 1024)
+        max = 256 * 1024;
+    sp_ws_output out = {0};
+    if (sp_ws_shell_read(ws, sh, (uint64_t)cur, (size_t)max, wait, &out, err) < 0)
+        return NULL;
+    json_t *r = output_json(&out, "shell", json_integer(sh));
+    sp_ws_output_free(&out);
+    return r;
+}
+
+static const struct {
+    const char *name;
+    int sig;
+} sigs[] = {{"INT", SIGINT}, {"TERM", SIGTERM}, {"HUP", SIGHUP},
+            {"KILL", SIGKILL}, {"QUIT", SIGQUIT}};
+
+json_t *sp_ops_shell_signal(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "shell", "signal", NULL};
+    const char *ws = ws_of(o, a, keys, err), *s = "INT";
+    int sh = 0;
+    if (!ws || shell_of(a, &sh, err) < 0 ||
+        str_arg(a, "signal", false, 16, &s, err) < 0)
+        return NULL;
+    const char *n = strncmp(s, "SIG", 3) == 0 ? s + 3 : s;
+    int sig = 0;
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        if (strcmp(n, sigs[i].name) == 0)
+            sig = sigs[i].sig;
+    if (!sig) {
+        badk(err, "signal must be one of INT, TERM, HUP, KILL, QUIT");
+        return NULL;
+    }
+    if (sp_ws_shell_signal(ws, sh, sig, err) < 0)
+        return NULL;
+    return json_pack("{s:i,s:s}", "shell", sh, "signal", n);
+}
+
+json_t *sp_ops_shell_close(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "shell", NULL};
+    const char *ws = ws_of(o, a, keys, err);
+    int sh = 0;
+    if (!ws || shell_of(a, &sh, err) < 0 || sp_ws_shell_close(ws, sh, err) < 0)
+        return NULL;
+    return json_pack("{s:i,s:b}", "shell", sh, "closed", 1);
+}
+
+json_t *sp_ops_service_start(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "name", "command", "cwd",
+                                       "env", "ready", "ready_timeout",
+                                       "restart_on_failure", NULL};
+    const char *ws = ws_of(o, a, keys, err), *name = NULL, *ready = NULL;
+    double rt = 0;
+    bool restart = false;
+    struct sp_ops_exec ex = {0};
+    json_t *keep = NULL;
+    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
+        str_arg(a, "ready", false, 4096, &ready, err) < 0 ||
+        num_arg(a, "ready_timeout", false, 0, 600, &rt, err) < 0 ||
+        bool_arg(a, "restart_on_failure", &restart, err) < 0 ||
+        cmd_of(o, a, ws, true, &ex, &keep, err) < 0)
+        return NULL;
+    sp_ws_service_opts so = {.name = name, .argv = ex.argv, .env = ex.env,
+                             .cwd = ex.cwd, .ready = ready, .ready_timeout = rt,
+                             .restart_on_failure = restart};
+    char *js = NULL;
+    int r = sp_ws_service_start(ws, &so, &js, err);
+    sp_ops_exec_free(&ex);
+    json_decref(keep);
+    if (r < 0) {
+        free(js);
+        return NULL;
+    }
+    json_t *res = js ? parse_text(js, err) : json_object();
+    return res;
+}
+
+json_t *sp_ops_service_status(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "name", NULL};
+    const char *ws = ws_of(o, a, keys, err), *name = NULL;
+    if (!ws || str_arg(a, "name", false, 64, &name, err) < 0)
+        return NULL;
+    json_t *j = parse_text(sp_ws_service_status_json(ws, name, err), err);
+    if (!j)
+        return NULL;
+    if (json_is_array(j))
+        return json_pack("{s:o}", "services", j);
+    return json_pack("{s:[o]}", "services", j);
+}
+
+json_t *sp_ops_service_logs(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "name", "stream", "cursor",
+                                       "tail", "wait", "max_bytes", NULL};
+    const char *ws = ws_of(o, a, keys, err), *name = NULL, *stream = "stdout";
+    double cur = -1, tail = -1, wait = 0, max = (double)o->max_output;
+    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
+        str_arg(a, "stream", false, 16, &stream, err) < 0 ||
+        num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
+        num_arg(a, "tail", false, 0, 1e6, &tail, err) < 0 ||
+        num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
+        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
+        return NULL;
+    if (strcmp(stream, "stdout") != 0 && strcmp(stream, "stderr") != 0) {
+        badk(err, "stream must be \"stdout\" or \"stderr\"");
+        return NULL;
+    }
+    if (max > 256 * 1024)
+        max = 256 * 1024;
+    sp_ws_output out = {0};
+    if (sp_ws_service_logs(ws, name, stream[3] == 'e', (int64_t)cur,
+                           (long)tail, (size_t)max, wait, &out, err) < 0)
+        return NULL;
+    json_t *r = output_json(&out, "name", json_string(name));
+    json_object_set_new(r, "stream", json_string(stream));
+    sp_ws_output_free(&out);
+    return r;
+}
+
+json_t *sp_ops_service_stop(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "name", "grace", NULL};
+    const char *ws = ws_of(o, a, keys, err), *name = NULL;
+    double grace = -1;
+    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
+        num_arg(a, "grace", false, 0, 300, &grace, err) < 0)
+        return NULL;
+    char *js = NULL;
+    if (sp_ws_service_stop(ws, name, grace, &js, err) < 0) {
+        free(js);
+        return NULL;
+    }
+    json_t *r = js ? parse_text(js, err) : json_object();
+    if (r && json_is_object(r))
+        json_object_set_new(r, "name", json_string(name));
+    return r;
+}

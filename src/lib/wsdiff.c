@@ -1,0 +1,453 @@
+/* wsdiff.c — diff and reset of a workspace's copy-on-write filesystem
+ * (wsdiff.h). Runs on the host over the overlay upper dirs, which the
+ * sandboxed program filled: every step is relative to a directory fd, no
+ * symlink is followed and only directories are opened. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "wsdiff.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "bounds.h"
+#include "error.h"
+#include "mountplan.h"
+#include "state.h"
+#include "util.h"
+#include "wslayers.h"
+
+enum { D_ADDED, D_MODIFIED, D_DELETED, D_KINDS };
+static const char *const kind_names[D_KINDS] = {"added", "modified", "deleted"};
+
+struct list {
+    char **v;
+    size_t n, cap;
+};
+
+struct walk {
+    struct list lists[D_KINDS];
+    size_t entries;
+    bool truncated;
+    bool oom;
+    char path[SP_DIFF_MAX_PATH];
+};
+
+/* A name as JSON-safe text: valid UTF-8 is kept, any other byte becomes
+ * "\xNN" (a name is bytes; JSON strings are Unicode). */
+static char *printable(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n * 4 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = p[i] < 0x80 ? 1
+                     : (p[i] & 0xe0) == 0xc0 ? 2
+                     : (p[i] & 0xf0) == 0xe0 ? 3
+                     : (p[i] & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n && (len == 1 || p[i] >= 0xc2);
+        for (size_t k = 1; ok && k < len; k++)
+            ok = (p[i + k] & 0xc0) == 0x80;
+        if (ok && p[i] >= 0x20 && p[i] != 0x7f) {
+            memcpy(out + o, p + i, len);
+            o += len;
+            i += len;
+        } else {
+            o += (size_t)sprintf(out + o, "\\x%02x", p[i]);
+            i++;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static void emit(struct walk *w, int kind)
+{
+    struct list *l = &w->lists[kind];
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        char **v = realloc(l->v, cap * sizeof(*v));
+        if (!v) {
+            w->oom = true;
+            return;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    char *s = printable(w->path);
+    if (!s) {
+        w->oom = true;
+        return;
+    }
+    l->v[l->n++] = s;
+}
+
+/* Append "/name" to w->path; false (and truncated) when too long. */
+static bool path_push(struct walk *w, size_t len, const char *name)
+{
+    size_t nl = strlen(name);
+    bool slash = len == 0 || w->path[len - 1] != '/';
+    if (len + slash + nl + 1 > sizeof(w->path)) {
+        w->truncated = true;
+        return false;
+    }
+    if (slash)
+        w->path[len++] = '/';
+    memcpy(w->path + len, name, nl + 1);
+    return true;
+}
+
+static bool is_whiteout(const struct stat *st)
+{
+    return S_ISCHR(st->st_mode) && major(st->st_rdev) == 0 && minor(st->st_rdev) == 0;
+}
+
+/* overlayfs marks a directory that hides its lower one: trusted.* as real
+ * root, user.* with userxattr (in a user namespace). */
+static bool is_opaque(int dirfd)
+{
+    static const char *const names[] = {"trusted.overlay.opaque",
+                                        "user.overlay.opaque"};
+    for (size_t i = 0; i < SP_ARRAY_SIZE(names); i++) {
+        char v[4] = {0};
+        ssize_t n = fgetxattr(dirfd, names[i], v, sizeof(v));
+        if (n == 1 && v[0] == 'y')
+            return true;
+    }
+    return false;
+}
+
+static int open_dir_at(int dirfd, const char *name)
+{
+    return openat(dirfd, name,
+                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+}
+
+/* Walk the upper dir `up` against the lower dir `low` (-1: none), with
+ * w->path[0..len) the path of `up` inside the sandbox. `opaque`: entries
+ * of `low` missing from `up` were deleted. Takes neither fd. */
+static void walk_dir(struct walk *w, int up, int low, size_t len, bool opaque,
+                     unsigned depth)
+{
+    int dfd = fcntl(up, F_DUPFD_CLOEXEC, 3);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        w->truncated = true;
+        return;
+    }
+    struct dirent *de;
+    while (!w->oom && (de = readdir(d))) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        if (++w->entries > SP_DIFF_MAX_ENTRIES) {
+            w->truncated = true;
+            break;
+        }
+        struct stat st, lst;
+        if (fstatat(up, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+            continue; /* gone meanwhile */
+        if (!path_push(w, len, name))
+            continue;
+        size_t clen = strlen(w->path);
+        bool inlower = low >= 0 &&
+                       fstatat(low, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+                       !is_whiteout(&lst);
+        if (is_whiteout(&st)) {
+            if (inlower)
+                emit(w, D_DELETED);
+        } else if (S_ISDIR(st.st_mode)) {
+            bool lowdir = inlower && S_ISDIR(lst.st_mode);
+            if (!inlower)
+                emit(w, D_ADDED);
+            else if (!lowdir)
+                emit(w, D_MODIFIED); /* a file became a directory */
+            if (depth + 1 >= SP_DIFF_MAX_DEPTH) {
+                w->truncated = true;
+            } else {
+                int c = open_dir_at(up, name);
+                if (c >= 0) {
+                    bool op = is_opaque(c);
+                    int lc = lowdir ? open_dir_at(low, name) : -1;
+                    walk_dir(w, c, lc, clen, op, depth + 1);
+                    if (lc >= 0)
+                        close(lc);
+                    close(c);
+                } else {
+                    w->truncated = true; /* unreadable: not all is listed */
+                }
+            }
+        } else {
+            emit(w, inlower ? D_MODIFIED : D_ADDED);
+        }
+        w->path[len] = '\0';
+    }
+    closedir(d);
+    if (!opaque || low < 0 || w->oom)
+        return;
+    /* An opaque directory: what the lower one had and the upper one has
+     * not is gone. */
+    dfd = fcntl(low, F_DUPFD_CLOEXEC, 3);
+    d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    while (!w->oom && (de = readdir(d))) {
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        if (++w->entries > SP_DIFF_MAX_ENTRIES) {
+            w->truncated = true;
+            break;
+        }
+        struct stat st;
+        if (fstatat(up, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            continue; /* listed above */
+        if (path_push(w, len, name))
+            emit(w, D_DELETED);
+        w->path[len] = '\0';
+    }
+    closedir(d);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The lower dir of layer `id` (an fd, or -1 for none). */
+static int open_lower(int lfd, const char *id, const char *mp,
+                      const char *from)
+{
+    char home[SP_WS_LAYER_ID_MAX + 1];
+    if (strcmp(id, SP_WS_LAYER_ROOT) == 0)
+        return open_dir_at(lfd, "base");
+    if (strcmp(id, SP_WS_LAYER_WORKSPACE) == 0)
+        return from ? open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (sp_ws_layer_id(SP_SANDBOX_HOME, home, sizeof(home)) == 0 &&
+        strcmp(id, home) == 0)
+        return open_dir_at(lfd, "home");
+    /* a host tree bound read-only in `run` (the base itself) */
+    return open(mp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+static int walk_layer(struct walk *w, int up, int low, const char *mp)
+{
+    size_t n = strlen(mp);
+    if (n >= sizeof(w->path))
+        return -ENAMETOOLONG;
+    memcpy(w->path, mp, n + 1);
+    if (strcmp(mp, "/") == 0)
+        n = 1;
+    walk_dir(w, up, low, n, false, 0);
+    return 0;
+}
+
+static char *from_of(int lfd)
+{
+    int fd = openat(lfd, "from", O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    char buf[SP_MAX_PATH];
+    ssize_t r = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (r <= 0 || buf[0] != '/')
+        return NULL;
+    buf[r] = '\0';
+    return strdup(buf);
+}
+
+char *sp_ws_diff_json_at(int wsfd, const char *name, sp_error *err)
+{
+    struct walk *w = calloc(1, sizeof(*w));
+    if (!w) {
+        sp_error_set(err, ENOMEM, "diff");
+        return NULL;
+    }
+    int rc = 0;
+    _cleanup_close_ int lfd = open_dir_at(wsfd, SP_WS_LAYERS);
+    _cleanup_close_ int datafd = open_dir_at(wsfd, SP_WS_DATA);
+    _cleanup_close_ int upfd = -1;
+    char *from = lfd >= 0 ? from_of(lfd) : NULL;
+    if (datafd < 0) {
+        rc = sp_error_set(err, errno, "workspace %s: cannot open its %s dir",
+                          name, SP_WS_DATA);
+        goto out;
+    }
+    /* /workspace first: its upper dir is workspace/. */
+    int low = lfd >= 0 ? open_lower(lfd, SP_WS_LAYER_WORKSPACE, SP_WS_MOUNT,
+                                    from)
+                       : -1;
+    walk_layer(w, datafd, low, SP_WS_MOUNT);
+    if (low >= 0)
+        close(low);
+    upfd = lfd >= 0 ? open_dir_at(lfd, "up") : -1;
+    DIR *d = NULL;
+    if (upfd >= 0) {
+        int dfd = fcntl(upfd, F_DUPFD_CLOEXEC, 3);
+        d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (!d && dfd >= 0)
+            close(dfd);
+    }
+    size_t layers = 0;
+    struct dirent *de;
+    while (d && !w->oom && (de = readdir(d))) {
+        char mp[SP_MAX_PATH];
+        if (de->d_name[0] == '.' ||
+            strcmp(de->d_name, SP_WS_LAYER_WORKSPACE) == 0 ||
+            sp_ws_layer_mountpoint(de->d_name, mp, sizeof(mp)) < 0)
+            continue;
+        if (++layers > SP_DIFF_MAX_LAYERS) {
+            w->truncated = true;
+            break;
+        }
+        int idfd = open_dir_at(upfd, de->d_name);
+        int up = idfd >= 0 ? open_dir_at(idfd, "upper") : -1;
+        if (idfd >= 0)
+            close(idfd);
+        if (up < 0)
+            continue;
+        low = open_lower(lfd, de->d_name, mp, from);
+        walk_layer(w, up, low, mp);
+        if (low >= 0)
+            close(low);
+        close(up);
+    }
+    if (d)
+        closedir(d);
+    if (w->oom) {
+        rc = sp_error_set(err, ENOMEM, "diff");
+        goto out;
+    }
+out:;
+    char *text = NULL;
+    if (rc == 0) {
+        json_t *o = json_object();
+        json_object_set_new(o, "workspace", json_string(name));
+        for (int k = 0; k < D_KINDS; k++) {
+            struct list *l = &w->lists[k];
+            if (l->n)
+                qsort(l->v, l->n, sizeof(*l->v), cmp_str);
+            json_t *a = json_array();
+            for (size_t i = 0; i < l->n; i++)
+                json_array_append_new(a, json_string(l->v[i]));
+            json_object_set_new(o, kind_names[k], a);
+        }
+        json_object_set_new(o, "truncated", json_boolean(w->truncated));
+        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!text)
+            sp_error_set(err, ENOMEM, "diff");
+    }
+    for (int k = 0; k < D_KINDS; k++) {
+        for (size_t i = 0; i < w->lists[k].n; i++)
+            free(w->lists[k].v[i]);
+        free(w->lists[k].v);
+    }
+    free(w);
+    free(from);
+    return text;
+}
+
+/* Remove everything inside the directory `name` of dirfd (kept itself). */
+static int empty_dir(int dirfd, const char *name)
+{
+    int fd = open_dir_at(dirfd, name);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    DIR *dir = fdopendir(fd);
+    if (!dir) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    int rc = 0;
+    struct dirent *de;
+    while ((de = readdir(dir))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        int r = sp_rm_rf_at(fd, de->d_name);
+        if (r < 0 && rc == 0)
+            rc = r;
+    }
+    closedir(dir);
+    return rc;
+}
+
+int sp_ws_layers_clear(int wsfd, sp_error *err)
+{
+    int r = empty_dir(wsfd, SP_WS_DATA);
+    if (r < 0)
+        return sp_error_set(err, -r, "cannot empty %s", SP_WS_DATA);
+    _cleanup_close_ int lfd = open_dir_at(wsfd, SP_WS_LAYERS);
+    if (lfd < 0)
+        return errno == ENOENT ? 0 : sp_error_set(err, errno, "cannot open %s",
+                                                  SP_WS_LAYERS);
+    /* The layer dirs go whole (upper, work); the next start makes them. */
+    if ((r = empty_dir(lfd, "up")) < 0)
+        return sp_error_set(err, -r, "cannot empty %s/up", SP_WS_LAYERS);
+    return 0;
+}
+
+SP_EXPORT char *sp_ws_diff_json(const char *name, sp_error *err)
+{
+    char statedir[SP_MAX_PATH];
+    if (!sp_ws_name_valid(name)) {
+        sp_error_setk(err, SP_ERR_USAGE, EINVAL, "invalid workspace name '%s'",
+                      name ? name : "");
+        return NULL;
+    }
+    if (sp_state_dir(statedir, sizeof(statedir), err) < 0)
+        return NULL;
+    _cleanup_close_ int wsfd = sp_state_open_ws(statedir, name, err);
+    if (wsfd < 0)
+        return NULL;
+    return sp_ws_diff_json_at(wsfd, name, err);
+}
+
+SP_EXPORT int sp_ws_reset(const char *name, sp_error *err)
+{
+    char statedir[SP_MAX_PATH];
+    if (!sp_ws_name_valid(name))
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "invalid workspace name '%s'", name ? name : "");
+    int r = sp_state_dir(statedir, sizeof(statedir), err);
+    if (r < 0)
+        return r;
+    _cleanup_close_ int wsfd = sp_state_open_ws(statedir, name, err);
+    if (wsfd < 0)
+        return wsfd;
+    /* The supervisor holds the lock while the workspace runs. */
+    int lockfd = sp_state_lock(wsfd, false);
+    bool was_running = lockfd == -EWOULDBLOCK;
+    if (was_running) {
+        if ((r = sp_ws_stop(name, err)) < 0)
+            return r;
+        lockfd = sp_state_lock(wsfd, true);
+    }
+    if (lockfd < 0)
+        return sp_error_set(err, -lockfd, "cannot lock workspace %s", name);
+    r = sp_ws_layers_clear(wsfd, err);
+    close(lockfd);
+    if (r < 0)
+        return sp_error_prefix(err, "reset %s", name);
+    if (was_running && (r = sp_ws_start(name, err)) < 0)
+        return r;
+    return 0;
+}

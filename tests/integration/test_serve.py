@@ -1,0 +1,279 @@
+"""`sandpit serve`: JSON-RPC 2.0 on a Unix socket, driven by raw socket
+clients: the socket's mode and peer checks, one method per operation, a
+whole session, batches, streamed exec output, cancellation, many clients at
+once, and the error codes for malformed, unknown, wrong and oversized
+requests (which change nothing)."""
+import json
+import os
+import socket
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import IS_ROOT, SANDPIT, sandpit
+
+
+@pytest.fixture
+def state(tmp_path):
+    d = tmp_path / "state"
+    d.mkdir()
+    os.chmod(tmp_path, 0o755)
+    yield str(d)
+    r = sandpit("ps", "--json", env={"SANDPIT_STATE": str(d)})
+    if r.returncode == 0:
+        for w in json.loads(r.stdout):
+            sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
+
+
+@pytest.fixture
+def server(state, tmp_path):
+    path = str(tmp_path / "s.sock")
+    env = dict(os.environ, SANDPIT_STATE=state)
+    p = subprocess.Popen([SANDPIT, "serve", "--socket", path], env=env,
+                         stderr=subprocess.PIPE)
+    for _ in range(200):
+        if os.path.exists(path):
+            break
+        time.sleep(0.01)
+    assert os.path.exists(path), p.stderr.read() if p.poll() is not None else ""
+    yield path
+    p.terminate()
+    assert p.wait(timeout=10) == 0
+    assert not os.path.exists(path)
+
+
+class Conn:
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.f = self.s.makefile("rb")
+        self.n = 0
+        self.notes = []
+
+    def send_raw(self, b):
+        self.s.sendall(b)
+
+    def send(self, o):
+        self.send_raw(json.dumps(o).encode() + b"\n")
+
+    def recv(self):
+        line = self.f.readline()
+        assert line, "the server closed the connection"
+        return json.loads(line)
+
+    def call(self, method, params=None, raw=False):
+        self.n += 1
+        m = {"jsonrpc": "2.0", "id": self.n, "method": method}
+        if params is not None:
+            m["params"] = params
+        self.send(m)
+        while True:
+            r = self.recv()
+            if isinstance(r, dict) and r.get("method"):
+                self.notes.append(r)
+                continue
+            assert r.get("id") == self.n, r
+            return r if raw else r.get("result", r)
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+
+def test_socket_mode_and_session(server, state):
+    assert stat.S_IMODE(os.stat(server).st_mode) == 0o600
+    c = Conn(server)
+    ms = c.call("rpc.methods")["methods"]
+    for m in ["workspace.create", "workspace.list", "workspace.stop",
+              "workspace.delete", "workspace.diff", "exec", "file.read",
+              "file.write", "patch.apply", "shell.open", "service.start"]:
+        assert m in ms
+    r = c.call("workspace.create", {"name": "s1"})
+    assert r["workspace"] == "s1" and r["state"] == "running"
+    assert [w["name"] for w in c.call("workspace.list")["workspaces"]] == ["s1"]
+    assert c.call("file.write", {"workspace": "s1", "path": "a.txt", "content": "one\n"})["bytes"] == 4
+    p = "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-one\n+two\n"
+    assert c.call("patch.apply", {"workspace": "s1", "patch": p})["applied"] is True
+    r = c.call("exec", {"workspace": "s1", "command": ["cat", "a.txt"]})
+    assert r["exit_code"] == 0 and r["stdout"] == "two\n"
+    r = c.call("exec", {"workspace": "s1", "command": "exit 7"})
+    assert r["exit_code"] == 7
+    d = c.call("workspace.diff", {"workspace": "s1"})
+    assert any(x.endswith("a.txt") for x in d["added"] + d["modified"])
+    assert c.call("workspace.reset", {"workspace": "s1"})["reset"] is True
+    r = c.call("file.read", {"workspace": "s1", "path": "a.txt"}, raw=True)
+    assert r["error"]["code"] == -32000, r
+    d = c.call("workspace.diff", {"workspace": "s1"})
+    assert not any(x.endswith("a.txt") for x in d["added"] + d["modified"])
+    assert c.call("workspace.stop", {"workspace": "s1"})["state"] == "stopped"
+    r = c.call("exec", {"workspace": "s1", "command": "true"}, raw=True)
+    assert r["error"]["code"] == -32000 and "not running" in r["error"]["message"]
+    assert c.call("workspace.delete", {"workspace": "s1"})["deleted"] is True
+    assert json.loads(sandpit("ps", "--json", env={"SANDPIT_STATE": state}).stdout) == []
+    c.close()
+
+
+def test_error_codes_change_nothing(server, state):
+    c = Conn(server)
+    c.send_raw(b"{oops\n")
+    assert c.recv()["error"]["code"] == -32700
+    c.send_raw(b'"str"\n')
+    assert c.recv()["error"]["code"] == -32600
+    c.send({"jsonrpc": "2.0", "id": 1})
+    assert c.recv()["error"]["code"] == -32600
+    c.send({"id": 2, "method": "workspace.list"})
+    r = c.recv()
+    assert r["error"]["code"] == -32600 and r["id"] == 2
+    assert c.call("no.such", {}, raw=True)["error"]["code"] == -32601
+    assert c.call("workspace.create", [1, 2], raw=True)["error"]["code"] == -32602
+    r = c.call("workspace.create", {"name": 5}, raw=True)
+    assert r["error"]["code"] == -32602 and "name" in r["error"]["message"]
+    r = c.call("workspace.create", {"nam": "x"}, raw=True)
+    assert r["error"]["code"] == -32602 and "nam" in r["error"]["message"]
+    r = c.call("exec", {"workspace": "zz", "command": {"a": 1}}, raw=True)
+    assert r["error"]["code"] == -32602
+    r = c.call("workspace.create", {"network": "host"}, raw=True)
+    assert r["error"]["code"] == -32001 and r["error"]["data"]["kind"] == "denied"
+    # Oversized: an error, and the connection goes on.
+    c.send_raw(b'{"jsonrpc":"2.0","id":9,"method":"x","params":{"a":"' + b"x" * (17 << 20) + b'"}}\n')
+    r = c.recv()
+    assert r["error"]["code"] == -32600 and "longer" in r["error"]["message"]
+    assert "methods" in c.call("rpc.methods")
+    assert json.loads(sandpit("ps", "--json", env={"SANDPIT_STATE": state}).stdout) == []
+    c.close()
+
+
+def test_batch_stream_cancel(server):
+    c = Conn(server)
+    c.call("workspace.create", {"name": "s2"})
+    c.send([{"jsonrpc": "2.0", "id": "l", "method": "workspace.list"},
+            {"jsonrpc": "2.0", "id": "e", "method": "exec",
+             "params": {"workspace": "s2", "command": "sleep 0.2; echo hi"}},
+            {"jsonrpc": "2.0", "method": "workspace.list"},
+            {"jsonrpc": "2.0", "id": "u", "method": "nope"}])
+    r = c.recv()
+    assert isinstance(r, list) and len(r) == 3
+    by = {x["id"]: x for x in r}
+    assert by["e"]["result"]["stdout"] == "hi\n"
+    assert by["u"]["error"]["code"] == -32601
+    assert by["l"]["result"]["workspaces"][0]["name"] == "s2"
+    # Streamed output arrives as notifications before the result.
+    r = c.call("exec", {"workspace": "s2", "stream": True,
+                        "command": "for i in 1 2 3; do echo line$i; sleep 0.05; done; echo err >&2"})
+    assert r["exit_code"] == 0
+    out = "".join(n["params"]["data"] for n in c.notes
+                  if n["method"] == "exec.output" and n["params"]["stream"] == "stdout")
+    assert out == "line1\nline2\nline3\n"
+    assert any(n["params"]["stream"] == "stderr" for n in c.notes)
+    # Cancel a running exec: its request is answered "cancelled", the command dies.
+    c.send({"jsonrpc": "2.0", "id": "long", "method": "exec",
+            "params": {"workspace": "s2", "command": "echo $$ > p; exec sleep 60"}})
+    time.sleep(0.5)
+    c.send({"jsonrpc": "2.0", "id": "x", "method": "exec.cancel", "params": {"request": "long"}})
+    got = {}
+    while len(got) < 2:
+        m = c.recv()
+        got[m["id"]] = m
+    assert got["long"]["error"]["data"]["kind"] == "cancelled"
+    assert got["x"]["result"]["cancelled"] is True
+    time.sleep(0.5)
+    r = c.call("exec", {"workspace": "s2", "command": "kill -0 $(cat p) 2>/dev/null && echo alive || echo gone"})
+    assert r["stdout"] == "gone\n"
+    c.call("workspace.delete", {"workspace": "s2"})
+    c.close()
+
+
+def test_many_clients_at_once(server):
+    a = Conn(server)
+    a.call("workspace.create", {"name": "s3"})
+    res = {}
+
+    def one(i):
+        c = Conn(server)
+        res[i] = c.call("exec", {"workspace": "s3", "command": f"sleep 0.5; echo {i}"})
+        c.close()
+
+    t0 = time.time()
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert time.time() - t0 < 3.0
+    assert {i: r["stdout"] for i, r in res.items()} == {i: f"{i}\n" for i in range(8)}
+    # A client that goes away mid-exec takes its command with it.
+    b = Conn(server)
+    b.send({"jsonrpc": "2.0", "id": 1, "method": "exec",
+            "params": {"workspace": "s3", "command": "echo $$ > q; exec sleep 60"}})
+    time.sleep(0.5)
+    b.close()
+    time.sleep(1.0)
+    r = a.call("exec", {"workspace": "s3", "command": "kill -0 $(cat q) 2>/dev/null && echo alive || echo gone"})
+    assert r["stdout"] == "gone\n"
+    a.call("workspace.delete", {"workspace": "s3"})
+    a.close()
+
+
+def test_half_close_still_gets_answers(server):
+    c = Conn(server)
+    c.call("workspace.create", {"name": "s4"})
+    c.send({"jsonrpc": "2.0", "id": 7, "method": "exec",
+            "params": {"workspace": "s4", "command": "sleep 0.3; echo late"}})
+    c.s.shutdown(socket.SHUT_WR)
+    r = c.recv()
+    assert r["id"] == 7 and r["result"]["stdout"] == "late\n"
+    assert c.f.readline() == b""  # then the server closes
+    c.close()
+    c = Conn(server)
+    c.call("workspace.delete", {"workspace": "s4"})
+    c.close()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="needs another uid to connect as")
+def test_peer_of_another_uid_is_refused(state):
+    """SO_PEERCRED: even through a socket whose mode would let it in, a
+    peer of another uid gets nothing but a closed connection."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="sp-serve-")
+    os.chmod(d, 0o755)
+    path = os.path.join(d, "s.sock")
+    p = subprocess.Popen([SANDPIT, "serve", "--socket", path],
+                         env=dict(os.environ, SANDPIT_STATE=state))
+    try:
+        for _ in range(200):
+            if os.path.exists(path):
+                break
+            time.sleep(0.01)
+        os.chmod(path, 0o666)
+        code = ("import socket,sys\n"
+                "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
+                "try:\n"
+                " s.sendall(b'{\\\"jsonrpc\\\":\\\"2.0\\\",\\\"id\\\":1,\\\"method\\\":\\\"rpc.methods\\\"}\\n')\n"
+                " print(repr(s.recv(100)))\n"
+                "except OSError:\n"
+                " print(repr(b''))\n")
+        r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            "/usr/bin/python3", "-c", code, path],
+                           capture_output=True, text=True, timeout=10)
+        assert r.stdout.strip() == "b''", r
+        # The owner still gets answers.
+        c = Conn(path)
+        assert "methods" in c.call("rpc.methods")
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+        os.rmdir(d)
+
+
+def test_refuses_a_live_socket_and_non_sockets(server, state, tmp_path):
+    r = sandpit("serve", "--socket", server, env={"SANDPIT_STATE": state})
+    assert r.returncode == 125 and "already listening" in r.stderr
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = sandpit("serve", "--socket", str(f), env={"SANDPIT_STATE": state})
+    assert r.returncode == 125 and "not a socket" in r.stderr
+    assert f.read_text() == "x"
