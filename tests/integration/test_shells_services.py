@@ -502,8 +502,11 @@ def test_service_restart_and_stop(state):
     svc(state, "start", "w", "polite", "--", "sleep", "100")
     r = svc(state, "stop", "w", "polite")
     assert "SIGTERM" in r.stdout
-    svc(state, "start", "w", "stubborn", "--", "sh", "-c",
-        "trap '' TERM; sleep 100 & wait; sleep 100")
+    # Ready only once the trap is in place, or the TERM could come first.
+    r = svc(state, "start", "w", "stubborn", "--ready", "file:/tmp/trapped",
+            "--", "sh", "-c",
+            "trap '' TERM; touch /tmp/trapped; sleep 100 & wait; sleep 100")
+    assert r.returncode == 0, r.stderr
     t0 = time.monotonic()
     r = svc(state, "stop", "w", "stubborn", "--grace", "0.5")
     assert "SIGKILL" in r.stdout, r.stdout + r.stderr
