@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "jsonrpc.h" /* sp_jrpc_string_lossy */
 #include "patch.h"
 #include "proto.h"
 #include "sp_archive.h"
@@ -135,55 +136,11 @@ static const char *why(int e)
 
 /* ---- paths -------------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (0 if invalid). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t len = s[0] >= 0xc2 && s[0] <= 0xdf   ? 2
-                 : s[0] >= 0xe0 && s[0] <= 0xef ? 3
-                 : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
-                                                : 0;
-    if (!len || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if (len == 3 && ((s[0] == 0xe0 && s[1] < 0xa0) ||
-                     (s[0] == 0xed && s[1] >= 0xa0)))
-        return 0;
-    if (len == 4 && ((s[0] == 0xf0 && s[1] < 0x90) ||
-                     (s[0] == 0xf4 && s[1] >= 0x90)))
-        return 0;
-    return len;
-}
-
 /* A JSON string from bytes a sandboxed program chose: invalid UTF-8
  * becomes U+FFFD. */
 static json_t *jstr(const char *s)
 {
-    size_t n = strlen(s);
-    json_t *j = json_stringn(s, n);
-    if (j)
-        return j;
-    _cleanup_free_ char *o = malloc(n * 3 + 1);
-    if (!o)
-        return NULL;
-    size_t k = 0;
-    const unsigned char *u = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq(u + i, n - i);
-        if (l) {
-            memcpy(o + k, s + i, l);
-            k += l;
-            i += l;
-        } else {
-            memcpy(o + k, "\xef\xbf\xbd", 3);
-            k += 3;
-            i++;
-        }
-    }
-    return json_stringn(o, k);
+    return sp_jrpc_string_lossy(s, strlen(s));
 }
 
 /* A client's path as one relative to the workspace: "/workspace/x" and

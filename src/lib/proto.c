@@ -134,8 +134,10 @@ ssize_t sp_proto_recv(int sock, struct sp_proto_buf *b)
     return n;
 }
 
-int sp_proto_next_line(struct sp_proto_buf *b, char **ret_line,
-                       size_t *ret_len)
+/* The complete line at the front of b: 1 with its length (newline not
+ * counted), 0 when more input is needed, -EMSGSIZE past the bound. Scans
+ * only what arrived since the last call. */
+static int front_line(struct sp_proto_buf *b, size_t *ret_len)
 {
     if (b->scan > b->len)
         b->scan = b->len;
@@ -149,6 +151,18 @@ int sp_proto_next_line(struct sp_proto_buf *b, char **ret_line,
     size_t llen = (size_t)(nl - b->data);
     if (llen + 1 > SP_PROTO_MAX_LINE)
         return -EMSGSIZE;
+    *ret_len = llen;
+    return 1;
+}
+
+int sp_proto_next_line(struct sp_proto_buf *b, char **ret_line,
+                       size_t *ret_len)
+{
+    size_t llen = 0;
+    int fr = front_line(b, &llen);
+    if (fr <= 0)
+        return fr;
+    char *nl = b->data + llen;
     char *line = malloc(llen + 1);
     if (!line)
         return -ENOMEM;
@@ -186,18 +200,11 @@ int sp_proto_next_framed(struct sp_proto_buf *b, char **ret_line,
 {
     *ret_frame = NULL;
     *ret_frame_len = 0;
-    if (b->scan > b->len)
-        b->scan = b->len;
-    char *nl = b->len > b->scan ? memchr(b->data + b->scan, '\n',
-                                         b->len - b->scan)
-                                : NULL;
-    if (!nl) {
-        b->scan = b->len;
-        return over_bound(b) ? -EMSGSIZE : 0;
-    }
-    size_t llen = (size_t)(nl - b->data);
-    if (llen + 1 > SP_PROTO_MAX_LINE)
-        return -EMSGSIZE;
+    size_t llen = 0;
+    int fr = front_line(b, &llen);
+    if (fr <= 0)
+        return fr;
+    char *nl = b->data + llen;
     /* The line stays at the front until its frame is complete: scan stays
      * at its newline so it is found again at once. */
     b->scan = llen;

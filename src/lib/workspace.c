@@ -405,13 +405,18 @@ static int connect_ws(int wsfd, const char *name, sp_error *err)
     return fd;
 }
 
-SP_EXPORT sp_ws_client *sp_ws_connect(const char *name, sp_error *err)
+int sp_ws_connect_fd(const char *name, sp_error *err)
 {
     char statedir[SP_MAX_PATH];
     _cleanup_close_ int wsfd = open_ws(name, statedir, sizeof(statedir), err);
     if (wsfd < 0)
-        return NULL;
-    int fd = connect_ws(wsfd, name, err);
+        return wsfd;
+    return connect_ws(wsfd, name, err);
+}
+
+SP_EXPORT sp_ws_client *sp_ws_connect(const char *name, sp_error *err)
+{
+    int fd = sp_ws_connect_fd(name, err);
     if (fd < 0)
         return NULL;
     sp_ws_client *c = calloc(1, sizeof(*c));

@@ -14,6 +14,11 @@
 int sp_ws_policy_from_json(const char *json, const char *datadir,
                            struct sp_policy **ret, sp_error *err);
 
+/* Connect to a running workspace's control socket (blocking, O_CLOEXEC):
+ * the one path every client module uses. Returns the fd or < 0 with err
+ * filled (a bad name, an unknown or stopped workspace). */
+int sp_ws_connect_fd(const char *name, sp_error *err);
+
 /* The connection's parts, for client modules beside workspace.c. */
 #include <jansson.h>
 struct sp_proto_buf;

@@ -25,36 +25,6 @@
 #include "state.h"
 #include "util.h"
 
-int sp_ws_connect_fd(const char *ws, sp_error *err)
-{
-    char statedir[SP_MAX_PATH];
-    if (!sp_ws_name_valid(ws))
-        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
-                             "invalid workspace name '%.80s'", ws ? ws : "");
-    int r = sp_state_dir(statedir, sizeof(statedir), err);
-    if (r < 0)
-        return r;
-    _cleanup_close_ int wsfd = sp_state_open_ws(statedir, ws, err);
-    if (wsfd < 0)
-        return wsfd;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", wsfd,
-             SP_WS_SOCKET);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return sp_error_set(err, errno, "socket");
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int e = errno;
-        close(fd);
-        if (e == ENOENT || e == ECONNREFUSED)
-            return sp_error_setk(err, SP_ERR_USAGE, e,
-                                 "workspace %s is not running", ws);
-        return sp_error_setk(err, SP_ERR_SYSTEM, e,
-                             "cannot connect to workspace %s", ws);
-    }
-    return fd;
-}
-
 int sp_ws_call(const char *ws, const char *method, json_t *params,
                json_t **ret_result, sp_error *err)
 {

@@ -7,10 +7,7 @@
 #include <jansson.h>
 
 #include "sandpit.h"
-
-/* Connect to a running workspace's control socket (blocking, O_CLOEXEC).
- * Returns the fd or < 0 with err filled. */
-int sp_ws_connect_fd(const char *ws, sp_error *err);
+#include "workspace.h" /* sp_ws_connect_fd */
 
 /* One request on a fresh connection and its reply: 0 with *ret_result
  * (caller decrefs) or < 0 with err (the agent's message). params stolen. */

@@ -17,6 +17,7 @@
 #include "proto.h"
 #include "state.h"
 #include "util.h"
+#include "workspace.h"
 
 struct sp_wsjob {
     int sock;
@@ -34,36 +35,6 @@ struct sp_wsjob {
     uint64_t t0;
     struct sp_wsjob_result res;
 };
-
-static int connect_ws(const char *name, sp_error *err)
-{
-    char statedir[SP_MAX_PATH];
-    if (!sp_ws_name_valid(name))
-        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
-                             "invalid workspace name '%.80s'", name ? name : "");
-    int r = sp_state_dir(statedir, sizeof(statedir), err);
-    if (r < 0)
-        return r;
-    _cleanup_close_ int wsfd = sp_state_open_ws(statedir, name, err);
-    if (wsfd < 0)
-        return wsfd;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/%s", wsfd,
-             SP_WS_SOCKET);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return sp_error_set(err, errno, "socket");
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        int e = errno;
-        close(fd);
-        if (e == ENOENT || e == ECONNREFUSED)
-            return sp_error_setk(err, SP_ERR_USAGE, e,
-                                 "workspace %s is not running", name);
-        return sp_error_setk(err, SP_ERR_SYSTEM, e,
-                             "cannot connect to workspace %s", name);
-    }
-    return fd;
-}
 
 void sp_wsjob_free(struct sp_wsjob *j)
 {
@@ -103,7 +74,7 @@ int sp_wsjob_start(const char *name, const struct sp_wsjob_opts *o,
     int r;
     char *line = NULL;
 
-    j->sock = connect_ws(name, err);
+    j->sock = sp_ws_connect_fd(name, err);
     if (j->sock < 0) {
         r = j->sock;
         j->sock = -1;
