@@ -1,6 +1,7 @@
 """Shared fixtures for the integration tests: they drive the real sandpit
 binary (SANDPIT_BIN) and run the probe program (PROBE_BIN) inside real
 sandboxes. They run as root in CI and again as an ordinary user."""
+import json
 import os
 import subprocess
 
@@ -43,3 +44,34 @@ def ws(tmp_path):
     os.chmod(tmp_path, 0o755)
     os.chmod(d, 0o777)
     return d
+
+
+# ---- workspaces -----------------------------------------------------------
+
+@pytest.fixture
+def state(tmp_path):
+    """A private SANDPIT_STATE for one test; every workspace left in it is
+    removed at the end, so nothing keeps running behind."""
+    d = tmp_path / "state"
+    d.mkdir()
+    os.chmod(tmp_path, 0o755)
+    yield str(d)
+    r = sandpit("ps", "--json", env={"SANDPIT_STATE": str(d)})
+    if r.returncode == 0:
+        for w in json.loads(r.stdout):
+            sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
+
+
+def sp(state, *args, **kw):
+    """sandpit with SANDPIT_STATE set to the test's state directory."""
+    env = dict(kw.pop("env", {}) or {})
+    env["SANDPIT_STATE"] = state
+    return sandpit(*args, env=env, **kw)
+
+
+def create(state, name, *flags):
+    """Create a workspace and check it printed its name."""
+    r = sp(state, "create", name, "-q", *flags)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == name
+    return name

@@ -18,18 +18,6 @@ import pytest
 from conftest import SANDPIT, sandpit
 
 
-@pytest.fixture
-def state(tmp_path):
-    d = tmp_path / "state"
-    d.mkdir()
-    os.chmod(tmp_path, 0o755)
-    yield str(d)
-    r = sandpit("ps", "--json", env={"SANDPIT_STATE": str(d)})
-    if r.returncode == 0:
-        for w in json.loads(r.stdout):
-            sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
-
-
 def sp(state, *args, input=None, text=True, timeout=60):
     e = dict(os.environ)
     e["SANDPIT_STATE"] = state

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from conftest import sandpit
+from conftest import sandpit, sp
 
 PROXY_PORT = 3128
 BODY = "hello-from-the-host\n"
@@ -341,22 +341,6 @@ def test_net_host_is_warned(http_port):
 
 
 # ---- workspaces ------------------------------------------------------------
-
-
-@pytest.fixture
-def state(tmp_path):
-    d = tmp_path / "state"
-    d.mkdir()
-    os.chmod(tmp_path, 0o755)
-    yield str(d)
-    r = sandpit("ps", "--json", env={"SANDPIT_STATE": str(d)})
-    if r.returncode == 0:
-        for w in json.loads(r.stdout):
-            sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
-
-
-def sp(state, *args, **kw):
-    return sandpit(*args, env={"SANDPIT_STATE": state}, **kw)
 
 
 def test_workspace_allow_exec_and_net_log(state, http_port, tls_port):

@@ -17,18 +17,6 @@ from conftest import IS_ROOT, SANDPIT, sandpit
 
 
 @pytest.fixture
-def state(tmp_path):
-    d = tmp_path / "state"
-    d.mkdir()
-    os.chmod(tmp_path, 0o755)
-    yield str(d)
-    r = sandpit("ps", "--json", env={"SANDPIT_STATE": str(d)})
-    if r.returncode == 0:
-        for w in json.loads(r.stdout):
-            sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
-
-
-@pytest.fixture
 def server(state, tmp_path):
     path = str(tmp_path / "s.sock")
     env = dict(os.environ, SANDPIT_STATE=state)

@@ -20,31 +20,7 @@ import urllib.request
 
 import pytest
 
-from conftest import SANDPIT, sandpit
-
-
-@pytest.fixture
-def state(tmp_path):
-    d = tmp_path / "state"
-    d.mkdir()
-    os.chmod(tmp_path, 0o755)
-    yield str(d)
-    r = sandpit("ps", "--json", env={"SANDPIT_STATE": str(d)})
-    if r.returncode == 0:
-        for w in json.loads(r.stdout):
-            sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
-
-
-def sp(state, *args, **kw):
-    env = dict(kw.pop("env", {}) or {})
-    env["SANDPIT_STATE"] = state
-    return sandpit(*args, env=env, **kw)
-
-
-def create(state, name, *flags):
-    r = sp(state, "create", name, "-q", *flags)
-    assert r.returncode == 0, r.stderr
-    return name
+from conftest import SANDPIT, create, sandpit, sp
 
 
 def free_port():

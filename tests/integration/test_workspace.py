@@ -14,26 +14,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, SANDPIT, sandpit
-
-
-@pytest.fixture
-def state(tmp_path):
-    d = tmp_path / "state"
-    d.mkdir()
-    os.chmod(tmp_path, 0o755)
-    yield str(d)
-    # Leave nothing running behind.
-    r = sandpit("ps", "--json", env={"SANDPIT_STATE": str(d)})
-    if r.returncode == 0:
-        for w in json.loads(r.stdout):
-            sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
-
-
-def sp(state, *args, **kw):
-    env = dict(kw.pop("env", {}) or {})
-    env["SANDPIT_STATE"] = state
-    return sandpit(*args, env=env, **kw)
+from conftest import IS_ROOT, SANDPIT, create, sandpit, sp
 
 
 def spopen(state, *args, **kw):
@@ -55,13 +36,6 @@ def ps(state):
     r = sp(state, "ps", "--json")
     assert r.returncode == 0, r.stderr
     return {w["name"]: w for w in json.loads(r.stdout)}
-
-
-def create(state, name, *flags):
-    r = sp(state, "create", name, "-q", *flags)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == name
-    return name
 
 
 def wait_for(pred, timeout=10.0):

@@ -10,32 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import IS_ROOT, sandpit
-
-
-@pytest.fixture
-def state(tmp_path):
-    d = tmp_path / "state"
-    d.mkdir()
-    os.chmod(tmp_path, 0o755)
-    yield str(d)
-    r = sandpit("ps", "--json", env={"SANDPIT_STATE": str(d)})
-    if r.returncode == 0:
-        for w in json.loads(r.stdout):
-            sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
-
-
-def sp(state, *args, **kw):
-    env = dict(kw.pop("env", {}) or {})
-    env["SANDPIT_STATE"] = state
-    return sandpit(*args, env=env, **kw)
-
-
-def create(state, name, *flags):
-    r = sp(state, "create", name, "-q", *flags)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == name
-    return name
+from conftest import IS_ROOT, create, sandpit, sp
 
 
 def sh(state, name, script, rc=0):
