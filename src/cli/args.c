@@ -21,6 +21,7 @@ enum {
     O_SECCOMP_PROFILE, O_ALLOW_PTRACE, O_REQUIRE, O_POLICY, O_PROFILE,
     O_STATS, O_STATS_JSON, O_VERBOSE, O_QUIET, O_HELP,
     O_NET_POLICY, O_NET_ALLOW_PRIVATE, O_NET_LOG, O_NET_RESOLVER,
+    O_ROOTFS, O_IMAGE,
 };
 
 static const struct option long_opts[] = {
@@ -62,6 +63,8 @@ static const struct option long_opts[] = {
     {"profile", required_argument, NULL, O_PROFILE},
     {"stats", no_argument, NULL, O_STATS},
     {"stats-json", required_argument, NULL, O_STATS_JSON},
+    {"rootfs", required_argument, NULL, O_ROOTFS},
+    {"image", required_argument, NULL, O_IMAGE},
     {"verbose", no_argument, NULL, O_VERBOSE},
     {"quiet", no_argument, NULL, O_QUIET},
     {"help", no_argument, NULL, O_HELP},
@@ -88,6 +91,10 @@ void cli_policy_help(void)
         "  --uid N, --gid N       ids inside the sandbox (default 0)\n"
         "  --no-userns            as root: no user namespace\n"
         "  --hostname NAME        host name inside (default sandpit)\n"
+        "  --rootfs DIR           DIR (a whole root filesystem) replaces the host's\n"
+        "                         system paths, read-only (docs/images.md)\n"
+        "  --image NAME           an imported image (sandpit image import) as rootfs,\n"
+        "                         with its Env, WorkingDir, User, Entrypoint/Cmd\n"
         "  --pass-fd N            keep fd N open in the sandbox\n"
         "  --timeout S            SIGTERM everything after S seconds (exit 124)\n"
         "  --kill-after S         SIGKILL S seconds after the SIGTERM (default 2)\n"
@@ -251,6 +258,13 @@ static json_t *flag_json(int opt, const char *arg, sp_error *err)
              t = strtok_r(NULL, ",", &save))
             json_array_append_new(json_object_get(j, "require"), json_string(t));
         free(copy);
+        return j;
+    }
+    case O_IMAGE: return wrap("image", json_string(arg));
+    case O_ROOTFS: {
+        char *abs = realpath(arg, NULL); /* the policy wants it absolute */
+        j = wrap("rootfs", json_string(abs ? abs : arg));
+        free(abs);
         return j;
     }
     case O_STATS: return wrap("stats", json_true());

@@ -43,6 +43,13 @@ int cmd_doctor(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_net(int argc, char **argv);
+int cmd_image(int argc, char **argv);
+/* create's setup command (--post-create CMD, else the policy's
+ * post_create; caller frees; NULL: none), and running it once the
+ * workspace is up: only when allowed, else a notice that it was skipped.
+ * Returns create's exit code. (cmd_image.c) */
+char *cli_post_create_cmd(const sp_policy *p, const char *flag);
+int cli_post_create(const char *ws, char *cmd, bool allowed);
 /* create: the loud --net host warning (a workspace's own log has it too). */
 void cli_net_warn(const sp_policy *p, int verbosity);
 

@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "cmd_files.h"
 #include "sp_archive.h"
+#include "workspace.h"
 
 static int fail(const sp_error *err)
 {
@@ -296,8 +297,9 @@ static int cat_to(sp_ws_client *c, const char *path, long long offset,
             return 0;
         void *data = NULL;
         size_t n = 0;
-        int r = sp_ws_file_read(c, path, (uint64_t)(offset + done), want,
-                                &data, &n, err);
+        uint64_t raw = 0; /* of the file: differs from n when redacted */
+        int r = sp_ws_file_read_raw(c, path, (uint64_t)(offset + done), want,
+                                    &data, &n, &raw, err);
         if (r < 0)
             return r;
         if (n && write_all(out, data, n) < 0) {
@@ -305,8 +307,8 @@ static int cat_to(sp_ws_client *c, const char *path, long long offset,
             return -errno;
         }
         free(data);
-        done += (long long)n;
-        if ((long long)n < want)
+        done += (long long)raw;
+        if ((long long)raw < want)
             return 0;
     }
 }

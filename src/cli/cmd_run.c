@@ -53,14 +53,15 @@ int cmd_run(int argc, char **argv)
     }
     if (idx < argc && strcmp(argv[idx], "--") == 0)
         idx++;
-    if (idx >= argc) {
+    char *const *dflt = idx >= argc ? sp_policy_default_argv(p) : NULL;
+    if (idx >= argc && !dflt) {
         cli_error("run: no command given (usage: sandpit run [FLAGS] -- CMD "
                   "[ARGS...])");
         sp_policy_free(p);
         return EXIT_SP_FAILURE;
     }
     sp_run_opts ro = {
-        .argv = argv + idx,
+        .argv = dflt ? dflt : argv + idx,
         .log = opts.verbosity >= 0 ? cli_log : NULL,
         .verbosity = opts.verbosity,
     };

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cmd_secrets.h"
 #include "cmd_ws.h"
 
 static int fail(const sp_error *err)
@@ -34,7 +35,10 @@ static int parse_seconds(const char *flag, const char *v, double *ret)
 int cmd_create(int argc, char **argv)
 {
     sp_ws_create_opts o = {0};
+    struct cli_secrets sec = {0};
     json_t *publish = NULL;
+    const char *post_create = NULL;
+    bool allow_post = false;
     char **rest = calloc((size_t)argc + 1, sizeof(*rest));
     if (!rest)
         return EXIT_SP_FAILURE;
@@ -69,6 +73,22 @@ int cmd_create(int argc, char **argv)
             }
         } else if (strcmp(a, "--read-only-system") == 0) {
             o.read_only_system = true;
+        } else if (strcmp(a, "--allow-post-create") == 0) {
+            allow_post = true;
+        } else if (strcmp(a, "--post-create") == 0 && i + 1 < argc) {
+            post_create = argv[++i]; /* docs/images.md */
+        } else if (strcmp(a, "--secret") == 0 ||
+                   strncmp(a, "--secret=", 9) == 0) {
+            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i]
+                                                             : NULL;
+            if (!v || cli_secret_add(&sec, v) < 0) {
+                if (!v)
+                    cli_error("--secret: expected NAME=@FILE or NAME=env:VAR");
+                free(rest);
+                json_decref(publish);
+                cli_secrets_free(&sec);
+                return EXIT_SP_FAILURE;
+            }
         } else if (strcmp(a, "--publish") == 0 || strcmp(a, "-p") == 0 ||
                    strncmp(a, "--publish=", 10) == 0) {
             /* [HOSTADDR:]HOSTPORT:PORT, checked by the policy (portfwd.h) */
@@ -106,15 +126,19 @@ int cmd_create(int argc, char **argv)
     }
     if (idx < 0) {
         free(rest);
+        cli_secrets_free(&sec);
         return fail(&err);
     }
     if (opts.help) {
         puts("usage: sandpit create [NAME] [POLICY FLAGS] [--idle-timeout S] "
              "[--max-lifetime S] [--from DIR] [--read-only-system] "
-             "[--publish [HOSTADDR:]HOSTPORT:PORT]...\n");
+             "[--publish [HOSTADDR:]HOSTPORT:PORT]... "
+             "[--post-create CMD] [--allow-post-create] "
+             "[--secret NAME=@FILE|NAME=env:VAR]...\n");
         cli_policy_help();
         sp_policy_free(p);
         free(rest);
+        cli_secrets_free(&sec);
         return 0;
     }
     if (idx < n && !o.name && idx == n - 1 && rest[idx][0] != '-') {
@@ -129,31 +153,42 @@ int cmd_create(int argc, char **argv)
                   "sandpit create [NAME] [FLAGS])", rest[idx]);
         sp_policy_free(p);
         free(rest);
+        cli_secrets_free(&sec);
         return EXIT_SP_FAILURE;
     }
     free(rest);
     char name[64];
     cli_net_warn(p, opts.verbosity);
+    o.secrets = sec.n ? sec.v : NULL;
+    o.n_secrets = sec.n;
+    char *pc = cli_post_create_cmd(p, post_create);
     int r = sp_ws_create(p, &o, name, sizeof(name), &err);
+    cli_secrets_free(&sec);
     sp_policy_free(p);
-    if (r < 0)
+    if (r < 0) {
+        free(pc);
         return fail(&err);
+    }
     printf("%s\n", name);
-    return 0;
+    return cli_post_create(name, pc, allow_post);
 }
 
 int cmd_exec(int argc, char **argv)
 {
     if (argc < 2 || argv[1][0] == '-') {
         cli_error("exec: usage: sandpit exec NAME [-i] [-e K=V] [-w DIR] "
-                  "[--timeout S] -- CMD [ARGS...]");
+                  "[--timeout S] [--secret-env NAME] -- CMD [ARGS...]");
         return EXIT_SP_FAILURE;
     }
     const char *name = argv[1];
     char **env = calloc((size_t)argc + 1, sizeof(*env));
-    if (!env)
+    char **senv = calloc((size_t)argc + 1, sizeof(*senv));
+    if (!env || !senv) {
+        free(env);
+        free(senv);
         return EXIT_SP_FAILURE;
-    size_t ne = 0;
+    }
+    size_t ne = 0, nse = 0;
     sp_ws_exec_opts o = {.fds = {-1, 1, 2}, .forward_signals = true};
     int i = 2;
     int rc = EXIT_SP_FAILURE;
@@ -176,12 +211,21 @@ int cmd_exec(int argc, char **argv)
                 goto out;
             }
             env[ne++] = (char *)kv;
+        } else if (strcmp(a, "--secret-env") == 0 && i + 1 < argc) {
+            senv[nse++] = argv[++i]; /* checked by the supervisor */
         } else if ((strcmp(a, "-w") == 0 || strcmp(a, "--workdir") == 0) &&
                    i + 1 < argc) {
             o.cwd = argv[++i];
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
             if (parse_seconds("--timeout", argv[++i], &o.timeout) < 0)
                 goto out;
+        } else if (strcmp(a, "--no-wait") == 0) {
+            /* A paused workspace fails at once (docs/snapshots.md). */
+            sp_error perr = {0};
+            if (sp_ws_wait_resumed(name, 0, &perr) < 0) {
+                rc = fail(&perr);
+                goto out;
+            }
         } else {
             cli_error("exec: unknown option '%s' or it needs a value", a);
             goto out;
@@ -194,12 +238,14 @@ int cmd_exec(int argc, char **argv)
     }
     o.argv = argv + i;
     o.env = ne ? env : NULL;
+    o.secret_env = nse ? senv : NULL;
     sp_error err = {0};
     rc = sp_ws_exec(name, &o, &err);
     if (rc < 0)
         rc = fail(&err);
 out:
     free(env);
+    free(senv);
     return rc;
 }
 
@@ -321,11 +367,38 @@ int cmd_stop(int argc, char **argv)
 
 int cmd_start(int argc, char **argv)
 {
+    /* start NAME [--secret NAME=@FILE|NAME=env:VAR]... */
+    struct cli_secrets sec = {0};
     const char *name = NULL;
-    if (one_name(argc, argv, &name) < 0)
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--secret") == 0 || strncmp(a, "--secret=", 9) == 0) {
+            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i]
+                                                             : NULL;
+            if (!v)
+                cli_error("--secret: expected NAME=@FILE or NAME=env:VAR");
+            if (!v || cli_secret_add(&sec, v) < 0) {
+                cli_secrets_free(&sec);
+                return EXIT_SP_FAILURE;
+            }
+        } else if (a[0] != '-' && !name) {
+            name = a;
+        } else {
+            cli_error("start: usage: sandpit start NAME [--secret "
+                      "NAME=@FILE|NAME=env:VAR]...");
+            cli_secrets_free(&sec);
+            return EXIT_SP_FAILURE;
+        }
+    }
+    if (!name) {
+        cli_error("start: usage: sandpit start NAME [--secret "
+                  "NAME=@FILE|NAME=env:VAR]...");
         return EXIT_SP_FAILURE;
+    }
     sp_error err = {0};
-    return sp_ws_start(name, &err) < 0 ? fail(&err) : 0;
+    int r = sp_ws_start_secrets(name, sec.n ? sec.v : NULL, sec.n, &err);
+    cli_secrets_free(&sec);
+    return r < 0 ? fail(&err) : 0;
 }
 
 int cmd_rm(int argc, char **argv)

@@ -5,6 +5,7 @@
 #include "cli.h"
 #include "cmd_files.h"
 #include "cmd_shell.h"
+#include "cmd_snapshot.h"
 #include "cmd_ws.h"
 
 static const struct {
@@ -38,6 +39,14 @@ static const struct {
     {"cp", cmd_cp, "copy between the host and NAME:PATH, either way"},
     {"diff", cmd_diff, "what a workspace changed (diff NAME [--json])"},
     {"reset", cmd_reset, "drop everything a workspace wrote (reset NAME)"},
+    {"snapshot", cmd_snapshot, "capture a workspace's files (snapshot NAME SNAP; snapshot rm)"},
+    {"snapshots", cmd_snapshots, "list a workspace's snapshots (--json)"},
+    {"restore", cmd_restore, "a workspace's files become a snapshot's (restore NAME SNAP)"},
+    {"fork", cmd_fork, "new workspace from a snapshot (fork NAME SNAP NEW [FLAGS])"},
+    {"pause", cmd_pause, "freeze every process of a workspace"},
+    {"resume", cmd_resume, "thaw a paused workspace"},
+    {"checkpoint", cmd_checkpoint, "save processes too (not supported: says so)"},
+    {"image", cmd_image, "base images: import FILE|DIR [--name N] | ls | rm NAME"},
     {"net", cmd_net, "a workspace's egress proxy log (net log NAME [-f] [--json])"},
 };
 

@@ -18,7 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +32,7 @@
 #include "files.h"
 #include "launch.h"
 #include "proto.h"
+#include "secrets.h"
 #include "util.h"
 
 struct job {
@@ -37,6 +42,12 @@ struct job {
     uint64_t kill_at;          /* us; 0 = none */
     bool timed_out;
     bool cancelled;
+    /* Workspaces with secrets: the output goes through a relay process
+     * (secrets.h) and the status waits for it (or the grace). */
+    pid_t relay;               /* 0: none or reaped */
+    bool done;                 /* the command has exited; status below */
+    int status;
+    uint64_t reply_by;         /* us: send the status even if relay lives */
 };
 
 struct agent {
@@ -159,6 +170,72 @@ static __attribute__((noinline)) pid_t spawn_child(const int *fds, int cwdfd,
     return pid;
 }
 
+/* /dev/null needs no relay: nothing written there leaves. */
+static bool is_devnull(int fd)
+{
+    struct stat sb;
+    return fstat(fd, &sb) == 0 && S_ISCHR(sb.st_mode) &&
+           sb.st_rdev == makedev(1, 3);
+}
+
+/* Secrets: the command's stdout and stderr become pipes read by a relay
+ * process (a fork of ours, as locked down) that redacts them on the way
+ * to the client's fds (/dev/null is left as it is). fds[1] and fds[2] are
+ * replaced by the pipes' write ends (the client's are closed here: the
+ * relay holds them). Returns the relay's pid, 0 when nothing needs one,
+ * or -errno. */
+static pid_t start_relay(struct agent *a, int *fds)
+{
+    int p[2][2] = {{-1, -1}, {-1, -1}};
+    int e = 0;
+    for (int k = 0; k < 2 && !e; k++)
+        if (!is_devnull(fds[1 + k]) && pipe2(p[k], O_CLOEXEC) < 0)
+            e = errno;
+    pid_t r = e || (p[0][0] < 0 && p[1][0] < 0) ? 0 : fork();
+    if (r < 0)
+        e = errno;
+    if (e) {
+        for (int k = 0; k < 2; k++)
+            if (p[k][0] >= 0) {
+                close(p[k][0]);
+                close(p[k][1]);
+            }
+        return -e;
+    }
+    if (r == 0 && (p[0][0] >= 0 || p[1][0] >= 0)) {
+        /* Only the fds it relays between stay open. */
+        int in[2] = {p[0][0], p[1][0]};
+        int out[2] = {in[0] >= 0 ? fds[1] : -1, in[1] >= 0 ? fds[2] : -1};
+        int keep[4] = {in[0], in[1], out[0], out[1]};
+        for (size_t x = 1; x < 4; x++)
+            for (size_t y = x; y > 0 && keep[y - 1] > keep[y]; y--) {
+                int t = keep[y];
+                keep[y] = keep[y - 1];
+                keep[y - 1] = t;
+            }
+        unsigned lo = 3;
+        for (size_t x = 0; x < 4; x++) {
+            if (keep[x] < 0)
+                continue;
+            if ((unsigned)keep[x] > lo)
+                syscall(SYS_close_range, lo, (unsigned)keep[x] - 1, 0U);
+            if ((unsigned)keep[x] + 1 > lo)
+                lo = (unsigned)keep[x] + 1;
+        }
+        syscall(SYS_close_range, lo, ~0U, 0U);
+        prctl(PR_SET_NAME, "sandpit-relay", 0, 0, 0);
+        sp_secrets_relay(a->cfg->secrets, in, out);
+    }
+    for (int k = 0; k < 2; k++) {
+        if (p[k][0] < 0)
+            continue;
+        close(p[k][0]);
+        close(fds[1 + k]);
+        fds[1 + k] = p[k][1];
+    }
+    return r;
+}
+
 static void do_exec(struct agent *a, json_int_t id, json_t *params)
 {
     sp_error err = {0};
@@ -212,7 +289,17 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
         goto out;
     }
     const char *path = sp_env_get(envp, "PATH");
+    pid_t relay = 0;
+    if (a->cfg->secrets && (relay = start_relay(a, fds)) < 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "cannot start the output relay: %s",
+                 strerror((int)-relay));
+        reply_error(a, id, SP_RPC_EXEC, msg);
+        goto out;
+    }
     pid_t pid = spawn_child(fds, cwdfd, (char **)argv, envp, path);
+    if (pid < 0 && relay > 0)
+        kill(relay, SIGKILL);
     if (pid < 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "cannot fork: %s", strerror(errno));
@@ -224,6 +311,8 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
     if (!nj) {
         /* Cannot track it: end it now rather than leak it. */
         kill(pid, SIGKILL);
+        if (relay > 0)
+            kill(relay, SIGKILL);
         reply_error(a, id, SP_RPC_INTERNAL, "out of memory");
         goto out;
     }
@@ -232,6 +321,7 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
     memset(j, 0, sizeof(*j));
     j->id = id;
     j->pid = pid;
+    j->relay = relay;
     if (timeout > 0)
         j->deadline = sp_now_us() + (uint64_t)(timeout * 1e6);
 out:
@@ -243,6 +333,8 @@ out:
     free(env);
     free(envp);
 }
+
+static void job_reply(struct agent *a, size_t i);
 
 static void handle_line(struct agent *a, const char *line, size_t len,
                         const char *frame, size_t frame_len)
@@ -270,11 +362,19 @@ static void handle_line(struct agent *a, const char *line, size_t len,
         struct job *j = json_is_integer(je)
                             ? find_job(a, json_integer_value(je))
                             : NULL;
-        if (j && m.method[0] == 's' && json_is_integer(js) &&
+        if (j && m.method[0] == 's' && !j->done && json_is_integer(js) &&
             json_integer_value(js) > 0 && json_integer_value(js) < NSIG) {
             signal_job(j, (int)json_integer_value(js));
         } else if (j && m.method[0] == 'c' && !j->cancelled) {
             j->cancelled = true;
+            /* Nobody reads the output any more. */
+            if (j->relay)
+                kill(j->relay, SIGKILL);
+            if (j->done) {
+                job_reply(a, (size_t)(j - a->jobs));
+                sp_proto_msg_free(&m);
+                return;
+            }
             signal_job(j, SIGTERM);
             j->kill_at = sp_now_us() + (uint64_t)(SP_WS_KILL_GRACE * 1e6);
         }
@@ -282,6 +382,19 @@ static void handle_line(struct agent *a, const char *line, size_t len,
         reply_error(a, id, SP_RPC_METHOD, "unknown method");
     }
     sp_proto_msg_free(&m);
+}
+
+/* Send job i's status and forget it (a relay still running is reaped
+ * later as an unknown child). */
+static void job_reply(struct agent *a, size_t i)
+{
+    struct job *j = &a->jobs[i];
+    json_t *res = json_pack("{s:i,s:b}", "status", j->status, "timed_out",
+                            j->timed_out);
+    json_t *jid = json_integer(j->id);
+    send_line(a, sp_proto_result(jid, res));
+    json_decref(jid);
+    a->jobs[i] = a->jobs[--a->n_jobs];
 }
 
 static void reap(struct agent *a)
@@ -297,7 +410,14 @@ static void reap(struct agent *a)
             continue;
         for (size_t i = 0; i < a->n_jobs; i++) {
             struct job *j = &a->jobs[i];
-            if (j->pid != w)
+            if (j->relay == w) {
+                /* The output is all out: now the status may follow. */
+                j->relay = 0;
+                if (j->done)
+                    job_reply(a, i);
+                break;
+            }
+            if (j->pid != w || j->done)
                 continue;
             int status = WIFEXITED(st)     ? WEXITSTATUS(st)
                          : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
@@ -307,12 +427,15 @@ static void reap(struct agent *a)
                 kill(-j->pid, SIGKILL);
             if (j->timed_out)
                 status = 124;
-            json_t *res = json_pack("{s:i,s:b}", "status", status,
-                                    "timed_out", j->timed_out);
-            json_t *jid = json_integer(j->id);
-            send_line(a, sp_proto_result(jid, res));
-            json_decref(jid);
-            a->jobs[i] = a->jobs[--a->n_jobs];
+            j->done = true;
+            j->status = status;
+            j->deadline = j->kill_at = 0;
+            if (j->relay && !j->cancelled) {
+                j->reply_by = sp_now_us() +
+                              (uint64_t)(SP_SECRET_RELAY_GRACE * 1e6);
+                break;
+            }
+            job_reply(a, i);
             break;
         }
     }
@@ -323,7 +446,10 @@ static int next_timeout_ms(struct agent *a, uint64_t now)
     uint64_t next = 0;
     for (size_t i = 0; i < a->n_jobs; i++) {
         struct job *j = &a->jobs[i];
-        uint64_t t = j->kill_at ? j->kill_at : j->timed_out ? 0 : j->deadline;
+        uint64_t t = j->done      ? j->reply_by
+                     : j->kill_at ? j->kill_at
+                     : j->timed_out ? 0
+                                    : j->deadline;
         if (t && (!next || t < next))
             next = t;
     }
@@ -336,6 +462,11 @@ static void run_timers(struct agent *a, uint64_t now)
 {
     for (size_t i = 0; i < a->n_jobs; i++) {
         struct job *j = &a->jobs[i];
+        if (j->done) {
+            if (now >= j->reply_by)
+                job_reply(a, i--);
+            continue;
+        }
         if (j->kill_at && now >= j->kill_at) {
             signal_job(j, SIGKILL);
             j->kill_at = 0;
@@ -357,6 +488,7 @@ _Noreturn void sp_agent_main(const struct sp_agent_cfg *cfg)
     /* Our working directory is the workspace: the root of the file API. */
     a.rootfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     sp_proto_buf_init(&a.in);
+    sp_secrets_agent_set(cfg->secrets);
     sp_agent_ext_init(cfg);
 
     /* Children start with default dispositions (ignored signals survive

@@ -8,6 +8,9 @@
  * Messages (proto.h), supervisor -> agent:
  *   {"id":N,"method":"exec","params":{"argv":[..],"env":["K=V"..],
  *    "cwd":"DIR","timeout":S}} + 3 fds (stdin, stdout, stderr)
+ *   (a client's "secret_env":[NAME..] reaches us as env entries: the
+ *   supervisor adds them; with secrets, stdout and stderr are relayed
+ *   through a redacting process, secrets.h)
  *   {"method":"signal","params":{"exec":N,"signal":SIG}}
  *   {"method":"cancel","params":{"exec":N}}   client gone: TERM, then KILL
  * agent -> supervisor:
@@ -16,12 +19,16 @@
 #ifndef SANDPIT_AGENT_H
 #define SANDPIT_AGENT_H
 
+struct sp_secrets;
+
 struct sp_agent_cfg {
     int sock;                  /* the socketpair end */
     char **envp;               /* the base environment of every exec */
     const char *path_env;      /* PATH of envp, for the command lookup */
     double default_timeout;    /* seconds; 0 = none */
     double kill_after;         /* seconds from SIGTERM to SIGKILL */
+    const struct sp_secrets *secrets; /* NULL: none; else exec output is
+                                         relayed and redacted (secrets.h) */
 };
 
 /* Serve until the socketpair reaches EOF, then exit (which ends every

@@ -28,6 +28,7 @@
 #include "jsonrpc.h" /* sp_jrpc_string_lossy */
 #include "patch.h"
 #include "proto.h"
+#include "secrets.h"
 #include "sp_archive.h"
 #include "state.h"
 #include "util.h"
@@ -484,6 +485,56 @@ static void do_list(int sock, int rootfd, json_int_t id, const char *rel,
 
 /* ---- read and write ----------------------------------------------------- */
 
+/* The window buf (got bytes of fd at o) with up to the longest secret's
+ * length - 1 bytes of context on each side, redacted as one piece of the
+ * whole file (sp_secrets_redact_window). Returns 1 (*ret set), 0 (no
+ * secret in it) or -errno. */
+static int redact_read(int fd, uint64_t o, const char *buf, size_t got,
+                       char **ret, size_t *ret_len)
+{
+    const struct sp_secrets *sec = sp_secrets_agent();
+    size_t ctx = 0;
+    for (size_t i = 0; i < sec->n; i++)
+        if (sec->v[i].len - 1 > ctx)
+            ctx = sec->v[i].len - 1;
+    size_t pre = o < ctx ? (size_t)o : ctx;
+    size_t cap = pre + got + ctx;
+    char *ext = malloc(cap);
+    if (!ext)
+        return -ENOMEM;
+    size_t have = 0;
+    /* before and after the window; the window itself is buf */
+    while (have < pre) {
+        ssize_t n = pread(fd, ext + have, pre - have, (off_t)(o - pre + have));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            free(ext);
+            return n < 0 ? -errno : -EIO;
+        }
+        have += (size_t)n;
+    }
+    memcpy(ext + pre, buf, got);
+    have = pre + got;
+    while (have < cap) {
+        ssize_t n = pread(fd, ext + have, cap - have,
+                          (off_t)(o - pre + have));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            free(ext);
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        have += (size_t)n;
+    }
+    int r = sp_secrets_redact_window(sec, ext, have, pre, got, ret, ret_len);
+    explicit_bzero(ext, have);
+    free(ext);
+    return r;
+}
+
 static void do_read(int sock, int rootfd, json_int_t id, const char *rel,
                     json_t *params)
 {
@@ -545,6 +596,30 @@ static void do_read(int sock, int rootfd, json_int_t id, const char *rel,
     }
     json_t *r = json_pack("{s:I,s:I,s:I}", "size", (json_int_t)sb.st_size,
                           "offset", (json_int_t)o, "length", (json_int_t)got);
+    if (sp_secrets_agent() && got) {
+        /* Secrets (secrets.h): the reply's bytes are redacted; "length"
+         * is then what the frame holds and "raw_length" how much of the
+         * file it stands for (where the next read starts). */
+        char *red = NULL;
+        size_t rl = 0;
+        int rr = redact_read(fd, o, buf, got, &red, &rl);
+        if (rr < 0 || rl > SP_FILE_MAX_IO) {
+            json_decref(r);
+            free(red);
+            reply_err(sock, id, SP_RPC_FILE, rr < 0 ? -rr : EFBIG,
+                      "%s: cannot redact the secrets in this read: %s", rel,
+                      strerror(rr < 0 ? -rr : EFBIG));
+            return;
+        }
+        if (rr > 0) {
+            json_object_set_new(r, "length", json_integer((json_int_t)rl));
+            json_object_set_new(r, "raw_length", json_integer((json_int_t)got));
+            json_object_set_new(r, "redacted", json_true());
+            reply(sock, id, r, red, rl);
+            free(red);
+            return;
+        }
+    }
     reply(sock, id, r, buf, got);
 }
 

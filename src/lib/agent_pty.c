@@ -25,6 +25,7 @@
 #include "launch.h"
 #include "proto.h"
 #include "ring.h"
+#include "secrets.h"
 #include "util.h"
 
 #ifndef TIOCGPTPEER
@@ -36,6 +37,7 @@ struct shell {
     pid_t pid;                 /* session leader; 0 once reaped */
     int master;                /* -1 once the slave side is gone */
     struct sp_ring out;
+    struct sp_redact_stream *rs; /* secrets: redacts what enters out */
     char *in;                  /* input not yet taken by the pty */
     size_t in_len;
     bool exited;
@@ -99,6 +101,7 @@ static void shell_free(size_t slot)
     sp_ext_forget(s);
     if (s->master >= 0)
         close(s->master);
+    sp_redact_stream_free(s->rs);
     sp_ring_free(&s->out);
     free(s->in);
     free(s);
@@ -430,7 +433,7 @@ static void drain(struct shell *s)
         if (n < 0 && errno == EINTR)
             continue;
         if (n > 0) {
-            sp_ring_write(&s->out, buf, (size_t)n);
+            sp_secrets_ring_write(&s->rs, &s->out, buf, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EAGAIN)
@@ -438,6 +441,7 @@ static void drain(struct shell *s)
         /* EIO: every slave fd is closed (the shell and its jobs are gone). */
         close(s->master);
         s->master = -1;
+        sp_secrets_ring_end(&s->rs, &s->out);
     }
     sp_ext_wake(s, 0, s->exited && s->master < 0);
 }

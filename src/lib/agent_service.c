@@ -27,6 +27,7 @@
 #include "launch.h"
 #include "proto.h"
 #include "ring.h"
+#include "secrets.h"
 #include "util.h"
 
 enum st { ST_STARTING, ST_RUNNING, ST_READY, ST_STOPPING, ST_RESTARTING,
@@ -43,6 +44,7 @@ struct service {
     pid_t pid;                 /* 0 when not running */
     int fd[2];                 /* stdout, stderr read ends; -1 at EOF */
     struct sp_ring log[2];
+    struct sp_redact_stream *rs[2]; /* secrets: redact what enters log */
     enum st state;
     bool has_exit;
     int exit_code;
@@ -171,6 +173,7 @@ static void svc_free(size_t slot)
     for (int i = 0; i < 2; i++) {
         if (s->fd[i] >= 0)
             close(s->fd[i]);
+        sp_redact_stream_free(s->rs[i]);
         sp_ring_free(&s->log[i]);
     }
     json_decref(s->params);
@@ -645,13 +648,14 @@ static void read_log(struct service *s, int k)
         if (n < 0 && errno == EINTR)
             continue;
         if (n > 0) {
-            sp_ring_write(&s->log[k], buf, (size_t)n);
+            sp_secrets_ring_write(&s->rs[k], &s->log[k], buf, (size_t)n);
             continue;
         }
         if (n < 0 && errno == EAGAIN)
             break;
         close(s->fd[k]);
         s->fd[k] = -1;
+        sp_secrets_ring_end(&s->rs[k], &s->log[k]);
     }
     sp_ext_wake(s, k, st_final(s->state) && s->fd[k] < 0);
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "secrets.h"
 #include "util.h"
 
 #ifndef RENAME_NOREPLACE
@@ -964,6 +965,61 @@ static int add_file_data(struct cstate *c, int fd, uint64_t size,
     return 0;
 }
 
+/* Workspace secrets (secrets.h; set only in the agent): a file's content
+ * is redacted on its way into the archive. Two passes over the file: the
+ * first learns the redacted size (the entry's header comes first), the
+ * second writes; nothing is held in memory but the redactor's hold. */
+static int count_out(void *ctx, const void *data, size_t len)
+{
+    (void)data;
+    *(uint64_t *)ctx += len;
+    return 0;
+}
+
+struct arch_out {
+    struct cstate *c;
+    bool failed;
+};
+
+static int arch_out(void *ctx, const void *data, size_t len)
+{
+    struct arch_out *ao = ctx;
+    if (len && archive_write_data(ao->c->a, data, len) < 0) {
+        ao->failed = true;
+        return -EIO;
+    }
+    return 0;
+}
+
+/* One pass over fd's first size bytes through a redacting stream. */
+static int redact_pass(struct cstate *c, int fd, uint64_t size,
+                       sp_redact_out_fn out, void *ctx)
+{
+    struct sp_redact_stream *rs =
+        sp_redact_stream_new(sp_secrets_agent()->redact);
+    if (!rs)
+        return -ENOMEM;
+    uint64_t off = 0;
+    int r = 0;
+    while (off < size && r == 0) {
+        size_t want = size - off < COPY_CHUNK ? (size_t)(size - off)
+                                              : COPY_CHUNK;
+        ssize_t n = pread(fd, c->buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            r = -errno;
+        if (n <= 0)
+            break;
+        r = sp_redact_feed(rs, c->buf, (size_t)n, out, ctx);
+        off += (uint64_t)n;
+    }
+    if (r == 0)
+        r = sp_redact_finish(rs, out, ctx);
+    sp_redact_stream_free(rs);
+    return r;
+}
+
 /* Add dirfd/base, stored as `path`, and (for a directory) all below it. */
 static int add_tree(struct cstate *c, int dirfd, const char *base,
                     const char *path, unsigned depth)
@@ -1064,11 +1120,27 @@ static int add_tree(struct cstate *c, int dirfd, const char *base,
                              "\"%s\" brings the total past the limit of "
                              "%llu bytes",
                              shown, (unsigned long long)c->lim.max_total_bytes);
-    archive_entry_set_size(e, (la_int64_t)size);
+    bool redact = S_ISREG(st.st_mode) && sp_secrets_agent();
+    uint64_t entry_size = size;
+    if (redact) {
+        entry_size = 0;
+        int r = redact_pass(c, fd, size, count_out, &entry_size);
+        if (r < 0)
+            return create_fail(c, -r, path, "read");
+    }
+    archive_entry_set_size(e, (la_int64_t)entry_size);
     if (archive_write_header(c->a, e) < ARCHIVE_WARN)
         return write_fail(c, path);
     c->st->entries++;
-    if (S_ISREG(st.st_mode)) {
+    if (redact) {
+        struct arch_out ao = {c, false};
+        int r = redact_pass(c, fd, size, arch_out, &ao);
+        if (ao.failed)
+            return write_fail(c, path);
+        if (r < 0)
+            return create_fail(c, -r, path, "read");
+        c->st->bytes += size;
+    } else if (S_ISREG(st.st_mode)) {
         int r = add_file_data(c, fd, size, path);
         if (r < 0)
             return r;

@@ -41,6 +41,7 @@
 #include "wslayers.h"
 #include "mounts.h"
 #include "mountplan.h"
+#include "secrets.h"
 #include "netplumb.h"
 #include "seccomp.h"
 #include "util.h"
@@ -100,6 +101,7 @@ struct launch {
     int agent_sock;               /* workspace mode: the agent's socket, or -1 */
     const char *ws_dst;           /* workspace mode: workspace mount point */
     const struct sp_ws_layers *layers; /* workspace mode: copy-on-write, or NULL */
+    const struct sp_secrets *secrets; /* workspace mode: secrets.h, or NULL */
     /* --net allow: the proxy (host side) and the socketpair over which
      * PID 1 hands it the listening socket it made inside the netns. */
     struct sp_proxy *proxy;
@@ -354,6 +356,7 @@ static _Noreturn void become_agent(struct launch *l)
         .path_env = l->path_env,
         .default_timeout = l->p->timeout,
         .kill_after = l->p->kill_after,
+        .secrets = l->secrets,
     };
     close(l->err_wr);
     l->err_wr = -1;
@@ -391,6 +394,12 @@ static _Noreturn void sandbox_init(struct launch *l)
 
     if (sp_mounts_apply(&l->plan, l->scratch, l->p->limits.tmp_size, &ce) < 0)
         child_fail(l, &ce, 125);
+    if (l->secrets) {
+        int r = sp_secrets_populate(l->secrets, SP_SECRETS_DIR, l->p->uid,
+                                    l->p->gid);
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_TMPFS, -r, SP_SECRETS_DIR), &ce), 125);
+    }
     /* Without a user namespace the private HOME was made by real root:
      * give it to the sandbox's user (with one, the mapping already does). */
     if (!l->userns && (l->p->uid != 0 || l->p->gid != 0))
@@ -722,6 +731,27 @@ static void write_stats_json(const char *path, const sp_stats *st, int status)
 /* Everything planned before clone: layers checked against --require, the
  * mount plan, environment, seccomp program, Landlock rules and the pipes.
  * On failure the caller frees l with launch_free. */
+/* Workspace secrets: a tmpfs at /run/secrets, last in the plan (so its
+ * parents exist); PID 1 fills it and makes it read-only. */
+static int secrets_mount_op(struct launch *l, sp_error *err)
+{
+    struct sp_mount_op *ops =
+        realloc(l->plan.ops, (l->plan.n + 1) * sizeof(*ops));
+    if (!ops)
+        return sp_error_set(err, ENOMEM, "mount plan");
+    l->plan.ops = ops;
+    struct sp_mount_op *op = &ops[l->plan.n];
+    memset(op, 0, sizeof(*op));
+    op->kind = SP_OP_TMPFS;
+    op->dst = strdup(SP_SECRETS_DIR);
+    op->size = sp_secrets_tmpfs_size(l->secrets);
+    op->mode = 0700;
+    if (!op->dst)
+        return sp_error_set(err, ENOMEM, "mount plan");
+    l->plan.n++;
+    return 0;
+}
+
 static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
 {
     const struct sp_policy *p = l->p;
@@ -745,6 +775,8 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
                              "--require landlock conflicts with --no-landlock");
 
     if ((rc = sp_mount_plan_build_at(p, l->ws_dst, &l->plan, err)) < 0)
+        return rc;
+    if (l->secrets && (rc = secrets_mount_op(l, err)) < 0)
         return rc;
     if (l->layers && (rc = sp_ws_layers_apply(l->layers, l->ws_dst, l->userns,
                                               &l->plan, err)) < 0)
@@ -938,6 +970,7 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
 int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
                     int agent_sock, const char *ws_dst,
                     const struct sp_ws_layers *layers,
+                    const struct sp_secrets *secrets,
                     struct sp_launch_handle *ret, sp_error *err)
 {
     static char *const agent_argv[] = {"sandpit-agent", NULL};
@@ -945,6 +978,7 @@ int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
                        .err_wr = -1, .net_rd = -1, .net_wr = -1,
                        .agent_sock = agent_sock,
                        .ws_dst = ws_dst, .layers = layers,
+                       .secrets = secrets && secrets->n ? secrets : NULL,
                        .argv = agent_argv};
     struct sp_cgroup *cg = NULL;
     int pidfd = -1, rc = 0;

@@ -11,6 +11,7 @@
 struct sp_cgroup;
 struct sp_ws_layers;
 struct sp_proxy;
+struct sp_secrets;
 
 /* A workspace sandbox started by sp_launch_agent(). */
 struct sp_launch_handle {
@@ -25,7 +26,9 @@ struct sp_launch_handle {
 /* Start a workspace sandbox through the same path as sp_run(), with PID 1
  * running the agent loop (agent.c) on agent_sock instead of one command.
  * The workspace directory (p->workspace) is mounted at ws_dst; with
- * `layers` (wslayers.h) the filesystem is copy-on-write. The caller
+ * `layers` (wslayers.h) the filesystem is copy-on-write; with `secrets`
+ * (secrets.h, may be NULL) PID 1 writes them into a read-only tmpfs at
+ * /run/secrets and the agent redacts them. The caller
  * blocks all signals first (the agent inherits the mask and uses a
  * signalfd) and closes agent_sock after the call. Returns when the agent
  * has locked itself down (0), or < 0 with err filled and nothing left
@@ -33,6 +36,7 @@ struct sp_launch_handle {
 int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
                     int agent_sock, const char *ws_dst,
                     const struct sp_ws_layers *layers,
+                    const struct sp_secrets *secrets,
                     struct sp_launch_handle *ret, sp_error *err);
 
 /* execve argv with a PATH search that does not allocate (for a forked

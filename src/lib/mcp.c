@@ -139,7 +139,8 @@ static const struct tool tools[] = {
      "\"pids\":{\"type\":\"integer\",\"description\":\"Most processes at once.\"},"
      "\"network\":{\"type\":\"string\",\"description\":\"\\\"none\\\" (default when the operator allows nothing), \\\"policy\\\" (what the operator allows), or, when the operator allows host networking, \\\"host\\\" or \\\"allow:HOST,...\\\".\"},"
      "\"timeout\":{\"type\":\"number\",\"description\":\"Default time limit of each command, seconds.\"},"
-     "\"idle_timeout\":{\"type\":\"number\",\"description\":\"Stop the workspace after this many idle seconds (0: never).\"}"
+     "\"idle_timeout\":{\"type\":\"number\",\"description\":\"Stop the workspace after this many idle seconds (0: never).\"},"
+     "\"image\":{\"type\":\"string\",\"description\":\"Base image: one the operator imported and allows (policy images.allowed).\"}"
      "},\"additionalProperties\":false}",
      "{\"type\":\"object\",\"properties\":{\"workspace\":{\"type\":\"string\"},"
      "\"state\":{\"type\":\"string\"},\"root\":{\"type\":\"string\"},"
@@ -211,6 +212,22 @@ static const struct tool tools[] = {
      "undone.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
      NULL, sp_ops_ws_reset, false, true},
+    {"workspace_snapshot", "Snapshot a workspace",
+     "Capture the workspace's files (everything it wrote: /workspace, HOME, "
+     "installed packages) as a named, read-only snapshot, to go back to "
+     "with workspace_restore. Its processes keep running.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"snapshot\":{\"type\":\"string\",\"description\":\"A new name for the snapshot (1 to 63 of a-z 0-9 _ . -).\"}},\"required\":[\"workspace\",\"snapshot\"],\"additionalProperties\":false}",
+     NULL, sp_ops_ws_snapshot, false, false},
+    {"workspace_snapshots", "List snapshots",
+     "The workspace's snapshots: name, size, files, time.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     NULL, sp_ops_ws_snapshots, true, false},
+    {"workspace_restore", "Restore a snapshot",
+     "Put the workspace's files back to a snapshot. What it wrote since is "
+     "lost, and a running workspace is restarted: its processes, shells and "
+     "services end.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"snapshot\":{\"type\":\"string\",\"description\":\"The snapshot's name (from workspace_snapshots).\"}},\"required\":[\"workspace\",\"snapshot\"],\"additionalProperties\":false}",
+     NULL, sp_ops_ws_restore, false, true},
     {"file_list", "List files",
      "List a directory in /workspace (path relative to it; default the workspace itself) with type, size and mode of each entry; recursive lists the whole tree.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Directory, relative to /workspace.\"},\"recursive\":{\"type\":\"boolean\",\"description\":\"List subdirectories too.\"}" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",

@@ -6,6 +6,7 @@
 #endif
 #include "mountplan.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -142,6 +143,103 @@ static void add_default(struct builder *b, const char *path)
     }
 }
 
+/* --rootfs / --image: the rootfs's top-level entries take the place of
+ * the host's system paths — each directory a read-only bind (its own
+ * copy-on-write overlay in a workspace), each symlink recreated, each
+ * file bound. /proc, /dev, /tmp and /sys are sandpit's own as always. */
+static const char *const rootfs_skip[] = {"proc", "dev", "tmp", "sys"};
+
+static int cmp_name(const void *a, const void *c)
+{
+    return strcmp(*(char *const *)a, *(char *const *)c);
+}
+
+static void add_rootfs(struct builder *b, const char *rootfs)
+{
+    DIR *d = opendir(rootfs);
+    if (!d) {
+        b->oom = true; /* finalize checked it: reported as a plan failure */
+        return;
+    }
+    char *names[SP_MAX_MOUNTS];
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < SP_ARRAY_SIZE(names)) {
+        bool skip = de->d_name[0] == '.' &&
+                    (!de->d_name[1] || strcmp(de->d_name, "..") == 0);
+        for (size_t i = 0; i < SP_ARRAY_SIZE(rootfs_skip); i++)
+            skip |= strcmp(de->d_name, rootfs_skip[i]) == 0;
+        /* overlayfs reads ':' (and '\\' and ',') in a lower dir as syntax:
+         * "x:/etc" would add the host's /etc as a layer. Such a name is
+         * not taken. */
+        skip |= strpbrk(de->d_name, ",:\\") != NULL;
+        if (!skip && !(names[n++] = strdup(de->d_name)))
+            b->oom = true, n--;
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), cmp_name);
+    for (size_t i = 0; i < n; i++) {
+        char src[SP_MAX_PATH + 256], dst[300];
+        snprintf(src, sizeof(src), "%s/%s", rootfs, names[i]);
+        snprintf(dst, sizeof(dst), "/%s", names[i]);
+        free(names[i]);
+        struct stat st;
+        if (lstat(src, &st) < 0)
+            continue;
+        if (S_ISLNK(st.st_mode)) {
+            char target[SP_MAX_PATH];
+            ssize_t tn = readlink(src, target, sizeof(target) - 1);
+            if (tn > 0) {
+                target[tn] = '\0';
+                push(b, SP_OP_SYMLINK, target, dst);
+            }
+            continue;
+        }
+        if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+            continue;
+        struct sp_mount_op *op = push(b, SP_OP_BIND, src, dst);
+        if (op) {
+            op->ro = true;
+            op->is_dir = S_ISDIR(st.st_mode);
+            op->optional = true;
+        }
+    }
+}
+
+/* A rootfs entry under which sandpit must make a mount point that the
+ * rootfs lacks (HOME's /home/sandpit, the workspace's path) cannot be a
+ * read-only bind: it is left out, and the mount point lives in the root. */
+static void prune_rootfs(struct builder *b, const char *rootfs)
+{
+    size_t rl = strlen(rootfs);
+    for (size_t i = b->n; i-- > 0;) {
+        struct sp_mount_op *r = &b->ops[i];
+        if (r->kind != SP_OP_BIND || !r->optional || !r->src ||
+            strncmp(r->src, rootfs, rl) != 0 || r->src[rl] != '/' ||
+            strchr(r->dst + 1, '/'))
+            continue;
+        bool drop = false;
+        for (size_t j = 0; j < b->n && !drop; j++) {
+            const struct sp_mount_op *o = &b->ops[j];
+            if (j == i || !sp_path_has_prefix(o->dst, r->dst) ||
+                strcmp(o->dst, r->dst) == 0)
+                continue;
+            char probe[SP_MAX_PATH * 2];
+            struct stat st;
+            snprintf(probe, sizeof(probe), "%s%s", rootfs, o->dst);
+            drop = lstat(probe, &st) < 0 ||
+                   (o->kind != SP_OP_COPY && o->kind != SP_OP_SYMLINK &&
+                    !!S_ISDIR(st.st_mode) != (o->kind != SP_OP_BIND ||
+                                             o->is_dir));
+        }
+        if (drop) {
+            op_free(r);
+            memmove(&b->ops[i], &b->ops[i + 1], (b->n - i - 1) * sizeof(*b->ops));
+            b->n--;
+        }
+    }
+}
+
 static size_t depth(const char *path)
 {
     size_t d = 0;
@@ -205,8 +303,11 @@ int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
     if (!p->finalized)
         return sp_error_set(err, EINVAL, "mount plan: policy not finalized");
 
-    for (size_t i = 0; sp_default_system_paths[i]; i++)
-        add_default(&b, sp_default_system_paths[i]);
+    if (p->rootfs)
+        add_rootfs(&b, p->rootfs);
+    else
+        for (size_t i = 0; sp_default_system_paths[i]; i++)
+            add_default(&b, sp_default_system_paths[i]);
 
     struct sp_mount_op *op;
     /* /dev before /proc: masking procfs files binds the new /dev/null. */
@@ -287,6 +388,8 @@ int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
             break;
         }
     }
+    if (p->rootfs)
+        prune_rootfs(&b, p->rootfs);
     if (b.oom) {
         for (size_t i = 0; i < b.n; i++)
             op_free(&b.ops[i]);

@@ -222,7 +222,49 @@ static int overlay_fs(const struct sp_mount_op *op, bool userxattr)
                           userxattr ? "userxattr" : NULL, NULL, NULL, NULL};
     if (!op->src || !op->upper || !op->work)
         return -EINVAL;
-    return new_fs("overlay", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    if (!strchr(op->src, ':'))
+        return new_fs("overlay", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    /* Stacked lower dirs (snapshot layers, top first, "a:b:c"): one
+     * "lowerdir+" each, since fsconfig takes at most 256 bytes a value. */
+    int fs = fsopen("overlay", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -errno;
+    char one[4096];
+    for (const char *p = op->src; *p;) {
+        const char *e = strchr(p, ':');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 0 || n >= sizeof(one)) {
+            close(fs);
+            return -EINVAL;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", one, 0) < 0) {
+            int er = errno;
+            close(fs);
+            return -er;
+        }
+        p += n + (e ? 1 : 0);
+    }
+    for (size_t i = 2; opts[i]; i += 2) {
+        int r = opts[i + 1]
+                    ? fsconfig(fs, FSCONFIG_SET_STRING, opts[i], opts[i + 1], 0)
+                    : fsconfig(fs, FSCONFIG_SET_FLAG, opts[i], NULL, 0);
+        if (r < 0) {
+            int er = errno;
+            close(fs);
+            return -er;
+        }
+    }
+    if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) {
+        int er = errno;
+        close(fs);
+        return -er;
+    }
+    int mnt = fsmount(fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    int er = errno;
+    close(fs);
+    return mnt < 0 ? -er : mnt;
 }
 
 /* A clone of a single host mount at `src` (following a final symlink). */

@@ -1590,9 +1590,10 @@ static int write_all(int fd, const char *s, size_t n)
     return 0;
 }
 
-/* Write content to a new temp file in dfd, fsync'd, with mode. */
+/* Write content to a new temp file in dfd with mode; fsync'd when sync
+ * (else the caller syncs the file system once for many files). */
 static int write_temp(int dfd, const char *content, size_t len, unsigned mode,
-                      char name[32])
+                      char name[32], bool sync)
 {
     int fd = -1;
     for (int tries = 0; tries < 100; tries++) {
@@ -1609,7 +1610,7 @@ static int write_temp(int dfd, const char *content, size_t len, unsigned mode,
     int r = write_all(fd, content, len);
     if (r == 0 && fchmod(fd, mode & 0777) < 0)
         r = -errno;
-    if (r == 0 && fsync(fd) < 0)
+    if (r == 0 && sync && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && r == 0)
         r = -errno;
@@ -1636,6 +1637,8 @@ struct step {
     bool src_moved;      /* src (rename/delete) moved to backup */
     bool backup_in_dst;  /* modify: old version kept next to dst */
     char backup[32];
+    bool tmp_made;       /* the new content waits in tmp, next to dst */
+    char tmp[32];
 };
 
 static void steps_free(struct step *s, size_t n)
@@ -1723,6 +1726,52 @@ static int move_aside(int dfd, const char *base, char backup[32])
     return -EEXIST;
 }
 
+/* The first phase: every new content is written to a temp file next to
+ * its destination, unsynced; one syncfs then makes them all durable
+ * before any is moved into place (one barrier instead of one fsync per
+ * file and per directory). A step that cannot be prepared now (its
+ * directory appears only once an earlier step has run) writes its temp in
+ * write_step, synced, as before. */
+static int prepare_step(int dirfd, struct step *s, struct dirlist *mk)
+{
+    if (!s->dst)
+        return 0;
+    _cleanup_free_ char *dir = NULL;
+    const char *base = NULL;
+    if (split_path(s->dst, &dir, &base) < 0)
+        return -ENOMEM;
+    _cleanup_close_ int dfd = open_dir(dirfd, dir, mk);
+    if (dfd < 0)
+        return dfd;
+    int r = write_temp(dfd, s->content, s->len, s->mode, s->tmp, false);
+    if (r == 0)
+        s->tmp_made = true;
+    return r;
+}
+
+/* syncfs of the file system holding dirfd (which may be O_PATH). */
+static int sync_fs(int dirfd)
+{
+    _cleanup_close_ int fd = open_beneath(dirfd, ".", O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return fd;
+    return syncfs(fd) < 0 ? -errno : 0;
+}
+
+/* A prepared temp that was not used (a failure before its step ran). */
+static void drop_temp(int dirfd, struct step *s)
+{
+    if (!s->tmp_made)
+        return;
+    int fd = -1;
+    const char *base = NULL;
+    if (at_parent(dirfd, s->dst, &fd, &base) == 0) {
+        unlinkat(fd, s->tmp, 0);
+        close(fd);
+    }
+    s->tmp_made = false;
+}
+
 static int write_step(int dirfd, struct step *s, struct dirlist *mk)
 {
     int r = 0;
@@ -1735,7 +1784,12 @@ static int write_step(int dirfd, struct step *s, struct dirlist *mk)
         if (dfd < 0)
             return dfd;
         char tmp[32];
-        r = write_temp(dfd, s->content, s->len, s->mode, tmp);
+        if (s->tmp_made) {
+            memcpy(tmp, s->tmp, sizeof(tmp));
+            s->tmp_made = false; /* placed or removed below */
+        } else {
+            r = write_temp(dfd, s->content, s->len, s->mode, tmp, true);
+        }
         if (r < 0)
             return r;
         if (s->f->kind == F_MODIFY) {
@@ -1770,8 +1824,8 @@ static int write_step(int dirfd, struct step *s, struct dirlist *mk)
             return r;
         }
         s->dst_done = true;
-        if (fsync(dfd) < 0)
-            return -errno;
+        /* (the directory entries are made durable by one syncfs at the
+         * end of sp_patch_apply) */
     }
     if (s->f->kind == F_RENAME || s->f->kind == F_DELETE) {
         _cleanup_close_ int sfd = -1;
@@ -1785,8 +1839,6 @@ static int write_step(int dirfd, struct step *s, struct dirlist *mk)
         if (r < 0)
             return r;
         s->src_moved = true;
-        if (fsync(sfd) < 0)
-            return -errno;
     }
     return 0;
 }
@@ -1984,16 +2036,30 @@ int sp_patch_apply(int dirfd, const struct sp_patch *p, bool dry_run,
     if (r < 0 || dry_run)
         goto out;
 
-    for (i = 0; i < p->n_files; i++) {
+    bool prepared = false;
+    for (i = 0; i < p->n_files; i++)
+        prepared |= prepare_step(dirfd, &steps[i], &mk) == 0 &&
+                    steps[i].tmp_made;
+    /* One barrier: every new content is on disk before any replaces. */
+    if (prepared && (r = sync_fs(dirfd)) < 0) {
+        i = 0;
+    }
+    for (i = r < 0 ? i : 0; r == 0 && i < p->n_files; i++) {
         r = write_step(dirfd, &steps[i], &mk);
         if (r < 0)
             break;
     }
+    /* And one for the renames, as the per-directory fsyncs were. */
+    if (r == 0 && p->n_files && (r = sync_fs(dirfd)) < 0) {
+        i = p->n_files - 1;
+    }
     if (r < 0) {
-        struct step *bad = &steps[i];
+        struct step *bad = &steps[i < p->n_files ? i : 0];
         int saved = r;
         int undo = 0;
-        for (size_t j = i + 1; j-- > 0;) {
+        for (size_t j = p->n_files; j-- > 0;)
+            drop_temp(dirfd, &steps[j]);
+        for (size_t j = (i < p->n_files ? i : 0) + 1; j-- > 0;) {
             int q = undo_step(dirfd, &steps[j]);
             undo = undo ? undo : q;
         }

@@ -112,6 +112,11 @@ SP_EXPORT void sp_policy_free(sp_policy *p)
     free(p->net_proxy);
     free(p->net_log);
     free(p->net_resolver);
+    free(p->rootfs);
+    free(p->image);
+    free_strv(p->image_argv, p->n_image_argv);
+    free_strv(p->images_allowed, p->n_images_allowed);
+    free(p->post_create);
     free(p);
 }
 
@@ -155,6 +160,12 @@ static struct sp_policy *policy_copy(const struct sp_policy *p)
     c->net_proxy = dup_or_null(p->net_proxy, &oom);
     c->net_log = dup_or_null(p->net_log, &oom);
     c->net_resolver = dup_or_null(p->net_resolver, &oom);
+    c->rootfs = dup_or_null(p->rootfs, &oom);
+    c->image = dup_or_null(p->image, &oom);
+    c->image_argv = NULL; /* derived again at finalize */
+    c->n_image_argv = 0;
+    c->images_allowed = dup_strv(p->images_allowed, p->n_images_allowed, &oom);
+    c->post_create = dup_or_null(p->post_create, &oom);
     c->env_set = dup_strv(p->env_set, p->n_env_set, &oom);
     c->env_pass = dup_strv(p->env_pass, p->n_env_pass, &oom);
     c->mounts = NULL;
@@ -858,6 +869,13 @@ static int apply_object(struct sp_policy *p, const json_t *root,
             r = get_bool(v, origin, key, &p->allow_ptrace, err);
         } else if (strcmp(key, "require") == 0) {
             r = parse_require(p, v, origin, err);
+        } else if (strcmp(key, "rootfs") == 0) {
+            r = path_key(v, origin, key, &p->rootfs, true, err);
+        } else if (strcmp(key, "image") == 0 || strcmp(key, "images") == 0 ||
+                   strcmp(key, "post_create") == 0) {
+            r = sp_policy_image_key(p, key, v, origin, err);
+        } else if (strcmp(key, "allow_untrusted_images") == 0) {
+            r = get_bool(v, origin, key, &p->allow_untrusted_images, err);
         } else if (strcmp(key, "stats") == 0) {
             r = get_bool(v, origin, key, &p->stats, err);
         } else if (strcmp(key, "stats_json") == 0) {
@@ -1048,6 +1066,9 @@ SP_EXPORT int sp_policy_finalize(sp_policy *p, sp_error *err)
     if (p->seccomp_profile && access(p->seccomp_profile, R_OK) < 0)
         return sp_error_setk(err, SP_ERR_USAGE, errno, "seccomp profile %s",
                              p->seccomp_profile);
+    int ir = sp_policy_image_finalize(p, err);
+    if (ir < 0)
+        return ir;
     p->finalized = true;
     return 0;
 }
@@ -1098,7 +1119,22 @@ SP_EXPORT char *sp_policy_to_json(const sp_policy *p, sp_error *err)
         if (!replaced)
             json_array_append_new(sys, json_string(sp_default_system_paths[i]));
     }
+    if (p->rootfs) /* the rootfs replaces the host's system paths */
+        json_array_clear(sys);
     json_object_set_new(o, "system_paths_ro", sys);
+    json_object_set_new(o, "rootfs", p->rootfs ? json_string(p->rootfs)
+                                               : json_null());
+    json_object_set_new(o, "image", p->image ? json_string(p->image)
+                                             : json_null());
+    json_t *ia = json_array();
+    for (size_t i = 0; i < p->n_images_allowed; i++)
+        json_array_append_new(ia, json_string(p->images_allowed[i]));
+    json_object_set_new(o, "images", json_pack("{s:o}", "allowed", ia));
+    json_object_set_new(o, "allow_untrusted_images",
+                        json_boolean(p->allow_untrusted_images));
+    json_object_set_new(o, "post_create", p->post_create
+                                              ? json_string(p->post_create)
+                                              : json_null());
     json_t *mounts = json_array();
     for (size_t i = 0; i < p->n_mounts; i++) {
         const struct sp_mount_rule *m = &p->mounts[i];

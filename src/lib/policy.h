@@ -100,6 +100,19 @@ struct sp_policy {
     bool allow_ptrace;
     unsigned require;              /* SP_LAYER_* bits */
 
+    /* base image (docs/images.md) */
+    char *rootfs;                  /* host dir replacing the system paths */
+    char *image;                   /* imported image name (sets rootfs at
+                                      finalize when rootfs is unset) */
+    char **image_argv;             /* its Entrypoint + Cmd (NULL-ended) */
+    size_t n_image_argv;
+    char **images_allowed;         /* "images": {"allowed": [...]}: names or
+                                      digests a front-end client may ask for */
+    size_t n_images_allowed;
+    bool allow_untrusted_images;   /* ... or any imported image */
+    char *post_create;             /* a setup command for create; run only
+                                      with --allow-post-create */
+
     /* reporting */
     bool stats;
     char *stats_json;              /* file to write stats to */
@@ -118,5 +131,18 @@ int sp_policy_add_mount(struct sp_policy *p, enum sp_mount_type type,
 extern const char *const sp_default_system_paths[];
 
 const char *sp_mount_type_name(enum sp_mount_type t);
+
+/* policy_image.c: the "image" key, and at finalize: check the rootfs,
+ * resolve the image (its tree, Env, WorkingDir, User, Entrypoint+Cmd). */
+struct json_t;
+int sp_policy_image_key(struct sp_policy *p, const char *key,
+                        const struct json_t *v, const char *origin,
+                        sp_error *err);
+/* A front-end client (MCP, JSON-RPC) asks for image `name`: allowed when
+ * the operator's policy (as JSON: its "images".allowed names or digests,
+ * or allow_untrusted_images) says so. */
+int sp_image_request_check(const struct json_t *ceiling, const char *name,
+                           sp_error *err);
+int sp_policy_image_finalize(struct sp_policy *p, sp_error *err);
 
 #endif

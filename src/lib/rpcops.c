@@ -12,6 +12,7 @@
 
 #include "bounds.h"
 #include "error.h"
+#include "policy.h"
 
 static int bad(sp_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -163,8 +164,8 @@ json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
 {
     static const char *const keys[] = {"name", "memory", "cpus", "pids",
                                        "network", "timeout", "idle_timeout",
-                                       NULL};
-    const char *name = NULL, *network = NULL;
+                                       "image", NULL};
+    const char *name = NULL, *network = NULL, *image = NULL;
     double cpus = -1, pids = -1, timeout = -1, idle = 0;
     if (sp_ops_only_keys(args, keys, err) < 0 ||
         get_str(args, "name", false, 63, &name, err) < 0 ||
@@ -172,7 +173,9 @@ json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
         get_num(args, "cpus", 0.01, 4096, &cpus, err) < 0 ||
         get_num(args, "pids", 1, 4194304, &pids, err) < 0 ||
         get_num(args, "timeout", 0.001, SP_MAX_TIMEOUT, &timeout, err) < 0 ||
-        get_num(args, "idle_timeout", 0, SP_MAX_TIMEOUT, &idle, err) < 0)
+        get_num(args, "idle_timeout", 0, SP_MAX_TIMEOUT, &idle, err) < 0 ||
+        get_str(args, "image", false, 128, &image, err) < 0 ||
+        (image && sp_image_request_check(o->ceiling, image, err) < 0))
         return NULL;
     if (name && !sp_ws_name_valid(name)) {
         sp_error_setk(err, SP_ERR_USAGE, EINVAL,
@@ -207,6 +210,8 @@ json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
     json_decref(limits);
     if (timeout > 0)
         json_object_set_new(frag, "timeout", json_real(timeout));
+    if (image) /* checked above against the operator's images.allowed */
+        json_object_set_new(frag, "image", json_string(image));
     const char *ceil_net = json_string_value(json_object_get(o->ceiling, "net"));
     if (!ceil_net)
         ceil_net = "none";

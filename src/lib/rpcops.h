@@ -69,6 +69,13 @@ json_t *sp_ops_service_status(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_service_logs(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_service_stop(struct sp_ops *o, json_t *args, sp_error *err);
 
+/* rpcops_snap.c: snapshots (docs/snapshots.md): {workspace, snapshot}. */
+json_t *sp_ops_ws_snapshot(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_ws_snapshots(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_ws_restore(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_ws_snapshot_delete(struct sp_ops *o, json_t *args,
+                                  sp_error *err);
+
 /* Exec arguments, parsed: {workspace, command (string: run by /bin/sh -c;
  * or an array), cwd, env (object), timeout, stdin, max_output}. */
 struct sp_ops_exec {

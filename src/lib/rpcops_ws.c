@@ -14,6 +14,7 @@
 #include "jsonrpc.h"
 #include "ring.h"
 #include "rpcops.h"
+#include "workspace.h"
 
 /* Longest wait a read may ask for: the server answers nothing else
  * meanwhile. */
@@ -195,8 +196,9 @@ json_t *sp_ops_file_read(struct sp_ops *o, json_t *a, sp_error *err)
     json_t *st = parse_text(sp_ws_file_stat(c, path, err), err);
     void *data = NULL;
     size_t got = 0;
-    int r = st ? sp_ws_file_read(c, path, (uint64_t)off, (int64_t)len, &data,
-                                 &got, err)
+    uint64_t raw = 0; /* bytes of the file (differs from got when redacted) */
+    int r = st ? sp_ws_file_read_raw(c, path, (uint64_t)off, (int64_t)len,
+                                     &data, &got, &raw, err)
                : -1;
     sp_ws_client_close(c);
     if (r < 0) {
@@ -207,19 +209,25 @@ json_t *sp_ops_file_read(struct sp_ops *o, json_t *a, sp_error *err)
     json_int_t size = json_integer_value(json_object_get(st, "size"));
     json_decref(st);
     size_t keep = got;
-    /* Cut on a character boundary so the text stays UTF-8. */
-    if ((json_int_t)off + (json_int_t)got < size)
+    /* Cut on a character boundary so the text stays UTF-8 (not a
+     * redacted read: its bytes do not map one to one onto the file's). */
+    if ((json_int_t)off + (json_int_t)got < size && raw == got)
         keep = sp_jrpc_utf8_cut(data, got);
     if (keep == 0)
         keep = got;
+    if (raw != got)
+        keep = got;
+    uint64_t used = raw == got ? keep : raw;
     json_t *res = json_pack("{s:s,s:I,s:I,s:I}", "path", path, "size", size,
                             "offset", (json_int_t)off, "length",
-                            (json_int_t)keep);
+                            (json_int_t)used);
     set_bytes(res, "content", data, keep);
-    bool more = (json_int_t)off + (json_int_t)keep < size;
+    if (raw != got)
+        json_object_set_new(res, "redacted", json_true());
+    bool more = (json_int_t)off + (json_int_t)used < size;
     json_object_set_new(res, "truncated", json_boolean(more));
     json_object_set_new(res, "next_offset",
-                        more ? json_integer((json_int_t)off + (json_int_t)keep)
+                        more ? json_integer((json_int_t)off + (json_int_t)used)
                              : json_null());
     free(data);
     return res;

@@ -130,6 +130,24 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *opts,
 /* [a-z0-9][a-z0-9_.-]{0,62} */
 SP_EXPORT bool sp_ws_name_valid(const char *name);
 
+/* A workspace secret (docs/secrets.md): NAME is [A-Za-z_][A-Za-z0-9_]{0,63},
+ * the value 4 bytes to 64 KiB. */
+typedef struct sp_secret {
+    const char *name;
+    const void *value;
+    size_t len;
+} sp_secret;
+
+/* Load a secret from "NAME=@FILE" (the file's bytes, one trailing newline
+ * dropped) or "NAME=env:VAR" (the caller's environment variable). A value
+ * written into the spec itself is refused (it would sit in argv). On
+ * success *ret_name and *ret_value are new (free the value with
+ * sp_secret_value_free). Errors are SP_ERR_USAGE. */
+SP_EXPORT int sp_secret_load(const char *spec, char **ret_name,
+                             void **ret_value, size_t *ret_len, sp_error *err);
+/* Zero and free a loaded value. Accepts NULL. */
+SP_EXPORT void sp_secret_value_free(void *value, size_t len);
+
 typedef struct sp_ws_create_opts {
     const char *name;          /* NULL: a generated "ws-XXXXXX" */
     double idle_timeout;       /* stop after this many seconds without a
@@ -139,6 +157,13 @@ typedef struct sp_ws_create_opts {
                                   this directory (never written); NULL = empty */
     bool read_only_system;     /* system paths read-only as in sp_run; else
                                   the whole filesystem is copy-on-write */
+    const sp_secret *secrets;  /* n_secrets of them (docs/secrets.md): kept in
+                                  the supervisor's memory only, at
+                                  /run/secrets/NAME inside, redacted from
+                                  all output */
+    size_t n_secrets;
+    const char *snapshot_ws;   /* with snapshot: a fork, whose base is the */
+    const char *snapshot;      /* snapshot of that workspace (sp_ws_fork) */
 } sp_ws_create_opts;
 
 /* Create and start a workspace from a policy (finalized or not: its
@@ -150,6 +175,10 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
                            char *ret_name, size_t ret_len, sp_error *err);
 /* Start a stopped (or crashed) workspace with its stored policy. */
 SP_EXPORT int sp_ws_start(const char *name, sp_error *err);
+/* The same with secrets: a workspace created with secrets needs each of
+ * them again (they are not kept while it is stopped). */
+SP_EXPORT int sp_ws_start_secrets(const char *name, const sp_secret *secrets,
+                                  size_t n_secrets, sp_error *err);
 /* End every process of a workspace and wait for its supervisor to exit;
  * its directory is kept. Stopping a stopped workspace succeeds. */
 SP_EXPORT int sp_ws_stop(const char *name, sp_error *err);
@@ -175,6 +204,53 @@ SP_EXPORT char *sp_ws_diff_json(const char *name, sp_error *err);
  * running. */
 SP_EXPORT int sp_ws_reset(const char *name, sp_error *err);
 
+/* Snapshots, restore, fork, pause (docs/snapshots.md). Snapshot names
+ * follow the workspace name rules and belong to one workspace. */
+typedef struct sp_ws_snapshot_info {
+    uint64_t bytes;            /* bytes of regular files in the new layer */
+    uint64_t copied;           /* of which copied (the rest is linked from
+                                  the last snapshot: unchanged since) */
+    uint64_t files;            /* files, symlinks in it */
+    uint64_t frozen_us;        /* how long the processes were frozen
+                                  (freeze, copy, thaw); 0: they were not */
+    uint64_t total_us;
+    int depth;                 /* layers below the workspace now */
+    bool merged;               /* the depth bound merged the stack */
+} sp_ws_snapshot_info;
+/* A read-only capture of the workspace's filesystem, taken while its
+ * processes are frozen, which then run on. A name in use, a full disk or
+ * any failure keeps nothing and leaves the workspace as it was. */
+SP_EXPORT int sp_ws_snapshot(const char *name, const char *snap,
+                             sp_ws_snapshot_info *info, sp_error *err);
+/* JSON array (caller frees): name, created, size, files, depth. */
+SP_EXPORT char *sp_ws_snapshots_json(const char *name, sp_error *err);
+/* Remove a snapshot; its layers stay while a fork or restore uses them. */
+SP_EXPORT int sp_ws_snapshot_rm(const char *name, const char *snap,
+                                sp_error *err);
+/* The workspace's filesystem becomes the snapshot's: a running workspace
+ * is stopped and started again (*restarted true): its processes, shells
+ * and services end; services with restart come back. */
+SP_EXPORT int sp_ws_restore(const char *name, const char *snap,
+                            bool *restarted, sp_error *err);
+/* A new workspace `newname` whose base is the snapshot (its layers shared,
+ * read-only), with policy p or, NULL, the snapshotted workspace's. */
+SP_EXPORT int sp_ws_fork(const char *name, const char *snap,
+                         const char *newname, const sp_policy *p,
+                         sp_error *err);
+/* Freeze / thaw every process of a running workspace. */
+SP_EXPORT int sp_ws_pause(const char *name, sp_error *err);
+SP_EXPORT int sp_ws_resume(const char *name, sp_error *err);
+/* 1 paused, 0 not (or not running), < 0 no such workspace. */
+SP_EXPORT int sp_ws_paused(const char *name);
+/* Wait up to timeout seconds (0: not at all) for a paused workspace to be
+ * resumed; -EAGAIN (SP_ERR_USAGE) when it still is. */
+SP_EXPORT int sp_ws_wait_resumed(const char *name, double timeout,
+                                 sp_error *err);
+/* Saving running processes (CRIU): not supported; fails with -EOPNOTSUPP
+ * and changes nothing. */
+SP_EXPORT int sp_ws_checkpoint(const char *name, const char *snap,
+                               sp_error *err);
+
 typedef struct sp_ws_client sp_ws_client;
 
 typedef struct sp_ws_exec_opts {
@@ -186,6 +262,9 @@ typedef struct sp_ws_exec_opts {
     bool forward_signals;      /* while waiting, SIGINT, SIGTERM, SIGHUP and
                                   SIGQUIT of the caller go to the command's
                                   process group */
+    char *const *secret_env;   /* names of the workspace's secrets to set as
+                                  environment variables, NULL-terminated;
+                                  may be NULL */
 } sp_ws_exec_opts;
 
 /* A connection to a running workspace's supervisor, for many execs. */
@@ -376,6 +455,30 @@ SP_EXPORT int sp_ws_service_stop(const char *ws, const char *svc, double grace,
  * text (caller frees) or NULL with err. */
 SP_EXPORT char *sp_ws_call_json(const char *ws, const char *method,
                                 const char *params_json, sp_error *err);
+
+/* ---- images (docs/images.md) ------------------------------------------ */
+
+/* Import an OCI image layout (a directory or a tar of one) or a
+ * docker-save / podman-save archive (tar, tar.gz) into the image store
+ * under $SANDPIT_STATE/images/: every blob checked against its sha256
+ * digest, the layers unpacked once and flattened into one shared tree.
+ * name NULL: the image's own ref name or tag. On failure nothing is left
+ * behind. The name used goes to ret_name (SP_ERR_USAGE: a bad name, a
+ * damaged or hostile image). */
+SP_EXPORT int sp_image_import(const char *src, const char *name,
+                              char *ret_name, size_t ret_len, sp_error *err);
+/* Imported images as a JSON array (caller frees): name, digest, layers,
+ * imported (unix seconds). */
+SP_EXPORT char *sp_image_list_json(sp_error *err);
+/* Remove an image; refused (SP_ERR_USAGE, EBUSY) while a workspace uses it. */
+SP_EXPORT int sp_image_rm(const char *name, sp_error *err);
+/* A finalized policy's default command (an image's Entrypoint + Cmd), a
+ * NULL-terminated array owned by the policy, or NULL when there is none. */
+SP_EXPORT char *const *sp_policy_default_argv(const sp_policy *p);
+/* The policy's post_create setup command (a shell command line), or NULL.
+ * Front ends run it once after create only when the operator asks
+ * (--allow-post-create), and say so when they skip it. */
+SP_EXPORT const char *sp_policy_post_create(const sp_policy *p);
 
 /* ---- host ------------------------------------------------------------ */
 

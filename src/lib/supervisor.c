@@ -37,6 +37,8 @@
 #include "netplumb.h"
 #include "portfwd.h"
 #include "proto.h"
+#include "snapshot.h"
+#include "secrets.h"
 #include "state.h"
 #include "util.h"
 #include "wslayers.h"
@@ -211,6 +213,66 @@ static const char *fd_refusal(int fd)
     return "is not a pipe, socket or character device";
 }
 
+/* "secret_env": [NAME..] becomes NAME=value entries of the agent's "env"
+ * (over the socketpair only: never on disk, never in an argv). */
+static int secret_env_add(struct sv *s, json_t *p, json_t *params,
+                          sp_error *err)
+{
+    json_t *names = params ? json_object_get(params, "secret_env") : NULL;
+    if (!names || json_is_null(names))
+        return 0;
+    if (!json_is_array(names) || json_array_size(names) > SP_MAX_SECRETS)
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "\"secret_env\" must be an array of at most %d "
+                             "secret names", SP_MAX_SECRETS);
+    json_t *env = json_object_get(p, "env");
+    env = env ? json_copy(env) : json_array();
+    size_t i;
+    json_t *v;
+    json_array_foreach(names, i, v) {
+        const char *n = json_string_value(v);
+        const struct sp_secret_v *sv = sp_secrets_find(s->a->secrets, n);
+        if (!sv) {
+            json_decref(env);
+            return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                 "--secret-env %.80s: workspace %s has no "
+                                 "such secret",
+                                 n ? n : "?", s->a->name);
+        }
+        /* An environment value is a C string: no NUL; JSON: UTF-8. */
+        char *kv = memchr(sv->value, 0, sv->len) ? NULL
+                                                 : malloc(strlen(sv->name) +
+                                                          sv->len + 2);
+        json_t *js = NULL;
+        if (kv) {
+            size_t nl = strlen(sv->name);
+            memcpy(kv, sv->name, nl);
+            kv[nl] = '=';
+            memcpy(kv + nl + 1, sv->value, sv->len);
+            js = json_stringn(kv, nl + 1 + sv->len);
+            explicit_bzero(kv, nl + 1 + sv->len);
+            free(kv);
+        }
+        if (!js) {
+            json_decref(env);
+            return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                 "--secret-env %s: the value holds a NUL "
+                                 "byte or is not UTF-8, so it cannot be an "
+                                 "environment variable (read "
+                                 SP_SECRETS_DIR "/%s instead)",
+                                 sv->name, sv->name);
+        }
+        json_array_append_new(env, js);
+    }
+    if (json_array_size(env) > SP_MAX_ENV) {
+        json_decref(env);
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "too many environment entries");
+    }
+    json_object_set_new(p, "env", env);
+    return 0;
+}
+
 static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
 {
     static const char *const names[] = {"stdin", "stdout", "stderr"};
@@ -277,6 +339,12 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
     json_object_set(p, "argv", json_object_get(m->params, "argv"));
     if (env)
         json_object_set(p, "env", json_object_get(m->params, "env"));
+    if (secret_env_add(s, p, m->params, &err) < 0) {
+        json_decref(p);
+        client_send(s, c, sp_proto_error(m->id, SP_RPC_PARAMS, "%s",
+                                         err.message));
+        goto out;
+    }
     if (cwd)
         json_object_set_new(p, "cwd", json_string(cwd));
     if (timeout > 0)
@@ -431,6 +499,8 @@ static void handle_net_log(struct sv *s, struct client *c,
         return;
     }
     json_t *r = sp_net_log_result(s->h.proxy, (uint64_t)after, (size_t)max);
+    /* A host name the sandbox asked for may carry a secret. */
+    sp_secrets_redact_json(s->a->secrets, r);
     if (!r)
         client_send(s, c, sp_proto_error(m->id, SP_RPC_INTERNAL,
                                          "out of memory"));
@@ -444,6 +514,8 @@ static void begin_stop(struct sv *s, const char *why)
         return;
     logf_("stopping: %s", why);
     s->stopping = true;
+    /* Paused (snapshot.h): thawed, or a frozen cgroup v1 would not die. */
+    sp_snap_thaw_at(s->a->wsfd);
     /* Services get their grace first (agent_ext.h "shutdown"); then PID 1
      * dies, and with it every process of the pid namespace. */
     char *line = s->agent_dead ? NULL
@@ -598,6 +670,12 @@ static void accept_client(struct sv *s)
 static void client_reply(struct sv *s, struct client *c, json_t *cid,
                          struct sp_proto_msg *m, char *frame, size_t flen)
 {
+    /* File names, link targets, messages from inside may carry a
+     * secret (secrets.h). */
+    if (s->a->secrets) {
+        sp_secrets_redact_json(s->a->secrets, m->root);
+        m->result = json_object_get(m->root, "result"); /* may be new */
+    }
     json_t *o = json_object();
     json_object_set(o, "id", cid ? cid : json_null());
     if (m->is_error) {
@@ -797,7 +875,7 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
     int lr = sp_ws_layers_load(a->policy->workspace, &ly, &err);
     if (lr < 0 ||
         sp_launch_agent(a->policy, &ro, sv[1], SP_WS_MOUNT,
-                        lr > 0 ? &ly : NULL, &s.h, &err) < 0) {
+                        lr > 0 ? &ly : NULL, a->secrets, &s.h, &err) < 0) {
         if (lr > 0)
             sp_ws_layers_free(&ly);
         unlinkat(a->wsfd, SP_WS_SOCKET, 0);

@@ -10,6 +10,8 @@
 
 #include "policy.h"
 
+struct sp_secrets;
+
 struct sp_supervisor_args {
     const char *name;
     int wsfd;                  /* workspaces/<name>, O_DIRECTORY */
@@ -19,6 +21,7 @@ struct sp_supervisor_args {
     double idle_timeout;       /* seconds; 0 = none */
     double max_lifetime;       /* seconds; 0 = none */
     int64_t created;           /* unix seconds */
+    const struct sp_secrets *secrets; /* NULL: none (secrets.h); memory only */
 };
 
 /* Run the workspace until it is stopped, idles out, reaches its lifetime

@@ -30,6 +30,8 @@
 #include "error.h"
 #include "portfwd.h"
 #include "proto.h"
+#include "secrets.h"
+#include "snapshot.h"
 #include "state.h"
 #include "supervisor.h"
 #include "util.h"
@@ -111,7 +113,8 @@ int sp_ws_policy_from_json(const char *json, const char *datadir,
  * held by the supervisor alone once we close ours). */
 static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
                             struct sp_policy *p, double idle, double life,
-                            int64_t created, sp_error *err)
+                            int64_t created, const struct sp_secrets *secrets,
+                            sp_error *err)
 {
     int pp[2];
     if (pipe2(pp, O_CLOEXEC) < 0)
@@ -164,6 +167,7 @@ static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
             .idle_timeout = idle,
             .max_lifetime = life,
             .created = created,
+            .secrets = secrets, /* memory only: the fork's copy */
         };
         sp_supervisor_main(&a);
     }
@@ -202,6 +206,8 @@ static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
                          name, SP_WS_LOG);
 }
 
+static void secrets_freep(struct sp_secrets **s) { sp_secrets_free(*s); }
+
 static void random_name(char *buf, size_t len)
 {
     unsigned char r[3] = {0};
@@ -225,6 +231,9 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "--idle-timeout and --max-lifetime must be "
                              "between 0 and 30 days");
+    _cleanup_(secrets_freep) struct sp_secrets *secrets = NULL;
+    if (o && (r = sp_secrets_new(o->secrets, o->n_secrets, &secrets, err)) < 0)
+        return r;
     if ((r = sp_state_dir(statedir, sizeof(statedir), err)) < 0)
         return r;
     char root[SP_MAX_PATH + 16];
@@ -271,6 +280,10 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
     if ((r = sp_ws_layers_init(wsfd, o ? o->from : NULL,
                                o && o->read_only_system, err)) < 0)
         goto fail;
+    /* A fork (snapshot.h): its base is the snapshot's layer stack. */
+    if (o && o->snapshot &&
+        (r = sp_snap_fork_init(wsfd, o->snapshot_ws, o->snapshot, err)) < 0)
+        goto fail;
     if (!(pj = sp_policy_to_json(p, err))) {
         r = -SP_EFAIL;
         goto fail;
@@ -296,8 +309,11 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
     sp_state_free(&st);
     if (r < 0)
         goto fail;
+    if ((r = sp_secrets_save_names(wsfd, secrets, err)) < 0)
+        goto fail;
     if ((r = spawn_supervisor(name, wsfd, lockfd, wp, o ? o->idle_timeout : 0,
-                              o ? o->max_lifetime : 0, created, err)) < 0)
+                              o ? o->max_lifetime : 0, created, secrets,
+                              err)) < 0)
         goto fail;
     free(pj);
     sp_policy_free(wp);
@@ -315,6 +331,7 @@ fail:
  * `state`. Called with the lock held. */
 static void clean_dead(int wsfd, const char *state)
 {
+    sp_snap_thaw_at(wsfd); /* a frozen v1 cgroup would not die */
     struct sp_ws_state st;
     if (sp_state_read(wsfd, &st, NULL) < 0)
         return;
@@ -330,7 +347,17 @@ static void clean_dead(int wsfd, const char *state)
 
 SP_EXPORT int sp_ws_start(const char *name, sp_error *err)
 {
+    return sp_ws_start_secrets(name, NULL, 0, err);
+}
+
+SP_EXPORT int sp_ws_start_secrets(const char *name, const sp_secret *secrets,
+                                  size_t n_secrets, sp_error *err)
+{
     char statedir[SP_MAX_PATH];
+    _cleanup_(secrets_freep) struct sp_secrets *sec = NULL;
+    int sr = sp_secrets_new(secrets, n_secrets, &sec, err);
+    if (sr < 0)
+        return sr;
     _cleanup_close_ int wsfd = open_ws(name, statedir, sizeof(statedir), err);
     if (wsfd < 0)
         return wsfd;
@@ -362,9 +389,14 @@ SP_EXPORT int sp_ws_start(const char *name, sp_error *err)
     else
         r = sp_ws_policy_from_json(pj, datadir, &p, err);
     free(pj);
+    /* Secrets are not kept while stopped: each recorded name must come
+     * again; new ones join the record. */
+    if (r == 0 && (r = sp_secrets_check_names(wsfd, name, sec, err)) == 0 &&
+        sec)
+        r = sp_secrets_save_names(wsfd, sec, err);
     if (r == 0)
         r = spawn_supervisor(name, wsfd, lockfd, p, st.idle_timeout,
-                             st.max_lifetime, st.created, err);
+                             st.max_lifetime, st.created, sec, err);
     sp_policy_free(p);
     sp_state_free(&st);
     return r;
@@ -411,6 +443,10 @@ int sp_ws_connect_fd(const char *name, sp_error *err)
     _cleanup_close_ int wsfd = open_ws(name, statedir, sizeof(statedir), err);
     if (wsfd < 0)
         return wsfd;
+    /* A paused workspace's agent reads nothing: wait, bounded. */
+    int pr = sp_ws_wait_resumed(name, SP_WS_PAUSE_WAIT, err);
+    if (pr < 0)
+        return pr;
     return connect_ws(wsfd, name, err);
 }
 
@@ -598,6 +634,12 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
         json_object_set_new(params, "cwd", json_string(o->cwd));
     if (o->timeout > 0)
         json_object_set_new(params, "timeout", json_real(o->timeout));
+    if (o->secret_env && o->secret_env[0]) {
+        json_t *se = json_array();
+        for (size_t i = 0; o->secret_env[i]; i++)
+            json_array_append_new(se, json_string(o->secret_env[i]));
+        json_object_set_new(params, "secret_env", se);
+    }
     json_int_t id = ++c->next_id;
     json_t *jid = json_integer(id);
     line = sp_proto_request(jid, "exec", params);
@@ -828,6 +870,8 @@ SP_EXPORT int sp_ws_rm(const char *name, bool force, sp_error *err)
     else if ((r = sp_rm_rf_at(rootfd, tmp)) < 0)
         sp_error_set(err, -r, "cannot remove workspace %s completely", name);
     close(lockfd);
+    if (r == 0)
+        sp_snap_ws_removed(name); /* its snapshots; layers no one uses */
     return r;
 }
 
@@ -978,10 +1022,15 @@ SP_EXPORT char *sp_ws_list_json(sp_error *err)
         if (!alive && (strcmp(state, "running") == 0 ||
                        strcmp(state, "creating") == 0))
             state = "crashed";
+        bool paused = alive && strcmp(state, "running") == 0 &&
+                      faccessat(wsfd, SP_WS_PAUSED_FILE, F_OK,
+                                AT_SYMLINK_NOFOLLOW) == 0;
+        if (paused)
+            state = "paused"; /* snapshot.h */
         json_t *o = json_pack("{s:s,s:s,s:I,s:I}", "name", de->d_name, "state",
                               state, "created", (json_int_t)st.created, "age",
                               (json_int_t)(now - st.created));
-        bool running = alive && strcmp(state, "running") == 0;
+        bool running = alive && (strcmp(state, "running") == 0 || paused);
         json_object_set_new(o, "supervisor_pid",
                             running ? json_integer(st.supervisor_pid)
                                     : json_null());

@@ -19,6 +19,15 @@ int sp_ws_policy_from_json(const char *json, const char *datadir,
  * filled (a bad name, an unknown or stopped workspace). */
 int sp_ws_connect_fd(const char *name, sp_error *err);
 
+/* sp_ws_file_read, also saying how many bytes of the file the data
+ * stands for (*ret_raw, may be NULL): with secrets the data is redacted
+ * and may be longer or shorter (docs/secrets.md); read on from offset +
+ * *ret_raw. */
+#include <stdint.h>
+int sp_ws_file_read_raw(sp_ws_client *c, const char *path, uint64_t offset,
+                        int64_t length, void **ret_data, size_t *ret_len,
+                        uint64_t *ret_raw, sp_error *err);
+
 /* The connection's parts, for client modules beside workspace.c. */
 #include <jansson.h>
 struct sp_proto_buf;

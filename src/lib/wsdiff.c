@@ -21,6 +21,7 @@
 
 #include "bounds.h"
 #include "error.h"
+#include "secrets.h"
 #include "mountplan.h"
 #include "state.h"
 #include "util.h"
@@ -233,7 +234,7 @@ static int cmp_str(const void *a, const void *b)
 
 /* The lower dir of layer `id` (an fd, or -1 for none). */
 static int open_lower(int lfd, const char *id, const char *mp,
-                      const char *from)
+                      const char *from, const char *rootfs)
 {
     char home[SP_WS_LAYER_ID_MAX + 1];
     if (strcmp(id, SP_WS_LAYER_ROOT) == 0)
@@ -243,6 +244,12 @@ static int open_lower(int lfd, const char *id, const char *mp,
     if (sp_ws_layer_id(SP_SANDBOX_HOME, home, sizeof(home)) == 0 &&
         strcmp(id, home) == 0)
         return open_dir_at(lfd, "home");
+    /* a tree of the --rootfs / --image (docs/images.md) */
+    if (rootfs) {
+        char p[SP_MAX_PATH * 2];
+        snprintf(p, sizeof(p), "%s%s", rootfs, mp);
+        return open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    }
     /* a host tree bound read-only in `run` (the base itself) */
     return open(mp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
@@ -257,6 +264,19 @@ static int walk_layer(struct walk *w, int up, int low, const char *mp)
         n = 1;
     walk_dir(w, up, low, n, false, 0);
     return 0;
+}
+
+/* The workspace's --rootfs / --image tree, from its stored policy. */
+static char *rootfs_of(int wsfd)
+{
+    struct sp_ws_state st = {0};
+    sp_error e = {0};
+    if (sp_state_read(wsfd, &st, &e) < 0)
+        return NULL;
+    const char *r = json_string_value(json_object_get(st.policy, "rootfs"));
+    char *d = r && r[0] == '/' ? strdup(r) : NULL;
+    sp_state_free(&st);
+    return d;
 }
 
 static char *from_of(int lfd)
@@ -285,6 +305,7 @@ char *sp_ws_diff_json_at(int wsfd, const char *name, sp_error *err)
     _cleanup_close_ int datafd = open_dir_at(wsfd, SP_WS_DATA);
     _cleanup_close_ int upfd = -1;
     char *from = lfd >= 0 ? from_of(lfd) : NULL;
+    char *rootfs = rootfs_of(wsfd);
     if (datafd < 0) {
         rc = sp_error_set(err, errno, "workspace %s: cannot open its %s dir",
                           name, SP_WS_DATA);
@@ -292,7 +313,7 @@ char *sp_ws_diff_json_at(int wsfd, const char *name, sp_error *err)
     }
     /* /workspace first: its upper dir is workspace/. */
     int low = lfd >= 0 ? open_lower(lfd, SP_WS_LAYER_WORKSPACE, SP_WS_MOUNT,
-                                    from)
+                                    from, rootfs)
                        : -1;
     walk_layer(w, datafd, low, SP_WS_MOUNT);
     if (low >= 0)
@@ -323,7 +344,7 @@ char *sp_ws_diff_json_at(int wsfd, const char *name, sp_error *err)
             close(idfd);
         if (up < 0)
             continue;
-        low = open_lower(lfd, de->d_name, mp, from);
+        low = open_lower(lfd, de->d_name, mp, from, rootfs);
         walk_layer(w, up, low, mp);
         if (low >= 0)
             close(low);
@@ -362,6 +383,7 @@ out:;
     }
     free(w);
     free(from);
+    free(rootfs);
     return text;
 }
 
@@ -436,6 +458,12 @@ SP_EXPORT int sp_ws_reset(const char *name, sp_error *err)
     /* The supervisor holds the lock while the workspace runs. */
     int lockfd = sp_state_lock(wsfd, false);
     bool was_running = lockfd == -EWOULDBLOCK;
+    /* A running workspace with secrets could not start again without
+     * them (secrets.h): refuse before stopping it. */
+    if (was_running &&
+        (r = sp_secrets_check_names(wsfd, name, NULL, err)) < 0)
+        return sp_error_prefix(err, "reset %s: stop it, reset it, start it "
+                               "with its secrets", name);
     if (was_running) {
         if ((r = sp_ws_stop(name, err)) < 0)
             return r;

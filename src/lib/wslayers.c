@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "bounds.h"
+#include "snapshot.h"
 #include "util.h"
 
 #define FROM_FILE "from"
@@ -538,6 +539,9 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
         }
         plan->root = root;
     }
+    /* Snapshot layers (snapshot.h) go under each overlay's upper. */
+    if ((rc = sp_snap_stack_apply(ly->dir, plan, err)) < 0)
+        goto out;
     plan->userxattr = userxattr;
 out:
     free(empty);

@@ -1,0 +1,33 @@
+/* cmd_secrets.c — loading --secret values for create and start. */
+#include "cmd_secrets.h"
+
+#include <stdlib.h>
+
+#include "cli.h"
+
+int cli_secret_add(struct cli_secrets *s, const char *spec)
+{
+    if (s->n >= CLI_MAX_SECRETS) {
+        cli_error("--secret: at most %d secrets", CLI_MAX_SECRETS);
+        return -1;
+    }
+    char *name = NULL;
+    void *value = NULL;
+    size_t len = 0;
+    sp_error err = {0};
+    if (sp_secret_load(spec, &name, &value, &len, &err) < 0) {
+        cli_error("%s", err.message);
+        return -1;
+    }
+    s->v[s->n++] = (sp_secret){name, value, len};
+    return 0;
+}
+
+void cli_secrets_free(struct cli_secrets *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        free((char *)s->v[i].name);
+        sp_secret_value_free((void *)s->v[i].value, s->v[i].len);
+    }
+    s->n = 0;
+}
