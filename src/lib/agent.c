@@ -156,6 +156,23 @@ static _Noreturn void exec_child(const int *fds, int cwdfd, char **argv,
     _exit(e == ENOENT ? 127 : 126);
 }
 
+static int gate_fd = -1;
+
+void sp_agent_gate(void)
+{
+    if (gate_fd < 0)
+        return;
+    char c = 0;
+    ssize_t n;
+    do {
+        n = read(gate_fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || c != 'x')
+        _exit(125); /* no cgroup: nothing may run */
+    close(gate_fd);
+    gate_fd = -1;
+}
+
 /* vfork: the child borrows our memory until execve, so an exec costs no
  * page-table copy. The child only makes system calls on what we prepared
  * and never returns here (exec_child is noreturn); we are single-threaded
@@ -164,6 +181,7 @@ static __attribute__((noinline)) pid_t spawn_child(const int *fds, int cwdfd,
                                                    char **argv, char **envp,
                                                    const char *path)
 {
+    sp_agent_gate();
     pid_t pid = vfork();
     if (pid == 0)
         exec_child(fds, cwdfd, argv, envp, path);
@@ -188,6 +206,7 @@ static pid_t start_relay(struct agent *a, int *fds)
 {
     int p[2][2] = {{-1, -1}, {-1, -1}};
     int e = 0;
+    sp_agent_gate(); /* in the cgroup first */
     for (int k = 0; k < 2 && !e; k++)
         if (!is_devnull(fds[1 + k]) && pipe2(p[k], O_CLOEXEC) < 0)
             e = errno;
@@ -485,6 +504,7 @@ static void run_timers(struct agent *a, uint64_t now)
 _Noreturn void sp_agent_main(const struct sp_agent_cfg *cfg)
 {
     struct agent a = {.cfg = cfg, .sfd = -1};
+    gate_fd = cfg->gate_fd;
     /* Our working directory is the workspace: the root of the file API. */
     a.rootfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     sp_proto_buf_init(&a.in);

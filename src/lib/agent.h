@@ -29,7 +29,15 @@ struct sp_agent_cfg {
     double kill_after;         /* seconds from SIGTERM to SIGKILL */
     const struct sp_secrets *secrets; /* NULL: none; else exec output is
                                          relayed and redacted (secrets.h) */
+    int gate_fd;               /* >= 0: fork nothing before reading 'x'
+                                  here (the cgroup attach is pending) */
 };
+
+/* Before any process is started in the sandbox: wait until the agent is
+ * in its cgroup (at most one wait per workspace start; the supervisor's
+ * grandchild writes the byte within a grace period). EOF means the
+ * attach failed: the agent exits and the workspace with it. */
+void sp_agent_gate(void);
 
 /* Serve until the socketpair reaches EOF, then exit (which ends every
  * process of the sandbox: we are PID 1). Single-threaded; the process that

@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "error.h"
 #include "jsonrpc.h" /* sp_jrpc_string_lossy */
 #include "patch.h"
@@ -1093,6 +1094,7 @@ static void start_archive(int sock, int rootfd, json_int_t id,
         reply_err(sock, id, SP_RPC_INTERNAL, e, "pipe: %s", strerror(e));
         return;
     }
+    sp_agent_gate(); /* in the cgroup first */
     pid_t pid = fork();
     if (pid == 0) {
         /* The child does the work and writes its reply line to res[1];

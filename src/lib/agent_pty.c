@@ -5,6 +5,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "agent.h"
 #include "agent_ext.h"
 
 #include <errno.h>
@@ -224,6 +225,7 @@ static void do_open(json_int_t id, json_t *params)
         sp_ext_error(id, SP_RPC_INTERNAL, "out of memory");
         goto out;
     }
+    sp_agent_gate(); /* in the cgroup first */
     pid_t pid = fork();
     if (pid == 0)
         shell_child(master, cwdfd, av, envp, sp_env_get(envp, "PATH"));

@@ -6,6 +6,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "agent.h"
 #include "agent_ext.h"
 
 #include <arpa/inet.h>
@@ -294,6 +295,7 @@ static int exit_code_of(int status)
  * no terminal is shared), stdin /dev/null, out/err as given. */
 static pid_t spawn(char *const *argv, char **envp, int cwdfd, int out, int err)
 {
+    sp_agent_gate(); /* in the cgroup first */
     pid_t pid = fork();
     if (pid != 0)
         return pid;

@@ -792,6 +792,16 @@ int sp_cgroup_create(const struct sp_limits *lim, const char *name,
     return 0;
 }
 
+size_t sp_cgroup_paths(const struct sp_cgroup *cg, const char **out,
+                       size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; cg && i < cg->n_dirs && n < max; i++)
+        if (cg->dirs[i].path)
+            out[n++] = cg->dirs[i].path;
+    return n;
+}
+
 int sp_cgroup_dirfd(const struct sp_cgroup *cg)
 {
     return cg && cg->version == 2 && cg->n_dirs ? cg->dirs[0].fd : -1;

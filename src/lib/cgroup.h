@@ -51,6 +51,11 @@ int sp_cgroup_create(const struct sp_limits *lim, const char *name,
  * clone3(CLONE_INTO_CGROUP); owned by cg. -1 on v1. */
 int sp_cgroup_dirfd(const struct sp_cgroup *cg);
 
+/* The directories of the cgroup (one per v1 hierarchy, one on v2), at
+ * most max of them, into out (owned by cg). Returns how many. */
+size_t sp_cgroup_paths(const struct sp_cgroup *cg, const char **out,
+                       size_t max);
+
 /* Move pid (a whole process) into the cgroup in every hierarchy, by writing
  * it to cgroup.procs. Returns 0 or a negative errno with err filled. */
 int sp_cgroup_attach(struct sp_cgroup *cg, pid_t pid, sp_error *err);

@@ -93,8 +93,11 @@ struct launch {
     struct sp_landlock_plan landlock;
     bool landlock_on;
     int cap_last;
+    size_t cmdline_len;           /* bytes of our arg area (/proc/self/cmdline) */
     char shm_path[SP_MAX_PATH];
     bool nproc_fallback;          /* no cgroup: RLIMIT_NPROC = pids */
+    int gate_fd;                  /* agent: the attach is pending; a byte
+                                     'x' here says it is done (-1: none) */
     int sync_rd, sync_wr;         /* parent -> child: maps written */
     int err_rd, err_wr;           /* child -> parent: sp_child_error */
     bool userns;
@@ -340,6 +343,8 @@ static void close_all_except(int *keep, size_t n)
 /* Workspace mode: PID 1 becomes the agent. It locks itself down once as a
  * command would be (so each exec is a bare fork and execve), tells the
  * supervisor by closing the error pipe, and serves the socketpair. */
+static void blank_cmdline(const struct launch *l, const char *name);
+
 static _Noreturn void become_agent(struct launch *l)
 {
     setsid();
@@ -350,6 +355,7 @@ static _Noreturn void become_agent(struct launch *l)
     prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, "sandpit-agent", 0, 0, 0);
+    blank_cmdline(l, "sandpit-agent");
     struct sp_agent_cfg cfg = {
         .sock = l->agent_sock,
         .envp = l->envp,
@@ -357,6 +363,7 @@ static _Noreturn void become_agent(struct launch *l)
         .default_timeout = l->p->timeout,
         .kill_after = l->p->kill_after,
         .secrets = l->secrets,
+        .gate_fd = l->gate_fd,
     };
     close(l->err_wr);
     l->err_wr = -1;
@@ -391,7 +398,6 @@ static _Noreturn void sandbox_init(struct launch *l)
     /* Nothing in the sandbox may ptrace or read the memory of its init. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, "sandpit-init", 0, 0, 0);
-
     if (sp_mounts_apply(&l->plan, l->scratch, l->p->limits.tmp_size, &ce) < 0)
         child_fail(l, &ce, 125);
     if (l->secrets) {
@@ -431,7 +437,13 @@ static _Noreturn void sandbox_init(struct launch *l)
     } while (n < 0 && errno == EINTR);
     if (n != 1)
         _exit(125);
-    close(l->sync_rd);
+    /* 'p' (agent only): the cgroup attach runs on; the agent serves at once
+     * and forks nothing before the 'x' that follows on this pipe. */
+    l->gate_fd = -1;
+    if (c == 'p' && l->agent_sock >= 0)
+        l->gate_fd = l->sync_rd;
+    else
+        close(l->sync_rd);
     l->nproc_fallback = c == 'n';
     if (l->agent_sock >= 0)
         become_agent(l);
@@ -441,6 +453,7 @@ static _Noreturn void sandbox_init(struct launch *l)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_FORK, errno, NULL), &ce), 125);
     if (cmd == 0)
         run_command(l);
+    blank_cmdline(l, "sandpit-init");
 
     /* init keeps no fd: a pipe reader outside must see EOF when the command
      * and its children close their ends, not wait for us. */
@@ -554,6 +567,41 @@ static void log_msg(const sp_run_opts *o, int level, const char *fmt, ...)
     vsnprintf(buf, sizeof(buf), fmt, ap);
     va_end(ap);
     o->log(o->log_ctx, level, buf);
+}
+
+/* How long our command line is, so the sandbox's PID 1 (a fork of us, not
+ * an exec) can blank it: /proc/1/cmdline is readable by every process in
+ * the sandbox and would show the host's `sandpit create NAME --from
+ * /home/... -e TOKEN=...`. */
+static size_t read_cmdline_len(void)
+{
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[4096];
+    size_t n = 0;
+    for (;;) {
+        ssize_t k = read(fd, buf, sizeof(buf));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    close(fd);
+    return n;
+}
+
+/* Blank the arg area (program_invocation_name is argv[0], at its start)
+ * and name the process `name`: /proc/<pid>/cmdline shows it from now on.
+ * Only in a fork of ours that needs main's argv no more. */
+static void blank_cmdline(const struct launch *l, const char *name)
+{
+    size_t n = l->cmdline_len, k = strlen(name);
+    if (n <= k || !program_invocation_name)
+        return;
+    memset(program_invocation_name, 0, n);
+    memcpy(program_invocation_name, name, k);
 }
 
 static int read_cap_last(void)
@@ -808,6 +856,7 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
     }
     l->path_env = sp_env_get(l->envp, "PATH");
     l->cap_last = read_cap_last();
+    l->cmdline_len = read_cmdline_len();
 
     if (p->seccomp) {
         /* The default filter was compiled at build time; only a custom
@@ -888,6 +937,42 @@ static int net_take_listener(struct launch *l, sp_error *err)
     return 0;
 }
 
+/* Tell the agent 'p' (pending), then leave the attach of pid to cg and the
+ * 'x' that ends it to a grandchild (reaped by init, so no zombie of ours
+ * is left; the supervisor ignores SIGCHLD of others). A failed attach
+ * writes no 'x': the agent sees EOF and exits, and the workspace ends as
+ * crashed, with the reason in the supervisor's log. */
+static int attach_async(struct launch *l, struct sp_cgroup *cg, pid_t pid,
+                        sp_error *err)
+{
+    if (write(l->sync_wr, "p", 1) != 1)
+        return sp_error_set(err, errno, "releasing the sandbox");
+    pid_t a = fork();
+    if (a < 0)
+        return sp_error_set(err, errno, "cannot fork the cgroup attach");
+    if (a == 0) {
+        if (fork() != 0)
+            _exit(0);
+        /* A test hook: a slow grace period, so the tests can show that
+         * nothing starts before the attach (at most 2 s). */
+        const char *d = getenv("SANDPIT_TEST_ATTACH_DELAY_MS");
+        if (d) {
+            long ms = strtol(d, NULL, 10);
+            if (ms > 0 && ms <= 2000)
+                usleep((useconds_t)ms * 1000);
+        }
+        sp_error aerr = {0};
+        if (sp_cgroup_attach(cg, pid, &aerr) < 0) {
+            dprintf(2, "sandpit: the workspace cannot enter its cgroup: %s\n",
+                    aerr.message);
+            _exit(1);
+        }
+        _exit(write(l->sync_wr, "x", 1) == 1 ? 0 : 1);
+    }
+    waitpid(a, NULL, 0);
+    return 0;
+}
+
 static int launch_clone(struct launch *l, const sp_run_opts *o,
                         pid_t *ret_pid, int *ret_pidfd,
                         struct sp_cgroup **ret_cg, sp_error *err)
@@ -944,8 +1029,29 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
         waitpid(pid, NULL, 0);
         return rc;
     }
-    if ((rc = setup_cgroup(p, o, &cg, err)) < 0 ||
-        (cg && (rc = sp_cgroup_attach(cg, pid, err)) < 0)) {
+    if ((rc = setup_cgroup(p, o, &cg, err)) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return rc;
+    }
+    if (cg && l->agent_sock >= 0) {
+        /* Moving a process into a cgroup v1 waits for an RCU grace period
+         * (milliseconds). A workspace's agent need not wait for it: it
+         * starts serving at once and forks nothing until the attach is
+         * done; a process of ours does the attach and then says so. */
+        if ((rc = attach_async(l, cg, pid, err)) < 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            sp_cgroup_destroy(cg);
+            return rc;
+        }
+        close(l->sync_wr);
+        l->sync_wr = -1;
+        *ret_pid = pid;
+        *ret_cg = cg;
+        return 0;
+    }
+    if (cg && (rc = sp_cgroup_attach(cg, pid, err)) < 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         return rc;

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #endif
 #include "netplumb.h"
+#include "state.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -128,7 +129,8 @@ int sp_net_canon_file(const char *path, const char *origin, char **ret,
                              origin, path, SP_MAX_POLICY_FILE);
     }
     json_error_t je;
-    json_t *v = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+    json_t *v = sp_json_loadfd(fd, SP_MAX_POLICY_FILE, JSON_REJECT_DUPLICATES,
+                               &je);
     close(fd);
     if (!v)
         return sp_error_setk(err, SP_ERR_USAGE, 0,

@@ -1507,7 +1507,7 @@ static json_t *meta_read(int wsdir, const char *snap)
     int fd = openat(wsdir, fn, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return NULL;
-    json_t *o = json_loadfd(fd, 0, NULL);
+    json_t *o = sp_json_loadfd(fd, 1u << 20, 0, NULL);
     close(fd);
     if (!json_is_object(o)) {
         json_decref(o);

@@ -50,6 +50,10 @@ int sp_state_dir(char *buf, size_t len, sp_error *err);
  * clear message when there is no such workspace. */
 int sp_state_open_ws(const char *statedir, const char *name, sp_error *err);
 
+/* json_loadfd that reads the file whole (jansson's reads a byte per
+ * system call); NULL past max bytes or on a read error, with je filled. */
+json_t *sp_json_loadfd(int fd, size_t max, size_t flags, json_error_t *je);
+
 int sp_state_read(int wsfd, struct sp_ws_state *ret, sp_error *err);
 int sp_state_write(int wsfd, const struct sp_ws_state *st, sp_error *err);
 void sp_state_free(struct sp_ws_state *st);

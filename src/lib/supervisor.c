@@ -129,7 +129,15 @@ static void write_state(struct sv *s, const char *state)
     if (live) {
         json_decref(cgroups);
         cgroups = NULL;
-        sp_state_cgroups_of(s->h.pid, &cgroups);
+        /* ours as made (the agent's move into it may still be on its
+         * way); what the agent is in when we made none */
+        const char *paths[8];
+        size_t np = sp_cgroup_paths(s->h.cg, paths, SP_ARRAY_SIZE(paths));
+        if (np > 0 && (cgroups = json_array()))
+            for (size_t i = 0; i < np; i++)
+                json_array_append_new(cgroups, json_string(paths[i]));
+        else
+            sp_state_cgroups_of(s->h.pid, &cgroups);
     }
     st.cgroups = live ? cgroups : json_array();
     if (sp_state_write(s->a->wsfd, &st, &err) < 0)

@@ -36,6 +36,7 @@
 #include "supervisor.h"
 #include "util.h"
 #include "wslayers.h"
+#include "wsskel.h"
 
 SP_EXPORT bool sp_ws_name_valid(const char *name)
 {
@@ -940,6 +941,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
         sp_close_keep_errno(wsfd);
     }
     closedir(d);
+    sp_skel_gc(statedir); /* the skeletons no workspace uses any more */
     return reaped;
 }
 

@@ -237,13 +237,17 @@ static int open_lower(int lfd, const char *id, const char *mp,
                       const char *from, const char *rootfs)
 {
     char home[SP_WS_LAYER_ID_MAX + 1];
-    if (strcmp(id, SP_WS_LAYER_ROOT) == 0)
-        return open_dir_at(lfd, "base");
+    if (strcmp(id, SP_WS_LAYER_ROOT) == 0) /* a link to the skeleton */
+        return openat(lfd, "base", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (strcmp(id, SP_WS_LAYER_WORKSPACE) == 0)
         return from ? open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
     if (sp_ws_layer_id(SP_SANDBOX_HOME, home, sizeof(home)) == 0 &&
-        strcmp(id, home) == 0)
-        return open_dir_at(lfd, "home");
+        strcmp(id, home) == 0) {
+        /* its place in the skeleton; layers/home without one */
+        int fd = openat(lfd, "base" SP_SANDBOX_HOME,
+                        O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return fd >= 0 ? fd : open_dir_at(lfd, "home");
+    }
     /* a tree of the --rootfs / --image (docs/images.md) */
     if (rootfs) {
         char p[SP_MAX_PATH * 2];

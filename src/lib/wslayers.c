@@ -24,6 +24,7 @@
 #include "bounds.h"
 #include "snapshot.h"
 #include "util.h"
+#include "wsskel.h"
 
 #define FROM_FILE "from"
 #define RO_SYSTEM_FILE "read-only-system"
@@ -68,57 +69,6 @@ int sp_ws_layer_mountpoint(const char *id, char *buf, size_t len)
         buf[i + 1] = id[i] == '+' ? '/' : id[i];
     buf[n + 1] = '\0';
     return 0;
-}
-
-/* mkdir -p of `rel` below dirfd, never following a symlink; with `file`
- * the last component is an empty regular file. Existing entries of the
- * right type are kept. Returns 0 or -errno. */
-static int mkpath_nofollow(int dirfd, const char *rel, mode_t mode, bool file)
-{
-    char buf[SP_MAX_PATH];
-    if (strlen(rel) >= sizeof(buf))
-        return -ENAMETOOLONG;
-    strcpy(buf, rel);
-    int cur = dirfd;
-    int rc = 0;
-    char *save = NULL;
-    char *tok = strtok_r(buf, "/", &save);
-    while (tok) {
-        char *next = strtok_r(NULL, "/", &save);
-        bool last = next == NULL;
-        if (strcmp(tok, ".") == 0 || strcmp(tok, "..") == 0) {
-            rc = -EINVAL;
-            break;
-        }
-        if (last && file) {
-            int fd = openat(cur, tok,
-                            O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
-                                O_NONBLOCK,
-                            0644);
-            if (fd < 0 && errno != EISDIR && errno != ELOOP && errno != ENXIO)
-                rc = -errno;
-            if (fd >= 0)
-                close(fd);
-            break;
-        }
-        if (mkdirat(cur, tok, last ? mode : 0755) < 0 && errno != EEXIST) {
-            rc = -errno;
-            break;
-        }
-        int fd = openat(cur, tok, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            /* a symlink or file of the skeleton is in the way: leave it */
-            rc = errno == ENOTDIR || errno == ELOOP ? 0 : -errno;
-            break;
-        }
-        if (cur != dirfd)
-            close(cur);
-        cur = fd;
-        tok = next;
-    }
-    if (cur != dirfd)
-        close(cur);
-    return rc;
 }
 
 static int write_text_at(int dirfd, const char *name, const char *text)
@@ -174,8 +124,10 @@ int sp_ws_layers_init(int wsfd, const char *from, bool ro_system,
         rc = sp_error_set(err, errno, "cannot create %s", SP_WS_LAYERS);
         goto out;
     }
-    static const char *const dirs[] = {"base", "home", "empty", "up"};
-    for (size_t i = 0; i < SP_ARRAY_SIZE(dirs); i++)
+    /* layers/base (a link to the shared skeleton) is made at each start;
+     * layers/home is HOME's lower dir only without a skeleton */
+    static const char *const dirs[] = {"empty", "up", "home"};
+    for (size_t i = 0; i < SP_ARRAY_SIZE(dirs) - (ro_system ? 0 : 1); i++)
         if (mkdirat(lfd, dirs[i], 0755) < 0) {
             rc = sp_error_set(err, errno, "cannot create %s/%s", SP_WS_LAYERS,
                               dirs[i]);
@@ -310,90 +262,6 @@ static int make_overlay(const struct sp_ws_layers *ly, int upfd,
     return 0;
 }
 
-/* Copy a small host file into the skeleton unless it is there already
- * (same size and mtime). Through a temporary name, so a full disk leaves
- * the old copy. A missing source is skipped (as a default it is optional). */
-static int copy_into(int basefd, const char *src, const char *rel, mode_t mode)
-{
-    int in = open(src, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (in < 0)
-        return 0;
-    struct stat si, sb;
-    int rc = 0;
-    if (fstat(in, &si) < 0 || !S_ISREG(si.st_mode)) {
-        close(in);
-        return 0;
-    }
-    if (fstatat(basefd, rel, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-        S_ISREG(sb.st_mode) && sb.st_size == si.st_size &&
-        sb.st_mtim.tv_sec == si.st_mtim.tv_sec &&
-        sb.st_mtim.tv_nsec == si.st_mtim.tv_nsec) {
-        close(in);
-        return 0;
-    }
-    char tmp[SP_MAX_PATH + 16];
-    snprintf(tmp, sizeof(tmp), "%s.sp-new", rel);
-    unlinkat(basefd, tmp, 0);
-    int out = openat(basefd, tmp,
-                     O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (out < 0) {
-        rc = -errno;
-        close(in);
-        return rc;
-    }
-    for (int rounds = 0; rounds < 1024; rounds++) {
-        ssize_t n = sendfile(out, in, NULL, SP_COPY_MAX);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rc = -errno;
-        if (n <= 0)
-            break;
-    }
-    struct timespec ts[2] = {si.st_atim, si.st_mtim};
-    if (rc == 0 && futimens(out, ts) < 0)
-        rc = -errno;
-    if (close(out) < 0 && rc == 0)
-        rc = -errno;
-    close(in);
-    if (rc == 0 && renameat(basefd, tmp, basefd, rel) < 0)
-        rc = -errno;
-    if (rc < 0)
-        unlinkat(basefd, tmp, 0);
-    return rc;
-}
-
-static int symlink_into(int basefd, const char *target, const char *rel)
-{
-    char cur[SP_MAX_PATH];
-    ssize_t n = readlinkat(basefd, rel, cur, sizeof(cur) - 1);
-    if (n >= 0) {
-        cur[n] = '\0';
-        if (strcmp(cur, target) == 0)
-            return 0;
-        unlinkat(basefd, rel, 0);
-    } else if (errno == EINVAL) {
-        return 0; /* something else is there: the skeleton keeps it */
-    }
-    if (symlinkat(target, basefd, rel) < 0 && errno != EEXIST)
-        return -errno;
-    return 0;
-}
-
-/* The parent directories of the absolute path `dst` below basefd. */
-static int mkparent(int basefd, const char *dst)
-{
-    const char *base = strrchr(dst, '/');
-    if (!base || base == dst)
-        return 0;
-    char parent[SP_MAX_PATH];
-    if ((size_t)(base - dst) >= sizeof(parent))
-        return -ENAMETOOLONG;
-    memcpy(parent, dst, (size_t)(base - dst));
-    parent[base - dst] = '\0';
-    return mkpath_nofollow(basefd, parent, 0755, false);
-}
-
 static void op_drop(struct sp_mount_plan *plan, size_t i)
 {
     struct sp_mount_op *op = &plan->ops[i];
@@ -403,6 +271,23 @@ static void op_drop(struct sp_mount_plan *plan, size_t i)
     free((char *)op->work);
     memmove(op, op + 1, (plan->n - i - 1) * sizeof(*op));
     plan->n--;
+}
+
+/* mkdir -p of HOME's `rel` in layers/home (--read-only-system: no
+ * skeleton). */
+static int ensure_home_dir(const struct sp_ws_layers *ly, const char *rel,
+                           mode_t mode)
+{
+    char *dir = path2(ly->dir, "home", NULL);
+    if (!dir)
+        return -ENOMEM;
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    free(dir);
+    if (fd < 0)
+        return -errno;
+    int rc = sp_mkpath_nofollow(fd, rel, mode, false);
+    close(fd);
+    return rc;
 }
 
 int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
@@ -417,23 +302,21 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
         return sp_error_set(err, errno, "cannot create %s/up", ly->dir);
     _cleanup_close_ int upfd =
         openat(lfd, "up", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    _cleanup_close_ int basefd =
-        openat(lfd, "base", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    _cleanup_close_ int homefd =
-        openat(lfd, "home", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (upfd < 0 || basefd < 0 || homefd < 0)
+    if (upfd < 0)
         return sp_error_set(err, errno, "%s is incomplete", ly->dir);
+    const char *home = plan->home;
     char *empty = path2(ly->dir, "empty", NULL);
-    char *homelow = path2(ly->dir, "home", NULL);
+    /* HOME's lower dir is its place in the skeleton (its XDG dirs) */
+    char *homelow = home ? path2(ly->dir, "base", home + 1) : strdup("");
+    struct sp_skel *sk = ly->ro_system ? NULL : sp_skel_new();
     int rc = 0;
-    if (!empty || !homelow) {
+    if (!empty || !homelow || (!ly->ro_system && !sk)) {
         rc = sp_error_set(err, ENOMEM, "layers");
         goto out;
     }
 
     for (size_t i = 0; i < plan->n;) {
         struct sp_mount_op *op = &plan->ops[i];
-        const char *home = plan->home;
         bool in_home = home && sp_path_has_prefix(op->dst, home) &&
                        strcmp(op->dst, home) != 0;
         if (op->kind == SP_OP_BIND && ws_dst && strcmp(op->dst, ws_dst) == 0 &&
@@ -442,12 +325,24 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
                               ly->datadir, 0755, err);
         } else if (op->kind == SP_OP_TMPFS && home &&
                    strcmp(op->dst, home) == 0) {
+            if (ly->ro_system) {
+                /* no skeleton: HOME's lower is layers/home */
+                free(homelow);
+                homelow = path2(ly->dir, "home", NULL);
+                if (!homelow) {
+                    rc = sp_error_set(err, ENOMEM, "layers");
+                    goto out;
+                }
+            }
             rc = make_overlay(ly, upfd, op, homelow, NULL, 0700, err);
         } else if (op->kind == SP_OP_DIR && in_home) {
-            /* HOME's skeleton: in its lower dir, so not in its diff */
-            rc = mkpath_nofollow(homefd, op->dst + strlen(home), op->mode, false);
+            /* HOME's XDG dirs: in its lower dir, so not in its diff */
+            if (sk)
+                rc = sp_skel_dir(sk, op->dst + 1, op->mode);
+            else
+                rc = ensure_home_dir(ly, op->dst + strlen(home), op->mode);
             if (rc < 0) {
-                rc = sp_error_set(err, -rc, "cannot create %s in layers/home",
+                rc = sp_error_set(err, -rc, "cannot create %s in the skeleton",
                                   op->dst);
                 goto out;
             }
@@ -455,6 +350,25 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
             continue;
         } else if (!ly->ro_system && op->kind == SP_OP_BIND && op->optional &&
                    op->ro && op->is_dir) {
+            /* A small /etc directory is copied into the shared skeleton
+             * (one overlay fewer at each start); a big one, anything else,
+             * and a layer made by an older sandpit stay overlays. */
+            char id[SP_WS_LAYER_ID_MAX + 1];
+            if (sp_path_has_prefix(op->dst, "/etc") &&
+                strcmp(op->dst, "/etc") != 0 &&
+                sp_ws_layer_id(op->dst, id, sizeof(id)) == 0 &&
+                faccessat(upfd, id, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+                rc = sp_skel_tree(sk, op->src, op->dst + 1);
+                if (rc > 0) {
+                    op_drop(plan, i);
+                    continue;
+                }
+                if (rc < 0) {
+                    rc = sp_error_set(err, -rc, "cannot copy %s into the "
+                                      "skeleton", op->src);
+                    goto out;
+                }
+            }
             rc = make_overlay(ly, upfd, op, op->src, NULL, 0755, err);
         }
         if (rc < 0)
@@ -463,63 +377,48 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
             i++;
             continue;
         }
-        /* The root is an overlay on layers/base: everything the plan would
-         * write into a fresh root goes into the skeleton instead. */
+        /* The root is an overlay on the skeleton: everything the plan
+         * would write into a fresh root goes into the skeleton instead. */
         switch (op->kind) {
         case SP_OP_COPY:
-            rc = mkparent(basefd, op->dst);
-            if (rc == 0)
-                rc = copy_into(basefd, op->src, op->dst + 1, op->mode);
-            if (rc < 0) {
-                rc = sp_error_set(err, -rc, "cannot copy %s into %s/base",
-                                  op->src, ly->dir);
-                goto out;
-            }
+            rc = sp_skel_copy(sk, op->src, op->dst + 1, op->mode);
             op_drop(plan, i);
+            if (rc < 0)
+                goto skel_fail;
             continue;
-        case SP_OP_SYMLINK: {
-            rc = mkparent(basefd, op->dst);
-            if (rc == 0)
-                rc = symlink_into(basefd, op->src, op->dst + 1);
-            if (rc < 0) {
-                rc = sp_error_set(err, -rc, "cannot link %s in %s/base",
-                                  op->dst, ly->dir);
-                goto out;
-            }
+        case SP_OP_SYMLINK:
+            rc = sp_skel_link(sk, op->src, op->dst + 1);
             op_drop(plan, i);
+            if (rc < 0)
+                goto skel_fail;
             continue;
-        }
         case SP_OP_DIR:
-            rc = mkpath_nofollow(basefd, op->dst, op->mode, false);
-            if (rc < 0) {
-                rc = sp_error_set(err, -rc, "cannot create %s in %s/base",
-                                  op->dst, ly->dir);
-                goto out;
-            }
+            rc = sp_skel_dir(sk, op->dst + 1, op->mode);
             op_drop(plan, i);
+            if (rc < 0)
+                goto skel_fail;
             continue;
         case SP_OP_BIND:
         case SP_OP_HIDE:
-            rc = mkpath_nofollow(basefd, op->dst, 0755, !op->is_dir);
+            rc = sp_skel_point(sk, op->dst + 1, 0755, !op->is_dir);
             break;
         case SP_OP_OVERLAY:
         case SP_OP_TMPFS:
         case SP_OP_PROC:
         case SP_OP_DEV:
-            rc = mkpath_nofollow(basefd, op->dst,
-                                 op->kind == SP_OP_PROC ? 0555 : 0755, false);
+            rc = sp_skel_point(sk, op->dst + 1,
+                               op->kind == SP_OP_PROC ? 0555 : 0755, false);
             break;
         default:
             break;
         }
-        if (rc < 0) {
-            rc = sp_error_set(err, -rc, "cannot create mount point %s in "
-                              "%s/base", op->dst, ly->dir);
-            goto out;
-        }
+        if (rc < 0)
+            goto skel_fail;
         i++;
     }
     if (!ly->ro_system) {
+        if ((rc = sp_skel_commit(sk, lfd, err)) < 0)
+            goto out;
         struct sp_mount_op *root = calloc(1, sizeof(*root));
         char *lower = path2(ly->dir, "base", NULL);
         if (!root || !lower || !(root->dst = strdup("/"))) {
@@ -543,7 +442,11 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
     if ((rc = sp_snap_stack_apply(ly->dir, plan, err)) < 0)
         goto out;
     plan->userxattr = userxattr;
+    goto out;
+skel_fail:
+    rc = sp_error_set(err, -rc, "cannot record the workspace skeleton");
 out:
+    sp_skel_free(sk);
     free(empty);
     free(homelow);
     return rc;

@@ -5,10 +5,10 @@
  *   workspace/            the upper dir of /workspace (what the sandbox wrote)
  *   layers/from           the --from DIR, one absolute path (absent: none)
  *   layers/read-only-system   present: system paths are read-only binds
- *   layers/base/          lower of the root overlay: the skeleton sandpit
- *                         writes at each start (mount points, symlinks such
- *                         as /bin -> usr/bin, copies of the small /etc files)
- *   layers/home/          lower of HOME (its XDG directories)
+ *   layers/base           a link to the shared root skeleton, the lower of
+ *                         the root overlay (wsskel.h), set at each start
+ *   layers/home/          lower of HOME with --read-only-system (otherwise
+ *                         HOME's place in the skeleton)
  *   layers/empty/         lower of /workspace without --from
  *   layers/up/<id>/upper  upper dir of the overlay mounted at <id>
  *   layers/up/<id>/work   its overlayfs work dir
@@ -18,7 +18,8 @@
  * "home+sandpit"); "workspace" keeps its work dir here and its upper dir in
  * workspace/. Every overlay has one lower dir: overlayfs does not cross the
  * mounts below a lower dir, so each host tree bound into the sandbox is its
- * own overlay. */
+ * own overlay, except the small /etc directories, copied into the
+ * skeleton. */
 #ifndef SANDPIT_WSLAYERS_H
 #define SANDPIT_WSLAYERS_H
 
@@ -55,8 +56,8 @@ int sp_ws_layers_load(const char *datadir, struct sp_ws_layers *ret,
 void sp_ws_layers_free(struct sp_ws_layers *ly);
 
 /* Turn a workspace's mount plan (built with /workspace at ws_dst) into its
- * copy-on-write form, and refresh layers/base for it. Runs on the host
- * before clone. */
+ * copy-on-write form, and point layers/base at the skeleton for it (found
+ * or built). Runs on the host before clone. */
 int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
                        bool userxattr, struct sp_mount_plan *plan,
                        sp_error *err);

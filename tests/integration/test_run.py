@@ -511,3 +511,14 @@ def test_limits_unenforced_is_loud(ws):
     r = sandpit("run", "--require", "limits", "--", "true", cwd=ws)
     assert r.returncode == 125
     assert "--require limits" in r.stderr
+
+
+def test_pid1_cmdline_hides_the_host_command(ws):
+    """PID 1 is a fork of sandpit, not an exec: its /proc/1/cmdline (world
+    readable) must not show the host's command line (paths, -e values)."""
+    r = run("cat", "/proc/1/cmdline",
+            flags=["--env", "SP_HIDDEN_TOKEN=hunter2", "--ro", str(ws)])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip("\0").split("\0")[0] == "sandpit-init", r.stdout
+    assert "hunter2" not in r.stdout and str(ws) not in r.stdout
+    assert "run" not in r.stdout

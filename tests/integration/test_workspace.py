@@ -460,3 +460,55 @@ def test_other_uid_refused(state, request):
         pytest.skip("state path too long for a plain connect")
     assert "permission denied" in r.stdout, r.stderr
     assert sp(state, "exec", "mine", "--", "true").returncode == 0
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="cgroups need root here (no "
+                    "delegation); the RLIMIT_NPROC path is tested as a user")
+@pytest.mark.parametrize("kind", ["exec", "service"])
+def test_first_processes_are_in_the_cgroup(state, kind):
+    """The agent serves before its move into the cgroup has finished (that
+    move waits for an RCU grace period on cgroup v1); nothing may start
+    before it has. A process asked for at once after create must be born
+    inside, under the limit."""
+    # the attach made slow (a test hook): without the gate the process
+    # below would start outside
+    env = dict(os.environ, SANDPIT_STATE=state,
+               SANDPIT_TEST_ATTACH_DELAY_MS="400")
+    r = subprocess.run([SANDPIT, "create", "cg", "-q", "--pids", "77"],
+                       env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    s = st(state, "cg")
+    assert s["cgroups"], s
+    if kind == "exec":
+        r = sp(state, "exec", "cg", "--", "cat", "/proc/self/cgroup")
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
+    else:
+        r = sp(state, "service", "start", "cg", "w", "--", "sh", "-c",
+               "cat /proc/self/cgroup > /tmp/cg.new; mv /tmp/cg.new /tmp/cg;"
+               " sleep 99")
+        assert r.returncode == 0, r.stderr
+        assert wait_for(lambda: sp(state, "exec", "cg", "--", "test", "-s",
+                                   "/tmp/cg").returncode == 0, 5)
+        out = sp(state, "exec", "cg", "--", "cat", "/tmp/cg").stdout
+    ours = [ln for ln in out.splitlines()
+            if ":pids:" in ln or ":memory:" in ln or
+            (ln.startswith("0::") and ln != "0::/")]
+    assert ours and all("/sandpit-" in ln for ln in ours), out
+    lim = [d for d in s["cgroups"]
+           if os.path.exists(os.path.join(d, "pids.max"))]
+    with open(os.path.join(lim[0], "pids.max")) as f:
+        assert f.read().strip() == "77"
+
+
+def test_agent_cmdline_hides_the_host_command(state, tmp_path):
+    src = tmp_path / "host-only-path-7f3a"
+    src.mkdir()
+    create(state, "cl", "--from", str(src), "--env", "SP_HIDDEN_TOKEN=hunter2")
+    r = sp(state, "exec", "cl", "--", "cat", "/proc/1/cmdline")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.rstrip("\0").split("\0")[0] == "sandpit-agent", r.stdout
+    assert "host-only-path" not in r.stdout and "hunter2" not in r.stdout
+    # the command still got its environment
+    r = sp(state, "exec", "cl", "--", "sh", "-c", "echo $SP_HIDDEN_TOKEN")
+    assert r.stdout == "hunter2\n"

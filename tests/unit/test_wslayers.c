@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "util.h"
 #include "wsdiff.h"
 #include "wslayers.h"
+#include "wsskel.h"
 
 static void test_layer_ids(void **st)
 {
@@ -51,13 +53,18 @@ static void test_layer_ids(void **st)
     assert_true(sp_ws_layer_id(big, buf, sizeof(buf)) < 0);
 }
 
-static char tmpl[64];
+static char tmpl[64];  /* a state dir */
+static char wsdir[96]; /* its workspaces/w */
 
 static int wsfd_new(void)
 {
     snprintf(tmpl, sizeof(tmpl), "/tmp/test_wslayers.XXXXXX");
     assert_non_null(mkdtemp(tmpl));
-    int fd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    snprintf(wsdir, sizeof(wsdir), "%s/workspaces", tmpl);
+    assert_int_equal(mkdir(wsdir, 0700), 0);
+    snprintf(wsdir, sizeof(wsdir), "%s/workspaces/w", tmpl);
+    assert_int_equal(mkdir(wsdir, 0700), 0);
+    int fd = open(wsdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     assert_true(fd >= 0);
     assert_int_equal(mkdirat(fd, "workspace", 0755), 0);
     return fd;
@@ -80,14 +87,29 @@ static const struct sp_mount_op *find(const struct sp_mount_plan *pl,
     return NULL;
 }
 
+static int count_entries(const char *dir, const char *sub)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/%s", dir, sub);
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
 static void plan_for(bool ro_system, struct sp_mount_plan *pl,
                      struct sp_ws_layers *ly, int *ret_fd)
 {
     int fd = wsfd_new();
     sp_error err = {0};
     assert_int_equal(sp_ws_layers_init(fd, NULL, ro_system, &err), 0);
-    char datadir[128];
-    snprintf(datadir, sizeof(datadir), "%s/workspace", tmpl);
+    char datadir[160];
+    snprintf(datadir, sizeof(datadir), "%s/workspace", wsdir);
     struct sp_policy *p = sp_policy_new();
     char json[256];
     snprintf(json, sizeof(json), "{\"workspace\": \"%s\"}", datadir);
@@ -128,22 +150,50 @@ static void test_plan_cow(void **st)
         assert_int_not_equal(pl.ops[i].kind, SP_OP_SYMLINK);
         assert_int_not_equal(pl.ops[i].kind, SP_OP_DIR);
     }
+    /* the small /etc directories were folded into the skeleton */
     struct stat sb;
+    if (stat("/etc/ld.so.conf.d", &sb) == 0) {
+        assert_null(find(&pl, "/etc/ld.so.conf.d"));
+        assert_int_equal(fstatat(fd, "layers/base/etc/ld.so.conf.d", &sb, 0),
+                         0);
+        assert_true(S_ISDIR(sb.st_mode));
+    }
+    /* ... a big one (past SP_WS_SKEL_TREE_MAX_ENTRIES) stays an overlay */
+    if (stat("/etc/alternatives", &sb) == 0) {
+        const struct sp_mount_op *alt = find(&pl, "/etc/alternatives");
+        assert_non_null(alt);
+        assert_int_equal(alt->kind, SP_OP_OVERLAY);
+    }
+    /* layers/base is a link to the shared skeleton under skel/ */
+    char target[128];
+    ssize_t k = readlinkat(fd, "layers/base", target, sizeof(target) - 1);
+    assert_true(k > 0);
+    target[k] = '\0';
+    assert_non_null(strstr(target, "../../../skel/"));
     assert_int_equal(fstatat(fd, "layers/base/etc/passwd", &sb, 0), 0);
     assert_int_equal(fstatat(fd, "layers/base/usr", &sb, 0), 0);
     assert_true(S_ISDIR(sb.st_mode));
-    assert_int_equal(fstatat(fd, "layers/home/.config", &sb, 0), 0);
+    assert_int_equal(
+        fstatat(fd, "layers/base" SP_SANDBOX_HOME "/.config", &sb, 0), 0);
+    assert_non_null(strstr(home->src, "/layers/base" SP_SANDBOX_HOME));
     /* a second start finds it all in place */
     sp_mount_plan_free(&pl);
     sp_error err = {0};
     struct sp_policy *p = sp_policy_new();
     char json[256];
-    snprintf(json, sizeof(json), "{\"workspace\": \"%s/workspace\"}", tmpl);
+    snprintf(json, sizeof(json), "{\"workspace\": \"%s/workspace\"}", wsdir);
     assert_int_equal(sp_policy_apply_json_text(p, json, "t", &err), 0);
     assert_int_equal(sp_policy_finalize(p, &err), 0);
     assert_int_equal(sp_mount_plan_build_at(p, "/workspace", &pl, &err), 0);
     assert_int_equal(sp_ws_layers_apply(&ly, "/workspace", false, &pl, &err), 0);
     assert_false(pl.userxattr);
+    /* ... the same skeleton: one dir and its manifest */
+    char again[128];
+    k = readlinkat(fd, "layers/base", again, sizeof(again) - 1);
+    assert_true(k > 0);
+    again[k] = '\0';
+    assert_string_equal(again, target);
+    assert_int_equal(count_entries(tmpl, "skel"), 2);
     sp_policy_free(p);
     sp_mount_plan_free(&pl);
     sp_ws_layers_free(&ly);
@@ -179,6 +229,134 @@ static void test_bad_from(void **st)
     wsfd_done(fd);
 }
 
+static void put(const char *dir, const char *name, const char *text)
+{
+    char path[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "we");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void base_target(int fd, char *buf, size_t len)
+{
+    ssize_t k = readlinkat(fd, "layers/base", buf, len - 1);
+    assert_true(k > 0);
+    buf[k] = '\0';
+}
+
+static void test_skel(void **st)
+{
+    (void)st;
+    int fd = wsfd_new();
+    assert_int_equal(mkdirat(fd, "layers", 0700), 0);
+    int lfd = openat(fd, "layers", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    char src[128], tree[160];
+    snprintf(src, sizeof(src), "%s/src", tmpl);
+    assert_int_equal(mkdir(src, 0755), 0);
+    snprintf(tree, sizeof(tree), "%s/tree", src);
+    assert_int_equal(mkdir(tree, 0755), 0);
+    put(src, "conf", "v1\n");
+    put(tree, "a", "aaa");
+    char sub[192];
+    snprintf(sub, sizeof(sub), "%s/sub", tree);
+    assert_int_equal(mkdir(sub, 0700), 0);
+    put(sub, "b", "bbb");
+    char p[256];
+    snprintf(p, sizeof(p), "%s/link", tree);
+    assert_int_equal(symlink("../conf", p), 0);
+    snprintf(p, sizeof(p), "%s/fifo", tree);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    char conf[200];
+    snprintf(conf, sizeof(conf), "%s/conf", src);
+
+    sp_error err = {0};
+    char t1[128], t2[128], t3[128];
+    for (int round = 0; round < 3; round++) {
+        if (round == 2)
+            put(src, "conf", "v2, longer\n"); /* a host file changed */
+        struct sp_skel *sk = sp_skel_new();
+        assert_int_equal(sp_skel_point(sk, "usr", 0755, false), 0);
+        assert_int_equal(sp_skel_link(sk, "usr/bin", "bin"), 0);
+        assert_int_equal(sp_skel_copy(sk, conf, "etc/conf", 0644), 0);
+        assert_int_equal(sp_skel_copy(sk, "/nonexistent/x", "etc/x", 0644), 0);
+        assert_int_equal(sp_skel_tree(sk, tree, "etc/tree"), 1);
+        assert_int_equal(sp_skel_commit(sk, lfd, &err), 0);
+        sp_skel_free(sk);
+        base_target(fd, round == 0 ? t1 : round == 1 ? t2 : t3, 128);
+    }
+    assert_string_equal(t1, t2);        /* reused */
+    assert_string_not_equal(t1, t3);    /* rebuilt on a change */
+    struct stat sb;
+    assert_int_equal(fstatat(fd, "layers/base/usr", &sb, AT_SYMLINK_NOFOLLOW), 0);
+    assert_true(S_ISDIR(sb.st_mode));
+    char buf[64] = {0};
+    int f = openat(fd, "layers/base/etc/conf", O_RDONLY | O_CLOEXEC);
+    assert_true(f >= 0);
+    assert_int_equal(read(f, buf, sizeof(buf) - 1), 11);
+    close(f);
+    assert_string_equal(buf, "v2, longer\n");
+    assert_int_equal(fstatat(fd, "layers/base/etc/x", &sb, 0), -1);
+    assert_int_equal(fstatat(fd, "layers/base/etc/tree/sub/b", &sb, 0), 0);
+    assert_int_equal(fstatat(fd, "layers/base/etc/tree/sub", &sb, 0), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+    assert_int_equal(fstatat(fd, "layers/base/etc/tree/link", &sb,
+                             AT_SYMLINK_NOFOLLOW), 0);
+    assert_true(S_ISLNK(sb.st_mode));
+    /* fifos are not copied */
+    assert_int_equal(fstatat(fd, "layers/base/etc/tree/fifo", &sb,
+                             AT_SYMLINK_NOFOLLOW), -1);
+
+    /* a stored manifest that differs under the same key (a collision, a
+     * damaged file): built under another name, never reused wrongly */
+    char m[200];
+    snprintf(m, sizeof(m), "skel/%s.m", strrchr(t3, '/') + 1);
+    int sfd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    f = openat(sfd, m, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    assert_true(f >= 0);
+    assert_int_equal(write(f, "x", 1), 1);
+    close(f);
+    struct sp_skel *sk = sp_skel_new();
+    assert_int_equal(sp_skel_copy(sk, conf, "etc/conf", 0644), 0);
+    assert_int_equal(sp_skel_tree(sk, tree, "etc/tree"), 1);
+    assert_int_equal(sp_skel_point(sk, "usr", 0755, false), 0);
+    assert_int_equal(sp_skel_link(sk, "usr/bin", "bin"), 0);
+    assert_int_equal(sp_skel_copy(sk, "/nonexistent/x", "etc/x", 0644), 0);
+    assert_int_equal(sp_skel_commit(sk, lfd, &err), 0);
+    sp_skel_free(sk);
+
+    /* past the size bound a tree is not folded, and nothing is recorded */
+    snprintf(p, sizeof(p), "%s/big", tree);
+    f = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    assert_true(f >= 0);
+    assert_int_equal(ftruncate(f, (off_t)SP_WS_SKEL_TREE_MAX_BYTES + 1), 0);
+    close(f);
+    sk = sp_skel_new();
+    assert_int_equal(sp_skel_tree(sk, tree, "etc/tree"), 0);
+    sp_skel_free(sk);
+
+    /* gc: what no workspace points at goes (once past its grace) */
+    char cur[128];
+    base_target(fd, cur, sizeof(cur));
+    assert_int_equal(count_entries(tmpl, "skel"), 6);
+    struct timespec old[2] = {{0, UTIME_OMIT}, {1000, 0}};
+    DIR *d = opendir(strcat(strcpy(p, tmpl), "/skel"));
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            utimensat(dirfd(d), de->d_name, old, AT_SYMLINK_NOFOLLOW);
+    closedir(d);
+    sp_skel_gc(tmpl);
+    assert_int_equal(count_entries(tmpl, "skel"), 2);
+    base_target(fd, buf, sizeof(buf));
+    assert_string_equal(buf, cur);
+    assert_int_equal(fstatat(fd, "layers/base/etc/conf", &sb, 0), 0);
+    close(sfd);
+    close(lfd);
+    wsfd_done(fd);
+}
+
 static bool has(json_t *o, const char *kind, const char *path)
 {
     size_t i;
@@ -200,8 +378,8 @@ static void test_diff(void **st)
 {
     (void)st;
     int fd = wsfd_new();
-    char from[128];
-    snprintf(from, sizeof(from), "%s/from", tmpl);
+    char from[160];
+    snprintf(from, sizeof(from), "%s/from", wsdir);
     assert_int_equal(mkdir(from, 0755), 0);
     int lo = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     writef(lo, "keep");
@@ -285,6 +463,7 @@ int main(void)
         cmocka_unit_test(test_plan_cow),
         cmocka_unit_test(test_plan_ro_system),
         cmocka_unit_test(test_bad_from),
+        cmocka_unit_test(test_skel),
         cmocka_unit_test(test_diff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
