@@ -1,8 +1,15 @@
 /* portfwd.c — throughput helper for bench/portfwd: `bench-portfwd sink
  * PORT` accepts on 127.0.0.1:PORT and reads each connection to EOF, then
  * answers the byte count; `bench-portfwd send PORT MIB ROUNDS` sends MIB
- * MiB per connection and prints the best MiB/s of ROUNDS. Plain libc, so
- * the sink also runs inside a workspace. */
+ * MiB per connection and prints the best MiB/s of ROUNDS;
+ * `bench-portfwd compare PORT_A PORT_B MIB ROUNDS` does one warm-up
+ * transfer to each, then ROUNDS rounds alternating A and B (A first on even
+ * rounds, B first on odd ones), printing one line per round "MIBS_A MIBS_B"
+ * so that load from elsewhere hits both alike. With BENCH_PIDS set to a
+ * list of process ids (the sinks, the relay), each line also has the CPU
+ * time (ms per GiB) that this sender and those processes spent on each
+ * transfer: "MIBS_A MIBS_B CPU_A CPU_B". Plain libc, so the sink also runs
+ * inside a workspace. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
@@ -18,6 +25,68 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* CPU nanoseconds of this process plus those in BENCH_PIDS
+ * (/proc/PID/schedstat: on-CPU time first). */
+static double cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    double t = (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+    const char *pids = getenv("BENCH_PIDS");
+    while (pids && *pids) {
+        char *end;
+        long pid = strtol(pids, &end, 10);
+        if (end == pids)
+            break;
+        pids = end;
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%ld/schedstat", pid);
+        FILE *f = fopen(path, "re");
+        unsigned long long ns = 0;
+        if (f) {
+            if (fscanf(f, "%llu", &ns) == 1)
+                t += (double)ns;
+            fclose(f);
+        }
+    }
+    return t;
+}
+
+/* One connection: send BYTES, half-close, wait for the sink's count.
+ * Returns MiB/s, or -1. */
+static double transfer(int port, uint64_t bytes, const char *buf, size_t len)
+{
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        perror("connect");
+        return -1;
+    }
+    double t0 = now_s();
+    for (uint64_t sent = 0; sent < bytes;) {
+        size_t n = bytes - sent < len ? (size_t)(bytes - sent) : len;
+        ssize_t w = write(s, buf, n);
+        if (w <= 0) {
+            perror("write");
+            close(s);
+            return -1;
+        }
+        sent += (uint64_t)w;
+    }
+    shutdown(s, SHUT_WR);
+    uint64_t got = 0;
+    if (read(s, &got, sizeof(got)) != (ssize_t)sizeof(got) || got != bytes) {
+        fprintf(stderr, "short transfer\n");
+        close(s);
+        return -1;
+    }
+    double mib = (double)bytes / (1 << 20) / (now_s() - t0);
+    close(s);
+    return mib;
 }
 
 int main(int argc, char **argv)
@@ -52,37 +121,52 @@ int main(int argc, char **argv)
         double best = 0;
         memset(buf, 'x', sizeof(buf));
         for (int r = 0; r < rounds; r++) {
-            int s = socket(AF_INET, SOCK_STREAM, 0);
-            struct sockaddr_in a = {.sin_family = AF_INET,
-                                    .sin_port = htons((uint16_t)port),
-                                    .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-            if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
-                perror("connect");
+            double mib = transfer(port, bytes, buf, sizeof(buf));
+            if (mib < 0)
                 return 1;
-            }
-            double t0 = now_s();
-            for (uint64_t sent = 0; sent < bytes;) {
-                ssize_t w = write(s, buf, sizeof(buf));
-                if (w <= 0) {
-                    perror("write");
-                    return 1;
-                }
-                sent += (uint64_t)w;
-            }
-            shutdown(s, SHUT_WR);
-            uint64_t got = 0;
-            if (read(s, &got, sizeof(got)) != (ssize_t)sizeof(got) || got < bytes) {
-                fprintf(stderr, "short transfer\n");
-                return 1;
-            }
-            double mib = (double)bytes / (1 << 20) / (now_s() - t0);
             if (mib > best)
                 best = mib;
-            close(s);
         }
         printf("%.0f\n", best);
         return 0;
     }
-    fprintf(stderr, "usage: bench-portfwd sink PORT | send PORT MIB ROUNDS\n");
+    if (argc >= 6 && strcmp(argv[1], "compare") == 0) {
+        int pa = atoi(argv[2]), pb = atoi(argv[3]), rounds = atoi(argv[5]);
+        uint64_t bytes = (uint64_t)atoll(argv[4]) << 20;
+        memset(buf, 'x', sizeof(buf));
+        if (transfer(pa, bytes, buf, sizeof(buf)) < 0 ||
+            transfer(pb, bytes, buf, sizeof(buf)) < 0)
+            return 1;
+        for (int r = 0; r < rounds; r++) {
+            double a, b, ca, cb, t0, t1, t2;
+            double gib = (double)bytes / (1 << 30);
+            t0 = cpu_ns();
+            if (r % 2 == 0) {
+                a = transfer(pa, bytes, buf, sizeof(buf));
+                t1 = cpu_ns();
+                b = transfer(pb, bytes, buf, sizeof(buf));
+                t2 = cpu_ns();
+                ca = t1 - t0;
+                cb = t2 - t1;
+            } else {
+                b = transfer(pb, bytes, buf, sizeof(buf));
+                t1 = cpu_ns();
+                a = transfer(pa, bytes, buf, sizeof(buf));
+                t2 = cpu_ns();
+                cb = t1 - t0;
+                ca = t2 - t1;
+            }
+            if (a < 0 || b < 0)
+                return 1;
+            if (getenv("BENCH_PIDS"))
+                printf("%.0f %.0f %.0f %.0f\n", a, b, ca / 1e6 / gib,
+                       cb / 1e6 / gib);
+            else
+                printf("%.0f %.0f\n", a, b);
+            fflush(stdout);
+        }
+        return 0;
+    }
+    fprintf(stderr, "usage: bench-portfwd sink PORT | send PORT MIB ROUNDS | compare PORT_A PORT_B MIB ROUNDS\n");
     return 2;
 }

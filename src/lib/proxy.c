@@ -41,10 +41,16 @@
 #define RELAY_BUF (32 * 1024)
 /* A direction switches to splice() after this many bytes (short
  * exchanges keep the buffer: no pipe fds for them); its pipe asks for
- * SPLICE_PIPE bytes (the kernel may give less, e.g. past the per-user pipe
- * limit; that is what pcap records). */
+ * SPLICE_PIPE bytes (fewer, larger splices: a bulk download moves about a
+ * pipe a call) while fewer than SPLICE_BIG_PIPES directions hold one (pipe
+ * memory counts against the user's limit, shared with their other
+ * programs), else SPLICE_PIPE_MIN, which is also the fallback when the
+ * kernel refuses the larger size (per-user limit, pipe-max-size); what it
+ * got is what pcap records. */
 #define SPLICE_AFTER (64 * 1024)
-#define SPLICE_PIPE (256 * 1024)
+#define SPLICE_PIPE (1024 * 1024)
+#define SPLICE_PIPE_MIN (256 * 1024)
+#define SPLICE_BIG_PIPES 16
 /* Events taken from epoll per dispatch, and accepts per listener event:
  * bounded so one busy source cannot starve the embedding loop. */
 #define MAX_EVENTS 64
@@ -83,7 +89,7 @@ struct buf {
      * pfd[1] write end, plen bytes in the pipe, pcap its capacity. Only
      * with len == 0; from then on every byte of the direction goes through
      * the pipe, so ordering is kept. */
-    bool piped;
+    bool piped, big; /* big: counted in p->n_big_pipes */
     int pfd[2];
     size_t plen, pcap;
 };
@@ -136,6 +142,7 @@ struct sp_proxy {
     struct conn *conns, *dead;
     struct conn *queue;
     unsigned n_conns, n_resolvers;
+    unsigned n_big_pipes;   /* directions holding a SPLICE_PIPE pipe */
     bool closing;           /* in sp_proxy_free: start no new lookups */
     struct reaper *reap;
     sp_proxy_log_fn log_fn;
@@ -254,13 +261,15 @@ static bool has_room(struct buf *b)
     return b->piped ? b->plen < b->pcap : buf_space(b) > 0;
 }
 
-static void pipe_close(struct buf *b)
+static void pipe_close(struct sp_proxy *p, struct buf *b)
 {
     if (!b->piped)
         return;
     close(b->pfd[0]);
     close(b->pfd[1]);
-    b->piped = false;
+    if (b->big)
+        p->n_big_pipes--;
+    b->piped = b->big = false;
     b->plen = 0;
 }
 
@@ -482,8 +491,8 @@ static void conn_close(struct conn *c)
     unqueue(c);
     resolver_stop(c);
     close_upstream(c);
-    pipe_close(&c->up);
-    pipe_close(&c->down);
+    pipe_close(p, &c->up);
+    pipe_close(p, &c->down);
     if (c->cfd >= 0) {
         ep_set(p, c->cfd, &c->hc, &c->cmask, 0);
         close(c->cfd);
@@ -1060,7 +1069,14 @@ static void maybe_pipe(struct conn *c, struct buf *b, size_t read_limit,
     int fds[2];
     if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
         return; /* e.g. EMFILE: stay with the buffer */
-    int sz = fcntl(fds[1], F_SETPIPE_SZ, SPLICE_PIPE);
+    int sz = -1;
+    if (c->p->n_big_pipes < SPLICE_BIG_PIPES)
+        sz = fcntl(fds[1], F_SETPIPE_SZ, SPLICE_PIPE);
+    b->big = sz >= SPLICE_PIPE;
+    if (b->big)
+        c->p->n_big_pipes++;
+    if (sz < 0)
+        sz = fcntl(fds[1], F_SETPIPE_SZ, SPLICE_PIPE_MIN);
     if (sz < 0)
         sz = fcntl(fds[1], F_GETPIPE_SZ);
     if (sz <= 0) {
@@ -1075,13 +1091,21 @@ static void maybe_pipe(struct conn *c, struct buf *b, size_t read_limit,
     b->piped = true;
 }
 
+/* What one pump() call learnt about a direction's two sockets: its source
+ * had nothing more to read, or its sink took nothing more (EAGAIN). Neither
+ * is asked again in that call: epoll (level-triggered) reports them when
+ * they are ready, so the retries would only be wasted system calls. */
+struct dir_block {
+    bool rd, wr;
+};
+
 /* The splice() form of move(): socket -> pipe -> socket. Partial moves are
  * kept in plen; EOF is a 0 from the source. */
 static int move_piped(int src, bool *src_eof, int dst, struct buf *b,
-                      uint64_t *count)
+                      uint64_t *count, struct dir_block *blk)
 {
     int progress = 0;
-    if (!*src_eof && b->plen < b->pcap) {
+    if (!*src_eof && !blk->rd && b->plen < b->pcap) {
         ssize_t n = splice(src, NULL, b->pfd[1], NULL, b->pcap - b->plen,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
@@ -1091,18 +1115,21 @@ static int move_piped(int src, bool *src_eof, int dst, struct buf *b,
         } else if (n == 0) {
             *src_eof = true;
             progress = 1;
-        } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            blk->rd = true;
+        } else if (errno != EINTR) {
             return -1;
         }
     }
-    if (b->plen > 0 && dst >= 0) {
+    if (b->plen > 0 && dst >= 0 && !blk->wr) {
         ssize_t n = splice(b->pfd[0], NULL, dst, NULL, b->plen,
                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
             b->plen -= (size_t)n;
             progress = 1;
-        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-                   errno != EINTR) {
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            blk->wr = true;
+        } else if (n < 0 && errno != EINTR) {
             return -1;
         }
     }
@@ -1110,13 +1137,14 @@ static int move_piped(int src, bool *src_eof, int dst, struct buf *b,
 }
 
 static int move(struct conn *c, int src, bool *src_eof, size_t read_limit,
-                int dst, bool hold, struct buf *b, uint64_t *count)
+                int dst, bool hold, struct buf *b, uint64_t *count,
+                struct dir_block *blk)
 {
     maybe_pipe(c, b, read_limit, hold, *count);
     if (b->piped)
-        return move_piped(src, src_eof, dst, b, count);
+        return move_piped(src, src_eof, dst, b, count, blk);
     int progress = 0;
-    if (!*src_eof && read_limit > 0) {
+    if (!*src_eof && !blk->rd && read_limit > 0) {
         size_t sp = buf_space(b);
         if (sp > read_limit)
             sp = read_limit;
@@ -1131,12 +1159,14 @@ static int move(struct conn *c, int src, bool *src_eof, size_t read_limit,
             } else if (n == 0) {
                 *src_eof = true;
                 progress = 1;
-            } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                blk->rd = true;
+            } else if (errno != EINTR) {
                 return -1;
             }
         }
     }
-    if (b->len > 0 && !hold && dst >= 0) {
+    if (b->len > 0 && !hold && dst >= 0 && !blk->wr) {
         ssize_t n = send(dst, b->d + b->off, b->len, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             if (dst == c->cfd && !c->saw_response && !c->req.is_connect) {
@@ -1151,8 +1181,9 @@ static int move(struct conn *c, int src, bool *src_eof, size_t read_limit,
             }
             buf_consume(b, (size_t)n);
             progress = 1;
-        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK &&
-                   errno != EINTR) {
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            blk->wr = true;
+        } else if (n < 0 && errno != EINTR) {
             return -1;
         }
     }
@@ -1163,13 +1194,14 @@ static void pump(struct conn *c)
 {
     struct sp_proxy *p = c->p;
     bool any = false;
+    struct dir_block bu = {false, false}, bd = {false, false};
     for (int round = 0; round < 8; round++) {
         bool http = !c->req.is_connect;
         size_t up_limit = !http ? SIZE_MAX
                           : c->body_left > SIZE_MAX ? SIZE_MAX
                                                     : (size_t)c->body_left;
         int a = move(c, c->cfd, &c->c_eof, up_limit, c->ufd, c->st == ST_SNI,
-                     &c->up, &c->ev.bytes_up);
+                     &c->up, &c->ev.bytes_up, &bu);
         if (a < 0)
             goto fail;
         if (c->st == ST_SNI && (c->up.len > 0 || c->c_eof)) {
@@ -1180,7 +1212,7 @@ static void pump(struct conn *c)
                 a = 1;
         }
         int b = move(c, c->ufd, &c->u_eof, SIZE_MAX, c->cfd, false, &c->down,
-                     &c->ev.bytes_down);
+                     &c->ev.bytes_down, &bd);
         if (b < 0)
             goto fail;
         if (a == 0 && b == 0)

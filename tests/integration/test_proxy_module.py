@@ -490,3 +490,140 @@ def test_many_concurrent_lookups(proxy, upstream):
     assert results == [b"HTTP/1.0 200"] * 40, results
     evs = p.events(40)
     assert sum(e["decision"] == "allowed" for e in evs) == 40
+
+
+# ---- zero-copy relay: pipes -------------------------------------------------------
+
+def _pipes_of(pid):
+    """{inode: capacity} of the pipes process pid holds open."""
+    import fcntl
+    out = {}
+    d = f"/proc/{pid}/fd"
+    for name in os.listdir(d):
+        path = os.path.join(d, name)
+        try:
+            if not os.readlink(path).startswith("pipe:"):
+                continue
+            ino = os.stat(path).st_ino
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            continue  # closed meanwhile
+        try:
+            out[ino] = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+        finally:
+            os.close(fd)
+    return out
+
+
+def _wait_for(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(0.05)
+
+
+def test_bulk_tunnels_splice_through_bounded_pipes(proxy):
+    """Past 64 KiB each direction of a tunnel goes through a pipe: 1 MiB
+    for the first 16 such directions at a time, 256 KiB for the rest (pipe
+    memory counts against the user's limit); every byte arrives, and when
+    the tunnels end their pipes are closed and the 1 MiB slots are free
+    again."""
+    big = int(open("/proc/sys/fs/pipe-max-size").read()) >= 1 << 20
+    n, down_bytes, up_bytes = 20, 1 << 20, 256 * 1024
+    pattern = bytes(range(256)) * 4096  # 1 MiB, position-dependent
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(64)
+    port = lst.getsockname()[1]
+    got_up = []
+
+    def serve(c):
+        with c:
+            c.sendall(pattern[:down_bytes])
+            total = 0
+            while True:
+                b = c.recv(1 << 16)
+                if not b:
+                    break
+                total += len(b)
+            got_up.append(total)
+
+    def acceptor():
+        for _ in range(n + 1):
+            try:
+                c, _ = lst.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=acceptor, daemon=True).start()
+    p = proxy("--allow", f"localhost:{port}", "--allow-private")
+    pid = p.proc.pid
+    before = set(_pipes_of(pid))  # e.g. its stdout
+
+    def relay_pipes():
+        return {k: v for k, v in _pipes_of(pid).items() if k not in before}
+
+    def tunnel():
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=20)
+        s.sendall(f"CONNECT localhost:{port} HTTP/1.1\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = s.recv(1)
+            assert b, head
+            head += b
+        assert head.startswith(b"HTTP/1.1 200"), head
+        s.sendall(b"u" * up_bytes)
+        return s
+
+    socks = [tunnel() for _ in range(n)]
+    try:
+        # Nobody reads the downloads yet: both directions of every tunnel
+        # are past 64 KiB and held in their pipes.
+        pipes = _wait_for(lambda: (lambda d: d if len(d) >= 2 * n else None)(
+            relay_pipes()))
+        assert pipes, relay_pipes()
+        sizes = sorted(pipes.values())
+        n_big = sum(sz >= 1 << 20 for sz in sizes)
+        assert n_big <= 16, sizes
+        if big:
+            assert n_big == 16, sizes
+            assert sum(sz == 256 * 1024 for sz in sizes) == 2 * n - 16, sizes
+        for s in socks:
+            data = b""
+            while len(data) < down_bytes:
+                b = s.recv(1 << 20)
+                assert b, len(data)
+                data += b
+            assert data == pattern[:down_bytes]
+            s.shutdown(socket.SHUT_WR)
+            assert s.recv(1) == b""  # the server's close, passed on
+    finally:
+        for s in socks:
+            s.close()
+    assert _wait_for(lambda: len(got_up) == n)
+    assert got_up == [up_bytes] * n
+    # Every pipe is closed with its tunnel.
+    assert _wait_for(lambda: relay_pipes() == {}), relay_pipes()
+    # The 1 MiB slots were given back: a new bulk tunnel gets them.
+    s = tunnel()
+    try:
+        pipes = _wait_for(lambda: (lambda d: d if len(d) >= 2 else None)(
+            relay_pipes()))
+        assert pipes, relay_pipes()
+        if big:
+            assert sorted(pipes.values()) == [1 << 20, 1 << 20], pipes
+        data = b""
+        while len(data) < down_bytes:
+            b = s.recv(1 << 20)
+            assert b
+            data += b
+        assert data == pattern[:down_bytes]
+        s.shutdown(socket.SHUT_WR)
+        assert s.recv(1) == b""
+    finally:
+        s.close()
+        lst.close()
+    assert _wait_for(lambda: relay_pipes() == {})

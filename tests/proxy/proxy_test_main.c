@@ -188,6 +188,9 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    /* As in sandpit run and the supervisor: SIGPIPE off, so the relay may
+     * splice(2) (which cannot pass MSG_NOSIGNAL). */
+    signal(SIGPIPE, SIG_IGN);
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
