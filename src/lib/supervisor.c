@@ -954,6 +954,8 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
         free(pj);
     }
     ready_report(&s, NULL);
+    /* the next create's layer dirs, now that ours is ready */
+    sp_ws_layers_make_spare();
     s.started_us = s.last_activity = sp_now_us();
 
     struct pollfd pfd[5 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];

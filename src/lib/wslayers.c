@@ -219,26 +219,68 @@ static char *path2(const char *a, const char *b, const char *c)
 
 /* Make layers/up/<id>/{upper,work} (upper with `mode`) and turn op into
  * an overlay of `lower` on them; with upper_at, that is the upper dir. */
+/* The layer dirs of the last sp_ws_layers_apply of this process (a
+ * supervisor applies one plan at a time), for sp_ws_layers_make_spare. */
+static struct {
+    struct sp_skel_layer_dir d[SP_WS_MAX_LAYER_DIRS];
+    size_t n;
+    char key[48];
+    char dir[SP_MAX_PATH];
+} recipe;
+
+/* Make layers/up/<id>/{upper,work} of every overlay recorded. */
+static int make_layer_dirs(int upfd, sp_error *err)
+{
+    for (size_t i = 0; i < recipe.n; i++) {
+        const struct sp_skel_layer_dir *d = &recipe.d[i];
+        if (mkdirat(upfd, d->id, 0700) < 0 && errno != EEXIST)
+            return sp_error_set(err, errno, "cannot create layer %s", d->id);
+        int idfd = openat(upfd, d->id,
+                          O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (idfd < 0)
+            return sp_error_set(err, errno, "cannot open layer %s", d->id);
+        if ((d->upper && mkdirat(idfd, "upper", d->mode) < 0 &&
+             errno != EEXIST) ||
+            (mkdirat(idfd, "work", 0700) < 0 && errno != EEXIST)) {
+            int e = errno;
+            close(idfd);
+            return sp_error_set(err, e, "cannot create layer %s", d->id);
+        }
+        close(idfd);
+    }
+    return 0;
+}
+
+void sp_ws_layers_make_spare(void)
+{
+    if (!recipe.key[0] || !recipe.n)
+        return;
+    int lfd = open(recipe.dir, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (lfd < 0)
+        return;
+    sp_skel_spare_make(lfd, recipe.key, recipe.d, recipe.n);
+    close(lfd);
+}
+
+/* Turn op into an overlay of `lower` on layers/up/<id>/{upper,work} (the
+ * dirs are made later, make_layer_dirs); with upper_at, that is the
+ * upper dir. */
 static int make_overlay(const struct sp_ws_layers *ly, int upfd,
                         struct sp_mount_op *op, const char *lower,
                         const char *upper_at, mode_t mode, sp_error *err)
 {
+    (void)upfd;
     char id[SP_WS_LAYER_ID_MAX + 1];
     int r = sp_ws_layer_id(op->dst, id, sizeof(id));
     if (r < 0)
         return sp_error_set(err, -r, "no copy-on-write layer for %s", op->dst);
-    if (mkdirat(upfd, id, 0700) < 0 && errno != EEXIST)
-        return sp_error_set(err, errno, "cannot create layer %s", id);
-    int idfd = openat(upfd, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (idfd < 0)
-        return sp_error_set(err, errno, "cannot open layer %s", id);
-    if ((!upper_at && mkdirat(idfd, "upper", mode) < 0 && errno != EEXIST) ||
-        (mkdirat(idfd, "work", 0700) < 0 && errno != EEXIST)) {
-        int e = errno;
-        close(idfd);
-        return sp_error_set(err, e, "cannot create layer %s", id);
-    }
-    close(idfd);
+    if (recipe.n == SP_ARRAY_SIZE(recipe.d))
+        return sp_error_set(err, E2BIG, "more than %d copy-on-write layers",
+                            SP_WS_MAX_LAYER_DIRS);
+    struct sp_skel_layer_dir *d = &recipe.d[recipe.n++];
+    snprintf(d->id, sizeof(d->id), "%s", id);
+    d->mode = mode;
+    d->upper = upper_at == NULL;
     char *lo = strdup(lower);
     char *iddir = path2(ly->dir, "up", id);
     char *up2 = upper_at ? strdup(upper_at)
@@ -305,6 +347,9 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
     if (upfd < 0)
         return sp_error_set(err, errno, "%s is incomplete", ly->dir);
     const char *home = plan->home;
+    recipe.n = 0;
+    recipe.key[0] = '\0';
+    snprintf(recipe.dir, sizeof(recipe.dir), "%s", ly->dir);
     char *empty = path2(ly->dir, "empty", NULL);
     /* HOME's lower dir is its place in the skeleton (its XDG dirs) */
     char *homelow = home ? path2(ly->dir, "base", home + 1) : strdup("");
@@ -325,6 +370,19 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
                               ly->datadir, 0755, err);
         } else if (op->kind == SP_OP_TMPFS && home &&
                    strcmp(op->dst, home) == 0) {
+            char hid[SP_WS_LAYER_ID_MAX + 1];
+            if (sk && sp_ws_layer_id(home, hid, sizeof(hid)) == 0 &&
+                faccessat(upfd, hid, F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+                /* HOME is part of the root overlay (one mount fewer): its
+                 * XDG dirs are in the skeleton, its writes in the root's
+                 * upper. A workspace made when HOME was an overlay of its
+                 * own keeps that. */
+                rc = sp_skel_dir(sk, home + 1, op->mode);
+                op_drop(plan, i);
+                if (rc < 0)
+                    goto skel_fail;
+                continue;
+            }
             if (ly->ro_system) {
                 /* no skeleton: HOME's lower is layers/home */
                 free(homelow);
@@ -438,6 +496,23 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
         }
         plan->root = root;
     }
+    /* The layer dirs: a new workspace takes the spare set a supervisor
+     * left for its skeleton (one rename) when there is one. */
+    const char *key = sk ? sp_skel_key(sk) : NULL;
+    if (key) {
+        snprintf(recipe.key, sizeof(recipe.key), "%s", key);
+        if (sp_skel_spare_take(lfd, key) == 1) {
+            close(upfd);
+            upfd = openat(lfd, "up", O_PATH | O_DIRECTORY | O_NOFOLLOW |
+                                         O_CLOEXEC);
+            if (upfd < 0) {
+                rc = sp_error_set(err, errno, "cannot open %s/up", ly->dir);
+                goto out;
+            }
+        }
+    }
+    if ((rc = make_layer_dirs(upfd, err)) < 0)
+        goto out;
     /* Snapshot layers (snapshot.h) go under each overlay's upper. */
     if ((rc = sp_snap_stack_apply(ly->dir, plan, err)) < 0)
         goto out;

@@ -62,6 +62,14 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
                        bool userxattr, struct sp_mount_plan *plan,
                        sp_error *err);
 
+/* At most this many copy-on-write layers per workspace (overlays). */
+#define SP_WS_MAX_LAYER_DIRS 64
+
+/* After a start is ready: leave a spare set of the layer dirs of the last
+ * applied plan for the next create with the same skeleton (wsskel.h).
+ * Best effort; off the path to ready. */
+void sp_ws_layers_make_spare(void);
+
 /* The id of a mount point into buf ("/" -> "root", "/etc/ssl" ->
  * "etc+ssl"); and back. Return 0 or -ENAMETOOLONG / -EINVAL. */
 int sp_ws_layer_id(const char *mountpoint, char *buf, size_t len);

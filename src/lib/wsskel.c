@@ -57,6 +57,7 @@ struct sp_skel {
     char *man; /* the manifest text */
     size_t mlen, mcap;
     bool oom;
+    char key[40]; /* after sp_skel_commit */
 };
 
 struct sp_skel *sp_skel_new(void)
@@ -273,12 +274,51 @@ static int tree_walk(struct sp_skel *sk, struct tree *t, int dfd,
     return rc;
 }
 
+/* Count the entries below the directory dfd (taken) from its listings
+ * alone (no stat): past `limit` it stops. The big trees are told apart
+ * this way for the price of a getdents each, not a stat per entry. */
+static size_t tree_count(int dfd, size_t limit, unsigned depth)
+{
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return limit + 1;
+    }
+    size_t n = 0;
+    struct dirent *de;
+    while (n <= limit && (de = readdir(d))) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (++n > limit)
+            break;
+        if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        if (depth + 1 >= SKEL_TREE_MAX_DEPTH) {
+            n = limit + 1;
+            break;
+        }
+        int c = openat(dirfd(d), de->d_name,
+                       O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (c >= 0)
+            n += tree_count(c, limit - n, depth + 1);
+    }
+    closedir(d);
+    return n;
+}
+
 int sp_skel_tree(struct sp_skel *sk, const char *src, const char *rel)
 {
     size_t n0 = sk->n, m0 = sk->mlen;
     int dfd = open(src, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
         return 0;
+    /* (a fresh open: a dup would share the read position) */
+    int cfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cfd < 0 || tree_count(cfd, SP_WS_SKEL_TREE_MAX_ENTRIES, 0) >
+                       SP_WS_SKEL_TREE_MAX_ENTRIES) {
+        close(dfd);
+        return 0;
+    }
     struct stat st;
     struct tree *t = calloc(1, sizeof(*t));
     if (!t || fstat(dfd, &st) < 0 || strlen(src) >= sizeof(t->src) ||
@@ -624,15 +664,92 @@ int sp_skel_commit(struct sp_skel *sk, int lfd, sp_error *err)
     utimensat(skfd, key, NULL, AT_SYMLINK_NOFOLLOW);
     if ((rc = point_base(lfd, target)) < 0)
         return sp_error_set(err, -rc, "cannot link the workspace skeleton");
+    memcpy(sk->key, key, sizeof(sk->key));
     return 0;
 }
 
-/* Is skel/<name> (a dir or its .m) pointed at by a workspace? */
+const char *sp_skel_key(const struct sp_skel *sk)
+{
+    return sk->key[0] ? sk->key : NULL;
+}
+
+/* ---- spare layer dirs -------------------------------------------------- */
+
+static int spare_name(char *buf, size_t len, const char *key)
+{
+    int n = snprintf(buf, len, "%s" SP_WS_SKEL_SPARE_SUFFIX, key);
+    return n > 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
+}
+
+int sp_skel_spare_take(int lfd, const char *key)
+{
+    char name[64];
+    if (!key || spare_name(name, sizeof(name), key) < 0)
+        return 0;
+    _cleanup_close_ int skfd = openat(lfd, "../../../" SP_WS_SKEL_DIR,
+                                      O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (skfd < 0)
+        return 0;
+    /* onto layers/up only while it is empty: a new workspace */
+    if (renameat(skfd, name, lfd, "up") == 0)
+        return 1;
+    return 0;
+}
+
+int sp_skel_spare_make(int lfd, const char *key,
+                       const struct sp_skel_layer_dir *dirs, size_t n)
+{
+    char name[64], tmp[80];
+    if (!key || spare_name(name, sizeof(name), key) < 0)
+        return -ENAMETOOLONG;
+    _cleanup_close_ int skfd = openat(lfd, "../../../" SP_WS_SKEL_DIR,
+                                      O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (skfd < 0)
+        return -errno;
+    if (faccessat(skfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+        return 0; /* one is waiting already */
+    unsigned rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        rnd = (unsigned)sp_now_us();
+    snprintf(tmp, sizeof(tmp), ".spare-%d-%08x", (int)getpid(), rnd);
+    if (mkdirat(skfd, tmp, 0755) < 0)
+        return -errno;
+    int rc = 0;
+    int tfd = openat(skfd, tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (tfd < 0)
+        rc = -errno;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (mkdirat(tfd, dirs[i].id, 0700) < 0) {
+            rc = -errno;
+            break;
+        }
+        int idfd = openat(tfd, dirs[i].id,
+                          O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (idfd < 0 ||
+            (dirs[i].upper && mkdirat(idfd, "upper", dirs[i].mode) < 0) ||
+            mkdirat(idfd, "work", 0700) < 0)
+            rc = -errno;
+        if (idfd >= 0)
+            close(idfd);
+    }
+    if (tfd >= 0)
+        close(tfd);
+    if (rc == 0 && renameat(skfd, tmp, skfd, name) < 0 && errno != EEXIST &&
+        errno != ENOTEMPTY)
+        rc = -errno;
+    sp_rm_rf_at(skfd, tmp); /* (gone when the rename took it) */
+    return rc;
+}
+
+/* Is skel/<name> (a dir, its .m or its spare) pointed at by a
+ * workspace? */
 static bool referenced(char **keys, size_t n, const char *name)
 {
-    size_t len = strlen(name);
+    size_t len = strlen(name), sl = strlen(SP_WS_SKEL_SPARE_SUFFIX);
     if (len > 2 && strcmp(name + len - 2, ".m") == 0)
         len -= 2;
+    else if (len > sl && strcmp(name + len - sl, SP_WS_SKEL_SPARE_SUFFIX) == 0)
+        len -= sl;
     for (size_t i = 0; i < n; i++)
         if (strlen(keys[i]) == len && strncmp(keys[i], name, len) == 0)
             return true;

@@ -54,6 +54,26 @@ int sp_skel_tree(struct sp_skel *sk, const char *src, const char *rel);
  * `base` in the layers dir lfd at it. Returns 0 or < 0 with err filled. */
 int sp_skel_commit(struct sp_skel *sk, int lfd, sp_error *err);
 
+/* The key of the skeleton sp_skel_commit found or built (NULL before). */
+const char *sp_skel_key(const struct sp_skel *sk);
+
+/* Spare layer dirs. Making a new workspace's layers/up/<id>/{upper,work}
+ * costs a dozen and more mkdirs on the path to ready; a supervisor makes
+ * the next create's set after its own is ready, as skel/<key>.spare, and
+ * a create whose skeleton has that key renames it in as its layers/up.
+ * One spare per key; a create that finds none makes its dirs itself. */
+#define SP_WS_SKEL_SPARE_SUFFIX ".spare"
+struct sp_skel_layer_dir {
+    char id[256];  /* SP_WS_LAYER_ID_MAX + 1 */
+    mode_t mode;   /* of upper */
+    bool upper;    /* false: the upper dir lives elsewhere (workspace/) */
+};
+/* 1 when a spare became lfd/up (which must be empty), else 0. */
+int sp_skel_spare_take(int lfd, const char *key);
+/* Make the spare for key (nothing when one waits already). 0 or -errno. */
+int sp_skel_spare_make(int lfd, const char *key,
+                       const struct sp_skel_layer_dir *dirs, size_t n);
+
 /* Remove the skeletons under statedir that no workspace points at. */
 void sp_skel_gc(const char *statedir);
 
