@@ -327,13 +327,19 @@ size_t sp_portfwd_pollfds(struct sp_portfwd *f, struct pollfd *pfd, size_t max)
     return n;
 }
 
+/* Splices per direction per event, so one busy connection cannot starve
+ * the supervisor's loop (a test build sets 1: tests/unit/test_portfwd.c). */
+#ifndef SP_PORTFWD_PUMP_ROUNDS
+#define SP_PORTFWD_PUMP_ROUNDS 64
+#endif
+
 /* Move what can move in one direction. Returns -1 when the connection is
  * broken (reset, error). */
 static int pump(struct conn *c, int s)
 {
     struct half *h = &c->h[s];
     int src = c->fd[s], dst = c->fd[1 - s];
-    for (int rounds = 0; rounds < 64; rounds++) {
+    for (int rounds = 0; rounds < SP_PORTFWD_PUMP_ROUNDS; rounds++) {
         if (h->queued) {
             ssize_t w = splice(h->pr, NULL, dst, NULL, h->queued,
                                SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -364,6 +370,13 @@ static int pump(struct conn *c, int s)
         if (r == 0)
             h->src_eof = true;
         h->queued += (size_t)r;
+    }
+    /* The rounds ran out just as the source said EOF with nothing left
+     * queued: no poll event would call us again for this half, so the
+     * half-close is passed on here (else the peer waits for it forever). */
+    if (h->src_eof && h->queued == 0 && !h->done) {
+        shutdown(dst, SHUT_WR);
+        h->done = true;
     }
     return 0;
 }
