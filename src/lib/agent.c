@@ -226,22 +226,7 @@ static pid_t start_relay(struct agent *a, int *fds)
         int in[2] = {p[0][0], p[1][0]};
         int out[2] = {in[0] >= 0 ? fds[1] : -1, in[1] >= 0 ? fds[2] : -1};
         int keep[4] = {in[0], in[1], out[0], out[1]};
-        for (size_t x = 1; x < 4; x++)
-            for (size_t y = x; y > 0 && keep[y - 1] > keep[y]; y--) {
-                int t = keep[y];
-                keep[y] = keep[y - 1];
-                keep[y - 1] = t;
-            }
-        unsigned lo = 3;
-        for (size_t x = 0; x < 4; x++) {
-            if (keep[x] < 0)
-                continue;
-            if ((unsigned)keep[x] > lo)
-                syscall(SYS_close_range, lo, (unsigned)keep[x] - 1, 0U);
-            if ((unsigned)keep[x] + 1 > lo)
-                lo = (unsigned)keep[x] + 1;
-        }
-        syscall(SYS_close_range, lo, ~0U, 0U);
+        sp_close_all_except(keep, SP_ARRAY_SIZE(keep), 3);
         prctl(PR_SET_NAME, "sandpit-relay", 0, 0, 0);
         sp_secrets_relay(a->cfg->secrets, in, out);
     }

@@ -320,26 +320,6 @@ static void harden(struct launch *l)
     }
 }
 
-/* Close every fd but those in keep (a few, any order). Async-signal-safe. */
-static void close_all_except(int *keep, size_t n)
-{
-    for (size_t i = 1; i < n; i++)
-        for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
-            int t = keep[j];
-            keep[j] = keep[j - 1];
-            keep[j - 1] = t;
-        }
-    unsigned lo = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (keep[i] < 0)
-            continue;
-        if ((unsigned)keep[i] > lo)
-            syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0U);
-        lo = (unsigned)keep[i] + 1;
-    }
-    syscall(SYS_close_range, lo, ~0U, 0U);
-}
-
 /* Workspace mode: PID 1 becomes the agent. It locks itself down once as a
  * command would be (so each exec is a bare fork and execve), tells the
  * supervisor by closing the error pipe, and serves the socketpair. */
@@ -385,7 +365,7 @@ static _Noreturn void sandbox_init(struct launch *l)
          * them may enter the sandbox (the agent never execs, so O_CLOEXEC
          * alone would not close them). */
         int keep[] = {l->sync_rd, l->err_wr, l->agent_sock, l->net_wr};
-        close_all_except(keep, SP_ARRAY_SIZE(keep));
+        sp_close_all_except(keep, SP_ARRAY_SIZE(keep), 0);
     }
     char c;
     ssize_t n;

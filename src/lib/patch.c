@@ -1576,20 +1576,6 @@ static int random_name(char name[32])
     return 0;
 }
 
-static int write_all(int fd, const char *s, size_t n)
-{
-    while (n) {
-        ssize_t k = write(fd, s, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            return -errno;
-        s += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Write content to a new temp file in dfd with mode; fsync'd when sync
  * (else the caller syncs the file system once for many files). */
 static int write_temp(int dfd, const char *content, size_t len, unsigned mode,
@@ -1607,7 +1593,7 @@ static int write_temp(int dfd, const char *content, size_t len, unsigned mode,
     }
     if (fd < 0)
         return -errno;
-    int r = write_all(fd, content, len);
+    int r = sp_write_all(fd, content, len);
     if (r == 0 && fchmod(fd, mode & 0777) < 0)
         r = -errno;
     if (r == 0 && sync && fsync(fd) < 0)

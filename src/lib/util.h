@@ -69,4 +69,13 @@ bool sp_path_has_prefix(const char *path, const char *dir);
 /* Monotonic clock in microseconds. */
 uint64_t sp_now_us(void);
 
+/* write(2) all n bytes (EINTR retried); 0 or -errno (-ENOSPC when the
+ * kernel takes nothing). */
+int sp_write_all(int fd, const void *buf, size_t n);
+
+/* Close every fd from `from` up but those in keep (a few, any order,
+ * negative ones ignored; keep is sorted in place). Only system calls:
+ * async-signal-safe, for use between fork and exec. */
+void sp_close_all_except(int *keep, size_t n, unsigned from);
+
 #endif

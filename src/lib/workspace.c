@@ -143,19 +143,7 @@ static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
             dup2(log, 2) < 0)
             _exit(1);
         int keep[] = {wsfd, lock_fd, pp[1]};
-        for (size_t i = 1; i < SP_ARRAY_SIZE(keep); i++)
-            for (size_t j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
-                int t = keep[j];
-                keep[j] = keep[j - 1];
-                keep[j - 1] = t;
-            }
-        unsigned lo = 3;
-        for (size_t i = 0; i < SP_ARRAY_SIZE(keep); i++) {
-            if ((unsigned)keep[i] > lo)
-                syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0U);
-            lo = (unsigned)keep[i] + 1;
-        }
-        syscall(SYS_close_range, lo, ~0U, 0U);
+        sp_close_all_except(keep, SP_ARRAY_SIZE(keep), 3);
         if (chdir("/") < 0)
             _exit(1);
         umask(0022);
@@ -568,6 +556,34 @@ static int reply_error(const struct sp_proto_msg *m, sp_error *err)
     return sp_error_setk(err, kind, 0, "%s", m->err_message);
 }
 
+
+json_t *sp_ws_exec_params(char *const *cmd, char *const *envs,
+                          const char *cwd, double timeout,
+                          char *const *secret_env)
+{
+    json_t *argv = json_array(), *params = json_object();
+    for (size_t i = 0; cmd[i]; i++)
+        json_array_append_new(argv, json_string(cmd[i]));
+    json_object_set_new(params, "argv", argv);
+    if (envs) {
+        json_t *env = json_array();
+        for (size_t i = 0; envs[i]; i++)
+            json_array_append_new(env, json_string(envs[i]));
+        json_object_set_new(params, "env", env);
+    }
+    if (cwd)
+        json_object_set_new(params, "cwd", json_string(cwd));
+    if (timeout > 0)
+        json_object_set_new(params, "timeout", json_real(timeout));
+    if (secret_env && secret_env[0]) {
+        json_t *se = json_array();
+        for (size_t i = 0; secret_env[i]; i++)
+            json_array_append_new(se, json_string(secret_env[i]));
+        json_object_set_new(params, "secret_env", se);
+    }
+    return params;
+}
+
 SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
                                 sp_error *err)
 {
@@ -621,26 +637,8 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
         }
     }
 
-    json_t *argv = json_array(), *params = json_object();
-    for (size_t i = 0; o->argv[i]; i++)
-        json_array_append_new(argv, json_string(o->argv[i]));
-    json_object_set_new(params, "argv", argv);
-    if (o->env) {
-        json_t *env = json_array();
-        for (size_t i = 0; o->env[i]; i++)
-            json_array_append_new(env, json_string(o->env[i]));
-        json_object_set_new(params, "env", env);
-    }
-    if (o->cwd)
-        json_object_set_new(params, "cwd", json_string(o->cwd));
-    if (o->timeout > 0)
-        json_object_set_new(params, "timeout", json_real(o->timeout));
-    if (o->secret_env && o->secret_env[0]) {
-        json_t *se = json_array();
-        for (size_t i = 0; o->secret_env[i]; i++)
-            json_array_append_new(se, json_string(o->secret_env[i]));
-        json_object_set_new(params, "secret_env", se);
-    }
+    json_t *params = sp_ws_exec_params(o->argv, o->env, o->cwd, o->timeout,
+                                       o->secret_env);
     json_int_t id = ++c->next_id;
     json_t *jid = json_integer(id);
     line = sp_proto_request(jid, "exec", params);

@@ -32,6 +32,11 @@ int sp_ws_file_read_raw(sp_ws_client *c, const char *path, uint64_t offset,
 #include <jansson.h>
 struct sp_proto_buf;
 int sp_ws_client_sock(sp_ws_client *c);
+/* The params of an "exec" request, as the agent reads them (env, cwd,
+ * secret_env may be NULL; timeout 0: the workspace's). */
+json_t *sp_ws_exec_params(char *const *argv, char *const *env,
+                          const char *cwd, double timeout,
+                          char *const *secret_env);
 struct sp_proto_buf *sp_ws_client_buf(sp_ws_client *c);
 json_int_t sp_ws_client_next_id(sp_ws_client *c);
 const char *sp_ws_client_name(const sp_ws_client *c);

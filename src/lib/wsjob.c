@@ -115,20 +115,8 @@ int sp_wsjob_start(const char *name, const struct sp_wsjob_opts *o,
         pass[i] = p[1];
     }
 
-    json_t *argv = json_array(), *params = json_object();
-    for (size_t i = 0; o->argv[i]; i++)
-        json_array_append_new(argv, json_string(o->argv[i]));
-    json_object_set_new(params, "argv", argv);
-    if (o->env) {
-        json_t *env = json_array();
-        for (size_t i = 0; o->env[i]; i++)
-            json_array_append_new(env, json_string(o->env[i]));
-        json_object_set_new(params, "env", env);
-    }
-    if (o->cwd)
-        json_object_set_new(params, "cwd", json_string(o->cwd));
-    if (o->timeout > 0)
-        json_object_set_new(params, "timeout", json_real(o->timeout));
+    json_t *params = sp_ws_exec_params(o->argv, o->env, o->cwd, o->timeout,
+                                       NULL);
     json_t *jid = json_integer(1);
     line = sp_proto_request(jid, "exec", params);
     json_decref(jid);

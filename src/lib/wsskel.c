@@ -530,20 +530,6 @@ static int matches(int skfd, const char *key, const struct sp_skel *sk)
     return ok;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return k < 0 ? -errno : -ENOSPC;
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* Build the skeleton as skel/<name> with its manifest. */
 static int build_as(int skfd, const char *name, const struct sp_skel *sk,
                     sp_error *err)
@@ -572,7 +558,7 @@ static int build_as(int skfd, const char *name, const struct sp_skel *sk,
         if (mfd < 0)
             rc = -errno;
         else {
-            rc = write_all(mfd, sk->man, sk->mlen);
+            rc = sp_write_all(mfd, sk->man, sk->mlen);
             if (close(mfd) < 0 && rc == 0)
                 rc = -errno;
         }
