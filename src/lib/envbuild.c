@@ -2,9 +2,11 @@
 #include "envbuild.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "bounds.h"
 #include "error.h"
@@ -122,6 +124,58 @@ int sp_env_build(const struct sp_policy *p, char *const *caller,
     }
     *ret_env = e.v;
     return 0;
+}
+
+bool sp_env_path_inherited(const struct sp_policy *p, char *const *caller)
+{
+    if (p->clear_env || !sp_env_get(caller, "PATH"))
+        return false;
+    for (size_t i = 0; i < p->n_env_pass; i++)
+        if (strcmp(p->env_pass[i], "PATH") == 0)
+            return false;
+    for (size_t i = 0; i < p->n_env_set; i++)
+        if (strncmp(p->env_set[i], "PATH=", 5) == 0)
+            return false;
+    return true;
+}
+
+void sp_env_path_prune(char **env)
+{
+    static char out[SP_MAX_ENV_LEN], one[SP_MAX_ENV_LEN];
+    for (size_t i = 0; env && env[i]; i++) {
+        if (strncmp(env[i], "PATH=", 5) != 0)
+            continue;
+        const char *v = env[i] + 5;
+        size_t len = strlen(v), o = 0;
+        if (len >= sizeof(out))
+            return;
+        for (const char *e = v; *e;) {
+            size_t n = strcspn(e, ":");
+            memcpy(one, e, n);
+            one[n] = '\0';
+            struct stat st;
+            bool keep = one[0] == '/' && stat(one, &st) == 0 &&
+                        S_ISDIR(st.st_mode);
+            /* once is enough: a repeat only costs failed lookups */
+            for (size_t k = 0; keep && k < o;) {
+                size_t kn = strcspn(out + k, ":");
+                if (kn == n && memcmp(out + k, e, n) == 0)
+                    keep = false;
+                k += kn + 1;
+            }
+            if (keep) {
+                if (o)
+                    out[o++] = ':';
+                memcpy(out + o, e, n);
+                o += n;
+            }
+            e += n + (e[n] == ':');
+        }
+        out[o] = '\0';
+        if (o) /* none there at all: leave it as it was */
+            memcpy(env[i] + 5, out, o + 1);
+        return;
+    }
 }
 
 void sp_env_free(char **env)

@@ -86,6 +86,7 @@ struct launch {
     char *const *argv;
     char **envp;
     const char *path_env;         /* PATH inside, for the command lookup */
+    bool prune_path;              /* PATH is the caller's: prune it inside */
     struct sp_mount_plan plan;
     int *scratch;                 /* plan.n ints for mounts.c */
     struct sp_seccomp_prog seccomp;
@@ -235,6 +236,8 @@ static _Noreturn void run_command(struct launch *l)
     sigemptyset(&all);
     sigprocmask(SIG_SETMASK, &all, NULL);
 
+    if (l->prune_path)
+        sp_env_path_prune(l->envp);
     harden(l);
 
     int e = sp_exec_search(l->argv, l->envp, l->path_env);
@@ -328,6 +331,8 @@ static void blank_cmdline(const struct launch *l, const char *name);
 static _Noreturn void become_agent(struct launch *l)
 {
     setsid();
+    if (l->prune_path)
+        sp_env_path_prune(l->envp);
     harden(l);
     /* A uid change (--uid without a user namespace) clears both. The agent
      * also exits when the socketpair reaches EOF, which covers a
@@ -835,6 +840,7 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
                 SP_NET_PROXY_PORT, n_rules);
     }
     l->path_env = sp_env_get(l->envp, "PATH");
+    l->prune_path = sp_env_path_inherited(p, environ);
     l->cap_last = read_cap_last();
     l->cmdline_len = read_cmdline_len();
 

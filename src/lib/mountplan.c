@@ -425,5 +425,7 @@ void sp_mount_plan_free(struct sp_mount_plan *plan)
     }
     free(plan->home);
     free(plan->workdir);
+    free(plan->relbase[0]);
+    free(plan->relbase[1]);
     memset(plan, 0, sizeof(*plan));
 }

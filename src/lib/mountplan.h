@@ -48,6 +48,9 @@ struct sp_mount_plan {
     struct sp_mount_op *root; /* NULL: the root is a tmpfs; else an
                                  SP_OP_OVERLAY whose dst is "/" (owned) */
     bool userxattr;    /* overlays take the userxattr option (in a userns) */
+    char *relbase[2];  /* the state dir as named and resolved, or NULLs:
+                          overlay layers under it are mounted by relative
+                          path (mounts.c), hiding it from mountinfo */
 };
 
 /* Build the plan for a finalized policy. Ops come in an order where every

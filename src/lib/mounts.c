@@ -210,18 +210,35 @@ static int tmpfs_at(int rootfd, const char *dst, uint64_t size, mode_t mode,
     return r;
 }
 
+/* Where an overlay's layer paths are under the state dir, they are given
+ * relative to it (the mount is made from there): /proc/self/mountinfo
+ * inside shows them as given, and must not show where on the host the
+ * state lives (a home directory, a user name). */
+static const char *state_rel(const struct sp_mount_plan *plan, bool rel,
+                             const char *p)
+{
+    for (int k = 0; rel && k < 2; k++) {
+        const char *b = plan->relbase[k];
+        size_t n = b ? strlen(b) : 0;
+        if (n > 1 && strncmp(p, b, n) == 0 && p[n] == '/' && p[n + 1])
+            return p + n + 1;
+    }
+    return p;
+}
+
 /* A detached overlayfs: op->src the lower dir (never written), op->upper
  * and op->work on the host. Paths are resolved now, before pivot_root.
  * No redirects, index or metacopy: the upper dir then holds plain files,
  * whiteouts and opaque markers only, which is what wsdiff.c reads. */
-static int overlay_fs(const struct sp_mount_op *op, bool userxattr)
+static int overlay_fs_in(const struct sp_mount_op *op,
+                         const struct sp_mount_plan *plan, bool rel)
 {
-    const char *opts[] = {"lowerdir", op->src, "upperdir", op->upper,
-                          "workdir", op->work, "redirect_dir", "nofollow",
+    const char *opts[] = {"lowerdir", state_rel(plan, rel, op->src),
+                          "upperdir", state_rel(plan, rel, op->upper),
+                          "workdir", state_rel(plan, rel, op->work),
+                          "redirect_dir", "nofollow",
                           "index", "off", "metacopy", "off",
-                          userxattr ? "userxattr" : NULL, NULL, NULL, NULL};
-    if (!op->src || !op->upper || !op->work)
-        return -EINVAL;
+                          plan->userxattr ? "userxattr" : NULL, NULL, NULL, NULL};
     if (!strchr(op->src, ':'))
         return new_fs("overlay", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     /* Stacked lower dirs (snapshot layers, top first, "a:b:c"): one
@@ -239,7 +256,8 @@ static int overlay_fs(const struct sp_mount_op *op, bool userxattr)
         }
         memcpy(one, p, n);
         one[n] = '\0';
-        if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", one, 0) < 0) {
+        if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+",
+                     state_rel(plan, rel, one), 0) < 0) {
             int er = errno;
             close(fs);
             return -er;
@@ -265,6 +283,32 @@ static int overlay_fs(const struct sp_mount_op *op, bool userxattr)
     int er = errno;
     close(fs);
     return mnt < 0 ? -er : mnt;
+}
+
+static int overlay_fs(const struct sp_mount_op *op,
+                      const struct sp_mount_plan *plan)
+{
+    if (!op->src || !op->upper || !op->work)
+        return -EINVAL;
+    /* From the state dir when the plan names one (else absolute paths). */
+    int cwd = -1;
+    if (plan->relbase[1]) {
+        cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cwd >= 0 && chdir(plan->relbase[1]) < 0) {
+            close(cwd);
+            cwd = -1;
+        }
+    }
+    int r = overlay_fs_in(op, plan, cwd >= 0);
+    if (cwd >= 0) {
+        if (fchdir(cwd) < 0 && r >= 0) {
+            int e = errno;
+            close(r);
+            r = -e;
+        }
+        close(cwd);
+    }
+    return r;
 }
 
 /* A clone of a single host mount at `src` (following a final symlink). */
@@ -489,7 +533,7 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
             continue;
         }
         if (op->kind == SP_OP_OVERLAY) {
-            fds[i] = overlay_fs(op, plan->userxattr);
+            fds[i] = overlay_fs(op, plan);
             if (fds[i] < 0)
                 return sp_child_error_set(ce, SP_STEP_OVERLAY, -fds[i],
                                           op->dst);
@@ -517,7 +561,7 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
     char rootsz[] = "4194304";
     const char *root_opts[] = {"size", rootsz, "mode", "0755", NULL, NULL};
     int rootmnt = plan->root
-                      ? overlay_fs(plan->root, plan->userxattr)
+                      ? overlay_fs(plan->root, plan)
                       : new_fs("tmpfs", root_opts,
                                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     if (rootmnt < 0)

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +217,12 @@ int sp_net_child_send_listener(int sock, unsigned port)
     sin.sin_family = AF_INET;
     sin.sin_port = htons((uint16_t)port);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    /* Proxy clients speak first: wake the proxy once, when the request
+     * is in, not once for the handshake and again for the bytes. A client
+     * silent past the deferral is accepted anyway (and timed out by the
+     * proxy's own head deadline). */
+    int defer = 5;
+    setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer));
     if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
         listen(fd, SP_NET_PROXY_BACKLOG) < 0) {
         int e = errno;

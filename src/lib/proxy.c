@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -666,6 +667,7 @@ static void build_allowed_text(struct sp_proxy *p)
 
 static void pump(struct conn *c);
 static void connected(struct conn *c);
+static void on_connect_ready(struct conn *c);
 
 static void hostport(const struct conn *c, char *out, size_t len)
 {
@@ -701,6 +703,13 @@ static void connect_next(struct conn *c)
             return;
         }
         c->st = ST_CONNECTING;
+        /* On loopback and near hosts the handshake is often over by now:
+         * go on at once rather than a trip through the event loop. */
+        struct pollfd q = {fd, POLLOUT, 0};
+        if (poll(&q, 1, 0) == 1) {
+            on_connect_ready(c);
+            return;
+        }
         if (ep_set(p, c->ufd, &c->hu, &c->umask, EPOLLOUT) < 0) {
             conn_close(c);
         }
@@ -1405,7 +1414,11 @@ static void on_listener(struct sp_proxy *p, struct listener *l)
             p->conns->prev = c;
         p->conns = c;
         p->n_conns++;
-        if (ep_set(p, fd, &c->hc, &c->cmask, EPOLLIN) < 0)
+        /* The listener defers accept until the client has sent something
+         * (netplumb.c): read the head now rather than a loop later. */
+        on_head(c);
+        if (!c->dead && c->st == ST_READ_HEAD &&
+            ep_set(p, fd, &c->hc, &c->cmask, EPOLLIN) < 0)
             conn_close(c);
     }
 }

@@ -107,7 +107,10 @@ static int check_names(const char *ws, const char *snap, sp_error *err)
 /* The store (snapshots/ with layers/ and ws/) of the state dir. */
 static int open_store(const char *statedir, sp_error *err)
 {
-    _cleanup_close_ int sd = open_dir_at(AT_FDCWD, statedir);
+    /* The state dir is the user's own setting and may be named through a
+     * symlink (as create and start allow); what is below it is not. */
+    _cleanup_close_ int sd =
+        open(statedir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (sd < 0)
         return sp_error_set(err, errno, "cannot open %s", statedir);
     int fd = mkdir_open(sd, SP_SNAP_DIR, 0700);

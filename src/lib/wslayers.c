@@ -346,6 +346,26 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
         openat(lfd, "up", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (upfd < 0)
         return sp_error_set(err, errno, "%s is incomplete", ly->dir);
+    /* The state dir (ly->dir is <state>/workspaces/<name>/layers): layer
+     * paths under it are mounted relative to it, hidden from mountinfo. */
+    char *sd = strdup(ly->dir);
+    for (int up = 0; sd && up < 3; up++) {
+        char *sl = strrchr(sd, '/');
+        if (!sl || sl == sd) {
+            free(sd);
+            sd = NULL;
+            break;
+        }
+        *sl = '\0';
+    }
+    if (sd) {
+        free(plan->relbase[0]);
+        free(plan->relbase[1]);
+        plan->relbase[1] = realpath(sd, NULL);
+        plan->relbase[0] = plan->relbase[1] ? sd : NULL;
+        if (!plan->relbase[1])
+            free(sd);
+    }
     const char *home = plan->home;
     recipe.n = 0;
     recipe.key[0] = '\0';

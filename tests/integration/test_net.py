@@ -148,6 +148,38 @@ def test_python_urllib_and_post_body(tmp_path, http_port):
     assert evs[1]["bytes_up"] == 5000
 
 
+def test_silent_then_trickling_clients_are_served(http_port):
+    # The proxy's listener defers accept until the client speaks, and the
+    # proxy reads the head right at accept: a client that is silent for a
+    # while, and one whose head comes in pieces, must both be answered
+    # (the second piece arrives after the accept, through the event loop).
+    code = (
+        "import socket, sys, time\n"
+        "def ask(pieces, pause):\n"
+        "    s = socket.create_connection(('127.0.0.1', 3128), timeout=20)\n"
+        "    for p in pieces:\n"
+        "        time.sleep(pause)\n"
+        "        s.sendall(p)\n"
+        "    d = b''\n"
+        "    while True:\n"
+        "        x = s.recv(65536)\n"
+        "        if not x: break\n"
+        "        d += x\n"
+        "    return d\n"
+        f"req = b'GET http://localhost:{http_port}/x HTTP/1.1\\r\\n' \\\n"
+        f"      b'Host: localhost:{http_port}\\r\\nConnection: close\\r\\n\\r\\n'\n"
+        "a = ask([req], 1.5)\n"
+        "b = ask([req[:5], req[5:30], req[30:]], 0.3)\n"
+        "for d in (a, b):\n"
+        "    sys.stdout.write(d.split(b'\\r\\n')[0].decode() + '|' +\n"
+        "                     d.split(b'\\r\\n\\r\\n', 1)[1].decode())\n")
+    r = run("/usr/bin/python3", "-c", code,
+            flags=["--net", f"allow:localhost:{http_port}",
+                   "--net-allow-private"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == ("HTTP/1.0 200 OK|" + BODY) * 2  # http.server: 1.0
+
+
 def test_name_not_listed_gets_403_naming_the_rule(tmp_path, http_port):
     log = tmp_path / "net.jsonl"
     r = run(*CURL, "-w", "\n%{http_code}", f"http://evil.invalid:{http_port}/",

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, PROBE, SANDPIT, run, sandpit
+from conftest import IS_ROOT, PROBE, SANDPIT, run, sandpit, sp
 
 
 def sh(script, ws, flags=(), **kw):
@@ -522,3 +522,38 @@ def test_pid1_cmdline_hides_the_host_command(ws):
     assert r.stdout.rstrip("\0").split("\0")[0] == "sandpit-init", r.stdout
     assert "hunter2" not in r.stdout and str(ws) not in r.stdout
     assert "run" not in r.stdout
+
+
+def test_host_path_pruned_to_what_exists_inside(tmp_path):
+    # The caller's PATH is passed on, minus the entries that are not
+    # directories inside (they name host paths, and each costs a failed
+    # lookup per command) and repeats; a dir bound in stays; a PATH the
+    # user sets is left as given (its dirs may appear later).
+    tool = tmp_path / "toolbin-4d1c"
+    tool.mkdir()
+    (tool / "sp-tool").write_text("#!/bin/sh\necho tool-ran\n")
+    (tool / "sp-tool").chmod(0o755)
+    host_only = str(tmp_path / "host-only-bin-81aa")
+    os.mkdir(host_only)
+    path = ":".join([host_only, "/usr/bin", str(tool), "/nonexistent-9f",
+                     "/usr/bin", "relative/bin", "/bin"])
+    env = {"PATH": path}
+    r = sandpit("run", "-q", "--ro", str(tool), "--", "/bin/sh", "-c",
+                'echo "$PATH"; sp-tool', env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"/usr/bin:{tool}:/bin\ntool-ran\n"
+    r = sandpit("run", "-q", "--env", f"PATH={host_only}:/usr/bin", "--",
+                "/bin/sh", "-c", 'echo "$PATH"', env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"{host_only}:/usr/bin\n"
+
+
+def test_workspace_host_path_pruned_but_exec_path_kept(state):
+    env = {"PATH": "/opt/host-only-3b:/usr/bin:/bin:/usr/bin"}
+    r = sp(state, "create", "pp", "-q", env=env)
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "exec", "pp", "--", "/bin/sh", "-c", 'echo "$PATH"', env=env)
+    assert r.stdout == "/usr/bin:/bin\n", r.stderr
+    r = sp(state, "exec", "pp", "-e", "PATH=/workspace/later/bin:/bin", "--",
+           "/bin/sh", "-c", 'echo "$PATH"')
+    assert r.stdout == "/workspace/later/bin:/bin\n", r.stderr

@@ -588,3 +588,28 @@ def test_a_missing_layer_is_refused_not_ignored(state):
     r = sp(state, "restore", "w", "s")
     assert r.returncode == 125 and "missing" in r.stderr, r.stderr
     assert ps(state)["w"]["state"] == "running"  # checked before stopping
+
+
+def test_mountinfo_inside_names_no_host_state_path(state, tmp_path):
+    # Overlay options show in /proc/self/mountinfo as they were given: the
+    # layers under the state dir are mounted by paths relative to it, so
+    # the sandbox does not learn where (in whose home) the state lives —
+    # with the state named through a symlink, and with snapshot layers
+    # stacked under the root.
+    link = tmp_path / "named-state-5e2b"
+    os.symlink(state, link)
+    st = str(link)
+    create(st, "w")
+    assert sp(st, "exec", "w", "--", "sh", "-c",
+              "echo one > /workspace/a; echo etc > /etc/sp-a").returncode == 0
+    assert sp(st, "snapshot", "w", "s1").returncode == 0
+    assert sp(st, "restore", "w", "s1").returncode == 0
+    r = sp(st, "exec", "w", "--", "sh", "-c",
+           "cat /proc/self/mountinfo; cat /workspace/a /etc/sp-a")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("one\netc\n")
+    ovl = [ln for ln in r.stdout.splitlines() if " - overlay " in ln]
+    assert any(" / / " in ln for ln in ovl), r.stdout   # the root overlay
+    assert any("lowerdir+" in ln or "lowerdir=" in ln for ln in ovl)
+    for p in {state, st, os.path.realpath(state), str(tmp_path)}:
+        assert p not in r.stdout, (p, r.stdout)

@@ -64,11 +64,38 @@ static void test_pass_set_clear(void **state)
     sp_policy_free(p);
 }
 
+static void test_path_prune(void **state)
+{
+    (void)state;
+    char a[] = "PATH=/nonexistent-7c:/usr/bin:rel/bin::/usr/bin:/bin:"
+               "/etc/passwd:/usr/bin/:/bin";
+    char b[] = "PATH=/nonexistent-1:/nonexistent-2";
+    char c[] = "HOME=/x";
+    char *env[] = {c, a, NULL};
+    sp_env_path_prune(env);
+    /* only directories, absolute, once (a trailing slash is another name) */
+    assert_string_equal(a, "PATH=/usr/bin:/bin:/usr/bin/");
+    assert_string_equal(c, "HOME=/x");
+    char *env2[] = {b, NULL};
+    sp_env_path_prune(env2); /* nothing there: left as it was */
+    assert_string_equal(b, "PATH=/nonexistent-1:/nonexistent-2");
+    sp_env_path_prune(NULL);
+
+    struct sp_policy *p = sp_policy_new();
+    char *caller[] = {"PATH=/bin", NULL}, *none[] = {NULL};
+    assert_true(sp_env_path_inherited(p, caller));
+    assert_false(sp_env_path_inherited(p, none));
+    p->clear_env = true;
+    assert_false(sp_env_path_inherited(p, caller));
+    sp_policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_allowlist),
         cmocka_unit_test(test_pass_set_clear),
+        cmocka_unit_test(test_path_prune),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
