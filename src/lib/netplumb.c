@@ -296,7 +296,7 @@ json_t *sp_net_event_json(const struct sp_proxy_event *ev)
     const char *d = ev->decision >= 0 && ev->decision <= 2 ? dec[ev->decision]
                                                            : "?";
     return json_pack("{s:I,s:I,s:I,s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:s,s:I,"
-                     "s:I}",
+                     "s:I,s:b}",
                      "seq", (json_int_t)ev->seq, "time_ms",
                      (json_int_t)ev->time_ms, "duration_ms",
                      (json_int_t)ev->duration_ms, "client", ev->client,
@@ -304,7 +304,8 @@ json_t *sp_net_event_json(const struct sp_proxy_event *ev)
                      (int)ev->port, "decision", d, "status", ev->status,
                      "rule", ev->rule, "reason", ev->reason, "upstream",
                      ev->upstream, "bytes_up", (json_int_t)ev->bytes_up,
-                     "bytes_down", (json_int_t)ev->bytes_down);
+                     "bytes_down", (json_int_t)ev->bytes_down, "dns_cached",
+                     (int)ev->dns_cached);
 }
 
 void sp_net_log_to_fd(void *ctx, const struct sp_proxy_event *ev)

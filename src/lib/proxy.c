@@ -63,6 +63,13 @@
 #define LISTEN_PAUSE_MS 100
 /* How often reaping is polled when pidfds are unavailable. */
 #define REAP_POLL_MS 100
+/* Answers of the resolver child are kept this long (the system resolver
+ * tells no TTL), for this many names: a burst of requests to one host
+ * (pip, npm, git) pays one fork and lookup, not one each. Every request
+ * still checks the addresses it connects to (have_addresses); failed
+ * lookups are not kept. */
+#define DNS_CACHE_N 64
+#define DNS_CACHE_MS 10000
 
 enum kind { H_LISTENER = 1, H_CLIENT, H_UPSTREAM, H_RESOLVER, H_REAP };
 
@@ -135,8 +142,17 @@ struct reaper {
     struct reaper *next;
 };
 
+struct dns_entry {
+    char host[256];             /* "" when free */
+    uint64_t expires_us;
+    size_t n;
+    struct sockaddr_storage a[SP_PROXY_MAX_ADDRS];
+};
+
 struct sp_proxy {
     struct sp_proxy_config cfg;
+    struct dns_entry *dns;      /* DNS_CACHE_N entries, or NULL */
+    unsigned dns_next;          /* the entry the next insert may reuse */
     int epfd;
     struct listener *ls;
     size_t n_ls;
@@ -775,6 +791,45 @@ static void have_addresses(struct conn *c)
     connect_next(c);
 }
 
+/* A fresh cached answer for c's host: its addresses into c, then on as a
+ * lookup would (the checks are made again). Returns true when used. */
+static bool dns_cached(struct sp_proxy *p, struct conn *c)
+{
+    uint64_t now = sp_now_us();
+    for (size_t i = 0; p->dns && i < DNS_CACHE_N; i++) {
+        struct dns_entry *d = &p->dns[i];
+        if (!d->host[0] || d->expires_us <= now ||
+            strcmp(d->host, c->req.host) != 0)
+            continue;
+        memcpy(c->addrs, d->a, d->n * sizeof(d->a[0]));
+        c->naddrs = d->n;
+        c->ev.dns_cached = true;
+        have_addresses(c);
+        return true;
+    }
+    return false;
+}
+
+static void dns_keep(struct sp_proxy *p, const struct conn *c)
+{
+    if (c->naddrs == 0 || strlen(c->req.host) >= sizeof(p->dns[0].host))
+        return;
+    if (!p->dns && !(p->dns = calloc(DNS_CACHE_N, sizeof(*p->dns))))
+        return; /* no cache: every request looks up */
+    uint64_t now = sp_now_us();
+    struct dns_entry *d = NULL;
+    for (size_t i = 0; i < DNS_CACHE_N && !d; i++)
+        if (!p->dns[i].host[0] || p->dns[i].expires_us <= now ||
+            strcmp(p->dns[i].host, c->req.host) == 0)
+            d = &p->dns[i];
+    if (!d) /* all fresh: the oldest insert goes */
+        d = &p->dns[p->dns_next++ % DNS_CACHE_N];
+    snprintf(d->host, sizeof(d->host), "%s", c->req.host);
+    d->n = c->naddrs;
+    memcpy(d->a, c->addrs, c->naddrs * sizeof(c->addrs[0]));
+    d->expires_us = now + DNS_CACHE_MS * 1000ull;
+}
+
 static void spawn_resolver(struct conn *c)
 {
     struct sp_proxy *p = c->p;
@@ -860,6 +915,7 @@ static void on_resolver(struct conn *c)
         }
         c->naddrs++;
     }
+    dns_keep(c->p, c);
     have_addresses(c);
 }
 
@@ -962,6 +1018,8 @@ static void handle_request(struct conn *c, size_t head_len)
         have_addresses(c);
         return;
     }
+    if (dns_cached(p, c))
+        return;
     c->deadline_us = sp_now_us() + (uint64_t)p->cfg.resolve_timeout_ms * 1000;
     if (p->n_resolvers >= SP_PROXY_MAX_RESOLVERS) {
         c->st = ST_RESOLVE_WAIT;
@@ -1770,6 +1828,7 @@ void sp_proxy_free(struct sp_proxy *p)
     if (p->epfd >= 0)
         close(p->epfd);
     free(p->ring);
+    free(p->dns);
     sp_proxy_config_free(&p->cfg);
     free(p);
 }

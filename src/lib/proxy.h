@@ -205,6 +205,8 @@ struct sp_proxy_event {
     char upstream[64];     /* the checked address connected to */
     uint64_t bytes_up;     /* client -> upstream, after the request head */
     uint64_t bytes_down;   /* upstream -> client */
+    bool dns_cached;       /* the name's addresses came from the proxy's
+                              short-lived cache (no lookup made) */
 };
 
 typedef void (*sp_proxy_log_fn)(void *ctx, const struct sp_proxy_event *ev);

@@ -1980,8 +1980,31 @@ int sp_snap_fork_init(int wsfd, const char *src, const char *snap,
     return 0;
 }
 
+json_t *sp_snap_meta(const char *name, const char *snap, sp_error *err)
+{
+    if (check_names(name, snap, err) < 0)
+        return NULL;
+    char statedir[SP_MAX_PATH];
+    if (sp_state_dir(statedir, sizeof(statedir), err) < 0)
+        return NULL;
+    _cleanup_close_ int storefd = open_store(statedir, err);
+    if (storefd < 0)
+        return NULL;
+    _cleanup_close_ int lock = store_lock(storefd, err);
+    if (lock < 0)
+        return NULL;
+    struct stack s;
+    return snap_get(storefd, name, snap, &s, err);
+}
+
 SP_EXPORT int sp_ws_fork(const char *name, const char *snap,
                          const char *newname, const sp_policy *p, sp_error *err)
+{
+    return sp_snap_fork(name, snap, newname, p, 0, err);
+}
+
+int sp_snap_fork(const char *name, const char *snap, const char *newname,
+                 const sp_policy *p, double idle_timeout, sp_error *err)
 {
     int r = check_names(name, snap, err);
     if (r < 0 || (r = check_names(newname, NULL, err)) < 0)
@@ -2030,6 +2053,7 @@ SP_EXPORT int sp_ws_fork(const char *name, const char *snap,
     }
     sp_ws_create_opts o = {
         .name = newname,
+        .idle_timeout = idle_timeout,
         .from = from,
         .read_only_system =
             json_is_true(json_object_get(m, "read_only_system")),

@@ -91,6 +91,25 @@ SP_EXPORT int sp_archive_extract(int in_fd, int dest_dirfd,
                                  unsigned flags, struct sp_archive_stats *stats,
                                  sp_error *err);
 
+/* For image layers (image.c, docs/images.md), not exported: as
+ * sp_archive_extract into dest_dirfd (the layer's staging directory), but a
+ * hard link may also name a regular file of lower_dirfd (the tree the
+ * layers below flattened into), as container runtimes resolve layer hard
+ * links against the union of the layers below. The target is looked up one
+ * component at a time in this layer's entries so far over lower_dirfd,
+ * never following a symlink in either, never leaving either: an entry of
+ * this layer hides the lower one of the same name (a directory merges with
+ * it), and so does a ".wh.NAME" whiteout or a ".wh..wh..opq" opaque marker
+ * of this layer extracted before the link. Refused (the reason names the
+ * target): a target missing from both or hidden, one reached through a
+ * symlink or a non-directory, one that is a directory, a symlink or
+ * anything but a regular file. dest_dirfd and lower_dirfd must be on one
+ * file system (the link is made with linkat). */
+int sp_archive_extract_layer(int in_fd, int dest_dirfd, int lower_dirfd,
+                             const struct sp_archive_limits *lim,
+                             unsigned flags, struct sp_archive_stats *stats,
+                             sp_error *err);
+
 /* Pack the tree under src_dirfd (or only src_dirfd/subpath, a relative
  * path resolved beneath src_dirfd without following symlinks; NULL = all)
  * into out_fd as format (SP_ARCHIVE_TAR or SP_ARCHIVE_TAR_GZ). Names are

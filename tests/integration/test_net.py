@@ -403,6 +403,9 @@ def test_workspace_allow_exec_and_net_log(state, http_port, tls_port):
     assert evs[1]["bytes_up"] > 0 and evs[1]["bytes_down"] > 0
     assert evs[2]["host"] == "denied.invalid" and evs[2]["status"] == 403
     assert [e["seq"] for e in evs] == [1, 2, 3]
+    # the second request to localhost takes the first one's lookup (kept
+    # for a few seconds, still checked); a denied name is never looked up
+    assert [e["dns_cached"] for e in evs] == [False, True, False]
 
     r = sp(state, "net", "log", "netws")
     assert r.returncode == 0, r.stderr
