@@ -10,7 +10,13 @@
  * time (ms per GiB) that this sender and those processes spent on each
  * transfer: "MIBS_A MIBS_B CPU_A CPU_B". Plain libc, so the sink also runs
  * inside a workspace. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -89,6 +95,70 @@ static double transfer(int port, uint64_t bytes, const char *buf, size_t len)
     return mib;
 }
 
+/* One direction of the reference relay: src -> pipe -> dst with blocking
+ * splice until EOF, then the half-close passed on. */
+static void relay_dir(int src, int dst)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return;
+    fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    for (;;) {
+        ssize_t n = splice(src, NULL, p[1], NULL, 1 << 20, SPLICE_F_MOVE);
+        if (n <= 0)
+            break;
+        while (n > 0) {
+            ssize_t w = splice(p[0], NULL, dst, NULL, (size_t)n, SPLICE_F_MOVE);
+            if (w <= 0)
+                return;
+            n -= w;
+        }
+    }
+    shutdown(dst, SHUT_WR);
+}
+
+/* `relay LPORT DPORT`: the least a userspace relay can do — accept on
+ * 127.0.0.1:LPORT, connect to 127.0.0.1:DPORT, one process per direction
+ * doing blocking splices — on the host, no sandbox: the ceiling any relay
+ * of two loopback TCP connections has on this machine, shown beside the
+ * published port's relay. */
+static int reference_relay(int lport, int dport)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)lport),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 16) < 0) {
+        perror("relay");
+        return 1;
+    }
+    signal(SIGCHLD, SIG_IGN);
+    for (;;) {
+        int c = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0)
+            continue;
+        int d = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        a.sin_port = htons((uint16_t)dport);
+        if (d < 0 || connect(d, (struct sockaddr *)&a, sizeof(a)) < 0) {
+            close(c);
+            if (d >= 0)
+                close(d);
+            continue;
+        }
+        pid_t pid = fork();
+        if (pid == 0) {
+            relay_dir(c, d);
+            _exit(0);
+        }
+        relay_dir(d, c);
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        close(c);
+        close(d);
+    }
+}
+
 int main(int argc, char **argv)
 {
     static char buf[1 << 20];
@@ -130,8 +200,11 @@ int main(int argc, char **argv)
         printf("%.0f\n", best);
         return 0;
     }
+    if (argc >= 4 && strcmp(argv[1], "relay") == 0)
+        return reference_relay(atoi(argv[2]), atoi(argv[3]));
     if (argc >= 6 && strcmp(argv[1], "compare") == 0) {
         int pa = atoi(argv[2]), pb = atoi(argv[3]), rounds = atoi(argv[5]);
+        int pc = getenv("REF_PORT") ? atoi(getenv("REF_PORT")) : 0;
         uint64_t bytes = (uint64_t)atoll(argv[4]) << 20;
         memset(buf, 'x', sizeof(buf));
         if (transfer(pa, bytes, buf, sizeof(buf)) < 0 ||
@@ -158,15 +231,22 @@ int main(int argc, char **argv)
             }
             if (a < 0 || b < 0)
                 return 1;
+            /* The reference relay, if any, between the other two. */
+            double c = 0;
+            if (pc && (c = transfer(pc, bytes, buf, sizeof(buf))) < 0)
+                return 1;
             if (getenv("BENCH_PIDS"))
-                printf("%.0f %.0f %.0f %.0f\n", a, b, ca / 1e6 / gib,
+                printf("%.0f %.0f %.0f %.0f", a, b, ca / 1e6 / gib,
                        cb / 1e6 / gib);
             else
-                printf("%.0f %.0f\n", a, b);
+                printf("%.0f %.0f", a, b);
+            if (pc)
+                printf(" %.0f", c);
+            printf("\n");
             fflush(stdout);
         }
         return 0;
     }
-    fprintf(stderr, "usage: bench-portfwd sink PORT | send PORT MIB ROUNDS | compare PORT_A PORT_B MIB ROUNDS\n");
+    fprintf(stderr, "usage: bench-portfwd sink PORT | send PORT MIB ROUNDS | compare PORT_A PORT_B MIB ROUNDS (REF_PORT=P adds a third column) | relay LPORT DPORT\n");
     return 2;
 }
