@@ -474,7 +474,8 @@ static void print_status(json_t *o)
 {
     static const char *const keys[] = {"state", "pid", "exit_code", "started",
                                        "ready_at", "ended", "reason",
-                                       "stopped_by", "restarts", "restart"};
+                                       "stopped_by", "restarts", "restart",
+                                       "cwd", "ready"};
     printf("%-10s %s\n", "name", json_string_value(json_object_get(o, "name")));
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         json_t *v = json_object_get(o, keys[i]);
@@ -500,7 +501,7 @@ static void print_status(json_t *o)
 
 static const char *svc_usage =
     "usage: sandpit service start NAME SVC [--cwd DIR] [-e K=V] "
-    "[--ready file:PATH|tcp:HOST:PORT|http:URL|cmd:COMMAND] "
+    "[--secret-env SECRET] [--ready file:PATH|tcp:HOST:PORT|http:URL|cmd:COMMAND] "
     "[--ready-timeout S] [--restart no|on-failure] -- CMD [ARGS...]\n"
     "       sandpit service status NAME SVC [--json]\n"
     "       sandpit service logs NAME SVC [--tail N] [--follow] [--stderr]\n"
@@ -515,10 +516,14 @@ static int svc_start(int argc, char **argv)
     }
     sp_ws_service_opts o = {.name = argv[2]};
     char **env = calloc((size_t)argc + 1, sizeof(*env));
-    size_t ne = 0;
+    char **senv = calloc((size_t)argc + 1, sizeof(*senv));
+    size_t ne = 0, nse = 0;
     int rc = EXIT_SP_FAILURE, i = 3;
-    if (!env)
+    if (!env || !senv) {
+        free(env);
+        free(senv);
         return rc;
+    }
     for (; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -542,6 +547,8 @@ static int svc_start(int argc, char **argv)
                 goto out;
             }
             env[ne++] = (char *)v;
+        } else if (strcmp(a, "--secret-env") == 0) {
+            senv[nse++] = (char *)v;
         } else if (strcmp(a, "--ready") == 0) {
             o.ready = v;
         } else if (strcmp(a, "--ready-timeout") == 0) {
@@ -566,6 +573,7 @@ static int svc_start(int argc, char **argv)
     }
     o.argv = argv + i;
     o.env = ne ? env : NULL;
+    o.secret_env = nse ? senv : NULL;
     sp_error err = {0};
     char *js = NULL;
     int r = sp_ws_service_start(argv[1], &o, &js, &err);
@@ -587,6 +595,7 @@ static int svc_start(int argc, char **argv)
     free(js);
 out:
     free(env);
+    free(senv);
     return rc;
 }
 

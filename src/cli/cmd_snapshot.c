@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "cmd_secrets.h"
 #include "cmd_snapshot.h"
 
 static int fail(const sp_error *err)
@@ -131,27 +132,57 @@ int cmd_snapshots(int argc, char **argv)
 int cmd_restore(int argc, char **argv)
 {
     if (is_help(argc, argv)) {
-        puts("usage: sandpit restore NAME SNAP\n\nThe workspace's files "
-             "become the snapshot's. A running workspace is stopped\nand "
-             "started again: its processes, shells and services end.");
+        puts("usage: sandpit restore NAME SNAP [--secret NAME=@FILE|"
+             "NAME=env:VAR]...\n\nThe workspace's files become the "
+             "snapshot's. A running workspace is stopped\nand started "
+             "again: its processes and shells end; its services started "
+             "with\n--restart on-failure come back (a workspace with "
+             "secrets needs them again).");
         return 0;
     }
-    if (argc != 3 || argv[1][0] == '-' || argv[2][0] == '-') {
-        cli_error("restore: usage: sandpit restore NAME SNAP");
+    /* restore NAME SNAP [--secret NAME=@FILE|NAME=env:VAR]... */
+    struct cli_secrets sec = {0};
+    const char *pos[2] = {NULL, NULL};
+    size_t np = 0;
+    bool bad = false;
+    for (int i = 1; i < argc && !bad; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--secret") == 0 || strncmp(a, "--secret=", 9) == 0) {
+            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i]
+                                                             : NULL;
+            if (!v)
+                cli_error("--secret: expected NAME=@FILE or NAME=env:VAR");
+            if (!v || cli_secret_add(&sec, v) < 0) {
+                cli_secrets_free(&sec);
+                return EXIT_SP_FAILURE;
+            }
+        } else if (a[0] != '-' && np < 2) {
+            pos[np++] = a;
+        } else {
+            bad = true;
+        }
+    }
+    if (bad || np != 2) {
+        cli_error("restore: usage: sandpit restore NAME SNAP [--secret "
+                  "NAME=@FILE|NAME=env:VAR]...");
+        cli_secrets_free(&sec);
         return EXIT_SP_FAILURE;
     }
     sp_error err = {0};
     bool restarted = false;
-    if (sp_ws_restore(argv[1], argv[2], &restarted, &err) < 0)
+    int r = sp_ws_restore_secrets(pos[0], pos[1], sec.n ? sec.v : NULL, sec.n,
+                                  &restarted, &err);
+    cli_secrets_free(&sec);
+    if (r < 0)
         return fail(&err);
     if (restarted)
         printf("restored %s to snapshot %s: its processes were stopped and "
                "its agent restarted (shells and services are gone; services "
                "started with --restart come back)\n",
-               argv[1], argv[2]);
+               pos[0], pos[1]);
     else
-        printf("restored %s to snapshot %s (it is stopped)\n", argv[1],
-               argv[2]);
+        printf("restored %s to snapshot %s (it is stopped)\n", pos[0],
+               pos[1]);
     return 0;
 }
 

@@ -9,9 +9,11 @@
  *                data(base64),truncated,dropped,state,exit_code}
  *   shell.resize {shell,rows,cols}  shell.signal {shell,signal}
  *   shell.close  {shell}  shell.list {}             -> {shells:[..]}
- *   service.start {name,argv,cwd?,env?,ready?,ready_timeout?,restart?}
+ *   service.start {name,argv,cwd?,env?,ready?,ready_timeout?,restart?,
+ *                secret_env?} (the supervisor adds secret_envv: the values)
  *                -> the service's status, once ready or failed
- *   service.status {name}  service.list {}
+ *   service.status {name}  service.list {}  (a status carries the spec:
+ *                argv, env, cwd, ready, ready_timeout, secret_env names)
  *   service.logs {name,stream?,cursor?,tail?,max?,wait?} (like shell.read)
  *   service.stop {name,grace?} -> {stopped_by:"TERM"|"KILL"|null}
  *   shutdown {} (supervisor only): services stopped, then the agent exits
@@ -57,6 +59,15 @@
 #define SP_SERVICE_BACKOFF_MIN 0.5
 #define SP_SERVICE_BACKOFF_MAX 30.0
 #define SP_SERVICE_BACKOFF_RESET 10.0
+/* Most bytes of one service's spec (its argv, -e entries, cwd and probe
+ * strings together): refused at start above it. The agent reports the
+ * spec back in status replies; with at most 6 bytes of JSON per byte
+ * (\u00XX), a status stays well within SP_PROTO_MAX_LINE. */
+#define SP_SERVICE_SPEC_MAX (128 * 1024)
+/* A service.list reply carries full specs for the first services that
+ * fit in this many bytes of JSON; later ones say "spec_omitted": true
+ * (service.status NAME has theirs), so the list fits in one line. */
+#define SP_SERVICE_LIST_FULL (512 * 1024)
 /* Poll fds the extensions may add to the agent's loop. */
 #define SP_AGENT_EXT_MAX_FDS (SP_SHELL_MAX + 3 * SP_SERVICE_MAX + 128)
 

@@ -151,6 +151,25 @@ static json_t *svc_json(struct service *s)
     json_t *argv = json_object_get(s->params, "argv");
     if (argv)
         json_object_set(o, "argv", argv);
+    /* The rest of the spec as it was given, so that a client (restore)
+     * can start the service again whole. The extra environment is the
+     * start request's "env" only (never the agent's base environment);
+     * the supervisor redacts every string of this reply. */
+    json_t *env = json_object_get(s->params, "env");
+    json_object_set_new(o, "env", json_is_array(env) ? json_incref(env)
+                                                     : json_array());
+    json_t *cwd = json_object_get(s->params, "cwd");
+    json_object_set_new(o, "cwd", json_is_string(cwd) ? json_incref(cwd)
+                                                      : json_null());
+    json_t *ready = json_object_get(s->params, "ready");
+    bool has_ready = json_is_string(ready) && json_string_length(ready);
+    json_object_set_new(o, "ready", has_ready ? json_incref(ready)
+                                              : json_null());
+    json_object_set_new(o, "ready_timeout", json_real(s->ready_timeout));
+    /* --secret-env: the names only, never "secret_envv" (the values). */
+    json_t *sn = json_object_get(s->params, "secret_env");
+    json_object_set_new(o, "secret_env", json_is_array(sn) ? json_incref(sn)
+                                                           : json_array());
     if (s->state == ST_FAILED) {
         json_object_set_new(o, "stderr_tail", log_tail(s, 1, 10));
         json_object_set_new(o, "stdout_tail", log_tail(s, 0, 10));
@@ -320,6 +339,51 @@ static pid_t spawn(char *const *argv, char **envp, int cwdfd, int out, int err)
     _exit(e == ENOENT ? 127 : 126);
 }
 
+/* A service's environment: the agent's, its "env" entries, then its
+ * --secret-env values ("secret_envv", set by the supervisor only), a
+ * later entry replacing an earlier one of the same name. The strings stay
+ * borrowed from params. */
+static char **svc_env(json_t *params, const char **why)
+{
+    char **env = sp_ext_env(params, "env", false, why);
+    const char **sv = NULL;
+    sp_error err = {0};
+    if (!env)
+        return NULL;
+    if (sp_proto_get_strv(params, "secret_envv", false, 0, SP_MAX_SECRETS,
+                          SP_MAX_ENV_LEN, &sv, &err) < 0) {
+        free(env);
+        *why = "secret_envv must be an array of K=V strings";
+        return NULL;
+    }
+    size_t n = 0, ns = 0;
+    while (env[n])
+        n++;
+    while (sv && sv[ns])
+        ns++;
+    char **e = ns ? realloc(env, (n + ns + 1) * sizeof(*env)) : env;
+    if (!e) {
+        free(env);
+        free(sv);
+        *why = "out of memory";
+        return NULL;
+    }
+    for (size_t i = 0; i < ns; i++) {
+        const char *eq = strchr(sv[i], '=');
+        size_t k = 0, kl = eq ? (size_t)(eq - sv[i]) + 1 : 0;
+        while (kl && k < n && strncmp(e[k], sv[i], kl) != 0)
+            k++;
+        if (!kl)
+            continue;
+        e[k] = (char *)sv[i];
+        if (k == n)
+            n++;
+    }
+    e[n] = NULL;
+    free(sv);
+    return e;
+}
+
 /* Start (or restart) s from its stored params. Returns NULL or why not. */
 static const char *svc_spawn(struct service *s, char *why, size_t wl)
 {
@@ -334,7 +398,7 @@ static const char *svc_spawn(struct service *s, char *why, size_t wl)
         snprintf(why, wl, "%.500s", err.message);
         return why;
     }
-    if (!(envp = sp_ext_env(s->params, "env", false, &ew))) {
+    if (!(envp = svc_env(s->params, &ew))) {
         snprintf(why, wl, "%.500s", ew);
         r = why;
         goto out;
@@ -438,6 +502,46 @@ static void fail_readiness(struct service *s, const char *why)
 
 /* ---- requests ---- */
 
+/* The parts of a start request that are reported back (svc_json): the
+ * environment entries well formed, and the whole spec within
+ * SP_SERVICE_SPEC_MAX, so that every status reply fits in one line and
+ * nothing is ever cut. NULL or why not (a static buffer). */
+static const char *spec_check(json_t *params, const char **argv,
+                              const char *ready)
+{
+    static char why[300];
+    const char **env = NULL, *cwd = NULL;
+    sp_error err = {0};
+    if (sp_proto_get_strv(params, "env", false, 0, SP_MAX_ENV, SP_MAX_ENV_LEN,
+                          &env, &err) < 0 ||
+        sp_proto_get_string(params, "cwd", false, SP_MAX_PATH, &cwd, &err) < 0) {
+        snprintf(why, sizeof(why), "%.250s", err.message);
+        return why;
+    }
+    size_t total = (cwd ? strlen(cwd) : 0) + (ready ? strlen(ready) : 0);
+    for (size_t i = 0; argv[i]; i++)
+        total += strlen(argv[i]) + 1;
+    for (size_t i = 0; env && env[i]; i++) {
+        const char *eq = strchr(env[i], '=');
+        if (!eq || eq == env[i]) {
+            snprintf(why, sizeof(why),
+                     "env entry %zu is not K=V with a non-empty K", i);
+            free(env);
+            return why;
+        }
+        total += strlen(env[i]) + 1;
+    }
+    free(env);
+    if (total > SP_SERVICE_SPEC_MAX) {
+        snprintf(why, sizeof(why),
+                 "the service's command, environment, directory and probe "
+                 "take %zu bytes, more than the %d a service may have",
+                 total, SP_SERVICE_SPEC_MAX);
+        return why;
+    }
+    return NULL;
+}
+
 static void do_start(json_int_t id, json_t *params)
 {
     const char *name = NULL, *ready = NULL, *restart = NULL;
@@ -455,7 +559,12 @@ static void do_start(json_int_t id, json_t *params)
         sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
         return;
     }
+    const char *why_spec = spec_check(params, argv, ready);
     free(argv);
+    if (why_spec) {
+        sp_ext_error(id, SP_RPC_PARAMS, "%s", why_spec);
+        return;
+    }
     if (!name_ok(name)) {
         sp_ext_error(id, SP_RPC_PARAMS,
                      "invalid service name '%.80s' (1 to 64 of A-Z a-z 0-9 . _ -, "
@@ -547,9 +656,26 @@ bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
     }
     if (strcmp(m, "list") == 0) {
         json_t *a = json_array();
-        for (size_t i = 0; i < SP_SERVICE_MAX; i++)
-            if (S.sv[i])
-                json_array_append_new(a, svc_json(S.sv[i]));
+        size_t used = 0;
+        for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+            if (!S.sv[i])
+                continue;
+            json_t *o = svc_json(S.sv[i]);
+            size_t n = json_dumpb(o, NULL, 0,
+                                  JSON_COMPACT | JSON_ENSURE_ASCII);
+            if (used + n > SP_SERVICE_LIST_FULL) {
+                /* Said, not cut: service.status has the whole spec. */
+                static const char *const big[] = {
+                    "argv", "env", "cwd", "ready", "stdout_tail",
+                    "stderr_tail"};
+                for (size_t k = 0; k < sizeof(big) / sizeof(*big); k++)
+                    json_object_del(o, big[k]);
+                json_object_set_new(o, "spec_omitted", json_true());
+                n = json_dumpb(o, NULL, 0, JSON_COMPACT | JSON_ENSURE_ASCII);
+            }
+            used += n;
+            json_array_append_new(a, o);
+        }
         sp_ext_reply(id, json_pack("{s:o}", "services", a));
         return true;
     }
@@ -771,7 +897,7 @@ static void probe_try(struct service *s, uint64_t now)
         const char *cwd = json_string_value(json_object_get(s->params, "cwd"));
         int cwdfd = open(cwd && *cwd ? cwd : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         const char *why = NULL;
-        char **envp = sp_ext_env(s->params, "env", false, &why);
+        char **envp = svc_env(s->params, &why);
         char *argv[] = {"sh", "-c", s->parg, NULL};
         if (envp && cwdfd >= 0) {
             pid_t p = spawn(argv, envp, cwdfd, -1, -1);

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -229,6 +230,9 @@ struct xstate {
      * Open addressing, power-of-two capacity, ino 0 = empty. */
     struct devino *files;
     size_t files_cap, files_len;
+    /* Image layers only: the tree of the layers below, where a hard link
+     * may also find its target (sp_archive_extract_layer); else -1. */
+    int lower;
 };
 
 static size_t devino_hash(dev_t dev, ino_t ino, size_t cap)
@@ -587,6 +591,139 @@ static int extract_symlink(struct xstate *x, struct archive_entry *e, int dirfd,
     return commit(x, dirfd, tmp, base, name);
 }
 
+/* Does this layer's directory up hide the lower entry NAME: a whiteout
+ * ".wh.NAME" or an opaque marker in it? */
+static bool layer_hides(int up, const char *nm)
+{
+    struct stat st;
+    char wh[NAME_MAX + 1];
+    if (fstatat(up, ".wh..wh..opq", &st, AT_SYMLINK_NOFOLLOW) == 0)
+        return true;
+    if ((size_t)snprintf(wh, sizeof(wh), ".wh.%s", nm) >= sizeof(wh))
+        return false; /* too long to be a name: no such whiteout */
+    return fstatat(up, wh, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static int layer_target_kind(struct xstate *x, const char *name,
+                             const char *shown, const struct stat *st)
+{
+    const char *kind = S_ISDIR(st->st_mode)   ? "a directory"
+                       : S_ISLNK(st->st_mode) ? "a symlink"
+                                              : "not a regular file";
+    return refuse(x->err, EPERM, name,
+                  "its hard link target \"%s\" is %s (a hard link may only "
+                  "name a regular file)",
+                  shown, kind);
+}
+
+/* Image layers: find the hard link target `target` (normalized, not empty;
+ * cut up in place) in the union this layer applies to — its own entries so
+ * far (x->dest) over the layers below (x->lower) — as a container runtime
+ * resolves it, walking one component at a time in both trees and never
+ * following a symlink in either (sp_archive_extract_layer). On success
+ * *ret_dirfd (the caller's to close) and *ret_base name the regular file,
+ * *ret_st is its stat. */
+static int layer_target(struct xstate *x, const char *name, char *target,
+                        int *ret_dirfd, const char **ret_base,
+                        struct stat *ret_st)
+{
+    char shown[SHOW_LEN];
+    show_name(target, shown, sizeof(shown));
+    _cleanup_close_ int up = open_beneath(x->dest, "", O_PATH | O_DIRECTORY);
+    if (up < 0)
+        return sp_error_set(x->err, -up, "cannot open the destination");
+    _cleanup_close_ int low = open_beneath(x->lower, "", O_PATH | O_DIRECTORY);
+    if (low < 0)
+        return sp_error_set(x->err, -low, "cannot open the layers below");
+    char *save = NULL;
+    char *c = strtok_r(target, "/", &save);
+    while (c) {
+        char *next = strtok_r(NULL, "/", &save);
+        struct stat st;
+        bool up_dir = false;
+        if (up >= 0) {
+            if (low >= 0 && layer_hides(up, c)) {
+                sp_close_keep_errno(low);
+                low = -1;
+            }
+            if (fstatat(up, c, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+                if (!next) {
+                    if (!S_ISREG(st.st_mode))
+                        return layer_target_kind(x, name, shown, &st);
+                    if (!files_has(x, st.st_dev, st.st_ino))
+                        return refuse(x->err, EPERM, name,
+                                      "its hard link target \"%s\" is not a "
+                                      "file of this image's layers",
+                                      shown);
+                    *ret_dirfd = TAKE_FD(up);
+                    *ret_base = c;
+                    *ret_st = st;
+                    return 0;
+                }
+                if (!S_ISDIR(st.st_mode))
+                    return refuse(x->err, EPERM, name,
+                                  "its hard link target \"%s\" goes through "
+                                  "\"%s\", which is not a directory (a "
+                                  "symlink is never followed)",
+                                  shown, c);
+                int fd = open_beneath(up, c, O_PATH | O_DIRECTORY);
+                if (fd < 0)
+                    return entry_fail(x->err, -fd, name,
+                                      "open its hard link target's directory");
+                sp_close_keep_errno(up);
+                up = fd;
+                up_dir = true;
+            } else if (errno != ENOENT && errno != ENAMETOOLONG) {
+                return entry_fail(x->err, errno, name,
+                                  "inspect its hard link target");
+            } else {
+                sp_close_keep_errno(up);
+                up = -1;
+            }
+        }
+        if (low >= 0) {
+            if (fstatat(low, c, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                if (errno != ENOENT && errno != ENAMETOOLONG)
+                    return entry_fail(x->err, errno, name,
+                                      "inspect its hard link target");
+                sp_close_keep_errno(low);
+                low = -1;
+            } else if (!next) {
+                if (!S_ISREG(st.st_mode))
+                    return layer_target_kind(x, name, shown, &st);
+                *ret_dirfd = TAKE_FD(low);
+                *ret_base = c;
+                *ret_st = st;
+                return 0;
+            } else if (!S_ISDIR(st.st_mode)) {
+                if (!up_dir)
+                    return refuse(x->err, EPERM, name,
+                                  "its hard link target \"%s\" goes through "
+                                  "\"%s\", which is not a directory (a "
+                                  "symlink is never followed)",
+                                  shown, c);
+                /* This layer's directory replaces the lower non-dir. */
+                sp_close_keep_errno(low);
+                low = -1;
+            } else {
+                int fd = open_beneath(low, c, O_PATH | O_DIRECTORY);
+                if (fd < 0)
+                    return entry_fail(x->err, -fd, name,
+                                      "open its hard link target's directory");
+                sp_close_keep_errno(low);
+                low = fd;
+            }
+        }
+        if (up < 0 && low < 0)
+            break;
+        c = next;
+    }
+    return refuse(x->err, EPERM, name,
+                  "its hard link target \"%s\" is in neither this layer nor "
+                  "the layers below (missing, or removed by a whiteout)",
+                  shown);
+}
+
 static int extract_hardlink(struct xstate *x, struct archive_entry *e,
                             int dirfd, const char *base, const char *name)
 {
@@ -605,14 +742,21 @@ static int extract_hardlink(struct xstate *x, struct archive_entry *e,
     if (r < 0)
         return r;
     const char *tdir = NULL, *tbase = NULL;
-    split_name(target, &tdir, &tbase);
-    _cleanup_close_ int tfd = open_beneath(x->dest, tdir, O_PATH | O_DIRECTORY);
+    _cleanup_close_ int tfd = -1;
     struct stat st;
-    if (tfd < 0 || fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-        !S_ISREG(st.st_mode) || !files_has(x, st.st_dev, st.st_ino))
-        return refuse(x->err, EPERM, name,
-                      "a hard link may only name a regular file extracted "
-                      "earlier from this archive");
+    if (x->lower >= 0) {
+        r = layer_target(x, name, target, &tfd, &tbase, &st);
+        if (r < 0)
+            return r;
+    } else {
+        split_name(target, &tdir, &tbase);
+        tfd = open_beneath(x->dest, tdir, O_PATH | O_DIRECTORY);
+        if (tfd < 0 || fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode) || !files_has(x, st.st_dev, st.st_ino))
+            return refuse(x->err, EPERM, name,
+                          "a hard link may only name a regular file "
+                          "extracted earlier from this archive");
+    }
     char tmp[32];
     for (int i = 0;; i++) {
         temp_name(tmp);
@@ -631,7 +775,13 @@ static int extract_hardlink(struct xstate *x, struct archive_entry *e,
         return refuse(x->err, EPERM, name,
                       "its hard link target changed while linking");
     }
-    return commit(x, dirfd, tmp, base, name);
+    r = commit(x, dirfd, tmp, base, name);
+    if (r < 0 || x->lower < 0)
+        return r;
+    /* A file of the layers below, now also a name of this layer: a later
+     * link of this layer may name it. */
+    r = files_add(x, st.st_dev, st.st_ino);
+    return r < 0 ? sp_error_set(x->err, -r, "cannot allocate") : 0;
 }
 
 static int extract_dir(struct xstate *x, struct archive_entry *e, int dirfd,
@@ -723,9 +873,32 @@ static void archive_freep(struct archive **a)
         archive_read_free(*a);
 }
 
+static int extract_common(int in_fd, int dest_dirfd, int lower_dirfd,
+                          const struct sp_archive_limits *lim, unsigned flags,
+                          struct sp_archive_stats *stats, sp_error *err);
+
 int sp_archive_extract(int in_fd, int dest_dirfd,
                        const struct sp_archive_limits *lim, unsigned flags,
                        struct sp_archive_stats *stats, sp_error *err)
+{
+    return extract_common(in_fd, dest_dirfd, -1, lim, flags, stats, err);
+}
+
+int sp_archive_extract_layer(int in_fd, int dest_dirfd, int lower_dirfd,
+                             const struct sp_archive_limits *lim,
+                             unsigned flags, struct sp_archive_stats *stats,
+                             sp_error *err)
+{
+    if (lower_dirfd < 0)
+        return sp_error_setk(err, SP_ERR_USAGE, EBADF,
+                             "layer extraction needs the layers below");
+    return extract_common(in_fd, dest_dirfd, lower_dirfd, lim, flags, stats,
+                          err);
+}
+
+static int extract_common(int in_fd, int dest_dirfd, int lower_dirfd,
+                          const struct sp_archive_limits *lim, unsigned flags,
+                          struct sp_archive_stats *stats, sp_error *err)
 {
     struct sp_archive_stats local = {0};
     struct sp_archive_stats *st = stats ? stats : &local;
@@ -744,6 +917,7 @@ int sp_archive_extract(int in_fd, int dest_dirfd,
         .st = st,
         .err = err,
         .cache_fd = -1,
+        .lower = lower_dirfd,
     };
     limits_resolve(lim, &x.lim);
 

@@ -350,7 +350,10 @@ static int apply_layer(int stfd, int treefd, int fd, size_t idx,
         openat(stfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (lfd < 0)
         return sp_error_set(err, errno, "cannot open a staging directory");
-    int r = sp_archive_extract(fd, lfd, NULL, SP_ARCHIVE_OVERWRITE, NULL, err);
+    /* A hard link may name a file of an earlier layer: it is looked up in
+     * the tree flattened so far (which shares the staging file system). */
+    int r = sp_archive_extract_layer(fd, lfd, treefd, NULL,
+                                     SP_ARCHIVE_OVERWRITE, NULL, err);
     if (r < 0)
         return sp_error_prefix(err, "layer %zu", idx + 1);
     r = merge(lfd, treefd, 0);

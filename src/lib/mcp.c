@@ -228,6 +228,30 @@ static const struct tool tools[] = {
      "services end.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"snapshot\":{\"type\":\"string\",\"description\":\"The snapshot's name (from workspace_snapshots).\"}},\"required\":[\"workspace\",\"snapshot\"],\"additionalProperties\":false}",
      NULL, sp_ops_ws_restore, false, true},
+    {"workspace_fork", "Fork a snapshot",
+     "Create and start a new workspace whose files are a snapshot's (shared, "
+     "not copied: the original and every fork change independently). It "
+     "gets the operator's policy, narrowed by `policy` as workspace_create "
+     "narrows it, and the snapshot's image; not the snapshotted "
+     "workspace's other settings.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ","
+     "\"snapshot\":{\"type\":\"string\",\"description\":\"The snapshot's name (from workspace_snapshots).\"},"
+     "\"name\":{\"type\":\"string\",\"description\":\"The new workspace's name (1 to 63 of a-z 0-9 _ . -; not in use).\"},"
+     "\"policy\":{\"type\":\"object\",\"description\":\"Optional limits as workspace_create takes them (at most the operator's).\","
+     "\"properties\":{"
+     "\"memory\":{\"type\":[\"string\",\"integer\"],\"description\":\"Memory limit, bytes or a size like \\\"512M\\\".\"},"
+     "\"cpus\":{\"type\":\"number\"},\"pids\":{\"type\":\"integer\"},"
+     "\"network\":{\"type\":\"string\",\"description\":\"As workspace_create's network.\"},"
+     "\"timeout\":{\"type\":\"number\"},\"idle_timeout\":{\"type\":\"number\"},"
+     "\"image\":{\"type\":\"string\",\"description\":\"Default: the snapshot's image.\"}"
+     "},\"additionalProperties\":false}"
+     "},\"required\":[\"workspace\",\"snapshot\",\"name\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"workspace\":{\"type\":\"string\"},"
+     "\"state\":{\"type\":\"string\"},\"root\":{\"type\":\"string\"},"
+     "\"limits\":{\"type\":\"object\"},\"network\":{\"type\":\"string\"},"
+     "\"forked_from\":{\"type\":\"object\"}},"
+     "\"required\":[\"workspace\",\"state\",\"forked_from\"]}",
+     sp_ops_ws_fork, false, false},
     {"file_list", "List files",
      "List a directory in /workspace (path relative to it; default the workspace itself) with type, size and mode of each entry; recursive lists the whole tree.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Directory, relative to /workspace.\"},\"recursive\":{\"type\":\"boolean\",\"description\":\"List subdirectories too.\"}" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
@@ -647,6 +671,7 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
             return;
         }
         if (strcmp(t->name, "workspace_create") == 0 ||
+            strcmp(t->name, "workspace_fork") == 0 ||
             strcmp(t->name, "workspace_delete") == 0)
             mlog(m, LOG_INFO_, "%s: %s", t->name,
                  json_string_value(json_object_get(s, "workspace")));

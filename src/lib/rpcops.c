@@ -13,6 +13,7 @@
 #include "bounds.h"
 #include "error.h"
 #include "policy.h"
+#include "snapshot.h"
 
 static int bad(sp_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -160,7 +161,10 @@ static double limf(json_t *pol, const char *key)
     return json_is_number(v) ? json_number_value(v) : 0;
 }
 
-json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
+/* create, or (src set) a fork of the snapshot `snap` of workspace src
+ * named by args' "name": the same request, checked the same way. */
+static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
+                         const char *snap, sp_error *err)
 {
     static const char *const keys[] = {"name", "memory", "cpus", "pids",
                                        "network", "timeout", "idle_timeout",
@@ -238,7 +242,10 @@ json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
     if (r == 0 && o->policy_file)
         r = sp_policy_apply_file(p, o->policy_file, err);
     if (r == 0)
-        r = sp_policy_apply_json_text(p, fragtext, "workspace_create", err);
+        r = sp_policy_apply_json_text(p, fragtext,
+                                      src ? "workspace_fork"
+                                          : "workspace_create",
+                                      err);
     free(fragtext);
     char *eff = r == 0 ? sp_policy_to_json(p, err) : NULL;
     json_t *want = eff ? json_loads(eff, 0, NULL) : NULL;
@@ -272,7 +279,13 @@ json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
                               c);
     }
     char ret_name[64] = "";
-    if (r == 0) {
+    if (r == 0 && src) {
+        if (!name) /* the caller checked it */
+            r = sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                              "missing argument \"name\"");
+        else if ((r = sp_snap_fork(src, snap, name, p, idle, err)) == 0)
+            snprintf(ret_name, sizeof(ret_name), "%s", name);
+    } else if (r == 0) {
         sp_ws_create_opts co = {.name = name, .idle_timeout = idle};
         r = sp_ws_create(p, &co, ret_name, sizeof(ret_name), err);
     }
@@ -299,8 +312,24 @@ json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
                                   json_object_get(l, "pids"), "cpus",
                                   json_object_get(l, "cpus")));
     json_object_set(res, "network", json_object_get(want, "net"));
+    if (src)
+        json_object_set_new(res, "forked_from",
+                            json_pack("{s:s,s:s}", "workspace", src,
+                                      "snapshot", snap));
     json_decref(want);
     return res;
+}
+
+json_t *sp_ops_ws_create(struct sp_ops *o, json_t *args, sp_error *err)
+{
+    return create_ws(o, args, NULL, NULL, err);
+}
+
+json_t *sp_ops_ws_create_fork(struct sp_ops *o, json_t *args,
+                              const char *src, const char *snap,
+                              sp_error *err)
+{
+    return create_ws(o, args, src, snap, err);
 }
 
 json_t *sp_ops_ws_list(struct sp_ops *o, json_t *args, sp_error *err)

@@ -75,6 +75,16 @@ json_t *sp_ops_ws_snapshots(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_ws_restore(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_ws_snapshot_delete(struct sp_ops *o, json_t *args,
                                   sp_error *err);
+/* {workspace, snapshot, name[, policy]}: a new workspace on the snapshot
+ * (sp_ws_fork). Its policy is made as create's: the operator's policy
+ * with the client's narrowing "policy" object (create's keys but name),
+ * never the snapshot's stored policy; the snapshot's image is kept. */
+json_t *sp_ops_ws_fork(struct sp_ops *o, json_t *args, sp_error *err);
+/* create's checks and policy for a fork of src's snapshot `snap` (args:
+ * create's keys, "name" required); rpcops.c. */
+json_t *sp_ops_ws_create_fork(struct sp_ops *o, json_t *args,
+                              const char *src, const char *snap,
+                              sp_error *err);
 
 /* Exec arguments, parsed: {workspace, command (string: run by /bin/sh -c;
  * or an array), cwd, env (object), timeout, stdin, max_output}. */

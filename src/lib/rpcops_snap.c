@@ -1,6 +1,6 @@
 /* rpcops_snap.c — snapshots for the JSON-RPC and MCP servers (rpcops.h,
  * docs/snapshots.md): take, list, restore and delete a workspace's
- * snapshots. Arguments are hostile input: only the named keys, strings
+ * snapshots, and fork one into a new workspace. Arguments are hostile input: only the named keys, strings
  * bounded; the workspace must be one this server may act on. */
 #include <errno.h>
 #include <jansson.h>
@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "rpcops.h"
+#include "snapshot.h"
 
 static int name_arg(json_t *a, const char *k, const char **ret, sp_error *err)
 {
@@ -87,4 +88,55 @@ json_t *sp_ops_ws_snapshot_delete(struct sp_ops *o, json_t *a, sp_error *err)
         return NULL;
     return json_pack("{s:s,s:s,s:b}", "workspace", ws, "snapshot", snap,
                      "deleted", 1);
+}
+
+json_t *sp_ops_ws_fork(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "snapshot", "name",
+                                       "policy", NULL};
+    /* create's arguments but "name": checked by create_ws as for create. */
+    static const char *const pkeys[] = {"memory",  "cpus",         "pids",
+                                        "network", "timeout",      "idle_timeout",
+                                        "image",   NULL};
+    const char *ws = NULL, *snap = NULL, *name = NULL;
+    if (sp_ops_only_keys(a, keys, err) < 0 ||
+        name_arg(a, "workspace", &ws, err) < 0 ||
+        sp_ops_check_ws(o, ws, err) < 0 ||
+        name_arg(a, "snapshot", &snap, err) < 0 ||
+        name_arg(a, "name", &name, err) < 0)
+        return NULL;
+    json_t *pol = json_object_get(a, "policy");
+    if (pol && !json_is_null(pol) && !json_is_object(pol)) {
+        sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                      "argument \"policy\" must be an object with any of "
+                      "memory, cpus, pids, network, timeout, idle_timeout, "
+                      "image (as workspace_create takes them)");
+        return NULL;
+    }
+    if (json_is_object(pol) && sp_ops_only_keys(pol, pkeys, err) < 0)
+        return NULL;
+    json_t *m = sp_snap_meta(ws, snap, err);
+    if (!m)
+        return NULL;
+    json_t *c = json_is_object(pol) ? json_copy(pol) : json_object();
+    if (!c) {
+        json_decref(m);
+        sp_error_set(err, ENOMEM, "fork");
+        return NULL;
+    }
+    json_object_set_new(c, "name", json_string(name));
+    /* The snapshot's layers sit on its image: the fork keeps it unless the
+     * client names one. Either is checked as create checks an image (the
+     * operator's own default image needs no check). */
+    const char *simg = json_string_value(
+        json_object_get(json_object_get(m, "policy"), "image"));
+    const char *cimg = json_string_value(json_object_get(o->ceiling, "image"));
+    json_t *img = json_object_get(c, "image");
+    if ((!img || json_is_null(img)) && simg &&
+        (!cimg || strcmp(simg, cimg) != 0))
+        json_object_set_new(c, "image", json_string(simg));
+    json_decref(m);
+    json_t *res = sp_ops_ws_create_fork(o, c, ws, snap, err);
+    json_decref(c);
+    return res;
 }

@@ -40,6 +40,7 @@ static const struct {
     {"workspace.snapshots", sp_ops_ws_snapshots},
     {"workspace.restore", sp_ops_ws_restore},
     {"workspace.snapshot_delete", sp_ops_ws_snapshot_delete},
+    {"workspace.fork", sp_ops_ws_fork},
     {"exec", NULL},
     {"file.list", sp_ops_file_list},
     {"file.read", sp_ops_file_read},

@@ -229,9 +229,18 @@ SP_EXPORT int sp_ws_snapshot_rm(const char *name, const char *snap,
                                 sp_error *err);
 /* The workspace's filesystem becomes the snapshot's: a running workspace
  * is stopped and started again (*restarted true): its processes, shells
- * and services end; services with restart come back. */
+ * and services end; services with restart come back whole (command,
+ * environment, cwd, probe; restore waits until they are ready). A running
+ * workspace with secrets is refused before anything stops. */
 SP_EXPORT int sp_ws_restore(const char *name, const char *snap,
                             bool *restarted, sp_error *err);
+/* The same, giving a running workspace its secrets again to start with
+ * (every recorded name, as sp_ws_start_secrets wants; ignored when the
+ * workspace is stopped, which stays stopped). */
+SP_EXPORT int sp_ws_restore_secrets(const char *name, const char *snap,
+                                    const sp_secret *secrets,
+                                    size_t n_secrets, bool *restarted,
+                                    sp_error *err);
 /* A new workspace `newname` whose base is the snapshot (its layers shared,
  * read-only), with policy p or, NULL, the snapshotted workspace's. */
 SP_EXPORT int sp_ws_fork(const char *name, const char *snap,
@@ -426,6 +435,9 @@ typedef struct sp_ws_service_opts {
                                   cmd:COMMAND */
     double ready_timeout;      /* seconds; 0: 30 */
     bool restart_on_failure;
+    char *const *secret_env;   /* names of the workspace's secrets to set as
+                                  NAME=value in its environment; may be NULL
+                                  (docs/secrets.md) */
 } sp_ws_service_opts;
 
 /* Start a service and wait until it is ready (or running, without a
@@ -437,7 +449,9 @@ SP_EXPORT int sp_ws_service_start(const char *ws, const sp_ws_service_opts *o,
 /* One service's status as a JSON object, or (svc NULL) all of them as an
  * array: name, state (starting, running, ready, stopping, restarting,
  * exited, failed), pid, exit_code, started, ready_at, ended, reason,
- * stopped_by, restarts. Caller frees. */
+ * stopped_by, restarts, and its spec: argv, env, cwd, ready,
+ * ready_timeout, secret_env (names) (a list entry past SP_SERVICE_LIST_FULL has
+ * "spec_omitted": true instead; docs/shells-services.md). Caller frees. */
 SP_EXPORT char *sp_ws_service_status_json(const char *ws, const char *svc,
                                           sp_error *err);
 /* Read a service's stdout (or stderr) from cursor (>= 0) or from its last

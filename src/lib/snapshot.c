@@ -43,6 +43,7 @@
 
 #include "bounds.h"
 #include "sandpit.h"
+#include "secrets.h"
 #include "state.h"
 #include "util.h"
 #include "workspace.h"
@@ -2003,6 +2004,20 @@ SP_EXPORT int sp_ws_fork(const char *name, const char *snap,
     return sp_snap_fork(name, snap, newname, p, 0, err);
 }
 
+/* What a workspace's files stand on, from its policy as JSON, into buf:
+ * "image X", "rootfs DIR", or "" for the host's system files. */
+static void snap_base(const json_t *pol, char *buf, size_t len)
+{
+    const char *img = json_string_value(json_object_get(pol, "image"));
+    const char *root = json_string_value(json_object_get(pol, "rootfs"));
+    if (img)
+        snprintf(buf, len, "image %s", img);
+    else if (root)
+        snprintf(buf, len, "rootfs %s", root);
+    else
+        snprintf(buf, len, "%s", "");
+}
+
 int sp_snap_fork(const char *name, const char *snap, const char *newname,
                  const sp_policy *p, double idle_timeout, sp_error *err)
 {
@@ -2051,6 +2066,29 @@ int sp_snap_fork(const char *name, const char *snap, const char *newname,
                                  from);
         }
     }
+    /* The snapshot's layers are changes to its base (an image, a --rootfs
+     * dir, or the host's system files): a fork on another base would show
+     * a mix of the two. It must stand on the same one. */
+    char *pt = sp_policy_to_json(p, NULL);
+    json_t *pj = pt ? json_loads(pt, 0, NULL) : NULL;
+    free(pt);
+    char sb[SP_MAX_PATH + 16], fb[SP_MAX_PATH + 16];
+    snap_base(json_object_get(m, "policy"), sb, sizeof(sb));
+    snap_base(pj, fb, sizeof(fb));
+    if (!pj || strcmp(sb, fb) != 0) {
+        r = pj ? sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                               "snapshot %s of %s is on %s: a fork must be "
+                               "too (it was asked to be on %s)",
+                               snap, name,
+                               sb[0] ? sb : "the host's system files",
+                               fb[0] ? fb : "the host's system files")
+               : sp_error_set(err, ENOMEM, "fork");
+        json_decref(pj);
+        json_decref(m);
+        sp_policy_free(own);
+        return r;
+    }
+    json_decref(pj);
     sp_ws_create_opts o = {
         .name = newname,
         .idle_timeout = idle_timeout,
@@ -2067,10 +2105,56 @@ int sp_snap_fork(const char *name, const char *snap, const char *newname,
     return r;
 }
 
+/* One service's spec, checked: NULL when it is not one to bring back or
+ * is not well formed. */
+static json_t *restart_spec(json_t *v, bool has_secrets)
+{
+    const char *st = json_string_value(json_object_get(v, "state"));
+    const char *rs = json_string_value(json_object_get(v, "restart"));
+    json_t *argv = json_object_get(v, "argv");
+    json_t *env = json_object_get(v, "env");
+    json_t *cwd = json_object_get(v, "cwd");
+    json_t *ready = json_object_get(v, "ready");
+    json_t *rt = json_object_get(v, "ready_timeout");
+    json_t *sen = json_object_get(v, "secret_env");
+    if (!st || !rs || strcmp(rs, "on-failure") != 0 ||
+        strcmp(st, "exited") == 0 || strcmp(st, "failed") == 0 ||
+        !json_is_array(argv) || json_array_size(argv) == 0 ||
+        json_array_size(argv) > SP_MAX_ARGS ||
+        (env && !json_is_array(env)) || json_array_size(env) > SP_MAX_ENV ||
+        (cwd && !json_is_null(cwd) && !json_is_string(cwd)) ||
+        (ready && !json_is_null(ready) && !json_is_string(ready)) ||
+        (rt && !json_is_number(rt)) ||
+        (sen && !json_is_array(sen)) || json_array_size(sen) > SP_MAX_SECRETS ||
+        !json_is_string(json_object_get(v, "name")))
+        return NULL;
+    /* A --secret-env service comes back with the names: the supervisor
+     * sets the values again; they never pass through here. A value typed
+     * with -e (or in the command) that is a secret's reached us redacted:
+     * started so, it would not be the service it was, so it is left out
+     * (docs/snapshots.md). */
+    json_t *spec = json_pack("{s:O,s:O,s:o,s:O?,s:O?,s:f,s:o}", "name",
+                     json_object_get(v, "name"), "argv", argv, "env",
+                     env ? json_incref(env) : json_array(), "cwd",
+                     json_is_string(cwd) ? cwd : NULL, "ready",
+                     json_is_string(ready) ? ready : NULL, "ready_timeout",
+                     rt ? json_number_value(rt) : 0.0, "secret_env",
+                     sen ? json_incref(sen) : json_array());
+    char *t = spec && has_secrets ? json_dumps(spec, JSON_COMPACT) : NULL;
+    if (has_secrets && (!t || strstr(t, "[REDACTED:"))) {
+        json_decref(spec);
+        spec = NULL;
+    }
+    free(t);
+    return spec;
+}
+
 /* The services of a running workspace that restart on failure and are
- * not over: [{name, argv}]. A paused workspace is resumed first (it is
- * about to be stopped anyway). */
-static json_t *restart_services_of(const char *name)
+ * not over, with their whole spec: [{name, argv, env, cwd, ready,
+ * ready_timeout}] (docs/snapshots.md). A service whose spec the list left
+ * out (SP_SERVICE_LIST_FULL) is asked for by name. A paused workspace is
+ * resumed first (it is about to be stopped anyway). */
+static json_t *restart_services_of(const char *name, bool has_secrets)
 {
     if (sp_ws_paused(name) == 1)
         sp_ws_resume(name, NULL);
@@ -2082,58 +2166,107 @@ static json_t *restart_services_of(const char *name)
     json_t *v;
     json_array_foreach(a, i, v)
     {
-        const char *st = json_string_value(json_object_get(v, "state"));
-        const char *rs = json_string_value(json_object_get(v, "restart"));
-        json_t *argv = json_object_get(v, "argv");
-        if (!st || !rs || strcmp(rs, "on-failure") != 0 ||
-            strcmp(st, "exited") == 0 || strcmp(st, "failed") == 0 ||
-            !json_is_array(argv) || json_array_size(argv) == 0 ||
-            json_array_size(argv) > SP_MAX_ARGS ||
-            !json_is_string(json_object_get(v, "name")))
-            continue;
-        json_array_append_new(out, json_pack("{s:O,s:O}", "name",
-                                             json_object_get(v, "name"), "argv",
-                                             argv));
+        json_t *one = NULL;
+        const char *svc = json_string_value(json_object_get(v, "name"));
+        if (json_is_true(json_object_get(v, "spec_omitted")) && svc) {
+            char *st = sp_ws_service_status_json(name, svc, NULL);
+            one = st ? json_loads(st, 0, NULL) : NULL;
+            free(st);
+            v = one;
+        }
+        json_t *spec = v ? restart_spec(v, has_secrets) : NULL;
+        if (spec)
+            json_array_append_new(out, spec);
+        json_decref(one);
     }
     json_decref(a);
     return out;
 }
 
-/* Start them again with their name, command and restart policy; best
- * effort (their extra environment, cwd and readiness probe are not known
- * to the client: docs/snapshots.md). */
+/* strv of a JSON array of strings (borrowed), NULL-terminated; NULL when
+ * an entry is not a string or out of memory. */
+static char **strv_of(json_t *a)
+{
+    size_t n = json_array_size(a);
+    char **v = calloc(n + 1, sizeof(*v));
+    for (size_t k = 0; v && k < n; k++)
+        if (!(v[k] = (char *)json_string_value(json_array_get(a, k)))) {
+            free(v);
+            return NULL;
+        }
+    return v;
+}
+
+/* Start them again as they were: name, command, extra environment,
+ * directory, readiness probe and its timeout, restart policy. Each start
+ * waits for the service to be ready, as `service start` does; best
+ * effort: one that fails now is left `failed` with its reason in
+ * `service ls` and the rest still start. */
 static void restart_services(const char *name, json_t *svcs)
 {
     size_t i;
     json_t *v;
     json_array_foreach(svcs, i, v)
     {
-        json_t *a = json_object_get(v, "argv");
-        size_t n = json_array_size(a);
-        char **argv = calloc(n + 1, sizeof(*argv));
-        bool ok = argv != NULL;
-        for (size_t k = 0; ok && k < n; k++)
-            ok = (argv[k] = (char *)json_string_value(json_array_get(a, k)));
-        if (ok) {
+        char **argv = strv_of(json_object_get(v, "argv"));
+        char **env = strv_of(json_object_get(v, "env"));
+        char **sen = strv_of(json_object_get(v, "secret_env"));
+        if (argv && env && sen) {
             sp_ws_service_opts o = {
                 .name = json_string_value(json_object_get(v, "name")),
                 .argv = argv,
+                .env = env[0] ? env : NULL,
+                .cwd = json_string_value(json_object_get(v, "cwd")),
+                .ready = json_string_value(json_object_get(v, "ready")),
+                .ready_timeout =
+                    json_number_value(json_object_get(v, "ready_timeout")),
                 .restart_on_failure = true,
+                .secret_env = sen[0] ? sen : NULL,
             };
             sp_ws_service_start(name, &o, NULL, NULL);
         }
         free(argv);
+        free(env);
+        free(sen);
     }
 }
 
+static int restore_run(const char *name, const char *snap,
+                          const struct sp_secrets *sec,
+                          const sp_secret *secrets, size_t n_secrets,
+                          bool *restarted, sp_error *err);
+
 SP_EXPORT int sp_ws_restore(const char *name, const char *snap, bool *restarted,
                             sp_error *err)
+{
+    return sp_ws_restore_secrets(name, snap, NULL, 0, restarted, err);
+}
+
+SP_EXPORT int sp_ws_restore_secrets(const char *name, const char *snap,
+                                    const sp_secret *secrets,
+                                    size_t n_secrets, bool *restarted,
+                                    sp_error *err)
 {
     if (restarted)
         *restarted = false;
     int r = check_names(name, snap, err);
     if (r < 0)
         return r;
+    struct sp_secrets *sec = NULL;
+    if ((r = sp_secrets_new(secrets, n_secrets, &sec, err)) < 0)
+        return r;
+    /* Only to check the names: the values go to sp_ws_start_secrets. */
+    r = restore_run(name, snap, sec, secrets, n_secrets, restarted, err);
+    sp_secrets_free(sec);
+    return r;
+}
+
+static int restore_run(const char *name, const char *snap,
+                          const struct sp_secrets *sec,
+                          const sp_secret *secrets, size_t n_secrets,
+                          bool *restarted, sp_error *err)
+{
+    int r;
     char statedir[SP_MAX_PATH];
     _cleanup_close_ int wsfd =
         open_named_ws(name, statedir, sizeof(statedir), err);
@@ -2155,9 +2288,15 @@ SP_EXPORT int sp_ws_restore(const char *name, const char *snap, bool *restarted,
     }
     int lockfd = sp_state_lock(wsfd, false);
     bool was_running = lockfd == -EWOULDBLOCK;
+    /* A running workspace with secrets could not start again without
+     * them (secrets.h): refuse before stopping it, as reset does. */
+    if (was_running && (r = sp_secrets_check_names(wsfd, name, sec, err)) < 0)
+        return sp_error_prefix(err, "restore %s: give them with --secret, "
+                               "or stop it, restore it and start it with "
+                               "them", name);
     json_t *svcs = NULL;
     if (was_running) {
-        svcs = restart_services_of(name);
+        svcs = restart_services_of(name, n_secrets > 0);
         if ((r = sp_ws_stop(name, err)) < 0) {
             json_decref(svcs);
             return r;
@@ -2193,12 +2332,16 @@ SP_EXPORT int sp_ws_restore(const char *name, const char *snap, bool *restarted,
         return sp_error_prefix(err, "restore %s", name);
     }
     if (was_running) {
-        if ((r = sp_ws_start(name, err)) < 0) {
+        if ((r = sp_ws_start_secrets(name, secrets, n_secrets, err)) < 0) {
             json_decref(svcs);
             return r;
         }
         if (restarted)
             *restarted = true;
+        /* Waiting for their readiness can take long: not under the
+         * store's lock, which every snapshot of every workspace takes. */
+        close(lock);
+        lock = -1;
         restart_services(name, svcs);
     }
     json_decref(svcs);

@@ -51,6 +51,18 @@ int sp_snap_stack_apply(const char *layers_dir, struct sp_mount_plan *plan,
 int sp_snap_fork_init(int wsfd, const char *src, const char *snap,
                       sp_error *err);
 
+/* sp_ws_fork with an idle timeout for the new workspace (0: none): the
+ * serve and mcp front ends (rpcops_snap.c). */
+int sp_snap_fork(const char *name, const char *snap, const char *newname,
+                 const struct sp_policy *p, double idle_timeout,
+                 sp_error *err);
+
+/* The snapshot `snap` of workspace `name` as stored (its "policy",
+ * "from", "read_only_system", ...; caller decrefs), or NULL with err
+ * (SP_ERR_USAGE, ENOENT: no such snapshot). */
+struct json_t *sp_snap_meta(const char *name, const char *snap,
+                            sp_error *err);
+
 /* After a workspace is removed: drop its snapshots and every layer no one
  * uses any more. Best effort. */
 void sp_snap_ws_removed(const char *name);

@@ -281,6 +281,43 @@ static int secret_env_add(struct sv *s, json_t *p, json_t *params,
     return 0;
 }
 
+/* service.start: its "secret_env": [NAME..] becomes "secret_envv":
+ * [NAME=value..] beside the request's own "env" (over the socketpair
+ * only). The agent sets both but reports back only "env" and the names;
+ * "secret_envv" is ours alone: a client's is dropped. */
+static int service_secret_env(struct sv *s, json_t *params, sp_error *err)
+{
+    if (!json_is_object(params))
+        return 0;
+    json_object_del(params, "secret_envv");
+    json_t *tmp = json_object();
+    int r = tmp ? secret_env_add(s, tmp, params, err)
+                : sp_error_set(err, ENOMEM, "service.start");
+    json_t *v = r == 0 ? json_object_get(tmp, "env") : NULL;
+    if (v && json_object_set(params, "secret_envv", v) < 0)
+        r = sp_error_set(err, ENOMEM, "service.start");
+    json_decref(tmp);
+    return r;
+}
+
+/* A line longer than SP_PROTO_MAX_LINE would end the agent (it refuses
+ * it), and the workspace with it: a request that grew past the bound on
+ * its way here (secret values added, JSON escaped as ASCII) is refused
+ * with a reply instead. True when refused. */
+static bool too_long_for_agent(struct sv *s, struct client *c, json_t *id,
+                               const char *line)
+{
+    if (!line || strlen(line) <= SP_PROTO_MAX_LINE)
+        return false;
+    client_send(s, c, sp_proto_error(id, SP_RPC_PARAMS,
+                                     "the request is longer than %d bytes "
+                                     "as passed to the workspace (with the "
+                                     "values of its secret_env, as ASCII "
+                                     "JSON): refused",
+                                     SP_PROTO_MAX_LINE));
+    return true;
+}
+
 static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
 {
     static const char *const names[] = {"stdin", "stdout", "stderr"};
@@ -361,6 +398,8 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
     json_t *jid = json_integer(aid);
     line = sp_proto_request(jid, "exec", p);
     json_decref(jid);
+    if (too_long_for_agent(s, c, m->id, line))
+        goto out;
     if (!line || sp_proto_out_push(&s->aout, line, fds, 3, SIZE_MAX) < 0) {
         client_send(s, c, sp_proto_error(m->id, SP_RPC_INTERNAL,
                                          "out of memory"));
@@ -425,6 +464,8 @@ static void handle_files(struct sv *s, struct client *c,
     if (flen)
         json_object_set_new(o, "frame", json_integer((json_int_t)flen));
     line = sp_proto_line(o);
+    if (too_long_for_agent(s, c, m->id, line))
+        goto out;
     if (!line || sp_proto_out_push(&s->aout, line, fd >= 0 ? &fd : NULL,
                                    fd >= 0 ? 1 : 0, SIZE_MAX) < 0) {
         client_send(s, c, sp_proto_error(m->id, SP_RPC_INTERNAL,
@@ -564,6 +605,11 @@ static void handle_line(struct sv *s, struct client *c, const char *line,
     } else if (sp_files_method(m.method, &nfd)) {
         handle_files(s, c, &m, frame, flen, nfd);
         frame = NULL;
+    } else if (strcmp(m.method, "service.start") == 0 &&
+               service_secret_env(s, m.params, &err) < 0) {
+        if (m.id)
+            client_send(s, c, sp_proto_error(m.id, SP_RPC_PARAMS, "%s",
+                                             err.message));
     } else if (strncmp(m.method, "shell.", 6) == 0 ||
                strncmp(m.method, "service.", 8) == 0) {
         /* Shells and services (agent_ext.h): forwarded the same way. */

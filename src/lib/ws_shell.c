@@ -301,6 +301,20 @@ SP_EXPORT int sp_ws_service_start(const char *ws, const sp_ws_service_opts *o,
     if (!o || !o->name || !o->argv || !o->argv[0])
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "a service needs a name and a command");
+    /* The agent checks the same (agent_service.c); said here first, so a
+     * request too big for one line is refused by name, not by size. */
+    size_t spec = (o->cwd ? strlen(o->cwd) : 0) +
+                  (o->ready ? strlen(o->ready) : 0);
+    for (size_t i = 0; o->argv[i] && spec <= SP_SERVICE_SPEC_MAX; i++)
+        spec += strlen(o->argv[i]) + 1;
+    for (size_t i = 0; o->env && o->env[i] && spec <= SP_SERVICE_SPEC_MAX; i++)
+        spec += strlen(o->env[i]) + 1;
+    if (spec > SP_SERVICE_SPEC_MAX)
+        return sp_error_setk(err, SP_ERR_USAGE, E2BIG,
+                             "service %s: its command, environment, "
+                             "directory and probe take more than the %d "
+                             "bytes a service may have",
+                             o->name, SP_SERVICE_SPEC_MAX);
     json_t *p = json_pack("{s:s,s:o}", "name", o->name, "argv",
                           strv_json(o->argv));
     if (o->env)
@@ -311,6 +325,8 @@ SP_EXPORT int sp_ws_service_start(const char *ws, const sp_ws_service_opts *o,
         json_object_set_new(p, "ready", json_string(o->ready));
     if (o->ready_timeout > 0)
         json_object_set_new(p, "ready_timeout", json_real(o->ready_timeout));
+    if (o->secret_env && o->secret_env[0])
+        json_object_set_new(p, "secret_env", strv_json(o->secret_env));
     json_object_set_new(p, "restart",
                         json_string(o->restart_on_failure ? "on-failure" : "no"));
     json_t *r = NULL;

@@ -552,3 +552,163 @@ def test_hostile_layer_contents_neutralised(state, img):
     r = sp(state, "run", "-q", "--image", "h", "--no-workspace", "--",
            "/bin/ls", "/")
     assert r.returncode == 0 and "ev:etc" not in r.stdout, r.stderr
+
+
+# ---- hard links into earlier layers (docs/images.md) -----------------------
+
+def _hard(t, name, target):
+    """A hard link entry: name -> target (a path in the image)."""
+    ti = tarfile.TarInfo(name)
+    ti.mtime = 1700000000
+    ti.type, ti.linkname, ti.mode = tarfile.LNKTYPE, target, 0o755
+    t.addfile(ti)
+
+
+def _tree(state):
+    [tree] = leftovers(state)["trees"]
+    return os.path.join(images_dir(state), "trees", tree)
+
+
+def test_hardlink_into_earlier_layer(state, img):
+    """Layer 2 hard-links /usr/bin/a of layer 1 as /usr/bin/b (and chains
+    a link to that link, through "./"): the import succeeds and both names
+    are one inode, in the tree and in a workspace, as with docker's
+    overlay2. A write in the workspace copies up and never reaches the
+    shared tree."""
+    def one(t):
+        t.add(str(img["rootfs"]), arcname=".", recursive=True)
+        _add(t, "usr/bin", kind="dir")
+        _add(t, "usr/bin/a", "#!/bin/sh\necho tool-a\n", mode=0o755)
+        _add(t, "usr/lib/x", "replaced later")
+
+    def two(t):
+        _hard(t, "usr/bin/b", "usr/bin/a")
+        _hard(t, "usr/sbin/c", "./usr//bin/b")  # a new dir; a link to a link
+        _add(t, "usr/lib/x", "layer two")       # replaced, then linked: new
+        _hard(t, "usr/lib/y", "usr/lib/x")
+    tars = [tar_bytes(one), tar_bytes(two)]
+    for kind in ("oci", "docker"):
+        if kind == "oci":
+            src, _ = pack_oci(img["dir"] / "oci", tars)
+        else:
+            src = pack_docker(img["dir"] / "save.tar", tars)
+        r = sp(state, "image", "import", str(src), "--name", "hl-" + kind)
+        assert r.returncode == 0, r.stderr
+    tree = _tree(state)  # one config digest: one tree for both names
+    a, b, c = (os.lstat(os.path.join(tree, p))
+               for p in ("usr/bin/a", "usr/bin/b", "usr/sbin/c"))
+    assert stat.S_ISREG(a.st_mode) and a.st_ino == b.st_ino == c.st_ino
+    assert a.st_nlink == 3
+    x, y = (os.lstat(os.path.join(tree, p)) for p in ("usr/lib/x", "usr/lib/y"))
+    assert x.st_ino == y.st_ino
+    with open(os.path.join(tree, "usr/lib/y")) as f:
+        assert f.read() == "layer two"
+    assert leftovers(state)["tmp"] == []
+
+    create(state, "whl", "--image", "hl-oci")
+    r = sp(state, "exec", "whl", "--", "/bin/sh", "-c",
+           "stat -c %i /usr/bin/a /usr/bin/b /usr/sbin/c; "
+           "cat /usr/bin/b /usr/lib/y; echo; /bin/sh /usr/bin/b")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[0] == lines[1] == lines[2] and lines[0].isdigit(), r.stdout
+    assert "echo tool-a" in r.stdout and "layer two" in r.stdout
+    assert r.stdout.rstrip().endswith("tool-a")
+    # A write through one name copies it up in the workspace only.
+    r = sp(state, "exec", "whl", "--", "/bin/sh", "-c",
+           "echo changed > /usr/bin/b && cat /usr/bin/b; "
+           "stat -c %i /usr/bin/a /usr/bin/b; cat /usr/bin/a")
+    assert r.returncode == 0, r.stderr
+    # The written name is copied up alone (overlayfs breaks the link, as
+    # docker's overlay2 does): the other name keeps the image's content.
+    out = r.stdout.split("\n")
+    assert out[0] == "changed" and out[1] != out[2], r.stdout
+    assert "echo tool-a" in r.stdout
+    with open(os.path.join(tree, "usr/bin/a")) as f:
+        assert f.read() == "#!/bin/sh\necho tool-a\n"
+    assert os.lstat(os.path.join(tree, "usr/bin/b")).st_ino == a.st_ino
+    create(state, "whl2", "--image", "hl-docker")
+    r = sp(state, "exec", "whl2", "--", "/bin/cat", "/usr/bin/b")
+    assert r.returncode == 0 and "echo tool-a" in r.stdout, r.stderr
+    for w in ("whl", "whl2"):
+        assert sp(state, "rm", "-f", w).returncode == 0
+
+
+def _base_layer(t):
+    _add(t, "usr/bin/a", "tool a")
+    _add(t, "usr/lib", kind="dir")
+    _add(t, "etc/passwd", "image passwd")
+    _add(t, "d", kind="link", target="/etc")          # absolute, to the host's
+    _add(t, "rel", kind="link", target="etc")         # relative, in the image
+
+
+HOSTILE_LINKS = [
+    # (layers after the base, message)
+    ([lambda t: _add(t, "usr/bin/.wh.a", ""),          # removed in layer 2
+      lambda t: _hard(t, "usr/bin/b", "usr/bin/a")],
+     "in neither this layer nor the layers below"),
+    ([lambda t: (_add(t, "usr/bin/.wh.a", ""),         # removed earlier in
+                 _hard(t, "usr/bin/b", "usr/bin/a"))],  # the same layer
+     "in neither this layer nor the layers below"),
+    ([lambda t: (_add(t, "usr/bin", kind="dir"),       # opaque directory
+                 _add(t, "usr/bin/.wh..wh..opq", ""),
+                 _hard(t, "usr/bin/b", "usr/bin/a"))],
+     "in neither this layer nor the layers below"),
+    ([lambda t: _hard(t, "x", "d/passwd")], 'goes through "d"'),
+    ([lambda t: _hard(t, "x", "rel/passwd")], 'goes through "rel"'),
+    ([lambda t: (_add(t, "e", kind="link", target="/etc"),
+                 _hard(t, "x", "e/passwd"))], 'goes through "e"'),
+    ([lambda t: _hard(t, "x", "../../etc/passwd")], '".." component'),
+    ([lambda t: _hard(t, "x", "usr/../../etc/passwd")], '".." component'),
+    ([lambda t: _hard(t, "x", "/etc/passwd")], "absolute"),
+    ([lambda t: _hard(t, "x", "usr/lib")], "is a directory"),
+    ([lambda t: _hard(t, "x", "d")], "is a symlink"),
+    ([lambda t: _hard(t, "x", "nosuch/file")],
+     "in neither this layer nor the layers below"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(HOSTILE_LINKS)))
+def test_hardlink_hostile_targets_refused(state, img, case):
+    """A link to a whited-out path, through a symlink (to the host's /etc
+    or inside the image), out with "..", to a directory, a symlink or a
+    missing name: refused naming the entry and its layer, nothing of the
+    import left in the store, nothing linked on the host."""
+    later, msg = HOSTILE_LINKS[case]
+    tars = [tar_bytes(_base_layer)] + [tar_bytes(f) for f in later]
+    passwd = os.stat("/etc/passwd")
+    layout, _ = pack_oci(img["dir"] / "oci", tars)
+    r = _refused(state, layout, msg=msg)
+    assert "layer %d" % len(tars) in r.stderr, r.stderr
+    name = "usr/bin/b" if "usr/bin/b" in r.stderr else "x"
+    assert 'archive entry "%s" refused' % name in r.stderr, r.stderr
+    assert leftovers(state) == {"refs": [], "trees": [], "tmp": []}
+    now = os.stat("/etc/passwd")
+    assert (now.st_ino, now.st_nlink) == (passwd.st_ino, passwd.st_nlink)
+    # The docker-save form is refused the same way.
+    arch = pack_docker(img["dir"] / "save.tar", tars)
+    _refused(state, arch, msg=msg)
+
+
+def test_fork_stands_on_its_snapshots_base(state, img):
+    # A snapshot's layers are changes to its base: a fork asked to stand on
+    # another (the host's files, or another image) is refused, naming both;
+    # without flags, or with the same image, it forks.
+    layout, _ = pack_oci(img["dir"] / "oci", img["layers"])
+    assert sp(state, "image", "import", str(layout), "--name", "busy").returncode == 0
+    assert sp(state, "image", "import", str(layout), "--name", "busy2").returncode == 0
+    create(state, "wi", "--image", "busy")
+    assert sp(state, "exec", "wi", "--", "/bin/sh", "-c",
+              "echo mine > /opt/keep/f").returncode == 0
+    assert sp(state, "snapshot", "wi", "s1").returncode == 0
+    for flags, asked in ((["--memory", "64M"], "the host's system files"),
+                         (["--image", "busy2"], "image busy2")):
+        r = sp(state, "fork", "wi", "s1", "bad", *flags)
+        assert r.returncode == 125, r.stderr
+        assert "is on image busy" in r.stderr and asked in r.stderr, r.stderr
+        assert sp(state, "exec", "bad", "--", "true").returncode != 0
+    for new, flags in (("f1", []), ("f2", ["--image", "busy"])):
+        r = sp(state, "fork", "wi", "s1", new, *flags)
+        assert r.returncode == 0, r.stderr
+        r = sp(state, "exec", new, "--", "/bin/sh", "-c", "cat /opt/keep/f")
+        assert r.stdout == "mine\n", r.stderr

@@ -282,3 +282,114 @@ def test_bad_policy_file(state, tmp_path):
     assert r.returncode == 125 and r.stderr.startswith("sandpit: mcp:")
     r = sandpit("mcp", "--max-output", "12", env={"SANDPIT_STATE": state}, input="")
     assert r.returncode == 125 and "--max-output" in r.stderr
+
+
+def test_fork_sdk(state):
+    """workspace_snapshot + workspace_fork through the official SDK client
+    (tests/mcp/fork.mjs asserts every result)."""
+    node = shutil.which("node")
+    if not node:
+        pytest.skip("node is not installed")
+    if not os.path.isdir(os.path.join(MCPDIR, "node_modules", "@modelcontextprotocol")):
+        pytest.skip("tests/mcp/node_modules missing: run npm ci in tests/mcp")
+    env = dict(os.environ, SANDPIT_BIN=SANDPIT, SANDPIT_STATE=state)
+    r = subprocess.run([node, os.path.join(MCPDIR, "fork.mjs")], env=env,
+                       capture_output=True, text=True, timeout=120, cwd=MCPDIR)
+    print(r.stdout[-20000:], r.stderr[-5000:])
+    assert r.returncode == 0, [l for l in r.stdout.splitlines() if l.startswith("not ok")]
+    assert "ALL OK" in r.stdout
+    assert json.loads(sandpit("ps", "--json", env={"SANDPIT_STATE": state}).stdout) == []
+
+
+def test_fork_policy_ceiling_and_ownership(state, tmp_path):
+    """mcp --policy: workspace_fork is held to the operator's policy as
+    workspace_create is, and only forks this server's workspaces."""
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps({"limits": {"memory": "128M", "pids": 64}, "timeout": 30}))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(pol, 0o644)
+    env = {"SANDPIT_STATE": state}
+    assert sandpit("create", "operators", env=env).returncode == 0
+    assert sandpit("snapshot", "operators", "s", env=env).returncode == 0
+    m = Mcp(state, "--policy", str(pol))
+    try:
+        m.init()
+        assert m.tool("workspace_create", name="a0")["isError"] is False
+        assert m.tool("file_write", workspace="a0", path="f", content="a0\n")["isError"] is False
+        assert m.tool("workspace_snapshot", workspace="a0", snapshot="s")["isError"] is False
+        for pl, word in [({"memory": "512M"}, "over the operator's limit"),
+                         ({"pids": 1000}, "pids"), ({"cpus": 0}, "cpus"),
+                         ({"timeout": 100}, "timeout"),
+                         ({"network": "allow:example.com"}, "not allowed")]:
+            r = m.tool("workspace_fork", workspace="a0", snapshot="s", name="a1", policy=pl)
+            assert r["isError"] is True and word in r["content"][0]["text"], (pl, r)
+        r = m.tool("workspace_fork", workspace="operators", snapshot="s", name="a1")
+        assert r["isError"] is True and "created" in r["content"][0]["text"], r
+        r = m.tool("workspace_fork", workspace="a0", snapshot="s", name="a1",
+                   policy={"pids": 32})
+        assert r["isError"] is False, r
+        assert r["structuredContent"]["limits"] == {"memory": 128 << 20, "pids": 32, "cpus": 0.0}
+        r = m.tool("exec", workspace="a1", command="cat f")
+        assert r["structuredContent"]["stdout"] == "a0\n"
+        names = sorted(w["name"] for w in m.tool("workspace_list")["structuredContent"]["workspaces"])
+        assert names == ["a0", "a1"]
+        for w in ("a1", "a0"):
+            assert m.tool("workspace_delete", workspace=w)["isError"] is False
+    finally:
+        m.close()
+    ps = json.loads(sandpit("ps", "--json", env=env).stdout)
+    assert [w["name"] for w in ps] == ["operators"]
+
+
+def test_fork_keeps_and_checks_the_snapshots_image(state, tmp_path):
+    """The fork of a snapshot taken on an image is on that image, which
+    must be one the operator allows, as for workspace_create."""
+    test_images = pytest.importorskip("test_images")
+    if not os.path.exists(test_images.BUSYBOX) or os.path.islink(test_images.BUSYBOX):
+        pytest.skip("needs busybox-static at /bin/busybox (scripts/deps.sh --test)")
+    os.chmod(tmp_path, 0o755)
+    rootfs = test_images.make_rootfs(tmp_path / "rootfs")
+    layout, _ = test_images.pack_oci(tmp_path / "oci", test_images.layers(rootfs))
+    env = {"SANDPIT_STATE": state}
+    for n in ("good", "other"):
+        r = sandpit("image", "import", str(layout), "--name", n, env=env)
+        assert r.returncode == 0, r.stderr
+    # Made on the CLI on an image no client may use: no fork for clients.
+    assert sandpit("create", "cli", "--image", "other", env=env).returncode == 0
+    assert sandpit("exec", "cli", "--", "/bin/sh", "-c", "echo c > /workspace/c",
+                   env=env).returncode == 0
+    assert sandpit("snapshot", "cli", "s", env=env).returncode == 0
+    m = Mcp(state)
+    try:
+        m.init()
+        r = m.tool("workspace_fork", workspace="cli", snapshot="s", name="x1")
+        assert r["isError"] is True and "image other is not allowed" in r["content"][0]["text"], r
+        r = m.tool("workspace_fork", workspace="cli", snapshot="s", name="x1",
+                   policy={"image": "good"})
+        assert r["isError"] is True and "not allowed" in r["content"][0]["text"], r
+    finally:
+        m.close()
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps({"images": {"allowed": ["good"]}}))
+    os.chmod(pol, 0o644)
+    m = Mcp(state, "--policy", str(pol))
+    try:
+        m.init()
+        assert m.tool("workspace_create", name="g0", image="good")["isError"] is False
+        r = m.tool("exec", workspace="g0", command=["/bin/sh", "-c", "echo g > /workspace/g"])
+        assert r["structuredContent"]["exit_code"] == 0, r
+        assert m.tool("workspace_snapshot", workspace="g0", snapshot="s")["isError"] is False
+        r = m.tool("workspace_fork", workspace="g0", snapshot="s", name="g1",
+                   policy={"image": "other"})
+        assert r["isError"] is True and "not allowed" in r["content"][0]["text"], r
+        r = m.tool("workspace_fork", workspace="g0", snapshot="s", name="g1")
+        assert r["isError"] is False, r
+        r = m.tool("exec", workspace="g1",
+                   command=["/bin/sh", "-c", "cat /etc/marker /workspace/g"])
+        assert r["structuredContent"]["stdout"] == "from-the-image\ng\n", r
+        for w in ("g1", "g0"):
+            assert m.tool("workspace_delete", workspace=w)["isError"] is False
+    finally:
+        m.close()
+    ps = json.loads(sandpit("ps", "--json", env=env).stdout)
+    assert [w["name"] for w in ps] == ["cli"]

@@ -265,3 +265,164 @@ def test_refuses_a_live_socket_and_non_sockets(server, state, tmp_path):
     r = sandpit("serve", "--socket", str(f), env={"SANDPIT_STATE": state})
     assert r.returncode == 125 and "not a socket" in r.stderr
     assert f.read_text() == "x"
+
+
+def _ps(state):
+    return sorted(w["name"] for w in
+                  json.loads(sandpit("ps", "--json", env={"SANDPIT_STATE": state}).stdout))
+
+
+def test_fork_a_snapshot(server, state):
+    """workspace.fork: a new workspace on a snapshot's files; the original
+    and the fork change independently; hostile arguments change nothing."""
+    c = Conn(server)
+    assert "workspace.fork" in c.call("rpc.methods")["methods"]
+    c.call("workspace.create", {"name": "f0"})
+    c.call("file.write", {"workspace": "f0", "path": "a.txt", "content": "snap\n"})
+    assert c.call("exec", {"workspace": "f0",
+                           "command": "echo sys > /etc/forkrpc-marker"})["exit_code"] == 0
+    assert c.call("workspace.snapshot", {"workspace": "f0", "snapshot": "s"})["snapshot"] == "s"
+    c.call("file.write", {"workspace": "f0", "path": "a.txt", "content": "later\n"})
+    r = c.call("workspace.fork", {"workspace": "f0", "snapshot": "s", "name": "f1",
+                                  "policy": {"memory": "64M", "pids": 100}})
+    assert r["workspace"] == "f1" and r["state"] == "running", r
+    assert r["forked_from"] == {"workspace": "f0", "snapshot": "s"}
+    assert r["limits"]["memory"] == 64 << 20 and r["limits"]["pids"] == 100
+    r = c.call("exec", {"workspace": "f1", "command": "cat a.txt /etc/forkrpc-marker"})
+    assert r["exit_code"] == 0 and r["stdout"] == "snap\nsys\n", r
+    assert c.call("exec", {"workspace": "f1", "command": "echo fork > a.txt"})["exit_code"] == 0
+    assert c.call("exec", {"workspace": "f0", "command": "cat a.txt"})["stdout"] == "later\n"
+    assert c.call("exec", {"workspace": "f1", "command": "cat a.txt"})["stdout"] == "fork\n"
+    # No policy: the server's defaults (not f1's narrower limits).
+    r = c.call("workspace.fork", {"workspace": "f0", "snapshot": "s", "name": "f2",
+                                  "policy": None})
+    assert r["limits"]["memory"] == 1 << 30 and r["network"] == "none", r
+    assert c.call("exec", {"workspace": "f2", "command": "cat a.txt"})["stdout"] == "snap\n"
+
+    def err(params, code):
+        r = c.call("workspace.fork", params, raw=True)
+        assert "error" in r and r["error"]["code"] == code, (params, r)
+        return r["error"]["message"]
+    ok = {"workspace": "f0", "snapshot": "s", "name": "f9"}
+    for k, v in [("name", "../f9"), ("name", ""), ("name", "F9"), ("name", 7),
+                 ("name", "x" * 64), ("name", "a/b"), ("name", "a b"),
+                 ("workspace", "../f0"), ("workspace", None), ("snapshot", "../s"),
+                 ("snapshot", ["s"])]:
+        assert k in err(dict(ok, **{k: v}), -32602)
+    p = dict(ok)
+    del p["name"]
+    assert "name" in err(p, -32602)
+    assert "extra" in err(dict(ok, extra=1), -32602)
+    assert "policy" in err(dict(ok, policy=[1]), -32602)
+    assert "policy" in err(dict(ok, policy="host"), -32602)
+    assert "name" in err(dict(ok, policy={"name": "x"}), -32602)
+    assert "from" in err(dict(ok, policy={"from": "/etc"}), -32602)
+    assert "memory" in err(dict(ok, policy={"memory": {"a": 1}}), -32602)
+    assert "pids" in err(dict(ok, policy={"pids": -1}), -32602)
+    # The network create refuses is refused for a fork too.
+    m = err(dict(ok, policy={"network": "host"}), -32001)
+    assert "not allowed" in m
+    assert "not allowed" in err(dict(ok, policy={"network": "allow:example.com"}), -32001)
+    assert "no snapshot" in err(dict(ok, snapshot="nope"), -32000)
+    assert "no snapshot" in err(dict(ok, workspace="nosuch"), -32000)
+    # A name in use: refused, and that workspace is left as it was.
+    assert "exists" in err(dict(ok, name="f1"), -32000)
+    assert "exists" in err(dict(ok, name="f0"), -32000)
+    assert c.call("exec", {"workspace": "f1", "command": "cat a.txt"})["stdout"] == "fork\n"
+    assert c.call("exec", {"workspace": "f0", "command": "cat a.txt"})["stdout"] == "later\n"
+    assert _ps(state) == ["f0", "f1", "f2"]
+    # The fork's idle timeout is its own: it stops, the others run on.
+    c.call("workspace.fork", {"workspace": "f0", "snapshot": "s", "name": "f3",
+                              "policy": {"idle_timeout": 1}})
+
+    def states():
+        return {w["name"]: w["state"] for w in json.loads(
+            sandpit("ps", "--json", env={"SANDPIT_STATE": state}).stdout)}
+    for _ in range(60):
+        if states()["f3"] == "stopped":
+            break
+        time.sleep(0.1)
+    assert states() == {"f0": "running", "f1": "running", "f2": "running",
+                        "f3": "stopped"}
+    assert c.call("workspace.delete", {"workspace": "f3"})["deleted"] is True
+    for w in ("f1", "f2", "f0"):
+        assert c.call("workspace.delete", {"workspace": w})["deleted"] is True
+    assert _ps(state) == []
+    c.close()
+
+
+def test_fork_does_not_inherit_what_create_may_not_ask(server, state):
+    """A workspace made on the CLI with limits the server would not give:
+    its fork over serve gets the server's policy, not the snapshot's."""
+    r = sandpit("create", "cli0", "-q", "--pids", "5000", "--memory", "0",
+                "--env", "SECRETISH=1", env={"SANDPIT_STATE": state})
+    assert r.returncode == 0, r.stderr
+    assert sandpit("exec", "cli0", "--", "sh", "-c", "echo x > /workspace/x",
+                   env={"SANDPIT_STATE": state}).returncode == 0
+    assert sandpit("snapshot", "cli0", "s", env={"SANDPIT_STATE": state}).returncode == 0
+    c = Conn(server)
+    r = c.call("workspace.fork", {"workspace": "cli0", "snapshot": "s", "name": "cf"})
+    assert r["limits"]["pids"] == 512 and r["limits"]["memory"] == 1 << 30, r
+    r = c.call("exec", {"workspace": "cf", "command": "cat x; echo ${SECRETISH:-unset}"})
+    assert r["stdout"] == "x\nunset\n", r
+    # The CLI's fork (no flags) keeps the snapshot's policy: the difference is the server's.
+    assert sandpit("fork", "cli0", "s", "clif", env={"SANDPIT_STATE": state}).returncode == 0
+    r = c.call("exec", {"workspace": "clif", "command": "echo ${SECRETISH:-unset}"})
+    assert r["stdout"] == "1\n", r
+    for w in ("cf", "clif", "cli0"):
+        c.call("workspace.delete", {"workspace": w})
+    c.close()
+
+
+def test_fork_under_the_operators_policy(state, tmp_path):
+    """serve --policy: a fork is checked as create is (limits, network,
+    timeout), may only fork this server's workspaces, and counts as one."""
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps({"limits": {"memory": "128M", "pids": 64}, "timeout": 30}))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(pol, 0o644)
+    assert sandpit("create", "operators", "-q", env={"SANDPIT_STATE": state}).returncode == 0
+    assert sandpit("snapshot", "operators", "s", env={"SANDPIT_STATE": state}).returncode == 0
+    path = str(tmp_path / "s.sock")
+    p = subprocess.Popen([SANDPIT, "serve", "--socket", path, "--policy", str(pol)],
+                         env=dict(os.environ, SANDPIT_STATE=state),
+                         stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            if os.path.exists(path):
+                break
+            time.sleep(0.01)
+        c = Conn(path)
+        c.call("workspace.create", {"name": "p0"})
+        c.call("file.write", {"workspace": "p0", "path": "f", "content": "p0\n"})
+        c.call("workspace.snapshot", {"workspace": "p0", "snapshot": "s"})
+        base = {"workspace": "p0", "snapshot": "s", "name": "p1"}
+        for pl, word in [({"memory": "512M"}, "over the operator's limit"),
+                         ({"memory": 0}, "memory"),
+                         ({"pids": 1000}, "pids"),
+                         ({"timeout": 100}, "timeout"),
+                         ({"network": "host"}, "not allowed"),
+                         ({"network": "allow:example.com"}, "not allowed")]:
+            r = c.call("workspace.fork", dict(base, policy=pl), raw=True)
+            assert r["error"]["code"] == -32001, (pl, r)
+            assert r["error"]["data"]["kind"] == "denied" and word in r["error"]["message"], (pl, r)
+        # Not this server's workspace: as if it did not exist.
+        r = c.call("workspace.fork", {"workspace": "operators", "snapshot": "s",
+                                      "name": "p1"}, raw=True)
+        assert r["error"]["code"] == -32000 and "created" in r["error"]["message"], r
+        assert _ps(state) == ["operators", "p0"]
+        r = c.call("workspace.fork", dict(base, policy={"memory": "64M"}))
+        assert r["limits"]["memory"] == 64 << 20 and r["limits"]["pids"] == 64, r
+        r = c.call("workspace.fork", dict(base, name="p2"))
+        assert r["limits"]["memory"] == 128 << 20, r
+        assert c.call("exec", {"workspace": "p2", "command": "cat f"})["stdout"] == "p0\n"
+        # The forks are the server's own: listed and usable.
+        names = sorted(w["name"] for w in c.call("workspace.list")["workspaces"])
+        assert names == ["p0", "p1", "p2"]
+        for w in ("p1", "p2", "p0"):
+            assert c.call("workspace.delete", {"workspace": w})["deleted"] is True
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+    assert _ps(state) == ["operators"]

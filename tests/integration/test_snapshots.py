@@ -517,6 +517,320 @@ def test_restore_brings_back_restart_services(state):
     assert svcs["web"]["argv"] == ["sleep", "1000"]
 
 
+def svc_ls(state, name):
+    r = sp(state, "service", "ls", name, "--json")
+    assert r.returncode == 0, r.stderr
+    return {s["name"]: s for s in json.loads(r.stdout)}
+
+
+def test_restore_brings_back_service_whole(state):
+    """A restarted service keeps its -e environment, --cwd, --ready probe
+    and --ready-timeout, and restore returns only once it is ready again
+    (its probe file appears half a second after it starts, in a /tmp that
+    starts empty)."""
+    create(state, "w")
+    sh(state, "w", "mkdir -p /workspace/sub")
+    cmd = ("sleep 0.5; touch /tmp/ready-x; echo $FOO \"$BAZ\" $(pwd) "
+           ">> /workspace/out; exec sleep 1000")
+    r = sp(state, "service", "start", "w", "web", "-e", "FOO=bar",
+           "-e", "BAZ=two  words=x", "--cwd", "/workspace/sub",
+           "--ready", "file:/tmp/ready-x", "--ready-timeout", "7.5",
+           "--restart", "on-failure", "--", "sh", "-c", cmd)
+    assert r.returncode == 0 and "ready" in r.stdout, r.stderr
+    # A plain one beside it: its spec is reported empty, not invented.
+    r = sp(state, "service", "start", "w", "plain", "--restart",
+           "on-failure", "--", "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    spec = {"env": ["FOO=bar", "BAZ=two  words=x"], "cwd": "/workspace/sub",
+            "ready": "file:/tmp/ready-x", "ready_timeout": 7.5,
+            "argv": ["sh", "-c", cmd], "restart": "on-failure"}
+    before = svc_ls(state, "w")
+    assert {k: before["web"][k] for k in spec} == spec
+    assert before["plain"]["env"] == [] and before["plain"]["cwd"] is None
+    assert before["plain"]["ready"] is None
+    assert sh(state, "w", "cat /workspace/out") == "bar two  words=x " \
+        "/workspace/sub\n"
+    r = sp(state, "service", "status", "w", "web")
+    assert r.returncode == 0 and "/workspace/sub" in r.stdout \
+        and "file:/tmp/ready-x" in r.stdout, r.stdout
+    assert sp(state, "snapshot", "w", "s").returncode == 0
+    sh(state, "w", "echo later >> /workspace/out")
+    t0 = time.monotonic()
+    r = sp(state, "restore", "w", "s")
+    assert r.returncode == 0 and "restarted" in r.stdout, r.stderr
+    assert time.monotonic() - t0 >= 0.5  # it waited for the probe
+    after = svc_ls(state, "w")
+    assert set(after) == {"web", "plain"}
+    # Ready at once: restore waited, as `service start` does.
+    assert after["web"]["state"] == "ready" and after["web"]["ready_at"]
+    assert after["plain"]["state"] == "running"
+    assert {k: after["web"][k] for k in spec} == spec
+    assert after["plain"]["env"] == [] and after["plain"]["cwd"] is None
+    # The snapshot's line (not "later"), then the restarted run's own.
+    assert sh(state, "w", "cat /workspace/out") == \
+        "bar two  words=x /workspace/sub\n" * 2
+
+
+def test_restore_waits_for_ready_without_blocking_snapshots(state):
+    """While restore waits for a slow probe (2 s), a snapshot of another
+    workspace goes on: the store's lock is not held meanwhile. A probe
+    that never passes leaves the service failed with its reason and the
+    restore still succeeds."""
+    create(state, "w")
+    create(state, "v")
+    r = sp(state, "service", "start", "w", "slow", "--ready",
+           "file:/tmp/r", "--restart", "on-failure", "--", "sh", "-c",
+           "[ -e /workspace/again ] && sleep 2; touch /tmp/r; "
+           "exec sleep 1000")
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "service", "start", "w", "never", "--ready",
+           "file:/tmp/never", "--ready-timeout", "0.5", "--restart",
+           "on-failure", "--", "sh", "-c",
+           "[ -e /workspace/again ] || touch /tmp/never; exec sleep 1000")
+    assert r.returncode == 0, r.stderr
+    sh(state, "w", "touch /workspace/again")
+    assert sp(state, "snapshot", "w", "s").returncode == 0
+    res = {}
+
+    def restore():
+        res["r"] = sp(state, "restore", "w", "s")
+        res["t"] = time.monotonic()
+
+    t = threading.Thread(target=restore)
+    t.start()
+    time.sleep(0.7)
+    r = sp(state, "snapshot", "v", "x")
+    done = time.monotonic()
+    t.join()
+    assert r.returncode == 0, r.stderr
+    assert res["r"].returncode == 0, res["r"].stderr
+    assert done < res["t"], "the snapshot waited for the restore"
+    ls = svc_ls(state, "w")
+    assert ls["slow"]["state"] == "ready"
+    assert ls["never"]["state"] == "failed"
+    assert "readiness timeout" in ls["never"]["reason"]
+
+
+def test_service_spec_bounds_round_trip_or_refused(state):
+    """Many -e entries round-trip whole through `service ls --json` and a
+    restore; a spec over SP_SERVICE_SPEC_MAX (128 KiB) is refused at start
+    with a clear error (CLI and raw control socket alike), nothing cut and
+    nothing started; malformed env entries are refused by the agent."""
+    import socket
+    create(state, "w")
+    env = ["E%04d=%s" % (i, "v" * 90 + str(i)) for i in range(1000)]
+    args = [a for e in env for a in ("-e", e)]
+    cmd = "env | grep -c '^E[0-9]' > /workspace/n; exec sleep 1000"
+    r = sp(state, "service", "start", "w", "big", *args, "--restart",
+           "on-failure", "--", "sh", "-c", cmd)
+    assert r.returncode == 0, r.stderr
+    assert svc_ls(state, "w")["big"]["env"] == env
+    assert sh(state, "w", "cat /workspace/n") == "1000\n"
+    assert sp(state, "snapshot", "w", "s").returncode == 0
+    sh(state, "w", "rm /workspace/n")
+    assert sp(state, "restore", "w", "s").returncode == 0
+    got = svc_ls(state, "w")["big"]
+    assert got["env"] == env and got["state"] == "running"
+    for _ in range(100):
+        out = sh(state, "w", "cat /workspace/n 2>/dev/null || true")
+        if out:
+            break
+        time.sleep(0.05)
+    assert out == "1000\n"
+    # Too big: 200 entries of 1000 bytes.
+    huge = [a for i in range(200) for a in ("-e", "H%d=%s" % (i, "x" * 1000))]
+    r = sp(state, "service", "start", "w", "huge", *huge, "--", "true")
+    assert r.returncode == 125, (r.returncode, r.stderr)
+    assert "131072 bytes a service may have" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    assert "huge" not in svc_ls(state, "w")
+    # The same straight on the control socket: the agent refuses it.
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.path.join(state, "workspaces", "w", "control.sock"))
+    f = s.makefile("rb")
+
+    def call(**params):
+        s.sendall(json.dumps({"id": 1, "method": "service.start",
+                              "params": params}).encode() + b"\n")
+        return json.loads(f.readline())
+
+    try:
+        m = call(name="huge", argv=["true"],
+                 env=["H%d=%s" % (i, "x" * 1000) for i in range(200)])
+        assert "more than the 131072" in m["error"]["message"], m
+        m = call(name="huge", argv=["x" * 70000, "y" * 70000])
+        assert "more than the 131072" in m["error"]["message"], m
+        for bad in (["=v"], ["NOEQ"], [7], ["A=" + "y" * 140000],
+                    ["A=b"] * 1025):
+            m = call(name="bad", argv=["true"], env=bad)
+            assert "error" in m, (bad[:2], m)
+        m = call(name="bad", argv=["true"], cwd=7)
+        assert "error" in m, m
+    finally:
+        s.close()
+    assert set(svc_ls(state, "w")) == {"big"}
+
+
+def test_secret_env_past_the_line_bound_is_refused_not_fatal(state,
+                                                             tmp_path):
+    """20 secrets of 60,000 bytes given as --secret-env make the request
+    the supervisor passes on longer than the agent takes (1 MiB): exec and
+    service start are refused with a clear error and the workspace runs
+    on (it used to end the agent); half of them still work."""
+    import random
+    os.chmod(tmp_path, 0o755)
+    flags, names = [], []
+    rnd = random.Random(7)
+    for i in range(20):
+        p = tmp_path / ("s%d" % i)
+        p.write_text("".join(rnd.choice("abcdefghijklmnop")
+                             for _ in range(60000)))
+        os.chmod(p, 0o644)
+        flags += ["--secret", "S%d=@%s" % (i, p)]
+        names += ["--secret-env", "S%d" % i]
+    create(state, "w", *flags)
+    r = sp(state, "exec", "w", *names, "--", "true")
+    assert r.returncode == 125 and "longer than 1048576" in r.stderr, \
+        r.stderr
+    r = sp(state, "service", "start", "w", "x", *names, "--", "true")
+    assert r.returncode == 125 and "longer than 1048576" in r.stderr, \
+        r.stderr
+    assert ps(state)["w"]["state"] == "running"
+    r = sp(state, "service", "start", "w", "y", *names[:20], "--",
+           "sh", "-c", "echo ${#S0} ${#S9} > /workspace/n; exec sleep 100")
+    assert r.returncode == 0, r.stderr
+    assert svc_ls(state, "w")["y"]["secret_env"] == \
+        ["S%d" % i for i in range(10)]
+    for _ in range(100):
+        if sh(state, "w", "cat /workspace/n 2>/dev/null || true"):
+            break
+        time.sleep(0.05)
+    assert sh(state, "w", "cat /workspace/n") == "60000 60000\n"
+
+
+def test_service_list_stays_one_line_with_big_specs(state):
+    """Eight services with 120 KiB specs each: `service ls --json` still
+    answers (the later ones say spec_omitted, their status has it all),
+    and restore brings every one back whole."""
+    create(state, "w")
+    val = "z" * (120 * 1024)
+    for i in range(8):
+        r = sp(state, "service", "start", "w", "s%d" % i, "-e",
+               "BIG=%s" % val, "--restart", "on-failure", "--", "sleep",
+               "1000")
+        assert r.returncode == 0, r.stderr
+    ls = svc_ls(state, "w")
+    assert len(ls) == 8
+    omitted = [n for n, v in ls.items() if v.get("spec_omitted")]
+    assert omitted and len(omitted) < 8
+    for n, v in ls.items():
+        if n in omitted:
+            assert "env" not in v and "argv" not in v
+        else:
+            assert v["env"] == ["BIG=" + val]
+    r = sp(state, "service", "status", "w", omitted[0], "--json")
+    assert json.loads(r.stdout)["env"] == ["BIG=" + val]
+    assert sp(state, "snapshot", "w", "s").returncode == 0
+    assert sp(state, "restore", "w", "s").returncode == 0
+    ls = svc_ls(state, "w")
+    assert sorted(ls) == ["s%d" % i for i in range(8)]
+    for n in ls:
+        r = sp(state, "service", "status", "w", n, "--json")
+        st = json.loads(r.stdout)
+        assert st["env"] == ["BIG=" + val] and st["state"] == "running", n
+
+
+def test_restore_with_secrets_and_secret_env_service(state, tmp_path):
+    """A running workspace with secrets: restore without them is refused
+    before anything stops (as reset is); with --secret it restores, and a
+    service started with --secret-env comes back with the same name
+    reference: its value is set again by the supervisor, never shown in
+    `service ls --json` (names only) nor written under the state dir. One
+    whose -e held a secret's value (so it is seen redacted) is left out."""
+    import socket
+    sec = tmp_path / "tok"
+    sec.write_text("s3cr3t-value-1234\n")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(sec, 0o644)
+    create(state, "w", "--secret", "TOK=@%s" % sec)
+    cmd = ('[ "$TOK" = "$(cat /run/secrets/TOK)" ] && echo "same $A" '
+           '>> /workspace/chk; exec sleep 1000')
+    r = sp(state, "service", "start", "w", "web", "-e", "A=1",
+           "--secret-env", "TOK", "--restart", "on-failure", "--", "sh",
+           "-c", cmd)
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "service", "start", "w", "leaky", "-e",
+           "B=s3cr3t-value-1234", "--restart", "on-failure", "--", "sleep",
+           "1000")
+    assert r.returncode == 0, r.stderr
+    ls = svc_ls(state, "w")
+    # --secret-env shows the name alone; a value typed with -e that is a
+    # secret's is redacted like any string the agent answers.
+    assert ls["web"]["env"] == ["A=1"] and ls["web"]["secret_env"] == ["TOK"]
+    assert ls["leaky"]["env"] == ["B=[REDACTED:TOK]"]
+    r = sp(state, "service", "status", "w", "web", "--json")
+    assert "s3cr3t" not in r.stdout and "secret_envv" not in r.stdout
+    for _ in range(100):
+        if sh(state, "w", "cat /workspace/chk 2>/dev/null || true"):
+            break
+        time.sleep(0.05)
+    assert sh(state, "w", "cat /workspace/chk") == "same 1\n"
+    # Hostile: an unknown name is refused; a client's own "secret_envv"
+    # (the supervisor's key) is dropped, never reaching the service.
+    r = sp(state, "service", "start", "w", "x", "--secret-env", "NOPE",
+           "--", "true")
+    assert r.returncode == 125 and "NOPE" in r.stderr, r.stderr
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.path.join(state, "workspaces", "w", "control.sock"))
+    f = s.makefile("rb")
+    s.sendall(json.dumps({"id": 1, "method": "service.start", "params": {
+        "name": "forged", "argv": ["sh", "-c",
+                                   "echo \"[$EVIL]\" > /workspace/forged"],
+        "secret_envv": ["EVIL=x"]}}).encode() + b"\n")
+    m = json.loads(f.readline())
+    s.close()
+    assert "result" in m, m
+    for _ in range(100):
+        if sh(state, "w", "cat /workspace/forged 2>/dev/null || true"):
+            break
+        time.sleep(0.05)
+    assert sh(state, "w", "cat /workspace/forged") == "[]\n"
+    sh(state, "w", "echo one > /workspace/f")
+    assert sp(state, "snapshot", "w", "s").returncode == 0
+    sh(state, "w", "echo two > /workspace/f")
+    r = sp(state, "restore", "w", "s")
+    assert r.returncode == 125 and "--secret" in r.stderr \
+        and "TOK" in r.stderr, r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    assert svc_ls(state, "w")["web"]["state"] == "running"
+    assert sh(state, "w", "cat /workspace/f") == "two\n"
+    r = sp(state, "restore", "w", "s", "--secret", "TOK=@%s" % sec)
+    assert r.returncode == 0 and "restarted" in r.stdout, r.stderr
+    assert sh(state, "w", "cat /workspace/f") == "one\n"
+    ls = svc_ls(state, "w")
+    assert ls["web"]["state"] == "running"
+    assert ls["web"]["secret_env"] == ["TOK"] and ls["web"]["env"] == ["A=1"]
+    # Its spec reached restore redacted: started so it would not be the
+    # same service, so it is left out rather than changed.
+    assert "leaky" not in ls
+    for _ in range(100):
+        if sh(state, "w", "cat /workspace/chk") == "same 1\n" * 2:
+            break
+        time.sleep(0.05)
+    assert sh(state, "w", "cat /workspace/chk") == "same 1\n" * 2
+    r = subprocess.run(["grep", "-rlaF", "s3cr3t-value", state],
+                       capture_output=True, text=True)
+    assert r.stdout == "", r.stdout
+    # Stopped, it restores without them and stays stopped.
+    assert sp(state, "stop", "w").returncode == 0
+    r = sp(state, "restore", "w", "s")
+    assert r.returncode == 0 and "stopped" in r.stdout, r.stderr
+    for bad in (["w"], ["w", "s", "x"], ["w", "s", "--secret"],
+                ["w", "s", "--secret", "TOK=inline"], ["-w", "s"]):
+        r = sp(state, "restore", *bad)
+        assert r.returncode == 125, (bad, r.stderr)
+
+
 def test_serve_snapshot_methods(state, tmp_path):
     """workspace.snapshot / snapshots / restore / snapshot_delete over
     `sandpit serve`, with hostile arguments refused."""

@@ -485,6 +485,142 @@ static void test_hardlinks(void **state)
     assert_outside_clean(b);
 }
 
+/* Image layers: a hard link may name a regular file of the layers below
+ * (sp_archive_extract_layer), looked up without following any symlink,
+ * honouring this layer's own whiteouts, opaque markers and replacements. */
+static int extract_layer(struct box *b, const char *up, int fd, sp_error *err)
+{
+    assert_int_equal(mkdirat(b->destfd, up, 0755), 0);
+    int upfd = openat(b->destfd, up, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int lowfd = openat(b->destfd, "low", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(upfd >= 0 && lowfd >= 0);
+    int r = sp_archive_extract_layer(fd, upfd, lowfd, NULL,
+                                     SP_ARCHIVE_OVERWRITE, NULL, err);
+    close(fd);
+    close(upfd);
+    close(lowfd);
+    return r;
+}
+
+static void test_layer_hardlinks(void **state)
+{
+    struct box *b = *state;
+    char canary[160];
+    snprintf(canary, sizeof(canary), "%s/canary", b->outside);
+    /* The layers below: low/usr/bin/a, a directory, symlinks out. */
+    struct writer w = w_new(F_TAR);
+    w_file(&w, "usr/bin/a", "from below\n");
+    w_add(&w, "usr/lib", AE_IFDIR, 0755, NULL, false, NULL, 0);
+    w_add(&w, "sl", AE_IFLNK, 0777, canary, false, NULL, 0);
+    w_add(&w, "d", AE_IFLNK, 0777, b->outside, false, NULL, 0);
+    w_file(&w, "f", "a file\n");
+    assert_true(mkdirat(b->destfd, "low", 0755) == 0);
+    int lowfd = openat(b->destfd, "low", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(lowfd >= 0);
+    sp_error err = {0};
+    assert_int_equal(sp_archive_extract(w_done(&w), lowfd, NULL, 0, NULL, &err),
+                     0);
+    close(lowfd);
+
+    /* A link to a lower file, a link to that link, a link through "." and
+     * "//": one inode; a link to a file this layer made still works. */
+    w = w_new(F_TAR);
+    w_add(&w, "usr/bin/b", AE_IFREG, 0644, "usr/bin/a", true, NULL, 0);
+    w_add(&w, "c", AE_IFREG, 0644, "usr/bin/b", true, NULL, 0);
+    w_add(&w, "e", AE_IFREG, 0644, "./usr//bin/a", true, NULL, 0);
+    w_file(&w, "new", "new\n");
+    w_add(&w, "new2", AE_IFREG, 0644, "new", true, NULL, 0);
+    assert_int_equal(extract_layer(b, "up0", w_done(&w), &err), 0);
+    struct stat s0, s1, s2, s3;
+    assert_int_equal(fstatat(b->destfd, "low/usr/bin/a", &s0, 0), 0);
+    assert_int_equal(fstatat(b->destfd, "up0/usr/bin/b", &s1, 0), 0);
+    assert_int_equal(fstatat(b->destfd, "up0/c", &s2, 0), 0);
+    assert_int_equal(fstatat(b->destfd, "up0/e", &s3, 0), 0);
+    assert_int_equal(s0.st_ino, s1.st_ino);
+    assert_int_equal(s0.st_ino, s2.st_ino);
+    assert_int_equal(s0.st_ino, s3.st_ino);
+    assert_int_equal(s0.st_nlink, 4);
+    assert_true(exists_in(b, "up0/new2"));
+
+    /* A name this layer replaced is what the link gets. */
+    w = w_new(F_TAR);
+    w_file(&w, "usr/bin/a", "replaced\n");
+    w_add(&w, "r", AE_IFREG, 0644, "usr/bin/a", true, NULL, 0);
+    assert_int_equal(extract_layer(b, "up1", w_done(&w), &err), 0);
+    assert_int_equal(fstatat(b->destfd, "up1/r", &s1, 0), 0);
+    assert_int_equal(fstatat(b->destfd, "up1/usr/bin/a", &s2, 0), 0);
+    assert_int_equal(s1.st_ino, s2.st_ino);
+    assert_int_not_equal(s1.st_ino, s0.st_ino);
+
+    struct {
+        const char *pre;      /* an entry of this layer before the link */
+        unsigned pre_type;    /* its type */
+        const char *pre_link; /* its symlink target */
+        const char *target;
+        int code;
+        const char *word;
+    } bad[] = {
+        {NULL, 0, NULL, "usr/lib", EPERM, "is a directory"},
+        {NULL, 0, NULL, "usr", EPERM, "is a directory"},
+        {NULL, 0, NULL, "sl", EPERM, "is a symlink"},
+        {NULL, 0, NULL, "d/canary", EPERM, "goes through \"d\""},
+        {NULL, 0, NULL, "f/x", EPERM, "goes through \"f\""},
+        {NULL, 0, NULL, "../outside/canary", EPERM, ".."},
+        {NULL, 0, NULL, "usr/../../outside/canary", EPERM, ".."},
+        {NULL, 0, NULL, canary, EPERM, "absolute"},
+        {NULL, 0, NULL, "missing", EPERM, "in neither"},
+        {NULL, 0, NULL, "usr/bin/a/x", EPERM, "goes through \"a\""},
+        /* hidden by this layer: a whiteout, an opaque marker, a symlink,
+         * a directory, a whiteout of a parent */
+        {"usr/bin/.wh.a", AE_IFREG, NULL, "usr/bin/a", EPERM, "in neither"},
+        {"usr/bin/.wh..wh..opq", AE_IFREG, NULL, "usr/bin/a", EPERM,
+         "in neither"},
+        {".wh.usr", AE_IFREG, NULL, "usr/bin/a", EPERM, "in neither"},
+        {"usr", AE_IFLNK, "low/usr", "usr/bin/a", EPERM,
+         "goes through \"usr\""},
+        {"usr/bin", AE_IFLNK, b->outside, "usr/bin/canary", EPERM,
+         "goes through \"bin\""},
+        {"usr/bin/a", AE_IFDIR, NULL, "usr/bin/a", EPERM, "is a directory"},
+        {"usr/bin/a", AE_IFLNK, canary, "usr/bin/a", EPERM, "is a symlink"},
+    };
+    for (size_t i = 0; i < N_ELEM(bad); i++) {
+        char up[16];
+        snprintf(up, sizeof(up), "bad%zu", i);
+        w = w_new(F_TAR);
+        if (bad[i].pre && bad[i].pre_type == AE_IFREG)
+            w_file(&w, bad[i].pre, "");
+        else if (bad[i].pre)
+            w_add(&w, bad[i].pre, bad[i].pre_type, 0755, bad[i].pre_link, false,
+                  NULL, 0);
+        w_add(&w, "hl", AE_IFREG, 0644, bad[i].target, true, NULL, 0);
+        memset(&err, 0, sizeof(err));
+        int r = extract_layer(b, up, w_done(&w), &err);
+        assert_refused(r, err, bad[i].code, "\"hl\"");
+        if (!strstr(err.message, bad[i].word))
+            fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.message,
+                     bad[i].word);
+        char hl[32];
+        snprintf(hl, sizeof(hl), "%s/hl", up);
+        assert_false(exists_in(b, hl));
+        char updir[160];
+        snprintf(updir, sizeof(updir), "%s/%s", b->dest, up);
+        assert_no_temp(updir);
+        assert_outside_clean(b);
+    }
+    /* Unchanged below; the plain extractor still refuses a link into a
+     * tree it did not make. */
+    assert_int_equal(fstatat(b->destfd, "low/usr/bin/a", &s1, 0), 0);
+    assert_int_equal(s1.st_nlink, 4);
+    w = w_new(F_TAR);
+    w_add(&w, "hl", AE_IFREG, 0644, "low/usr/bin/a", true, NULL, 0);
+    int r = extract(b, w_done(&w), NULL, 0, NULL, &err);
+    assert_refused(r, err, EPERM, "extracted earlier");
+    /* No lower fd: refused as usage. */
+    assert_int_equal(
+        sp_archive_extract_layer(0, b->destfd, -1, NULL, 0, NULL, &err),
+        -EBADF);
+}
+
 static void test_special_files_skipped(void **state)
 {
     struct box *b = *state;
@@ -1087,6 +1223,7 @@ int main(void)
         T(test_symlink_then_same_name),
         T(test_preexisting_symlink),
         T(test_hardlinks),
+        T(test_layer_hardlinks),
         T(test_special_files_skipped),
         T(test_modes),
         T(test_sparse_bomb),
