@@ -538,12 +538,14 @@ def test_host_path_pruned_to_what_exists_inside(tmp_path):
     path = ":".join([host_only, "/usr/bin", str(tool), "/nonexistent-9f",
                      "/usr/bin", "relative/bin", "/bin"])
     env = {"PATH": path}
+    cwd = tmp_path / "cwd"  # run binds its cwd: keep host_only outside it
+    cwd.mkdir()
     r = sandpit("run", "-q", "--ro", str(tool), "--", "/bin/sh", "-c",
-                'echo "$PATH"; sp-tool', env=env)
+                'echo "$PATH"; sp-tool', env=env, cwd=str(cwd))
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"/usr/bin:{tool}:/bin\ntool-ran\n"
     r = sandpit("run", "-q", "--env", f"PATH={host_only}:/usr/bin", "--",
-                "/bin/sh", "-c", 'echo "$PATH"', env=env)
+                "/bin/sh", "-c", 'echo "$PATH"', env=env, cwd=str(cwd))
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"{host_only}:/usr/bin\n"
 
