@@ -5,6 +5,7 @@
 #include "cgroup.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -45,6 +46,12 @@ static const char *const ctrl_names[CG_NCTRL] = {"memory", "pids", "cpu"};
 /* The leaf the caller moves itself into on v2 (see sp_cgroup_create). */
 #define CG_SUPERVISOR_LEAF "sandpit-supervisor"
 #define CG_MAX_NAME 64
+/* sp_cgroup_sweep: entries looked at per hierarchy, and how old an empty
+ * cgroup of a dead sandpit must be to go (a live one is empty only for the
+ * milliseconds around its sandbox; this also covers a creator in another
+ * pid namespace, whose pid means nothing here). */
+#define CG_SWEEP_MAX 4096
+#define CG_SWEEP_AGE_S 60
 /* v1 and v2 CFS period; 100 ms is the kernel's default too. */
 #define CG_CPU_PERIOD_US 100000
 /* The kernel refuses a CFS quota below 1 ms. */
@@ -1047,6 +1054,46 @@ void sp_cgroup_destroy(struct sp_cgroup *cg)
     }
     free(cg->cgpath);
     free(cg);
+}
+
+/* ---- what killed sandpits left ------------------------------------------ */
+
+void sp_cgroup_sweep(const struct sp_cgroup *cg)
+{
+    time_t now = time(NULL);
+    pid_t self = getpid();
+    for (size_t i = 0; cg && i < cg->n_dirs; i++) {
+        int fd = openat(cg->dirs[i].parent_fd, ".",
+                        O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (!d) {
+            sp_close_keep_errno(fd);
+            continue;
+        }
+        struct dirent *e;
+        for (unsigned seen = 0; seen < CG_SWEEP_MAX && (e = readdir(d));) {
+            int pid;
+            unsigned k;
+            char again[CG_MAX_NAME + 1];
+            if ((e->d_type != DT_DIR && e->d_type != DT_UNKNOWN) ||
+                sscanf(e->d_name, "sandpit-%d-%u", &pid, &k) != 2 || pid <= 0)
+                continue;
+            /* exactly our own naming, nothing a scanf merely accepts */
+            snprintf(again, sizeof(again), "sandpit-%d-%u", pid, k);
+            if (strcmp(again, e->d_name) != 0)
+                continue;
+            seen++;
+            if (pid == self || kill(pid, 0) == 0 || errno != ESRCH)
+                continue;
+            struct stat st;
+            if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+                !S_ISDIR(st.st_mode) || now - st.st_mtime < CG_SWEEP_AGE_S)
+                continue;
+            /* the kernel refuses (EBUSY) while a process or child is in */
+            unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        }
+        closedir(d);
+    }
 }
 
 /* ---- probe ------------------------------------------------------------- */

@@ -87,6 +87,13 @@ const char *sp_cgroup_path(const struct sp_cgroup *cg);
  * kernel still reports EBUSY), close and free. Accepts NULL. */
 void sp_cgroup_destroy(struct sp_cgroup *cg);
 
+/* Remove, beside cg in each hierarchy, the cgroups that sandpits killed
+ * with SIGKILL left behind (no one was there to remove them): those named
+ * "sandpit-PID-N" whose PID is gone, that are empty (the kernel refuses
+ * others) and over a minute old. Best effort, no errors; called after a
+ * sandbox is started, off its critical path. */
+void sp_cgroup_sweep(const struct sp_cgroup *cg);
+
 /* Probe without creating anything: the layout, and which of memory, pids
  * and cpu this uid could use. Writes a one-line description into desc
  * (always NUL-terminated when desc_len > 0). Returns 1 when memory, pids

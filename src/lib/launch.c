@@ -1187,6 +1187,8 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
     pid_t pid = -1;
     if ((rc = launch_clone(&l, o, &pid, &pidfd, &cg, err)) < 0)
         goto out;
+    /* while the command runs: what sandpits killed by SIGKILL left */
+    sp_cgroup_sweep(cg);
 
     sfd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
     uint64_t deadline = p->timeout > 0 ? t0 + (uint64_t)(p->timeout * 1e6) : 0;

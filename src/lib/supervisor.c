@@ -1002,6 +1002,7 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
     ready_report(&s, NULL);
     /* the next create's layer dirs, now that ours is ready */
     sp_ws_layers_make_spare();
+    sp_cgroup_sweep(s.h.cg); /* what supervisors killed by SIGKILL left */
     s.started_us = s.last_activity = sp_now_us();
 
     struct pollfd pfd[5 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];
