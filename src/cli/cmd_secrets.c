@@ -2,8 +2,22 @@
 #include "cmd_secrets.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli.h"
+
+int cli_secret_opt(struct cli_secrets *s, int argc, char **argv, int *i)
+{
+    const char *a = argv[*i];
+    if (strcmp(a, "--secret") != 0 && strncmp(a, "--secret=", 9) != 0)
+        return 0;
+    const char *v = a[8] == '=' ? a + 9 : *i + 1 < argc ? argv[++*i] : NULL;
+    if (!v) {
+        cli_error("--secret: expected NAME=@FILE or NAME=env:VAR");
+        return -1;
+    }
+    return cli_secret_add(s, v) < 0 ? -1 : 1;
+}
 
 int cli_secret_add(struct cli_secrets *s, const char *spec)
 {

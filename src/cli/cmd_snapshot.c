@@ -129,30 +129,41 @@ int cmd_snapshots(int argc, char **argv)
     return 0;
 }
 
+/* s (NULL: "") into buf, cut to fit, control characters as '?'. */
+static void cli_clean(const char *s, char *buf, size_t len)
+{
+    size_t n = 0;
+    for (; s && s[n] && n + 1 < len; n++)
+        buf[n] = ((unsigned char)s[n] < 0x20 || s[n] == 0x7f) ? '?' : s[n];
+    buf[n] = '\0';
+}
+
 int cmd_restore(int argc, char **argv)
 {
     if (is_help(argc, argv)) {
-        puts("usage: sandpit restore NAME SNAP [--secret NAME=@FILE|"
+        puts("usage: sandpit restore NAME SNAP [--json] [--secret NAME=@FILE|"
              "NAME=env:VAR]...\n\nThe workspace's files become the "
              "snapshot's. A running workspace is stopped\nand started "
              "again: its processes and shells end; its services started "
              "with\n--restart on-failure come back (a workspace with "
-             "secrets needs them again).");
+             "secrets needs them again),\none line each: `service NAME: "
+             "ready`, or `service NAME: failed: REASON`.\n--json prints "
+             "{workspace, snapshot, restarted, services: [{name, state, "
+             "reason}]}.");
         return 0;
     }
     /* restore NAME SNAP [--secret NAME=@FILE|NAME=env:VAR]... */
     struct cli_secrets sec = {0};
     const char *pos[2] = {NULL, NULL};
     size_t np = 0;
-    bool bad = false;
+    bool bad = false, as_json = false;
     for (int i = 1; i < argc && !bad; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--secret") == 0 || strncmp(a, "--secret=", 9) == 0) {
-            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i]
-                                                             : NULL;
-            if (!v)
-                cli_error("--secret: expected NAME=@FILE or NAME=env:VAR");
-            if (!v || cli_secret_add(&sec, v) < 0) {
+        int sr;
+        if (strcmp(a, "--json") == 0) {
+            as_json = true;
+        } else if ((sr = cli_secret_opt(&sec, argc, argv, &i)) != 0) {
+            if (sr < 0) {
                 cli_secrets_free(&sec);
                 return EXIT_SP_FAILURE;
             }
@@ -163,18 +174,39 @@ int cmd_restore(int argc, char **argv)
         }
     }
     if (bad || np != 2) {
-        cli_error("restore: usage: sandpit restore NAME SNAP [--secret "
-                  "NAME=@FILE|NAME=env:VAR]...");
+        cli_error("restore: usage: sandpit restore NAME SNAP [--json] "
+                  "[--secret NAME=@FILE|NAME=env:VAR]...");
         cli_secrets_free(&sec);
         return EXIT_SP_FAILURE;
     }
     sp_error err = {0};
     bool restarted = false;
-    int r = sp_ws_restore_secrets(pos[0], pos[1], sec.n ? sec.v : NULL, sec.n,
-                                  &restarted, &err);
+    char *svcs = NULL;
+    int r = sp_ws_restore_report(pos[0], pos[1], sec.n ? sec.v : NULL, sec.n,
+                                 &restarted, &svcs, &err);
     cli_secrets_free(&sec);
     if (r < 0)
         return fail(&err);
+    json_t *sv = svcs ? json_loads(svcs, 0, NULL) : NULL;
+    free(svcs);
+    if (!json_is_array(sv)) {
+        json_decref(sv);
+        sv = json_array();
+    }
+    if (as_json) {
+        json_t *o = json_pack("{s:s,s:s,s:b,s:o}", "workspace", pos[0],
+                              "snapshot", pos[1], "restarted", restarted,
+                              "services", sv);
+        char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!t) {
+            cli_error("restore: out of memory");
+            return EXIT_SP_FAILURE;
+        }
+        puts(t);
+        free(t);
+        return 0;
+    }
     if (restarted)
         printf("restored %s to snapshot %s: its processes were stopped and "
                "its agent restarted (shells and services are gone; services "
@@ -183,6 +215,21 @@ int cmd_restore(int argc, char **argv)
     else
         printf("restored %s to snapshot %s (it is stopped)\n", pos[0],
                pos[1]);
+    /* One line per service it brought back; names and reasons come from
+     * the workspace: shown without control characters. */
+    size_t i;
+    json_t *v;
+    json_array_foreach(sv, i, v) {
+        char nm[80], why[520];
+        cli_clean(json_string_value(json_object_get(v, "name")), nm,
+                  sizeof(nm));
+        const char *st = json_string_value(json_object_get(v, "state"));
+        const char *rs = json_string_value(json_object_get(v, "reason"));
+        cli_clean(rs, why, sizeof(why));
+        printf("service %s: %s%s%s\n", nm, st ? st : "?", rs ? ": " : "",
+               rs ? why : "");
+    }
+    json_decref(sv);
     return 0;
 }
 

@@ -46,6 +46,7 @@ int cmd_create(int argc, char **argv)
     rest[n++] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int sr;
         if (i == 1 && a[0] != '-') {
             o.name = a;
         } else if (strcmp(a, "--idle-timeout") == 0 ||
@@ -77,13 +78,8 @@ int cmd_create(int argc, char **argv)
             allow_post = true;
         } else if (strcmp(a, "--post-create") == 0 && i + 1 < argc) {
             post_create = argv[++i]; /* docs/images.md */
-        } else if (strcmp(a, "--secret") == 0 ||
-                   strncmp(a, "--secret=", 9) == 0) {
-            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i]
-                                                             : NULL;
-            if (!v || cli_secret_add(&sec, v) < 0) {
-                if (!v)
-                    cli_error("--secret: expected NAME=@FILE or NAME=env:VAR");
+        } else if ((sr = cli_secret_opt(&sec, argc, argv, &i)) != 0) {
+            if (sr < 0) {
                 free(rest);
                 json_decref(publish);
                 cli_secrets_free(&sec);
@@ -372,15 +368,12 @@ int cmd_start(int argc, char **argv)
     const char *name = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (strcmp(a, "--secret") == 0 || strncmp(a, "--secret=", 9) == 0) {
-            const char *v = a[8] == '=' ? a + 9 : i + 1 < argc ? argv[++i]
-                                                             : NULL;
-            if (!v)
-                cli_error("--secret: expected NAME=@FILE or NAME=env:VAR");
-            if (!v || cli_secret_add(&sec, v) < 0) {
-                cli_secrets_free(&sec);
-                return EXIT_SP_FAILURE;
-            }
+        int sr = cli_secret_opt(&sec, argc, argv, &i);
+        if (sr < 0) {
+            cli_secrets_free(&sec);
+            return EXIT_SP_FAILURE;
+        } else if (sr > 0) {
+            continue;
         } else if (a[0] != '-' && !name) {
             name = a;
         } else {

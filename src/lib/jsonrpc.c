@@ -100,7 +100,13 @@ int sp_jrpc_parse(const char *line, size_t len, json_t **ret,
                   const char **why)
 {
     json_error_t je;
-    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    /* \u0000 is parsed (and refused in sp_jrpc_check) so that the error
+     * can carry the request's id: a reply with a null id is one that
+     * clients drop, leaving the caller waiting. */
+    json_t *o = json_loadb(line, len,
+                           JSON_REJECT_DUPLICATES | JSON_DECODE_ANY |
+                               JSON_ALLOW_NUL,
+                           &je);
     if (!o) {
         *why = "parse error: the message is not valid JSON";
         return SP_JRPC_PARSE;
@@ -123,6 +129,28 @@ int sp_jrpc_parse(const char *line, size_t len, json_t **ret,
     return 0;
 }
 
+/* Does v hold a string with a NUL in it (which every consumer, reading C
+ * strings, would see cut short)? Depth is bounded by the parser. */
+static bool has_nul(json_t *v)
+{
+    if (json_is_string(v))
+        return strlen(json_string_value(v)) != json_string_length(v);
+    if (json_is_array(v)) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(v, i, e)
+            if (has_nul(e))
+                return true;
+    } else if (json_is_object(v)) {
+        const char *k;
+        json_t *e;
+        json_object_foreach(v, k, e)
+            if (has_nul(e))
+                return true;
+    }
+    return false;
+}
+
 static bool id_ok(json_t *id)
 {
     return json_is_null(id) || json_is_integer(id) ||
@@ -140,7 +168,8 @@ int sp_jrpc_check(json_t *o, struct sp_jrpc_msg *m, const char **why)
     if (id && id_ok(id))
         m->id = id;
     json_t *v = json_object_get(o, "jsonrpc");
-    if (!json_is_string(v) || strcmp(json_string_value(v), "2.0") != 0) {
+    if (!json_is_string(v) || json_string_length(v) != 3 ||
+        strcmp(json_string_value(v), "2.0") != 0) {
         *why = "invalid request: \"jsonrpc\" must be \"2.0\"";
         return SP_JRPC_INVALID;
     }
@@ -168,6 +197,10 @@ int sp_jrpc_check(json_t *o, struct sp_jrpc_msg *m, const char **why)
         if (result || error) {
             *why = "invalid request: a request has no \"result\" or \"error\"";
             return SP_JRPC_INVALID;
+        }
+        if (params && has_nul(params)) {
+            *why = "invalid params: a string holds a NUL character (\\u0000)";
+            return SP_JRPC_PARAMS;
         }
         m->kind = id ? SP_JRPC_REQUEST : SP_JRPC_NOTIFY;
         m->method = json_string_value(method);

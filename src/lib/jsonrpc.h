@@ -75,8 +75,9 @@ int sp_jrpc_parse(const char *line, size_t len, json_t **ret,
  * JSON-RPC 2.0: "jsonrpc":"2.0"; an id that is a string (<=
  * SP_JRPC_MAX_ID bytes), an integer or null; a method string; params an
  * object or an array. Returns 0 with *m filled (pointers borrowed from o),
- * or SP_JRPC_INVALID with *why and m->id set when an id could be read
- * (so the error reply can carry it). */
+ * or SP_JRPC_INVALID (SP_JRPC_PARAMS for a string in params holding a
+ * NUL, which the parser lets through for this) with *why and m->id set
+ * when an id could be read (so the error reply can carry it). */
 int sp_jrpc_check(json_t *o, struct sp_jrpc_msg *m, const char **why);
 
 /* Replies as objects (ids are copied; result and data are stolen). */

@@ -190,6 +190,7 @@ static const struct tool tools[] = {
      "\"description\":\"[\\\"pytest\\\", \\\"-q\\\"] or \\\"make test 2>&1 | tail\\\" (a string runs under /bin/sh -c).\"},"
      "\"cwd\":{\"type\":\"string\",\"description\":\"Working directory, relative to /workspace or absolute inside the sandbox.\"},"
      "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},"
+     "\"secret_env\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":32,\"description\":\"Names of the workspace's secrets (given when it was created or started) to set as environment variables NAME=value; the values never appear in results.\"},"
      "\"timeout\":{\"type\":\"number\",\"description\":\"Kill the command after this many seconds (exit code 124).\"},"
      "\"stdin\":{\"type\":\"string\",\"description\":\"Text given to the command on its standard input.\"},"
      "\"max_output\":{\"type\":\"integer\",\"description\":\"Most bytes of output to return (at most the server's bound).\"}"
@@ -225,7 +226,9 @@ static const struct tool tools[] = {
     {"workspace_restore", "Restore a snapshot",
      "Put the workspace's files back to a snapshot. What it wrote since is "
      "lost, and a running workspace is restarted: its processes, shells and "
-     "services end.",
+     "services end; services started with restart_on_failure come back, "
+     "and \"services\" in the result says for each whether it is running, "
+     "ready or failed (with the reason).",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"snapshot\":{\"type\":\"string\",\"description\":\"The snapshot's name (from workspace_snapshots).\"}},\"required\":[\"workspace\",\"snapshot\"],\"additionalProperties\":false}",
      NULL, sp_ops_ws_restore, false, true},
     {"workspace_fork", "Fork a snapshot",
@@ -294,7 +297,7 @@ static const struct tool tools[] = {
      NULL, sp_ops_shell_close, false, true},
     {"service_start", "Start a service",
      "Start a long-running background process (a server, a watcher) under a name and wait until it is ready: ready is file:PATH, tcp:HOST:PORT, http:URL or cmd:COMMAND. Its output is kept; read it with service_logs.",
-     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name: letters, digits, . _ -.\"},\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],\"description\":\"Program and arguments, or one string run by /bin/sh -c.\"},\"cwd\":{\"type\":\"string\",\"description\":\"Working directory.\"},\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},\"ready\":{\"type\":\"string\",\"description\":\"Readiness probe: file:PATH, tcp:HOST:PORT, http:URL or cmd:COMMAND.\"},\"ready_timeout\":{\"type\":\"number\",\"description\":\"Seconds to wait for ready (default 30).\"},\"restart_on_failure\":{\"type\":\"boolean\",\"description\":\"Restart it when it exits with an error.\"}" "},\"required\":[\"workspace\",\"name\",\"command\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name: letters, digits, . _ -.\"},\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],\"description\":\"Program and arguments, or one string run by /bin/sh -c.\"},\"cwd\":{\"type\":\"string\",\"description\":\"Working directory.\"},\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},\"secret_env\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":32,\"description\":\"Names of the workspace's secrets to set as environment variables NAME=value (the values never appear in results or logs; a restore brings them back).\"},\"ready\":{\"type\":\"string\",\"description\":\"Readiness probe: file:PATH, tcp:HOST:PORT, http:URL or cmd:COMMAND.\"},\"ready_timeout\":{\"type\":\"number\",\"description\":\"Seconds to wait for ready (default 30).\"},\"restart_on_failure\":{\"type\":\"boolean\",\"description\":\"Restart it when it exits with an error.\"}" "},\"required\":[\"workspace\",\"name\",\"command\"],\"additionalProperties\":false}",
      NULL, sp_ops_service_start, false, false},
     {"service_status", "Service status",
      "The state of one service (name) or of all: starting, running, ready, stopping, restarting, exited or failed, with pid, exit code and restarts.",
@@ -425,6 +428,7 @@ static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
     struct sp_wsjob_opts jo = {
         .argv = ex.argv,
         .env = ex.env,
+        .secret_env = ex.secret_env,
         .cwd = ex.cwd,
         .timeout = ex.timeout,
         .stdin_data = ex.stdin_data,
@@ -717,8 +721,9 @@ static void handle_one(struct mcp *m, json_t *o, struct batch *b)
 {
     struct sp_jrpc_msg msg;
     const char *why = NULL;
-    if (sp_jrpc_check(o, &msg, &why) != 0) {
-        reply(m, b, sp_jrpc_error(msg.id, SP_JRPC_INVALID, NULL, "%s", why));
+    int rc = sp_jrpc_check(o, &msg, &why);
+    if (rc != 0) {
+        reply(m, b, sp_jrpc_error(msg.id, rc, NULL, "%s", why));
         return;
     }
     if (msg.kind == SP_JRPC_RESPONSE)

@@ -4,16 +4,20 @@
 #include "rpcops.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bounds.h"
 #include "error.h"
 #include "policy.h"
+#include "secrets.h"
 #include "snapshot.h"
+#include "state.h"
 
 static int bad(sp_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -404,6 +408,7 @@ void sp_ops_exec_free(struct sp_ops_exec *e)
     if (!e)
         return;
     free(e->argv);
+    free(e->secret_env);
     for (size_t i = 0; e->env && e->env[i]; i++)
         free(e->env[i]);
     free(e->env);
@@ -414,7 +419,8 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
                       sp_error *err)
 {
     static const char *const keys[] = {"workspace", "command", "cwd", "env",
-                                       "timeout", "stdin", "max_output", NULL};
+                                       "secret_env", "timeout", "stdin",
+                                       "max_output", NULL};
     memset(e, 0, sizeof(*e));
     e->max_output = o->max_output;
     double maxo = -1;
@@ -508,5 +514,98 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
             n++;
         }
     }
+    if ((r = sp_ops_secret_env(args, e->workspace, &e->secret_env, err)) < 0)
+        sp_ops_exec_free(e);
+    return r < 0 ? r : 0;
+}
+
+/* The names workspace ws was created (or last started) with, one per line
+ * (secrets.h: SP_SECRETS_NAMES_FILE), into buf; "" when it has none. */
+static int secret_names_of(const char *ws, char *buf, size_t len,
+                           sp_error *err)
+{
+    char statedir[SP_MAX_PATH];
+    buf[0] = '\0';
+    int r = sp_state_dir(statedir, sizeof(statedir), err);
+    if (r < 0)
+        return r;
+    int wsfd = sp_state_open_ws(statedir, ws, err);
+    if (wsfd < 0)
+        return wsfd;
+    int fd = openat(wsfd, SP_SECRETS_NAMES_FILE,
+                    O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    close(wsfd);
+    if (fd < 0)
+        return errno == ENOENT ? 0
+                               : sp_error_set(err, errno, "workspace %s: "
+                                              "cannot read its secret names",
+                                              ws);
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0)
+        return sp_error_set(err, errno, "workspace %s: cannot read its "
+                            "secret names", ws);
+    buf[n] = '\0';
+    return 0;
+}
+
+static bool name_listed(const char *names, const char *n)
+{
+    size_t nl = strlen(n);
+    for (const char *p = names; *p;) {
+        const char *e = strchr(p, '\n');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == nl && memcmp(p, n, nl) == 0)
+            return true;
+        p += l + (e ? 1 : 0);
+    }
+    return false;
+}
+
+int sp_ops_secret_env(json_t *args, const char *ws, char ***ret,
+                      sp_error *err)
+{
+    *ret = NULL;
+    json_t *v = json_object_get(args, "secret_env");
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_array(v) || json_array_size(v) > SP_MAX_SECRETS)
+        return bad(err, "argument \"secret_env\" must be an array of at "
+                        "most %d secret names (the workspace's secrets, "
+                        "given when it was created or started)",
+                   SP_MAX_SECRETS);
+    size_t n = json_array_size(v);
+    if (n == 0)
+        return 0;
+    char names[SP_MAX_SECRETS * (SP_SECRET_NAME_MAX + 1) + 1];
+    int r = secret_names_of(ws, names, sizeof(names), err);
+    if (r < 0)
+        return r;
+    char **sv = calloc(n + 1, sizeof(*sv));
+    if (!sv)
+        return sp_error_set(err, ENOMEM, "secret_env");
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, i);
+        const char *s = json_string_value(e);
+        if (!s || strlen(s) != json_string_length(e) ||
+            !sp_secret_name_ok(s)) {
+            free(sv);
+            return bad(err, "every element of \"secret_env\" must be a "
+                            "secret's name ([A-Za-z_][A-Za-z0-9_]{0,63})");
+        }
+        /* A name, checked above, never a value: safe to say back. */
+        if (!name_listed(names, s)) {
+            free(sv);
+            if (!names[0])
+                return bad(err, "secret_env: workspace %s has no secrets "
+                                "(no secret named %s)", ws, s);
+            for (char *p = names; (p = strchr(p, '\n'));)
+                *p = p[1] ? ',' : '\0';
+            return bad(err, "secret_env: workspace %s has no secret named "
+                            "%s (its secrets: %s)", ws, s, names);
+        }
+        sv[i] = (char *)s;
+    }
+    *ret = sv;
     return 0;
 }

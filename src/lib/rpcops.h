@@ -87,7 +87,8 @@ json_t *sp_ops_ws_create_fork(struct sp_ops *o, json_t *args,
                               sp_error *err);
 
 /* Exec arguments, parsed: {workspace, command (string: run by /bin/sh -c;
- * or an array), cwd, env (object), timeout, stdin, max_output}. */
+ * or an array), cwd, env (object), secret_env (names), timeout, stdin,
+ * max_output}. */
 struct sp_ops_exec {
     const char *workspace;
     char **argv;                /* NULL-terminated; strings borrowed from args */
@@ -97,10 +98,19 @@ struct sp_ops_exec {
     const char *stdin_data;
     size_t stdin_len;
     size_t max_output;
+    char **secret_env;          /* "secret_env" names, NULL-terminated
+                                   (strings borrowed from args), or NULL */
 };
 int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *ret,
                       sp_error *err);
 void sp_ops_exec_free(struct sp_ops_exec *e);
+/* args' optional "secret_env": an array of at most SP_MAX_SECRETS names
+ * of workspace ws's secrets (those it was created or started with; an
+ * unknown name is SP_ERR_USAGE/EINVAL, naming the names only). *ret:
+ * NULL-terminated, strings borrowed from args (free the array), or NULL
+ * when absent or empty. The supervisor sets the values. */
+int sp_ops_secret_env(json_t *args, const char *ws, char ***ret,
+                      sp_error *err);
 
 /* Check that args holds only the named keys (NULL-terminated list). */
 int sp_ops_only_keys(json_t *args, const char *const *keys, sp_error *err);

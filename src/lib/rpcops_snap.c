@@ -74,10 +74,19 @@ json_t *sp_ops_ws_restore(struct sp_ops *o, json_t *a, sp_error *err)
     const char *snap = NULL;
     const char *ws = args_of(o, a, true, &snap, err);
     bool restarted = false;
-    if (!ws || sp_ws_restore(ws, snap, &restarted, err) < 0)
+    char *svcs = NULL;
+    if (!ws || sp_ws_restore_report(ws, snap, NULL, 0, &restarted, &svcs,
+                                    err) < 0)
         return NULL;
-    return json_pack("{s:s,s:s,s:b}", "workspace", ws, "snapshot", snap,
-                     "restarted", restarted);
+    /* What came back: [{name, state, reason}] (sp_ws_restore_report). */
+    json_t *sv = svcs ? json_loads(svcs, 0, NULL) : NULL;
+    free(svcs);
+    if (!json_is_array(sv)) {
+        json_decref(sv);
+        sv = json_array();
+    }
+    return json_pack("{s:s,s:s,s:b,s:o}", "workspace", ws, "snapshot", snap,
+                     "restarted", restarted, "services", sv);
 }
 
 json_t *sp_ops_ws_snapshot_delete(struct sp_ops *o, json_t *a, sp_error *err)

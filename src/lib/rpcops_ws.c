@@ -361,7 +361,8 @@ static int cmd_of(struct sp_ops *o, json_t *a, const char *ws, bool required,
 {
     json_t *t = json_object();
     json_object_set_new(t, "workspace", json_string(ws));
-    static const char *const k[] = {"command", "cwd", "env", NULL};
+    static const char *const k[] = {"command", "cwd", "env", "secret_env",
+                                    NULL};
     for (size_t i = 0; k[i]; i++)
         if (json_object_get(a, k[i]))
             json_object_set(t, k[i], json_object_get(a, k[i]));
@@ -494,8 +495,9 @@ json_t *sp_ops_shell_close(struct sp_ops *o, json_t *a, sp_error *err)
 json_t *sp_ops_service_start(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "name", "command", "cwd",
-                                       "env", "ready", "ready_timeout",
-                                       "restart_on_failure", NULL};
+                                       "env", "secret_env", "ready",
+                                       "ready_timeout", "restart_on_failure",
+                                       NULL};
     const char *ws = ws_of(o, a, keys, err), *name = NULL, *ready = NULL;
     double rt = 0;
     bool restart = false;
@@ -509,7 +511,8 @@ json_t *sp_ops_service_start(struct sp_ops *o, json_t *a, sp_error *err)
         return NULL;
     sp_ws_service_opts so = {.name = name, .argv = ex.argv, .env = ex.env,
                              .cwd = ex.cwd, .ready = ready, .ready_timeout = rt,
-                             .restart_on_failure = restart};
+                             .restart_on_failure = restart,
+                             .secret_env = ex.secret_env};
     char *js = NULL;
     int r = sp_ws_service_start(ws, &so, &js, err);
     sp_ops_exec_free(&ex);

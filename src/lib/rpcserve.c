@@ -202,7 +202,8 @@ static void start_exec(struct srv *s, struct client *cl, json_t *id,
     c->id = json_deep_copy(id);
     c->stream = stream;
     c->max_output = ex.max_output;
-    struct sp_wsjob_opts jo = {.argv = ex.argv, .env = ex.env, .cwd = ex.cwd,
+    struct sp_wsjob_opts jo = {.argv = ex.argv, .env = ex.env,
+                               .secret_env = ex.secret_env, .cwd = ex.cwd,
                                .timeout = ex.timeout,
                                .stdin_data = ex.stdin_data,
                                .stdin_len = ex.stdin_len,
@@ -285,8 +286,9 @@ static void handle_one(struct srv *s, struct client *cl, json_t *o,
 {
     struct sp_jrpc_msg m;
     const char *why = NULL;
-    if (sp_jrpc_check(o, &m, &why) != 0) {
-        reply(cl, b, sp_jrpc_error(m.id, SP_JRPC_INVALID, NULL, "%s", why));
+    int rc = sp_jrpc_check(o, &m, &why);
+    if (rc != 0) {
+        reply(cl, b, sp_jrpc_error(m.id, rc, NULL, "%s", why));
         return;
     }
     if (m.kind == SP_JRPC_RESPONSE)

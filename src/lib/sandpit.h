@@ -241,6 +241,15 @@ SP_EXPORT int sp_ws_restore_secrets(const char *name, const char *snap,
                                     const sp_secret *secrets,
                                     size_t n_secrets, bool *restarted,
                                     sp_error *err);
+/* The same, saying what became of each service it brought back:
+ * *ret_services (may be NULL; caller frees; "[]" when none or the
+ * workspace was stopped) is a JSON array of {"name", "state": "running" |
+ * "ready" | "failed", "reason" (failed only)}, in start order; one left
+ * out because its spec held a secret's value is "failed" too. */
+SP_EXPORT int sp_ws_restore_report(const char *name, const char *snap,
+                                   const sp_secret *secrets,
+                                   size_t n_secrets, bool *restarted,
+                                   char **ret_services, sp_error *err);
 /* A new workspace `newname` whose base is the snapshot (its layers shared,
  * read-only), with policy p or, NULL, the snapshotted workspace's. */
 SP_EXPORT int sp_ws_fork(const char *name, const char *snap,

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #include "bounds.h"
+#include "jsonrpc.h"
 #include "sandpit.h"
 #include "secrets.h"
 #include "state.h"
@@ -2107,7 +2108,7 @@ int sp_snap_fork(const char *name, const char *snap, const char *newname,
 
 /* One service's spec, checked: NULL when it is not one to bring back or
  * is not well formed. */
-static json_t *restart_spec(json_t *v, bool has_secrets)
+static json_t *restart_spec(json_t *v, bool has_secrets, bool *ret_redacted)
 {
     const char *st = json_string_value(json_object_get(v, "state"));
     const char *rs = json_string_value(json_object_get(v, "restart"));
@@ -2144,6 +2145,7 @@ static json_t *restart_spec(json_t *v, bool has_secrets)
     if (has_secrets && (!t || strstr(t, "[REDACTED:"))) {
         json_decref(spec);
         spec = NULL;
+        *ret_redacted = true;
     }
     free(t);
     return spec;
@@ -2154,7 +2156,8 @@ static json_t *restart_spec(json_t *v, bool has_secrets)
  * ready_timeout}] (docs/snapshots.md). A service whose spec the list left
  * out (SP_SERVICE_LIST_FULL) is asked for by name. A paused workspace is
  * resumed first (it is about to be stopped anyway). */
-static json_t *restart_services_of(const char *name, bool has_secrets)
+static json_t *restart_services_of(const char *name, bool has_secrets,
+                                   json_t *skipped)
 {
     if (sp_ws_paused(name) == 1)
         sp_ws_resume(name, NULL);
@@ -2174,9 +2177,18 @@ static json_t *restart_services_of(const char *name, bool has_secrets)
             free(st);
             v = one;
         }
-        json_t *spec = v ? restart_spec(v, has_secrets) : NULL;
+        bool redacted = false;
+        json_t *spec = v ? restart_spec(v, has_secrets, &redacted) : NULL;
         if (spec)
             json_array_append_new(out, spec);
+        else if (redacted && svc)
+            json_array_append_new(
+                skipped,
+                json_pack("{s:s,s:s,s:s}", "name", svc, "state", "failed",
+                          "reason",
+                          "not started again: its command or environment "
+                          "held a secret's value, which restore does not "
+                          "keep (start it with secret_env / --secret-env)"));
         json_decref(one);
     }
     json_decref(a);
@@ -2202,12 +2214,16 @@ static char **strv_of(json_t *a)
  * waits for the service to be ready, as `service start` does; best
  * effort: one that fails now is left `failed` with its reason in
  * `service ls` and the rest still start. */
-static void restart_services(const char *name, json_t *svcs)
+static void restart_services(const char *name, json_t *svcs, json_t *report)
 {
     size_t i;
     json_t *v;
     json_array_foreach(svcs, i, v)
     {
+        const char *svc = json_string_value(json_object_get(v, "name"));
+        sp_error e = {0};
+        char *js = NULL;
+        int rc = -ENOMEM;
         char **argv = strv_of(json_object_get(v, "argv"));
         char **env = strv_of(json_object_get(v, "env"));
         char **sen = strv_of(json_object_get(v, "secret_env"));
@@ -2223,18 +2239,36 @@ static void restart_services(const char *name, json_t *svcs)
                 .restart_on_failure = true,
                 .secret_env = sen[0] ? sen : NULL,
             };
-            sp_ws_service_start(name, &o, NULL, NULL);
+            rc = sp_ws_service_start(name, &o, &js, &e);
         }
         free(argv);
         free(env);
         free(sen);
+        /* Its state as the start left it; a failure's reason as the agent
+         * gave it (without the last output), else the error's. */
+        json_t *st = js ? json_loads(js, 0, NULL) : NULL;
+        free(js);
+        const char *state = json_string_value(json_object_get(st, "state"));
+        const char *why = json_string_value(json_object_get(st, "reason"));
+        if (rc < 0 || !state)
+            state = "failed";
+        if (strcmp(state, "failed") == 0 && !why)
+            why = e.message[0] ? e.message : "out of memory";
+        json_t *one = json_pack("{s:s,s:s}", "name", svc ? svc : "?",
+                                "state", state);
+        if (one && strcmp(state, "failed") == 0)
+            json_object_set_new(one, "reason", /* valid UTF-8, cut */
+                                sp_jrpc_string_lossy(why, strnlen(why, 512)));
+        if (one)
+            json_array_append_new(report, one);
+        json_decref(st);
     }
 }
 
 static int restore_run(const char *name, const char *snap,
                           const struct sp_secrets *sec,
                           const sp_secret *secrets, size_t n_secrets,
-                          bool *restarted, sp_error *err);
+                          bool *restarted, json_t *report, sp_error *err);
 
 SP_EXPORT int sp_ws_restore(const char *name, const char *snap, bool *restarted,
                             sp_error *err)
@@ -2247,6 +2281,17 @@ SP_EXPORT int sp_ws_restore_secrets(const char *name, const char *snap,
                                     size_t n_secrets, bool *restarted,
                                     sp_error *err)
 {
+    return sp_ws_restore_report(name, snap, secrets, n_secrets, restarted,
+                                NULL, err);
+}
+
+SP_EXPORT int sp_ws_restore_report(const char *name, const char *snap,
+                                   const sp_secret *secrets,
+                                   size_t n_secrets, bool *restarted,
+                                   char **ret_services, sp_error *err)
+{
+    if (ret_services)
+        *ret_services = NULL;
     if (restarted)
         *restarted = false;
     int r = check_names(name, snap, err);
@@ -2256,15 +2301,25 @@ SP_EXPORT int sp_ws_restore_secrets(const char *name, const char *snap,
     if ((r = sp_secrets_new(secrets, n_secrets, &sec, err)) < 0)
         return r;
     /* Only to check the names: the values go to sp_ws_start_secrets. */
-    r = restore_run(name, snap, sec, secrets, n_secrets, restarted, err);
+    json_t *report = json_array();
+    if (!report) {
+        sp_secrets_free(sec);
+        return sp_error_set(err, ENOMEM, "restore");
+    }
+    r = restore_run(name, snap, sec, secrets, n_secrets, restarted, report,
+                    err);
     sp_secrets_free(sec);
+    if (r == 0 && ret_services &&
+        !(*ret_services = json_dumps(report, JSON_COMPACT)))
+        r = sp_error_set(err, ENOMEM, "restore");
+    json_decref(report);
     return r;
 }
 
 static int restore_run(const char *name, const char *snap,
                           const struct sp_secrets *sec,
                           const sp_secret *secrets, size_t n_secrets,
-                          bool *restarted, sp_error *err)
+                          bool *restarted, json_t *report, sp_error *err)
 {
     int r;
     char statedir[SP_MAX_PATH];
@@ -2295,8 +2350,9 @@ static int restore_run(const char *name, const char *snap,
                                "or stop it, restore it and start it with "
                                "them", name);
     json_t *svcs = NULL;
+    json_auto_t *skipped = json_array();
     if (was_running) {
-        svcs = restart_services_of(name, n_secrets > 0);
+        svcs = restart_services_of(name, n_secrets > 0, skipped);
         if ((r = sp_ws_stop(name, err)) < 0) {
             json_decref(svcs);
             return r;
@@ -2342,7 +2398,8 @@ static int restore_run(const char *name, const char *snap,
          * store's lock, which every snapshot of every workspace takes. */
         close(lock);
         lock = -1;
-        restart_services(name, svcs);
+        restart_services(name, svcs, report);
+        json_array_extend(report, skipped);
     }
     json_decref(svcs);
     return 0;

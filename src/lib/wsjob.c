@@ -116,7 +116,7 @@ int sp_wsjob_start(const char *name, const struct sp_wsjob_opts *o,
     }
 
     json_t *params = sp_ws_exec_params(o->argv, o->env, o->cwd, o->timeout,
-                                       NULL);
+                                       o->secret_env);
     json_t *jid = json_integer(1);
     line = sp_proto_request(jid, "exec", params);
     json_decref(jid);

@@ -33,6 +33,8 @@ typedef void (*sp_wsjob_sink)(void *ctx, int stream, const char *data,
 struct sp_wsjob_opts {
     char *const *argv;          /* NULL-terminated */
     char *const *env;           /* "K=V", NULL-terminated, or NULL */
+    char *const *secret_env;    /* names of the workspace's secrets to set
+                                   (the supervisor adds the values), or NULL */
     const char *cwd;
     double timeout;             /* seconds; 0: the workspace's */
     const char *stdin_data;     /* copied; NULL: /dev/null */

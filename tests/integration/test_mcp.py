@@ -80,20 +80,29 @@ def mcp(state):
     m.close()
 
 
-def test_sdk_session(state):
-    """The official SDK client: connect, list tools, a whole agent session,
-    edge cases (session.mjs asserts every result)."""
+def sdk_script(script, timeout, **env_extra):
+    """Run tests/mcp/SCRIPT (an official SDK client session that asserts
+    every result) and check it reported ALL OK; skip without node or the
+    SDK. Returns the CompletedProcess."""
     node = shutil.which("node")
     if not node:
         pytest.skip("node is not installed")
     if not os.path.isdir(os.path.join(MCPDIR, "node_modules", "@modelcontextprotocol")):
         pytest.skip("tests/mcp/node_modules missing: run npm ci in tests/mcp")
-    env = dict(os.environ, SANDPIT_BIN=SANDPIT, SANDPIT_STATE=state)
-    r = subprocess.run([node, os.path.join(MCPDIR, "session.mjs")], env=env,
-                       capture_output=True, text=True, timeout=240, cwd=MCPDIR)
+    env = dict(os.environ, SANDPIT_BIN=SANDPIT, **env_extra)
+    r = subprocess.run([node, os.path.join(MCPDIR, script)], env=env,
+                       capture_output=True, text=True, timeout=timeout,
+                       cwd=MCPDIR)
     print(r.stdout[-20000:], r.stderr[-5000:])
     assert r.returncode == 0, [l for l in r.stdout.splitlines() if l.startswith("not ok")]
     assert "ALL OK" in r.stdout
+    return r
+
+
+def test_sdk_session(state):
+    """The official SDK client: connect, list tools, a whole agent session,
+    edge cases (session.mjs asserts every result)."""
+    sdk_script("session.mjs", 240, SANDPIT_STATE=state)
 
 
 @pytest.mark.parametrize("asked,answered", [
@@ -141,6 +150,13 @@ def test_protocol_errors_change_nothing(mcp, state):
     assert r["isError"] is True and "memory" in r["content"][0]["text"]
     r = mcp.tool("workspace_list", extra=1)
     assert r["isError"] is True and "extra" in r["content"][0]["text"]
+    # A NUL in a string argument: refused with the request's id (a reply
+    # with a null id is one an SDK client drops, and then waits forever).
+    mcp.send_raw(b'{"jsonrpc":"2.0","id":77,"method":"tools/call","params":'
+                 b'{"name":"workspace_create","arguments":{"name":"a\\u0000b"}}}\n')
+    r = mcp.recv()
+    assert r["id"] == 77 and r["error"]["code"] == -32602, r
+    assert "NUL" in r["error"]["message"]
     # Nothing was created by any of that.
     assert mcp.tool("workspace_list")["structuredContent"]["workspaces"] == []
     assert json.loads(sandpit("ps", "--json", env={"SANDPIT_STATE": state}).stdout) == []
@@ -287,17 +303,7 @@ def test_bad_policy_file(state, tmp_path):
 def test_fork_sdk(state):
     """workspace_snapshot + workspace_fork through the official SDK client
     (tests/mcp/fork.mjs asserts every result)."""
-    node = shutil.which("node")
-    if not node:
-        pytest.skip("node is not installed")
-    if not os.path.isdir(os.path.join(MCPDIR, "node_modules", "@modelcontextprotocol")):
-        pytest.skip("tests/mcp/node_modules missing: run npm ci in tests/mcp")
-    env = dict(os.environ, SANDPIT_BIN=SANDPIT, SANDPIT_STATE=state)
-    r = subprocess.run([node, os.path.join(MCPDIR, "fork.mjs")], env=env,
-                       capture_output=True, text=True, timeout=120, cwd=MCPDIR)
-    print(r.stdout[-20000:], r.stderr[-5000:])
-    assert r.returncode == 0, [l for l in r.stdout.splitlines() if l.startswith("not ok")]
-    assert "ALL OK" in r.stdout
+    sdk_script("fork.mjs", 120, SANDPIT_STATE=state)
     assert json.loads(sandpit("ps", "--json", env={"SANDPIT_STATE": state}).stdout) == []
 
 
@@ -393,3 +399,31 @@ def test_fork_keeps_and_checks_the_snapshots_image(state, tmp_path):
         m.close()
     ps = json.loads(sandpit("ps", "--json", env=env).stdout)
     assert [w["name"] for w in ps] == ["cli"]
+
+
+def test_secret_env_and_restore_services_sdk(state, tmp_path):
+    """secret_env for exec and service_start, refusals of hostile lists,
+    and workspace_restore's services, through the official SDK client
+    (tests/mcp/secretenv.mjs asserts every result). The secret's value is
+    not given to the client: the test greps every result it got, and the
+    state directory, for it."""
+    if not shutil.which("node"):
+        pytest.skip("node is not installed")
+    value = "mcp-Secret-Value-51d0"
+    f = tmp_path / "tok"
+    f.write_text(value)
+    os.chmod(f, 0o600)
+    r = sandpit("create", "sec", "-q", "--secret", "TOKEN=@%s" % f,
+                env={"SANDPIT_STATE": state})
+    assert r.returncode == 0, r.stderr
+    results = tmp_path / "results.jsonl"
+    r = sdk_script("secretenv.mjs", 180, SANDPIT_STATE=state,
+                   SECRET_WS="sec", RESULTS_FILE=str(results))
+    got = results.read_text()
+    assert "REDACTED:TOKEN" in got and value not in got
+    assert value not in r.stdout + r.stderr
+    g = subprocess.run(["grep", "-rlaF", value, state], capture_output=True,
+                       text=True)
+    assert g.stdout == "", g.stdout
+    assert [w["name"] for w in json.loads(sandpit(
+        "ps", "--json", env={"SANDPIT_STATE": state}).stdout)] == ["sec"]

@@ -426,3 +426,139 @@ def test_fork_under_the_operators_policy(state, tmp_path):
         p.terminate()
         p.wait(timeout=10)
     assert _ps(state) == ["operators"]
+
+
+# ---- secret_env (docs/secrets.md) and restore's services -------------------
+
+SVALUE = "svc-Secret-Value-9c1e"
+
+
+class RawConn(Conn):
+    """A Conn that keeps every line the server sent, to grep."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.raw = []
+
+    def recv(self):
+        line = self.f.readline()
+        assert line, "the server closed the connection"
+        self.raw.append(line)
+        return json.loads(line)
+
+
+def _secret_ws(state, tmp_path, name="sw"):
+    f = tmp_path / "tok"
+    f.write_text(SVALUE + "\n")
+    os.chmod(f, 0o600)
+    r = sandpit("create", name, "-q", "--secret", "TOKEN=@" + str(f),
+                env={"SANDPIT_STATE": state})
+    assert r.returncode == 0, r.stderr
+    return name
+
+
+def _value_nowhere_under(root):
+    r = subprocess.run(["grep", "-rlaF", SVALUE, root], capture_output=True,
+                       text=True)
+    assert r.stdout == "", r.stdout
+
+
+def test_secret_env_over_serve(server, state, tmp_path):
+    """exec and service.start take "secret_env": names of the workspace's
+    secrets, set as NAME=value by the supervisor (the command compares it
+    with /run/secrets/NAME inside; what it prints of it comes back
+    redacted). Unknown names, a non-array, too many, non-names and a
+    workspace without secrets are refused with invalid params (-32602),
+    changing nothing; the value is in no reply (the raw lines grepped) and
+    nowhere under the state directory."""
+    ws = _secret_ws(state, tmp_path)
+    c = RawConn(server)
+    same = ('[ "$TOKEN" = "$(cat /run/secrets/TOKEN)" ] && echo same; '
+            'echo "$TOKEN"')
+    r = c.call("exec", {"workspace": ws, "secret_env": ["TOKEN"],
+                        "command": same})
+    assert r["exit_code"] == 0 and r["stdout"] == "same\n[REDACTED:TOKEN]\n", r
+    r = c.call("exec", {"workspace": ws, "secret_env": ["TOKEN"],
+                        "command": same, "stream": True})
+    assert r["stdout"] == "same\n[REDACTED:TOKEN]\n", r
+    r = c.call("exec", {"workspace": ws, "command": 'echo "[${TOKEN-unset}]"'})
+    assert r["stdout"] == "[unset]\n", r
+    r = c.call("exec", {"workspace": ws, "secret_env": [],
+                        "command": 'echo "[${TOKEN-unset}]"'})
+    assert r["stdout"] == "[unset]\n", r
+    r = c.call("service.start", {
+        "workspace": ws, "name": "web", "secret_env": ["TOKEN"],
+        "env": {"A": "1"}, "ready": "file:/tmp/web",
+        "command": '[ "$TOKEN" = "$(cat /run/secrets/TOKEN)" ] && echo match;'
+                   ' echo "v=$TOKEN"; touch /tmp/web; exec sleep 1000'})
+    assert r["state"] == "ready" and r["secret_env"] == ["TOKEN"], r
+    r = c.call("service.logs", {"workspace": ws, "name": "web"})
+    assert r["output"] == "match\nv=[REDACTED:TOKEN]\n", r
+    st = c.call("service.status", {"workspace": ws, "name": "web"})
+    assert st["services"][0]["secret_env"] == ["TOKEN"]
+    assert st["services"][0]["env"] == ["A=1"]
+    assert "secret_envv" not in json.dumps(st)
+
+    bad = [(["NOPE"], "no secret named NOPE (its secrets: TOKEN)"),
+           ("TOKEN", "must be an array"),
+           ({"TOKEN": 1}, "must be an array"),
+           (["TOKEN"] * 33, "at most 32"),
+           (["X%d" % i for i in range(20000)], "at most 32"),
+           ([1], "secret's name"),
+           (["TOKEN=x"], "secret's name"),
+           (["../TOKEN"], "secret's name"),
+           ([""], "secret's name"),
+           (["T" * 65], "secret's name")]
+    for se, word in bad:
+        for method, extra in (("exec", {"command": "true"}),
+                              ("service.start", {"name": "x",
+                                                 "command": "sleep 100"})):
+            r = c.call(method, dict(extra, workspace=ws, secret_env=se),
+                       raw=True)
+            assert r["error"]["code"] == -32602, (method, se, r)
+            assert word in r["error"]["message"], (method, se, r)
+    st = c.call("service.status", {"workspace": ws})
+    assert [s["name"] for s in st["services"]] == ["web"]
+    # A workspace created without secrets has none to name.
+    assert "result" in c.call("workspace.create", {"name": "plain"}, raw=True)
+    r = c.call("exec", {"workspace": "plain", "secret_env": ["TOKEN"],
+                        "command": "true"}, raw=True)
+    assert r["error"]["code"] == -32602
+    assert "workspace plain has no secrets" in r["error"]["message"], r
+    c.close()
+    raw = b"".join(c.raw)
+    assert SVALUE.encode() not in raw
+    _value_nowhere_under(state)
+
+
+def test_restore_over_serve_lists_services(server, state):
+    """workspace.restore's result has "services": each one it brought back
+    with its state, and the reason of one that failed."""
+    c = Conn(server)
+    assert "result" in c.call("workspace.create", {"name": "r"}, raw=True)
+    assert c.call("workspace.snapshot", {"workspace": "r",
+                                         "snapshot": "s"})["snapshot"] == "s"
+    r = c.call("exec", {"workspace": "r", "command": "touch ok"})
+    assert r["exit_code"] == 0
+    for name, cmd, ready in (
+            ("web", "touch /tmp/web; exec sleep 1000", "file:/tmp/web"),
+            ("db", "[ -e /workspace/ok ] && touch /tmp/db; exec sleep 1000",
+             "file:/tmp/db"),
+            ("bg", "sleep 1000", None)):
+        p = {"workspace": "r", "name": name, "command": cmd,
+             "restart_on_failure": True, "ready_timeout": 1}
+        if ready:
+            p["ready"] = ready
+        assert c.call("service.start", p)["name"] == name
+    r = c.call("workspace.restore", {"workspace": "r", "snapshot": "s"})
+    assert r["restarted"] is True
+    assert r["services"] == [
+        {"name": "web", "state": "ready"},
+        {"name": "db", "state": "failed",
+         "reason": "readiness timeout (1s)"},
+        {"name": "bg", "state": "running"}], r
+    assert c.call("workspace.stop", {"workspace": "r"})["state"] == "stopped"
+    r = c.call("workspace.restore", {"workspace": "r", "snapshot": "s"})
+    assert r["restarted"] is False and r["services"] == [], r
+    assert c.call("workspace.delete", {"workspace": "r"})["deleted"] is True
+    c.close()

@@ -806,6 +806,10 @@ def test_restore_with_secrets_and_secret_env_service(state, tmp_path):
     assert sh(state, "w", "cat /workspace/f") == "two\n"
     r = sp(state, "restore", "w", "s", "--secret", "TOK=@%s" % sec)
     assert r.returncode == 0 and "restarted" in r.stdout, r.stderr
+    # It says what came back: web, and leaky left out (as failed).
+    assert "\nservice web: running\n" in r.stdout, r.stdout
+    assert "\nservice leaky: failed: not started again" in r.stdout, r.stdout
+    assert "s3cr3t" not in r.stdout + r.stderr
     assert sh(state, "w", "cat /workspace/f") == "one\n"
     ls = svc_ls(state, "w")
     assert ls["web"]["state"] == "running"
@@ -927,3 +931,52 @@ def test_mountinfo_inside_names_no_host_state_path(state, tmp_path):
     assert any("lowerdir+" in ln or "lowerdir=" in ln for ln in ovl)
     for p in {state, st, os.path.realpath(state), str(tmp_path)}:
         assert p not in r.stdout, (p, r.stdout)
+
+
+def test_restore_says_which_services_came_back(state):
+    """restore prints one line per service it brought back: ready (its
+    probe passed), running (no probe) or failed with the reason (here a
+    readiness timeout: the file its probe waits for is not in the
+    snapshot); a service without --restart is not brought back and not
+    listed. --json gives the same as {services: [{name, state, reason}]}
+    and a stopped workspace lists none."""
+    create(state, "w")
+    assert sp(state, "snapshot", "w", "s").returncode == 0
+    sh(state, "w", "touch /workspace/ok")
+    for args in (["web", "--ready", "file:/tmp/web", "--", "sh", "-c",
+                  "touch /tmp/web; exec sleep 1000"],
+                 ["db", "--ready", "file:/tmp/db", "--ready-timeout", "1",
+                  "--", "sh", "-c",
+                  "[ -e /workspace/ok ] && touch /tmp/db; exec sleep 1000"],
+                 ["plain", "--", "sleep", "1000"]):
+        r = sp(state, "service", "start", "w", args[0], "--restart",
+               "on-failure", *args[1:])
+        assert r.returncode == 0, r.stderr
+    r = sp(state, "service", "start", "w", "once", "--", "sleep", "1000")
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "restore", "w", "s")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert "restarted" in lines[0]
+    assert lines[1:] == ["service web: ready",
+                         "service db: failed: readiness timeout (1s)",
+                         "service plain: running"], lines
+    ls = svc_ls(state, "w")
+    assert ls["web"]["state"] == "ready" and ls["db"]["state"] == "failed"
+    assert "once" not in ls
+    # Again, as JSON: db is failed now, so it is not brought back.
+    sh(state, "w", "touch /workspace/ok")
+    r = sp(state, "restore", "w", "s", "--json")
+    assert r.returncode == 0, r.stderr
+    j = json.loads(r.stdout)
+    assert j["workspace"] == "w" and j["snapshot"] == "s"
+    assert j["restarted"] is True
+    assert j["services"] == [{"name": "web", "state": "ready"},
+                             {"name": "plain", "state": "running"}], j
+    assert sp(state, "stop", "w").returncode == 0
+    r = sp(state, "restore", "w", "s", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"workspace": "w", "snapshot": "s",
+                                    "restarted": False, "services": []}
+    r = sp(state, "restore", "w", "s")
+    assert r.returncode == 0 and "service" not in r.stdout, r.stdout

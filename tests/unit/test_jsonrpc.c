@@ -85,9 +85,19 @@ static void test_validation(void **state)
     BAD("{\"jsonrpc\":\"2.0\",\"id\":1.5,\"method\":\"ping\"}");
     BAD("{\"jsonrpc\":\"2.0\",\"id\":[1],\"method\":\"ping\"}");
     BAD("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\"}");
-    /* NUL inside a string is refused by the parser itself. */
-    assert_int_equal(check_line("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\\u0000b\"}", &m, &o),
-                     SP_JRPC_PARSE);
+    /* NUL inside a string: parsed, then refused naming the request (a
+     * reply with a null id is one clients drop). */
+    BAD("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\\u0000b\"}");
+    BAD("{\"jsonrpc\":\"2.0\\u0000x\",\"id\":1,\"method\":\"a\"}");
+    o = NULL;
+    assert_int_equal(check_line("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"a\","
+                                "\"params\":{\"k\":[\"ok\",{\"p\":\"a\\u0000b\"}]}}",
+                                &m, &o),
+                     SP_JRPC_PARAMS);
+    assert_int_equal(json_integer_value(m.id), 9);
+    json_decref(o);
+    OK("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"a\",\"params\":{\"k\":\"\\u0001\"}}",
+       SP_JRPC_REQUEST);
     BAD("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\",\"params\":3}");
     BAD("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"a\",\"result\":3}");
     BAD("{\"jsonrpc\":\"2.0\",\"id\":1}");
