@@ -4,6 +4,7 @@ sandboxes. They run as root in CI and again as an ordinary user."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -75,3 +76,18 @@ def create(state, name, *flags):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == name
     return name
+
+
+def start_serve(state, path, *args, stderr=subprocess.DEVNULL):
+    """`sandpit serve --socket PATH ARGS...` with SANDPIT_STATE=state,
+    returned once its socket is there (the Popen; the caller stops it)."""
+    p = subprocess.Popen([SANDPIT, "serve", "--socket", path, *args],
+                         env=dict(os.environ, SANDPIT_STATE=state),
+                         stderr=stderr)
+    for _ in range(300):
+        if os.path.exists(path) or p.poll() is not None:
+            break
+        time.sleep(0.01)
+    assert os.path.exists(path), (p.stderr.read() if stderr == subprocess.PIPE
+                                  and p.poll() is not None else "no socket")
+    return p

@@ -15,7 +15,7 @@ import zipfile
 
 import pytest
 
-from conftest import SANDPIT, sandpit
+from conftest import SANDPIT
 
 
 def sp(state, *args, input=None, text=True, timeout=60):

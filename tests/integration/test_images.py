@@ -13,7 +13,7 @@ import tarfile
 
 import pytest
 
-from conftest import IS_ROOT, create, sp
+from conftest import create, sp
 
 BUSYBOX = "/bin/busybox"
 APPLETS = ["sh", "ls", "cat", "echo", "id", "pwd", "env", "test", "touch",

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import SANDPIT, create, sandpit, sp
+from conftest import SANDPIT, create, sp, start_serve
 
 VALUE = "hunter2-Very-Secret-7f3a"
 RED = "[REDACTED:TOKEN]"
@@ -330,14 +330,8 @@ def test_service_logs(state, sws):
 def test_serve_exec(state, sws, tmp_path):
     # `serve` runs execs as jobs (wsjob.c) that capture the output.
     path = str(tmp_path / "s.sock")
-    p = subprocess.Popen([SANDPIT, "serve", "--socket", path],
-                         env=dict(os.environ, SANDPIT_STATE=state),
-                         stderr=subprocess.PIPE)
+    p = start_serve(state, path, stderr=subprocess.PIPE)
     try:
-        for _ in range(200):
-            if os.path.exists(path):
-                break
-            time.sleep(0.01)
         s = socket.socket(socket.AF_UNIX)
         s.connect(path)
         f = s.makefile("rb")

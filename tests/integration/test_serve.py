@@ -13,20 +13,13 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, SANDPIT, sandpit
+from conftest import IS_ROOT, sandpit, start_serve
 
 
 @pytest.fixture
 def server(state, tmp_path):
     path = str(tmp_path / "s.sock")
-    env = dict(os.environ, SANDPIT_STATE=state)
-    p = subprocess.Popen([SANDPIT, "serve", "--socket", path], env=env,
-                         stderr=subprocess.PIPE)
-    for _ in range(200):
-        if os.path.exists(path):
-            break
-        time.sleep(0.01)
-    assert os.path.exists(path), p.stderr.read() if p.poll() is not None else ""
+    p = start_serve(state, path, stderr=subprocess.PIPE)
     yield path
     p.terminate()
     assert p.wait(timeout=10) == 0
@@ -228,13 +221,8 @@ def test_peer_of_another_uid_is_refused(state):
     d = tempfile.mkdtemp(prefix="sp-serve-")
     os.chmod(d, 0o755)
     path = os.path.join(d, "s.sock")
-    p = subprocess.Popen([SANDPIT, "serve", "--socket", path],
-                         env=dict(os.environ, SANDPIT_STATE=state))
+    p = start_serve(state, path, stderr=None)
     try:
-        for _ in range(200):
-            if os.path.exists(path):
-                break
-            time.sleep(0.01)
         os.chmod(path, 0o666)
         code = ("import socket,sys\n"
                 "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])\n"
@@ -384,14 +372,8 @@ def test_fork_under_the_operators_policy(state, tmp_path):
     assert sandpit("create", "operators", "-q", env={"SANDPIT_STATE": state}).returncode == 0
     assert sandpit("snapshot", "operators", "s", env={"SANDPIT_STATE": state}).returncode == 0
     path = str(tmp_path / "s.sock")
-    p = subprocess.Popen([SANDPIT, "serve", "--socket", path, "--policy", str(pol)],
-                         env=dict(os.environ, SANDPIT_STATE=state),
-                         stderr=subprocess.DEVNULL)
+    p = start_serve(state, path, "--policy", str(pol))
     try:
-        for _ in range(300):
-            if os.path.exists(path):
-                break
-            time.sleep(0.01)
         c = Conn(path)
         c.call("workspace.create", {"name": "p0"})
         c.call("file.write", {"workspace": "p0", "path": "f", "content": "p0\n"})

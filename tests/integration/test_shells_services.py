@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from conftest import SANDPIT, create, sandpit, sp
+from conftest import SANDPIT, create, sp
 
 
 def free_port():

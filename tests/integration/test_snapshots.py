@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, create, sandpit, sp
+from conftest import IS_ROOT, create, sandpit, sp, start_serve
 
 # What a manifest covers: paths written by the tests below.
 MANIFEST = r"""
@@ -839,16 +839,9 @@ def test_serve_snapshot_methods(state, tmp_path):
     """workspace.snapshot / snapshots / restore / snapshot_delete over
     `sandpit serve`, with hostile arguments refused."""
     import socket
-    from conftest import SANDPIT
     path = str(tmp_path / "s.sock")
-    env = dict(os.environ, SANDPIT_STATE=state)
-    p = subprocess.Popen([SANDPIT, "serve", "--socket", path], env=env,
-                         stderr=subprocess.DEVNULL)
+    p = start_serve(state, path)
     try:
-        for _ in range(300):
-            if os.path.exists(path):
-                break
-            time.sleep(0.01)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.connect(path)
         f = s.makefile("rb")

@@ -2,7 +2,6 @@
 workspaces, exit codes and signals, streaming, concurrency, timeouts, kill -9
 of each role, and the control socket's checks (bad requests, fd kinds,
 another uid). Each test has its own SANDPIT_STATE under tmp_path."""
-import array
 import json
 import os
 import re
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, SANDPIT, create, sandpit, sp
+from conftest import IS_ROOT, SANDPIT, create, sp
 
 
 def spopen(state, *args, **kw):
