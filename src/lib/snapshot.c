@@ -151,6 +151,23 @@ static int store_lock(int storefd, sp_error *err)
     return fd;
 }
 
+/* The store of statedir, locked: returns its fd (and the lock's in
+ * *lock), or < 0 with err filled and nothing left open. */
+static int store_open_locked(const char *statedir, int *lock, sp_error *err)
+{
+    *lock = -1;
+    int fd = open_store(statedir, err);
+    if (fd < 0)
+        return fd;
+    int l = store_lock(fd, err);
+    if (l < 0) {
+        close(fd);
+        return l;
+    }
+    *lock = l;
+    return fd;
+}
+
 /* Write `len` bytes to dirfd/name through name.tmp, fsync and rename. */
 static int write_atomic(int dirfd, const char *name, const char *data,
                         size_t len)
@@ -1675,12 +1692,10 @@ SP_EXPORT int sp_ws_snapshot(const char *name, const char *snap,
                              "workspace %s has no copy-on-write layers (made "
                              "by an older sandpit): no snapshots",
                              name);
-    _cleanup_close_ int storefd = open_store(statedir, err);
+    _cleanup_close_ int lock = -1;
+    _cleanup_close_ int storefd = store_open_locked(statedir, &lock, err);
     if (storefd < 0)
         return storefd;
-    _cleanup_close_ int lock = store_lock(storefd, err);
-    if (lock < 0)
-        return lock;
     _cleanup_close_ int sw = store_ws_dir(storefd, name, true);
     if (sw < 0)
         return sp_error_set(err, -sw, "cannot create the snapshot dir of %s",
@@ -1907,12 +1922,10 @@ SP_EXPORT int sp_ws_snapshot_rm(const char *name, const char *snap,
         open_named_ws(name, statedir, sizeof(statedir), err);
     if (wsfd < 0)
         return wsfd;
-    _cleanup_close_ int storefd = open_store(statedir, err);
+    _cleanup_close_ int lock = -1;
+    _cleanup_close_ int storefd = store_open_locked(statedir, &lock, err);
     if (storefd < 0)
         return storefd;
-    _cleanup_close_ int lock = store_lock(storefd, err);
-    if (lock < 0)
-        return lock;
     _cleanup_close_ int sw = store_ws_dir(storefd, name, false);
     char fn[SP_WS_NAME_MAX + 8];
     snprintf(fn, sizeof(fn), "%s.json", snap);
@@ -1964,12 +1977,10 @@ int sp_snap_fork_init(int wsfd, const char *src, const char *snap,
     char statedir[SP_MAX_PATH];
     if ((r = sp_state_dir(statedir, sizeof(statedir), err)) < 0)
         return r;
-    _cleanup_close_ int storefd = open_store(statedir, err);
+    _cleanup_close_ int lock = -1;
+    _cleanup_close_ int storefd = store_open_locked(statedir, &lock, err);
     if (storefd < 0)
         return storefd;
-    _cleanup_close_ int lock = store_lock(storefd, err);
-    if (lock < 0)
-        return lock;
     struct stack s;
     json_t *m = snap_get(storefd, src, snap, &s, err);
     if (!m)
@@ -1989,11 +2000,9 @@ json_t *sp_snap_meta(const char *name, const char *snap, sp_error *err)
     char statedir[SP_MAX_PATH];
     if (sp_state_dir(statedir, sizeof(statedir), err) < 0)
         return NULL;
-    _cleanup_close_ int storefd = open_store(statedir, err);
+    _cleanup_close_ int lock = -1;
+    _cleanup_close_ int storefd = store_open_locked(statedir, &lock, err);
     if (storefd < 0)
-        return NULL;
-    _cleanup_close_ int lock = store_lock(storefd, err);
-    if (lock < 0)
         return NULL;
     struct stack s;
     return snap_get(storefd, name, snap, &s, err);
@@ -2030,12 +2039,10 @@ int sp_snap_fork(const char *name, const char *snap, const char *newname,
         return r;
     json_t *m;
     {
-        _cleanup_close_ int storefd = open_store(statedir, err);
+        _cleanup_close_ int lock = -1;
+        _cleanup_close_ int storefd = store_open_locked(statedir, &lock, err);
         if (storefd < 0)
             return storefd;
-        _cleanup_close_ int lock = store_lock(storefd, err);
-        if (lock < 0)
-            return lock;
         struct stack s;
         if (!(m = snap_get(storefd, name, snap, &s, err)))
             return -ENOENT;
