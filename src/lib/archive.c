@@ -616,6 +616,15 @@ static int layer_target_kind(struct xstate *x, const char *name,
                   shown, kind);
 }
 
+static int layer_target_not_dir(struct xstate *x, const char *name,
+                                const char *shown, const char *comp)
+{
+    return refuse(x->err, EPERM, name,
+                  "its hard link target \"%s\" goes through \"%s\", which "
+                  "is not a directory (a symlink is never followed)",
+                  shown, comp);
+}
+
 /* Image layers: find the hard link target `target` (normalized, not empty;
  * cut up in place) in the union this layer applies to — its own entries so
  * far (x->dest) over the layers below (x->lower) — as a container runtime
@@ -661,11 +670,7 @@ static int layer_target(struct xstate *x, const char *name, char *target,
                     return 0;
                 }
                 if (!S_ISDIR(st.st_mode))
-                    return refuse(x->err, EPERM, name,
-                                  "its hard link target \"%s\" goes through "
-                                  "\"%s\", which is not a directory (a "
-                                  "symlink is never followed)",
-                                  shown, c);
+                    return layer_target_not_dir(x, name, shown, c);
                 int fd = open_beneath(up, c, O_PATH | O_DIRECTORY);
                 if (fd < 0)
                     return entry_fail(x->err, -fd, name,
@@ -697,11 +702,7 @@ static int layer_target(struct xstate *x, const char *name, char *target,
                 return 0;
             } else if (!S_ISDIR(st.st_mode)) {
                 if (!up_dir)
-                    return refuse(x->err, EPERM, name,
-                                  "its hard link target \"%s\" goes through "
-                                  "\"%s\", which is not a directory (a "
-                                  "symlink is never followed)",
-                                  shown, c);
+                    return layer_target_not_dir(x, name, shown, c);
                 /* This layer's directory replaces the lower non-dir. */
                 sp_close_keep_errno(low);
                 low = -1;

@@ -230,9 +230,11 @@ static const char *state_rel(const struct sp_mount_plan *plan, bool rel,
  * and op->work on the host. Paths are resolved now, before pivot_root.
  * No redirects, index or metacopy: the upper dir then holds plain files,
  * whiteouts and opaque markers only, which is what wsdiff.c reads. */
-static int overlay_fs_in(const struct sp_mount_op *op,
-                         const struct sp_mount_plan *plan, bool rel)
+static int overlay_fs(const struct sp_mount_op *op,
+                      const struct sp_mount_plan *plan, bool rel)
 {
+    if (!op->src || !op->upper || !op->work)
+        return -EINVAL;
     const char *opts[] = {"lowerdir", state_rel(plan, rel, op->src),
                           "upperdir", state_rel(plan, rel, op->upper),
                           "workdir", state_rel(plan, rel, op->work),
@@ -285,30 +287,20 @@ static int overlay_fs_in(const struct sp_mount_op *op,
     return mnt < 0 ? -er : mnt;
 }
 
-static int overlay_fs(const struct sp_mount_op *op,
-                      const struct sp_mount_plan *plan)
+/* The opening phase of sp_mounts_apply runs from the state dir when the
+ * plan names one, so that overlay layers can be named relative to it
+ * (state_rel); every other source is absolute (policy.c). Returns the
+ * saved working directory to go back to, or -1 (absolute names then). */
+static int enter_state_dir(const struct sp_mount_plan *plan)
 {
-    if (!op->src || !op->upper || !op->work)
-        return -EINVAL;
-    /* From the state dir when the plan names one (else absolute paths). */
-    int cwd = -1;
-    if (plan->relbase[1]) {
-        cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (cwd >= 0 && chdir(plan->relbase[1]) < 0) {
-            close(cwd);
-            cwd = -1;
-        }
-    }
-    int r = overlay_fs_in(op, plan, cwd >= 0);
-    if (cwd >= 0) {
-        if (fchdir(cwd) < 0 && r >= 0) {
-            int e = errno;
-            close(r);
-            r = -e;
-        }
+    if (!plan->relbase[1])
+        return -1;
+    int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cwd >= 0 && chdir(plan->relbase[1]) < 0) {
         close(cwd);
+        cwd = -1;
     }
-    return r;
+    return cwd;
 }
 
 /* A clone of a single host mount at `src` (following a final symlink). */
@@ -522,6 +514,7 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
     /* Open every source first, while the host's tree is still what the
      * paths name; attributes are set on the detached clone in one call per
      * tree (recursive), before it is visible anywhere. */
+    _cleanup_close_ int cwd = enter_state_dir(plan);
     for (size_t i = 0; i < plan->n; i++) {
         const struct sp_mount_op *op = &plan->ops[i];
         fds[i] = -1;
@@ -533,7 +526,7 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
             continue;
         }
         if (op->kind == SP_OP_OVERLAY) {
-            fds[i] = overlay_fs(op, plan);
+            fds[i] = overlay_fs(op, plan, cwd >= 0);
             if (fds[i] < 0)
                 return sp_child_error_set(ce, SP_STEP_OVERLAY, -fds[i],
                                           op->dst);
@@ -561,12 +554,15 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
     char rootsz[] = "4194304";
     const char *root_opts[] = {"size", rootsz, "mode", "0755", NULL, NULL};
     int rootmnt = plan->root
-                      ? overlay_fs(plan->root, plan)
+                      ? overlay_fs(plan->root, plan, cwd >= 0)
                       : new_fs("tmpfs", root_opts,
                                MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
     if (rootmnt < 0)
         return sp_child_error_set(ce, plan->root ? SP_STEP_OVERLAY : SP_STEP_ROOT,
                                   -rootmnt, plan->root ? "/" : "tmpfs");
+    if (cwd >= 0 && fchdir(cwd) < 0)
+        return sp_child_error_set(ce, SP_STEP_OVERLAY, errno,
+                                  "(back from the state dir)");
     if (move_mount(rootmnt, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) < 0)
         return sp_child_error_set(ce, SP_STEP_ROOT, errno, "/tmp");
 
