@@ -5,8 +5,8 @@
  * scratch root holds only dest/ and lower/ afterwards). Each run gets a
  * fresh directory, removed after.
  * Build: clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE
- *   -Isrc/lib tests/fuzz/fuzz_archive.c src/lib/archive.c src/lib/error.c
- *   src/lib/util.c -larchive -o fuzz_archive */
+ *   -Isrc/lib tests/fuzz/fuzz_archive.c src/content/archive.c src/base/error.c
+ *   src/base/util.c -larchive -o fuzz_archive */
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>

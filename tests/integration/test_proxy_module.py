@@ -1,4 +1,4 @@
-"""The egress proxy (src/lib/proxy.c) with real clients, on loopback only.
+"""The egress proxy (src/net/proxy.c) with real clients, on loopback only.
 
 A small program (tests/proxy/proxy_test_main.c, PROXY_TEST_BIN) runs the
 proxy on 127.0.0.1; upstream HTTP and HTTPS servers run in this process on
