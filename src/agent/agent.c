@@ -30,7 +30,6 @@
 #include "envbuild.h"
 #include "error.h"
 #include "files.h"
-#include "launch.h"
 #include "proto.h"
 #include "secrets.h"
 #include "util.h"
@@ -154,23 +153,6 @@ static _Noreturn void exec_child(const int *fds, int cwdfd, char **argv,
     if (n > 0 && write(2, msg, (size_t)n) < 0)
         _exit(e == ENOENT ? 127 : 126);
     _exit(e == ENOENT ? 127 : 126);
-}
-
-static int gate_fd = -1;
-
-void sp_agent_gate(void)
-{
-    if (gate_fd < 0)
-        return;
-    char c = 0;
-    ssize_t n;
-    do {
-        n = read(gate_fd, &c, 1);
-    } while (n < 0 && errno == EINTR);
-    if (n != 1 || c != 'x')
-        _exit(125); /* no cgroup: nothing may run */
-    close(gate_fd);
-    gate_fd = -1;
 }
 
 /* vfork: the child borrows our memory until execve, so an exec costs no
@@ -489,12 +471,14 @@ static void run_timers(struct agent *a, uint64_t now)
 _Noreturn void sp_agent_main(const struct sp_agent_cfg *cfg)
 {
     struct agent a = {.cfg = cfg, .sfd = -1};
-    gate_fd = cfg->gate_fd;
     /* Our working directory is the workspace: the root of the file API. */
     a.rootfd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
     sp_proto_buf_init(&a.in);
     sp_secrets_agent_set(cfg->secrets);
-    sp_agent_ext_init(cfg);
+    static const struct sp_agent_module *const mods[] = {
+        &sp_agent_pty_module, &sp_agent_svc_module, &sp_agent_port_module,
+    };
+    sp_agent_ext_init(cfg, mods, SP_ARRAY_SIZE(mods));
 
     /* Children start with default dispositions (ignored signals survive
      * execve), so set them once here rather than per exec. Every signal

@@ -19,25 +19,7 @@
 #ifndef SANDPIT_AGENT_H
 #define SANDPIT_AGENT_H
 
-struct sp_secrets;
-
-struct sp_agent_cfg {
-    int sock;                  /* the socketpair end */
-    char **envp;               /* the base environment of every exec */
-    const char *path_env;      /* PATH of envp, for the command lookup */
-    double default_timeout;    /* seconds; 0 = none */
-    double kill_after;         /* seconds from SIGTERM to SIGKILL */
-    const struct sp_secrets *secrets; /* NULL: none; else exec output is
-                                         relayed and redacted (secrets.h) */
-    int gate_fd;               /* >= 0: fork nothing before reading 'x'
-                                  here (the cgroup attach is pending) */
-};
-
-/* Before any process is started in the sandbox: wait until the agent is
- * in its cgroup (at most one wait per workspace start; the supervisor's
- * grandchild writes the byte within a grace period). EOF means the
- * attach failed: the agent exits and the workspace with it. */
-void sp_agent_gate(void);
+#include "agent_ext.h" /* struct sp_agent_cfg */
 
 /* Serve until the socketpair reaches EOF, then exit (which ends every
  * process of the sandbox: we are PID 1). Single-threaded; the process that

@@ -17,7 +17,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "agent.h"
 #include "bounds.h"
 #include "envbuild.h"
 #include "proto.h"
@@ -39,7 +38,10 @@ static struct {
     const struct sp_agent_cfg *cfg;
     struct waiter waiters[SP_EXT_MAX_WAITERS];
     size_t n_waiters;
-    size_t n_pty_fds, n_svc_fds;
+    const struct sp_agent_module *const *mods;
+    size_t n_mods;
+    size_t n_fds[SP_AGENT_MODULES_MAX]; /* each module's share of pollfds */
+    int gate_fd;
     bool shutting_down;
     uint64_t shutdown_deadline;
 } X;
@@ -280,11 +282,32 @@ void sp_ext_forget(void *target)
     }
 }
 
-/* ---- hooks ---- */
+/* ---- the cgroup gate ---- */
 
-void sp_agent_ext_init(const struct sp_agent_cfg *cfg)
+void sp_agent_gate(void)
+{
+    if (X.gate_fd < 0)
+        return;
+    char c = 0;
+    ssize_t n;
+    do {
+        n = read(X.gate_fd, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n != 1 || c != 'x')
+        _exit(125); /* no cgroup: nothing may run */
+    close(X.gate_fd);
+    X.gate_fd = -1;
+}
+
+/* ---- the loop's side ---- */
+
+void sp_agent_ext_init(const struct sp_agent_cfg *cfg,
+                       const struct sp_agent_module *const *mods, size_t n)
 {
     X.cfg = cfg;
+    X.gate_fd = cfg->gate_fd;
+    X.mods = mods;
+    X.n_mods = n < SP_AGENT_MODULES_MAX ? n : SP_AGENT_MODULES_MAX;
     /* The agent starts with 0, 1 and 2 closed: fill them, so no pipe or
      * pty of ours gets a number a child's dup2 onto 0-2 would clobber. */
     for (;;) {
@@ -298,6 +321,16 @@ void sp_agent_ext_init(const struct sp_agent_cfg *cfg)
     }
 }
 
+/* While stopping: has every module ended what it runs? */
+static bool all_stopped(uint64_t now)
+{
+    bool done = true;
+    for (size_t i = 0; i < X.n_mods; i++)
+        if (X.mods[i]->stopped && !X.mods[i]->stopped(now))
+            done = false;
+    return done;
+}
+
 bool sp_agent_ext_handle(json_int_t id, const char *method, json_t *params)
 {
     if (strcmp(method, "shutdown") == 0) {
@@ -306,8 +339,10 @@ bool sp_agent_ext_handle(json_int_t id, const char *method, json_t *params)
         X.shutting_down = true;
         X.shutdown_deadline =
             sp_now_us() + (uint64_t)((SP_SERVICE_STOP_GRACE + 0.5) * 1e6);
-        sp_pty_shutdown();
-        if (sp_svc_shutdown(sp_now_us()))
+        for (size_t i = 0; i < X.n_mods; i++)
+            if (X.mods[i]->shutdown)
+                X.mods[i]->shutdown();
+        if (all_stopped(sp_now_us()))
             ext_exit();
         return true;
     }
@@ -325,36 +360,43 @@ bool sp_agent_ext_handle(json_int_t id, const char *method, json_t *params)
             }
         return false;
     }
-    if (strncmp(method, "shell.", 6) == 0)
-        return sp_pty_handle(id, method, params);
-    if (strncmp(method, "service.", 8) == 0)
-        return sp_svc_handle(id, method, params);
-    if (strncmp(method, "port.", 5) == 0)
-        return sp_port_handle(id, method, params);
+    for (size_t i = 0; i < X.n_mods; i++) {
+        const struct sp_agent_module *m = X.mods[i];
+        if (m->handle &&
+            strncmp(method, m->prefix, strlen(m->prefix)) == 0)
+            return m->handle(id, method, params);
+    }
     return false;
 }
 
 size_t sp_agent_ext_pollfds(struct pollfd *pfd, size_t max)
 {
-    X.n_pty_fds = sp_pty_pollfds(pfd, max);
-    X.n_svc_fds = sp_svc_pollfds(pfd + X.n_pty_fds, max - X.n_pty_fds);
-    size_t n = X.n_pty_fds + X.n_svc_fds;
-    return n + sp_port_pollfds(pfd + n, max - n);
+    size_t n = 0;
+    for (size_t i = 0; i < X.n_mods; i++) {
+        X.n_fds[i] = X.mods[i]->pollfds
+                         ? X.mods[i]->pollfds(pfd + n, max - n) : 0;
+        n += X.n_fds[i];
+    }
+    return n;
 }
 
 void sp_agent_ext_events(const struct pollfd *pfd, size_t n)
 {
-    size_t np = X.n_pty_fds < n ? X.n_pty_fds : n;
-    size_t ns = X.n_svc_fds < n - np ? X.n_svc_fds : n - np;
-    sp_pty_events(pfd, np);
-    sp_svc_events(pfd + np, ns);
-    sp_port_events(pfd + np + ns, n - np - ns);
+    size_t at = 0;
+    for (size_t i = 0; i < X.n_mods && at <= n; i++) {
+        size_t k = X.n_fds[i] < n - at ? X.n_fds[i] : n - at;
+        if (X.mods[i]->events)
+            X.mods[i]->events(pfd + at, k);
+        at += k;
+    }
 }
 
 bool sp_agent_ext_reaped(pid_t pid, int status)
 {
-    bool ours = sp_pty_reaped(pid, status) || sp_svc_reaped(pid, status);
-    if (X.shutting_down && sp_svc_shutdown(sp_now_us()))
+    bool ours = false;
+    for (size_t i = 0; i < X.n_mods && !ours; i++)
+        ours = X.mods[i]->reaped && X.mods[i]->reaped(pid, status);
+    if (X.shutting_down && all_stopped(sp_now_us()))
         ext_exit();
     return ours;
 }
@@ -365,15 +407,11 @@ int sp_agent_ext_timeout_ms(uint64_t now)
     for (size_t i = 0; i < X.n_waiters; i++)
         if (!next || X.waiters[i].deadline < next)
             next = X.waiters[i].deadline;
-    uint64_t t = sp_pty_next_timer();
-    if (t && (!next || t < next))
-        next = t;
-    t = sp_svc_next_timer();
-    if (t && (!next || t < next))
-        next = t;
-    t = sp_port_next_timer();
-    if (t && (!next || t < next))
-        next = t;
+    for (size_t i = 0; i < X.n_mods; i++) {
+        uint64_t t = X.mods[i]->next_timer ? X.mods[i]->next_timer() : 0;
+        if (t && (!next || t < next))
+            next = t;
+    }
     if (X.shutting_down && (!next || X.shutdown_deadline < next))
         next = X.shutdown_deadline;
     if (!next)
@@ -392,10 +430,9 @@ void sp_agent_ext_timers(uint64_t now)
         }
         i++;
     }
-    sp_pty_timers(now);
-    sp_svc_timers(now);
-    sp_port_timers(now);
-    if (X.shutting_down &&
-        (now >= X.shutdown_deadline || sp_svc_shutdown(now)))
+    for (size_t i = 0; i < X.n_mods; i++)
+        if (X.mods[i]->timers)
+            X.mods[i]->timers(now);
+    if (X.shutting_down && (now >= X.shutdown_deadline || all_stopped(now)))
         ext_exit();
 }

@@ -1,6 +1,9 @@
-/* agent_ext.h — the agent's shells (agent_pty.c) and services
- * (agent_service.c), and the few hooks agent.c calls them through
- * (agent_ext.c). docs/shells-services.md describes both.
+/* agent_ext.h — what the agent's modules stand on (agent_ext.c): the
+ * reply helpers, parked reads of rings, the cgroup gate, and the module
+ * table through which agent.c drives them. The modules — shells
+ * (agent_pty.c), services (agent_service.c), ports (agent_port.c) — each
+ * export one struct sp_agent_module and never call back into agent.c.
+ * docs/shells-services.md describes shells and services.
  *
  * Methods (client -> supervisor -> agent, forwarded with a fresh id):
  *   shell.open   {argv?,cwd?,env?,rows?,cols?}       -> {shell,pid}
@@ -68,13 +71,52 @@
  * fit in this many bytes of JSON; later ones say "spec_omitted": true
  * (service.status NAME has theirs), so the list fits in one line. */
 #define SP_SERVICE_LIST_FULL (512 * 1024)
+/* Modules of the agent's loop (agent.c's table). */
+#define SP_AGENT_MODULES_MAX 8
 /* Poll fds the extensions may add to the agent's loop. */
 #define SP_AGENT_EXT_MAX_FDS (SP_SHELL_MAX + 3 * SP_SERVICE_MAX + 128)
 
-struct sp_agent_cfg;
+struct sp_secrets;
 
-/* ---- hooks (agent_ext.c), called by agent.c ---- */
-void sp_agent_ext_init(const struct sp_agent_cfg *cfg);
+/* What PID 1's agent runs with (filled by the host side, agent.h). */
+struct sp_agent_cfg {
+    int sock;                  /* the socketpair end */
+    char **envp;               /* the base environment of every exec */
+    const char *path_env;      /* PATH of envp, for the command lookup */
+    double default_timeout;    /* seconds; 0 = none */
+    double kill_after;         /* seconds from SIGTERM to SIGKILL */
+    const struct sp_secrets *secrets; /* NULL: none; else exec output is
+                                         relayed and redacted (secrets.h) */
+    int gate_fd;               /* >= 0: fork nothing before reading 'x'
+                                  here (the cgroup attach is pending) */
+};
+
+/* One module of the agent: the methods starting with `prefix`, its poll
+ * fds, children and timers. Any hook may be NULL. */
+struct sp_agent_module {
+    const char *prefix;
+    /* A request: true when it was handled (replied or pending). */
+    bool (*handle)(json_int_t id, const char *method, json_t *params);
+    size_t (*pollfds)(struct pollfd *pfd, size_t max);
+    void (*events)(const struct pollfd *pfd, size_t n);
+    /* A child ended: true when it was this module's. */
+    bool (*reaped)(pid_t pid, int status);
+    /* Absolute time (us) of the next timer, 0 for none. */
+    uint64_t (*next_timer)(void);
+    void (*timers)(uint64_t now);
+    /* The workspace stops: begin ending what the module runs. */
+    void (*shutdown)(void);
+    /* While stopping: true once nothing of the module runs any more. */
+    bool (*stopped)(uint64_t now);
+};
+
+extern const struct sp_agent_module sp_agent_pty_module;
+extern const struct sp_agent_module sp_agent_svc_module;
+extern const struct sp_agent_module sp_agent_port_module;
+
+/* ---- the loop's side (called by agent.c) ---- */
+void sp_agent_ext_init(const struct sp_agent_cfg *cfg,
+                       const struct sp_agent_module *const *mods, size_t n);
 /* A request: true when the method was one of ours (replied or pending). */
 bool sp_agent_ext_handle(json_int_t id, const char *method, json_t *params);
 size_t sp_agent_ext_pollfds(struct pollfd *pfd, size_t max);
@@ -84,6 +126,12 @@ bool sp_agent_ext_reaped(pid_t pid, int status);
 /* Milliseconds until the next timer, or -1. */
 int sp_agent_ext_timeout_ms(uint64_t now);
 void sp_agent_ext_timers(uint64_t now);
+
+/* Before any process is started in the sandbox: wait until the agent is
+ * in its cgroup (at most one wait per workspace start; the supervisor's
+ * grandchild writes the byte within a grace period). EOF means the
+ * attach failed: the agent exits and the workspace with it. */
+void sp_agent_gate(void);
 
 /* ---- shared by the modules ---- */
 void sp_ext_send(char *line);                 /* exits the agent on failure */
@@ -114,31 +162,5 @@ void sp_ext_read(json_int_t id, struct sp_ring *ring, void *target, int stream,
 void sp_ext_wake(void *target, int stream, bool ended);
 /* target is going away: answer its parked reads first. */
 void sp_ext_forget(void *target);
-
-/* ---- agent_pty.c ---- */
-bool sp_pty_handle(json_int_t id, const char *method, json_t *params);
-size_t sp_pty_pollfds(struct pollfd *pfd, size_t max);
-void sp_pty_events(const struct pollfd *pfd, size_t n);
-bool sp_pty_reaped(pid_t pid, int status);
-uint64_t sp_pty_next_timer(void);
-void sp_pty_timers(uint64_t now);
-void sp_pty_shutdown(void);
-
-/* ---- agent_port.c ---- */
-bool sp_port_handle(json_int_t id, const char *method, json_t *params);
-size_t sp_port_pollfds(struct pollfd *pfd, size_t max);
-void sp_port_events(const struct pollfd *pfd, size_t n);
-uint64_t sp_port_next_timer(void);
-void sp_port_timers(uint64_t now);
-
-/* ---- agent_service.c ---- */
-bool sp_svc_handle(json_int_t id, const char *method, json_t *params);
-size_t sp_svc_pollfds(struct pollfd *pfd, size_t max);
-void sp_svc_events(const struct pollfd *pfd, size_t n);
-bool sp_svc_reaped(pid_t pid, int status);
-uint64_t sp_svc_next_timer(void);
-void sp_svc_timers(uint64_t now);
-/* Stop every service (TERM, KILL after grace); true once none runs. */
-bool sp_svc_shutdown(uint64_t now);
 
 #endif

@@ -24,7 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent.h"
+#include "agent_ext.h" /* sp_agent_gate */
 #include "error.h"
 #include "jsonrpc.h" /* sp_jrpc_string_lossy */
 #include "patch.h"

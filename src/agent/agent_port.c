@@ -95,7 +95,7 @@ static void attempt(json_int_t id, uint16_t port, bool v6)
         sp_now_us() + (uint64_t)(SP_PORTFWD_CONNECT_TIMEOUT * 1e6)};
 }
 
-bool sp_port_handle(json_int_t id, const char *method, json_t *params)
+static bool sp_port_handle(json_int_t id, const char *method, json_t *params)
 {
     if (strcmp(method, "port.connect") != 0)
         return false;
@@ -111,7 +111,7 @@ bool sp_port_handle(json_int_t id, const char *method, json_t *params)
     return true;
 }
 
-size_t sp_port_pollfds(struct pollfd *pfd, size_t max)
+static size_t sp_port_pollfds(struct pollfd *pfd, size_t max)
 {
     size_t n = 0;
     for (size_t i = 0; i < C.n && n < max; i++)
@@ -119,7 +119,7 @@ size_t sp_port_pollfds(struct pollfd *pfd, size_t max)
     return n;
 }
 
-void sp_port_events(const struct pollfd *pfd, size_t n)
+static void sp_port_events(const struct pollfd *pfd, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         if (!pfd[k].revents)
@@ -147,7 +147,7 @@ void sp_port_events(const struct pollfd *pfd, size_t n)
     }
 }
 
-uint64_t sp_port_next_timer(void)
+static uint64_t sp_port_next_timer(void)
 {
     uint64_t next = 0;
     for (size_t i = 0; i < C.n; i++)
@@ -156,7 +156,7 @@ uint64_t sp_port_next_timer(void)
     return next;
 }
 
-void sp_port_timers(uint64_t now)
+static void sp_port_timers(uint64_t now)
 {
     for (size_t i = 0; i < C.n;) {
         if (C.c[i].deadline <= now) {
@@ -169,3 +169,12 @@ void sp_port_timers(uint64_t now)
         i++;
     }
 }
+
+const struct sp_agent_module sp_agent_port_module = {
+    .prefix = "port.",
+    .handle = sp_port_handle,
+    .pollfds = sp_port_pollfds,
+    .events = sp_port_events,
+    .next_timer = sp_port_next_timer,
+    .timers = sp_port_timers,
+};

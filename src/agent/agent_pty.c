@@ -5,7 +5,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "agent.h"
 #include "agent_ext.h"
 
 #include <errno.h>
@@ -23,7 +22,6 @@
 
 #include "bounds.h"
 #include "envbuild.h"
-#include "launch.h"
 #include "proto.h"
 #include "ring.h"
 #include "secrets.h"
@@ -326,7 +324,7 @@ static void begin_close(struct shell *s)
     }
 }
 
-bool sp_pty_handle(json_int_t id, const char *method, json_t *params)
+static bool sp_pty_handle(json_int_t id, const char *method, json_t *params)
 {
     const char *m = method + 6;
     if (id < 0)
@@ -413,7 +411,7 @@ bool sp_pty_handle(json_int_t id, const char *method, json_t *params)
     return true;
 }
 
-size_t sp_pty_pollfds(struct pollfd *pfd, size_t max)
+static size_t sp_pty_pollfds(struct pollfd *pfd, size_t max)
 {
     size_t n = 0;
     for (size_t i = 0; i < SP_SHELL_MAX && n < max; i++) {
@@ -448,7 +446,7 @@ static void drain(struct shell *s)
     sp_ext_wake(s, 0, s->exited && s->master < 0);
 }
 
-void sp_pty_events(const struct pollfd *pfd, size_t n)
+static void sp_pty_events(const struct pollfd *pfd, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         if (!pfd[k].revents)
@@ -466,7 +464,7 @@ void sp_pty_events(const struct pollfd *pfd, size_t n)
     }
 }
 
-bool sp_pty_reaped(pid_t pid, int status)
+static bool sp_pty_reaped(pid_t pid, int status)
 {
     for (size_t i = 0; i < SP_SHELL_MAX; i++) {
         struct shell *s = P.sh[i];
@@ -494,7 +492,7 @@ bool sp_pty_reaped(pid_t pid, int status)
     return false;
 }
 
-uint64_t sp_pty_next_timer(void)
+static uint64_t sp_pty_next_timer(void)
 {
     uint64_t next = 0;
     for (size_t i = 0; i < SP_SHELL_MAX; i++)
@@ -504,7 +502,7 @@ uint64_t sp_pty_next_timer(void)
     return next;
 }
 
-void sp_pty_timers(uint64_t now)
+static void sp_pty_timers(uint64_t now)
 {
     for (size_t i = 0; i < SP_SHELL_MAX; i++) {
         struct shell *s = P.sh[i];
@@ -516,9 +514,20 @@ void sp_pty_timers(uint64_t now)
     }
 }
 
-void sp_pty_shutdown(void)
+static void sp_pty_shutdown(void)
 {
     for (size_t i = 0; i < SP_SHELL_MAX; i++)
         if (P.sh[i] && !P.sh[i]->exited)
             begin_close(P.sh[i]);
 }
+
+const struct sp_agent_module sp_agent_pty_module = {
+    .prefix = "shell.",
+    .handle = sp_pty_handle,
+    .pollfds = sp_pty_pollfds,
+    .events = sp_pty_events,
+    .reaped = sp_pty_reaped,
+    .next_timer = sp_pty_next_timer,
+    .timers = sp_pty_timers,
+    .shutdown = sp_pty_shutdown,
+};

@@ -6,7 +6,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "agent.h"
 #include "agent_ext.h"
 
 #include <arpa/inet.h>
@@ -25,7 +24,6 @@
 
 #include "bounds.h"
 #include "envbuild.h"
-#include "launch.h"
 #include "proto.h"
 #include "ring.h"
 #include "secrets.h"
@@ -642,7 +640,7 @@ static void logs_status(void *target, int stream, json_t *r)
                         s->has_exit ? json_integer(s->exit_code) : json_null());
 }
 
-bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
+static bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
 {
     const char *m = method + 8;
     if (id < 0)
@@ -751,7 +749,7 @@ bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
 
 /* ---- the loop ---- */
 
-size_t sp_svc_pollfds(struct pollfd *pfd, size_t max)
+static size_t sp_svc_pollfds(struct pollfd *pfd, size_t max)
 {
     size_t n = 0;
     for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
@@ -832,7 +830,7 @@ static void probe_step(struct service *s, short revents)
     probe_reset(s);
 }
 
-void sp_svc_events(const struct pollfd *pfd, size_t n)
+static void sp_svc_events(const struct pollfd *pfd, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         if (!pfd[k].revents)
@@ -915,7 +913,7 @@ static void probe_try(struct service *s, uint64_t now)
     }
 }
 
-bool sp_svc_reaped(pid_t pid, int status)
+static bool sp_svc_reaped(pid_t pid, int status)
 {
     for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
         struct service *s = S.sv[i];
@@ -989,7 +987,7 @@ bool sp_svc_reaped(pid_t pid, int status)
     return false;
 }
 
-uint64_t sp_svc_next_timer(void)
+static uint64_t sp_svc_next_timer(void)
 {
     uint64_t next = 0;
 #define CONSIDER(t)                      \
@@ -1015,7 +1013,7 @@ uint64_t sp_svc_next_timer(void)
     return next;
 }
 
-void sp_svc_timers(uint64_t now)
+static void sp_svc_timers(uint64_t now)
 {
     for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
         struct service *s = S.sv[i];
@@ -1052,7 +1050,7 @@ void sp_svc_timers(uint64_t now)
     }
 }
 
-bool sp_svc_shutdown(uint64_t now)
+static bool sp_svc_shutdown(uint64_t now)
 {
     (void)now;
     bool any = false;
@@ -1068,3 +1066,14 @@ bool sp_svc_shutdown(uint64_t now)
         any |= S.sv[i] && S.sv[i]->pid;
     return !any;
 }
+
+const struct sp_agent_module sp_agent_svc_module = {
+    .prefix = "service.",
+    .handle = sp_svc_handle,
+    .pollfds = sp_svc_pollfds,
+    .events = sp_svc_events,
+    .reaped = sp_svc_reaped,
+    .next_timer = sp_svc_next_timer,
+    .timers = sp_svc_timers,
+    .stopped = sp_svc_shutdown,
+};

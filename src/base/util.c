@@ -222,3 +222,41 @@ void sp_close_all_except(int *keep, size_t n, unsigned from)
     }
     syscall(SYS_close_range, lo, ~0U, 0U);
 }
+
+/* execve with our own PATH search: execvp may allocate. Returns the errno
+ * that decides 126 vs 127. */
+int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
+{
+    const char *cmd = argv[0];
+    if (strchr(cmd, '/')) {
+        execve(cmd, argv, envp);
+        return errno;
+    }
+    char buf[SP_MAX_PATH];
+    const char *path = path_env ? path_env : SP_DEFAULT_PATH;
+    int saw = ENOENT;
+    size_t clen = strlen(cmd);
+    while (*path) {
+        const char *end = strchrnul(path, ':');
+        size_t dlen = (size_t)(end - path);
+        if (dlen == 0) {
+            /* An empty PATH entry means the current directory. */
+            buf[0] = '.';
+            dlen = 1;
+        } else if (dlen < sizeof(buf)) {
+            memcpy(buf, path, dlen);
+        }
+        if (dlen + 1 + clen + 1 <= sizeof(buf)) {
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, cmd, clen + 1);
+            execve(buf, argv, envp);
+            if (errno != ENOENT && errno != ENOTDIR)
+                saw = errno;
+            if (errno == ENOEXEC || errno == E2BIG || errno == ENOMEM ||
+                errno == ETXTBSY)
+                return errno;
+        }
+        path = *end ? end + 1 : end;
+    }
+    return saw;
+}

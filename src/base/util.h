@@ -78,4 +78,10 @@ int sp_write_all(int fd, const void *buf, size_t n);
  * async-signal-safe, for use between fork and exec. */
 void sp_close_all_except(int *keep, size_t n, unsigned from);
 
+#define SP_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* execve argv with a PATH search that does not allocate (for a forked
+ * child). Returns the errno that decides 126 (anything) vs 127 (ENOENT). */
+int sp_exec_search(char *const argv[], char *const envp[], const char *path_env);
+
 #endif

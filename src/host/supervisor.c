@@ -28,10 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent.h"
 #include "agent_ext.h"
 #include "bounds.h"
 #include "cgroup.h"
 #include "error.h"
+#include "mountplan.h"
 #include "files.h"
 #include "launch.h"
 #include "netplumb.h"
@@ -869,6 +871,64 @@ static _Noreturn void finish(struct sv *s)
     _exit(0);
 }
 
+/* ---- what a workspace adds to the launch path (launch.h) ---- */
+
+struct ws_pid1 {
+    const struct sp_ws_layers *layers;   /* NULL: none */
+    const struct sp_secrets *secrets;    /* NULL: none */
+};
+
+/* The secrets tmpfs at /run/secrets, last in the plan (so its parents
+ * exist; PID 1 fills it and makes it read-only), then the copy-on-write
+ * layers over the planned mounts. */
+static int ws_add_mounts(void *arg, struct sp_mount_plan *plan, bool userns,
+                         sp_error *err)
+{
+    const struct ws_pid1 *w = arg;
+    if (w->secrets) {
+        struct sp_mount_op *ops =
+            realloc(plan->ops, (plan->n + 1) * sizeof(*ops));
+        if (!ops)
+            return sp_error_set(err, ENOMEM, "mount plan");
+        plan->ops = ops;
+        struct sp_mount_op *op = &ops[plan->n];
+        memset(op, 0, sizeof(*op));
+        op->kind = SP_OP_TMPFS;
+        op->dst = strdup(SP_SECRETS_DIR);
+        op->size = sp_secrets_tmpfs_size(w->secrets);
+        op->mode = 0700;
+        if (!op->dst)
+            return sp_error_set(err, ENOMEM, "mount plan");
+        plan->n++;
+    }
+    if (w->layers)
+        return sp_ws_layers_apply(w->layers, SP_WS_MOUNT, userns, plan, err);
+    return 0;
+}
+
+static int ws_populate(void *arg, uid_t uid, gid_t gid, const char **what)
+{
+    const struct ws_pid1 *w = arg;
+    *what = SP_SECRETS_DIR;
+    return w->secrets ? sp_secrets_populate(w->secrets, SP_SECRETS_DIR, uid, gid)
+                      : 0;
+}
+
+static _Noreturn void ws_agent(void *arg, const struct sp_launch_pid1_env *env)
+{
+    const struct ws_pid1 *w = arg;
+    struct sp_agent_cfg cfg = {
+        .sock = env->sock,
+        .envp = env->envp,
+        .path_env = env->path_env,
+        .default_timeout = env->default_timeout,
+        .kill_after = env->kill_after,
+        .secrets = w->secrets,
+        .gate_fd = env->gate_fd,
+    };
+    sp_agent_main(&cfg);
+}
+
 _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
 {
     struct sv s;
@@ -927,9 +987,20 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
     /* The copy-on-write layers (a workspace made before them has none). */
     struct sp_ws_layers ly;
     int lr = sp_ws_layers_load(a->policy->workspace, &ly, &err);
+    struct ws_pid1 w = {
+        .layers = lr > 0 ? &ly : NULL,
+        .secrets = a->secrets && a->secrets->n ? a->secrets : NULL,
+    };
+    struct sp_launch_pid1 pid1 = {
+        .sock = sv[1],
+        .ws_dst = SP_WS_MOUNT,
+        .add_mounts = ws_add_mounts,
+        .populate = ws_populate,
+        .main = ws_agent,
+        .arg = &w,
+    };
     if (lr < 0 ||
-        sp_launch_agent(a->policy, &ro, sv[1], SP_WS_MOUNT,
-                        lr > 0 ? &ly : NULL, a->secrets, &s.h, &err) < 0) {
+        sp_launch_agent(a->policy, &ro, &pid1, &s.h, &err) < 0) {
         if (lr > 0)
             sp_ws_layers_free(&ly);
         unlinkat(a->wsfd, SP_WS_SOCKET, 0);

@@ -36,12 +36,9 @@
 #include "cgroup.h"
 #include "envbuild.h"
 #include "error.h"
-#include "agent.h"
 #include "landlock.h"
-#include "wslayers.h"
 #include "mounts.h"
 #include "mountplan.h"
-#include "secrets.h"
 #include "netplumb.h"
 #include "seccomp.h"
 #include "util.h"
@@ -104,8 +101,8 @@ struct launch {
     bool userns;
     int agent_sock;               /* workspace mode: the agent's socket, or -1 */
     const char *ws_dst;           /* workspace mode: workspace mount point */
-    const struct sp_ws_layers *layers; /* workspace mode: copy-on-write, or NULL */
-    const struct sp_secrets *secrets; /* workspace mode: secrets.h, or NULL */
+    const struct sp_launch_pid1 *pid1; /* workspace mode: the caller's
+                                          PID 1 and mounts, or NULL */
     /* --net allow: the proxy (host side) and the socketpair over which
      * PID 1 hands it the listening socket it made inside the netns. */
     struct sp_proxy *proxy;
@@ -158,44 +155,6 @@ static int drop_caps_sets(void)
     if (syscall(SYS_capset, &hdr, data) < 0)
         return -errno;
     return 0;
-}
-
-/* execve with our own PATH search: execvp may allocate. Returns the errno
- * that decides 126 vs 127. */
-int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
-{
-    const char *cmd = argv[0];
-    if (strchr(cmd, '/')) {
-        execve(cmd, argv, envp);
-        return errno;
-    }
-    char buf[SP_MAX_PATH];
-    const char *path = path_env ? path_env : SP_DEFAULT_PATH;
-    int saw = ENOENT;
-    size_t clen = strlen(cmd);
-    while (*path) {
-        const char *end = strchrnul(path, ':');
-        size_t dlen = (size_t)(end - path);
-        if (dlen == 0) {
-            /* An empty PATH entry means the current directory. */
-            buf[0] = '.';
-            dlen = 1;
-        } else if (dlen < sizeof(buf)) {
-            memcpy(buf, path, dlen);
-        }
-        if (dlen + 1 + clen + 1 <= sizeof(buf)) {
-            buf[dlen] = '/';
-            memcpy(buf + dlen + 1, cmd, clen + 1);
-            execve(buf, argv, envp);
-            if (errno != ENOENT && errno != ENOTDIR)
-                saw = errno;
-            if (errno == ENOEXEC || errno == E2BIG || errno == ENOMEM ||
-                errno == ETXTBSY)
-                return errno;
-        }
-        path = *end ? end + 1 : end;
-    }
-    return saw;
 }
 
 static void harden(struct launch *l);
@@ -341,18 +300,18 @@ static _Noreturn void become_agent(struct launch *l)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, "sandpit-agent", 0, 0, 0);
     blank_cmdline(l, "sandpit-agent");
-    struct sp_agent_cfg cfg = {
+    struct sp_launch_pid1_env env = {
         .sock = l->agent_sock,
         .envp = l->envp,
         .path_env = l->path_env,
         .default_timeout = l->p->timeout,
         .kill_after = l->p->kill_after,
-        .secrets = l->secrets,
         .gate_fd = l->gate_fd,
     };
     close(l->err_wr);
     l->err_wr = -1;
-    sp_agent_main(&cfg);
+    l->pid1->main(l->pid1->arg, &env);
+    _exit(125); /* main never returns */
 }
 
 /* PID 1 of the sandbox: set up the world, start the command, reap every
@@ -385,11 +344,11 @@ static _Noreturn void sandbox_init(struct launch *l)
     prctl(PR_SET_NAME, "sandpit-init", 0, 0, 0);
     if (sp_mounts_apply(&l->plan, l->scratch, l->p->limits.tmp_size, &ce) < 0)
         child_fail(l, &ce, 125);
-    if (l->secrets) {
-        int r = sp_secrets_populate(l->secrets, SP_SECRETS_DIR, l->p->uid,
-                                    l->p->gid);
+    if (l->pid1 && l->pid1->populate) {
+        const char *what = "";
+        int r = l->pid1->populate(l->pid1->arg, l->p->uid, l->p->gid, &what);
         if (r < 0)
-            child_fail(l, (sp_child_error_set(&ce, SP_STEP_TMPFS, -r, SP_SECRETS_DIR), &ce), 125);
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_TMPFS, -r, what), &ce), 125);
     }
     /* Without a user namespace the private HOME was made by real root:
      * give it to the sandbox's user (with one, the mapping already does). */
@@ -764,26 +723,6 @@ static void write_stats_json(const char *path, const sp_stats *st, int status)
 /* Everything planned before clone: layers checked against --require, the
  * mount plan, environment, seccomp program, Landlock rules and the pipes.
  * On failure the caller frees l with launch_free. */
-/* Workspace secrets: a tmpfs at /run/secrets, last in the plan (so its
- * parents exist); PID 1 fills it and makes it read-only. */
-static int secrets_mount_op(struct launch *l, sp_error *err)
-{
-    struct sp_mount_op *ops =
-        realloc(l->plan.ops, (l->plan.n + 1) * sizeof(*ops));
-    if (!ops)
-        return sp_error_set(err, ENOMEM, "mount plan");
-    l->plan.ops = ops;
-    struct sp_mount_op *op = &ops[l->plan.n];
-    memset(op, 0, sizeof(*op));
-    op->kind = SP_OP_TMPFS;
-    op->dst = strdup(SP_SECRETS_DIR);
-    op->size = sp_secrets_tmpfs_size(l->secrets);
-    op->mode = 0700;
-    if (!op->dst)
-        return sp_error_set(err, ENOMEM, "mount plan");
-    l->plan.n++;
-    return 0;
-}
 
 static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
 {
@@ -809,10 +748,8 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
 
     if ((rc = sp_mount_plan_build_at(p, l->ws_dst, &l->plan, err)) < 0)
         return rc;
-    if (l->secrets && (rc = secrets_mount_op(l, err)) < 0)
-        return rc;
-    if (l->layers && (rc = sp_ws_layers_apply(l->layers, l->ws_dst, l->userns,
-                                              &l->plan, err)) < 0)
+    if (l->pid1 && l->pid1->add_mounts &&
+        (rc = l->pid1->add_mounts(l->pid1->arg, &l->plan, l->userns, err)) < 0)
         return rc;
     l->scratch = calloc(l->plan.n + 1, sizeof(int));
     if (!l->scratch) {
@@ -1060,17 +997,14 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
 }
 
 int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
-                    int agent_sock, const char *ws_dst,
-                    const struct sp_ws_layers *layers,
-                    const struct sp_secrets *secrets,
+                    const struct sp_launch_pid1 *pid1,
                     struct sp_launch_handle *ret, sp_error *err)
 {
     static char *const agent_argv[] = {"sandpit-agent", NULL};
     struct launch l = {.p = p, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
                        .err_wr = -1, .net_rd = -1, .net_wr = -1,
-                       .agent_sock = agent_sock,
-                       .ws_dst = ws_dst, .layers = layers,
-                       .secrets = secrets && secrets->n ? secrets : NULL,
+                       .agent_sock = pid1->sock,
+                       .ws_dst = pid1->ws_dst, .pid1 = pid1,
                        .argv = agent_argv};
     struct sp_cgroup *cg = NULL;
     int pidfd = -1, rc = 0;

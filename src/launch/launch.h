@@ -3,15 +3,14 @@
 #ifndef SANDPIT_LAUNCH_H
 #define SANDPIT_LAUNCH_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "policy.h"
 #include "sandpit.h"
 
 struct sp_cgroup;
-struct sp_ws_layers;
 struct sp_proxy;
-struct sp_secrets;
 
 /* A workspace sandbox started by sp_launch_agent(). */
 struct sp_launch_handle {
@@ -23,24 +22,44 @@ struct sp_launch_handle {
                                 (run it in a poll loop, sp_proxy_free) */
 };
 
-/* Start a workspace sandbox through the same path as sp_run(), with PID 1
- * running the agent loop (agent.c) on agent_sock instead of one command.
- * The workspace directory (p->workspace) is mounted at ws_dst; with
- * `layers` (wslayers.h) the filesystem is copy-on-write; with `secrets`
- * (secrets.h, may be NULL) PID 1 writes them into a read-only tmpfs at
- * /run/secrets and the agent redacts them. The caller
- * blocks all signals first (the agent inherits the mask and uses a
- * signalfd) and closes agent_sock after the call. Returns when the agent
- * has locked itself down (0), or < 0 with err filled and nothing left
- * running. */
-int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
-                    int agent_sock, const char *ws_dst,
-                    const struct sp_ws_layers *layers,
-                    const struct sp_secrets *secrets,
-                    struct sp_launch_handle *ret, sp_error *err);
+/* What PID 1 of a workspace sandbox gets once it is locked down. */
+struct sp_launch_pid1_env {
+    int sock;                 /* the caller's socket, open in the sandbox */
+    char **envp;              /* the base environment of every command */
+    const char *path_env;     /* PATH of envp */
+    double default_timeout;   /* the policy's timeout (seconds, 0: none) */
+    double kill_after;        /* the policy's TERM-to-KILL grace */
+    int gate_fd;              /* >= 0: start no process before reading 'x'
+                                 here (the cgroup attach is pending) */
+};
 
-/* execve argv with a PATH search that does not allocate (for a forked
- * child). Returns the errno that decides 126 (anything) vs 127 (ENOENT). */
-int sp_exec_search(char *const argv[], char *const envp[], const char *path_env);
+/* A sandbox whose PID 1 runs the caller's code instead of a command. The
+ * launch path knows nothing of workspaces: the host side (supervisor.c)
+ * hands in its extra mounts and PID 1's loop (the agent) as callbacks. */
+struct sp_mount_plan;
+struct sp_launch_pid1 {
+    int sock;                 /* kept open inside for main() */
+    const char *ws_dst;       /* where p->workspace is mounted */
+    /* Before anything starts: append the caller's mounts to the plan
+     * (copy-on-write layers, a secrets tmpfs). May be NULL. */
+    int (*add_mounts)(void *arg, struct sp_mount_plan *plan, bool userns,
+                      sp_error *err);
+    /* In PID 1, the plan mounted, before the lockdown: fill what the
+     * caller mounted; 0, or -errno with *what naming the path. May be
+     * NULL. Async-signal-safe code only. */
+    int (*populate)(void *arg, uid_t uid, gid_t gid, const char **what);
+    /* PID 1 once locked down; never returns. */
+    void (*main)(void *arg, const struct sp_launch_pid1_env *env);
+    void *arg;
+};
+
+/* Start a sandbox through the same path as sp_run(), with PID 1 running
+ * pid1->main on pid1->sock instead of one command. The caller blocks all
+ * signals first (PID 1 inherits the mask) and closes pid1->sock after the
+ * call. Returns when PID 1 has locked itself down (0), or < 0 with err
+ * filled and nothing left running. */
+int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
+                    const struct sp_launch_pid1 *pid1,
+                    struct sp_launch_handle *ret, sp_error *err);
 
 #endif

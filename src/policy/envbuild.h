@@ -5,6 +5,7 @@
 #define SANDPIT_ENVBUILD_H
 
 #include "policy.h"
+#include "util.h" /* SP_DEFAULT_PATH */
 
 /* Build a NULL-terminated "K=V" array (caller frees with sp_env_free).
  * `caller` is the caller's environment (environ). Later entries replace
@@ -28,6 +29,5 @@ void sp_env_path_prune(char **env);
 /* Look up NAME in a "K=V" array; NULL when absent. */
 const char *sp_env_get(char *const *env, const char *name);
 
-#define SP_DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 #endif
