@@ -390,3 +390,20 @@ void sp_state_cgroups_remove(json_t *cgroups)
         }
     }
 }
+
+SP_EXPORT bool sp_ws_name_valid(const char *name)
+{
+    if (!name || !*name)
+        return false;
+    size_t n = strlen(name);
+    if (n > SP_WS_NAME_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  (i > 0 && (c == '_' || c == '.' || c == '-'));
+        if (!ok)
+            return false;
+    }
+    return true;
+}

@@ -2,6 +2,9 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <sys/stat.h>
+#include <limits.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -259,4 +262,51 @@ int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
         path = *end ? end + 1 : end;
     }
     return saw;
+}
+
+int sp_open_dir_at(int at, const char *name)
+{
+    return openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+int sp_mkdir_open(int at, const char *name, mode_t mode)
+{
+    if (mkdirat(at, name, mode) < 0 && errno != EEXIST)
+        return -errno;
+    int fd = sp_open_dir_at(at, name);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Write `len` bytes to dirfd/name through name.tmp, fsync and rename. */
+int sp_write_atomic(int dirfd, const char *name, const char *data,
+                        size_t len)
+{
+    char tmp[NAME_MAX + 1];
+    if (snprintf(tmp, sizeof(tmp), ".%s.tmp", name) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    unlinkat(dirfd, tmp, 0);
+    int fd = openat(dirfd, tmp,
+                    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    for (size_t off = 0; off < len;) {
+        ssize_t n = write(fd, data + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : -ENOSPC;
+            break;
+        }
+        off += (size_t)n;
+    }
+    if (rc == 0 && fsync(fd) < 0)
+        rc = -errno;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    if (rc == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+        rc = -errno;
+    if (rc < 0)
+        unlinkat(dirfd, tmp, 0);
+    return rc;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -83,5 +84,15 @@ void sp_close_all_except(int *keep, size_t n, unsigned from);
 /* execve argv with a PATH search that does not allocate (for a forked
  * child). Returns the errno that decides 126 (anything) vs 127 (ENOENT). */
 int sp_exec_search(char *const argv[], char *const envp[], const char *path_env);
+
+/* A directory below `at`, never through a symlink (O_NOFOLLOW); -1 with
+ * errno set on failure. */
+int sp_open_dir_at(int at, const char *name);
+/* mkdirat (an existing one is fine) and sp_open_dir_at; fd or -errno. */
+int sp_mkdir_open(int at, const char *name, mode_t mode);
+/* Write `len` bytes to dirfd/name through .name.tmp (0600), fsync and
+ * rename; 0 or -errno, with nothing left behind on failure. */
+int sp_write_atomic(int dirfd, const char *name, const char *data,
+                    size_t len);
 
 #endif

@@ -1,23 +1,15 @@
-/* workspace.h — the client side of workspaces: the sp_ws_* functions of
- * sandpit.h (create, start, stop, rm, gc, list, exec), used by the CLI and
- * later the JSON-RPC and MCP front ends. They find a workspace under the
- * state directory (state.h), spawn its supervisor (supervisor.h) and speak
- * proto.h to it. */
+/* workspace.h — the client side of a running workspace: the sp_ws_*
+ * functions of sandpit.h that speak proto.h to its supervisor (connect,
+ * exec; files, shells, services, net log in the modules beside), used by
+ * the CLI and the JSON-RPC and MCP front ends. The lifecycle (create,
+ * start, stop, rm, gc, list) is host/wsctl.h. */
 #ifndef SANDPIT_WORKSPACE_H
 #define SANDPIT_WORKSPACE_H
 
 #include "policy.h"
 #include "sandpit.h"
 
-/* Build a finalized policy for workspace data directory `datadir` from a
- * policy's JSON (as stored in state.json). */
-int sp_ws_policy_from_json(const char *json, const char *datadir,
-                           struct sp_policy **ret, sp_error *err);
-
-/* Connect to a running workspace's control socket (blocking, O_CLOEXEC):
- * the one path every client module uses. Returns the fd or < 0 with err
- * filled (a bad name, an unknown or stopped workspace). */
-int sp_ws_connect_fd(const char *name, sp_error *err);
+#include "wsctl.h" /* sp_ws_connect_fd, sp_ws_policy_from_json */
 
 /* sp_ws_file_read, also saying how many bytes of the file the data
  * stands for (*ret_raw, may be NULL): with secrets the data is redacted

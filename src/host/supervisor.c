@@ -39,7 +39,7 @@
 #include "netplumb.h"
 #include "portfwd.h"
 #include "proto.h"
-#include "snapshot.h"
+#include "freeze.h"
 #include "secrets.h"
 #include "state.h"
 #include "util.h"

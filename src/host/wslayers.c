@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "bounds.h"
-#include "snapshot.h"
+#include "layerstore.h"
 #include "util.h"
 #include "wsskel.h"
 
@@ -545,4 +545,76 @@ out:
     free(empty);
     free(homelow);
     return rc;
+}
+
+int sp_snap_stack_apply(const char *layers_dir, struct sp_mount_plan *plan,
+                        sp_error *err)
+{
+    _cleanup_close_ int lfd = sp_open_dir_at(AT_FDCWD, layers_dir);
+    if (lfd < 0)
+        return sp_error_set(err, errno, "cannot open %s", layers_dir);
+    struct sp_stack s;
+    int r = sp_stack_read(lfd, &s);
+    if (r < 0)
+        return sp_error_set(err, -r, "%s/%s is damaged", layers_dir,
+                            SP_WS_STACK_FILE);
+    if (s.n == 0)
+        return 0;
+    /* layers_dir is workspaces/<name>/layers: the store is two up. */
+    char store[SP_MAX_PATH];
+    int n = snprintf(store, sizeof(store), "%s/../../../%s/%s", layers_dir,
+                     SP_SNAP_DIR, SP_STORE_LAYERS);
+    if (n < 0 || (size_t)n >= sizeof(store))
+        return sp_error_set(err, ENAMETOOLONG, "snapshot store path");
+    char real[PATH_MAX];
+    if (!realpath(store, real))
+        return sp_error_set(err, errno, "the snapshot store of %s", layers_dir);
+    /* A layer the stack names must be there: starting without it would
+     * show other files than the snapshot's. */
+    for (size_t k = 0; k < s.n; k++) {
+        char p[PATH_MAX + 32];
+        struct stat sb;
+        snprintf(p, sizeof(p), "%s/%s", real, s.lid[k]);
+        if (stat(p, &sb) < 0 || !S_ISDIR(sb.st_mode))
+            return sp_error_set(err, errno ? errno : ENOTDIR,
+                                "snapshot layer %s is missing from %s",
+                                s.lid[k], real);
+    }
+    for (size_t i = 0; i <= plan->n; i++) {
+        struct sp_mount_op *op = i < plan->n ? &plan->ops[i] : plan->root;
+        if (!op || op->kind != SP_OP_OVERLAY || !op->src)
+            continue;
+        char id[SP_WS_LAYER_ID_MAX + 1];
+        if (sp_ws_layer_id(op->dst, id, sizeof(id)) < 0)
+            continue;
+        size_t cap = strlen(op->src) + 1 +
+                     s.n * (strlen(real) + SP_LID_LEN + 3 + strlen(id));
+        char *lower = malloc(cap + 1);
+        if (!lower)
+            return sp_error_set(err, ENOMEM, "layers");
+        size_t len = 0;
+        for (size_t k = 0; k < s.n; k++) {
+            char p[PATH_MAX + 300];
+            snprintf(p, sizeof(p), "%s/%s/%s", real, s.lid[k], id);
+            struct stat sb;
+            if (stat(p, &sb) < 0 || !S_ISDIR(sb.st_mode))
+                continue; /* that layer has nothing for this mount */
+            if (strchr(p, ':') || strchr(p, ',') || strchr(p, '\\')) {
+                free(lower);
+                return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                                     "the state directory path has ':', ',' "
+                                     "or '\\', which an overlay layer "
+                                     "cannot take");
+            }
+            len += (size_t)sprintf(lower + len, "%s:", p);
+        }
+        if (len == 0) {
+            free(lower);
+            continue;
+        }
+        strcpy(lower + len, op->src);
+        free((char *)op->src);
+        op->src = lower;
+    }
+    return 0;
 }

@@ -26,9 +26,9 @@
 #include <stdbool.h>
 
 #include "error.h"
+#include "layerstore.h" /* SP_WS_LAYERS */
 #include "mountplan.h"
 
-#define SP_WS_LAYERS "layers"
 #define SP_WS_LAYER_ROOT "root"
 #define SP_WS_LAYER_WORKSPACE "workspace"
 /* Longest layer id (a mount point below "/", '/' written '+'). */
@@ -74,5 +74,12 @@ void sp_ws_layers_make_spare(void);
  * "etc+ssl"); and back. Return 0 or -ENAMETOOLONG / -EINVAL. */
 int sp_ws_layer_id(const char *mountpoint, char *buf, size_t len);
 int sp_ws_layer_mountpoint(const char *id, char *buf, size_t len);
+
+/* Rewrite the overlays of a workspace's mount plan (sp_ws_layers_apply
+ * output) so that each lower dir is stacked under the layers named in
+ * <layers_dir>/stack. Host side, before clone. */
+int sp_snap_stack_apply(const char *layers_dir, struct sp_mount_plan *plan,
+                        sp_error *err);
+
 
 #endif
