@@ -5,7 +5,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "image.h"
+#include "image_parse.h"
 
 #include <errno.h>
 #include <jansson.h>

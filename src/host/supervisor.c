@@ -978,7 +978,8 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
         _exit(1);
     }
     /* Published ports are bound first: one in use fails the start. */
-    if (sp_portfwd_new(a->policy, &s.pf, &err) < 0) {
+    if (sp_portfwd_new(a->policy->publish, a->policy->n_publish, &s.pf,
+                       &err) < 0) {
         unlinkat(a->wsfd, SP_WS_SOCKET, 0);
         ready_report(&s, err.message);
         _exit(1);

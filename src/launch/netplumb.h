@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "policy.h"
+#include "netspec.h"
 #include "proxy.h"
 #include "sandpit.h"
 
@@ -21,21 +22,6 @@
 #define SP_NET_PROXY_BACKLOG 128
 /* Most events one net_log request returns. */
 #define SP_NET_LOG_MAX_BATCH 256
-
-/* Canonical JSON text (the sp_proxy_config_parse_json form) of a config;
- * caller frees. NULL on ENOMEM. */
-char *sp_net_config_to_json_text(const struct sp_proxy_config *cfg);
-
-/* Validate an allow list ("a.com,*.b.org:8443"), a JSON array of entries,
- * or a JSON config object and return its canonical JSON text in *ret
- * (caller frees). Return 0 or -errno with err (SP_ERR_USAGE) filled. */
-int sp_net_canon_list(const char *list, const char *origin, char **ret,
-                      sp_error *err);
-int sp_net_canon_json(const json_t *v, const char *origin, char **ret,
-                      sp_error *err);
-/* Read a JSON net policy file (at most SP_MAX_POLICY_FILE bytes). */
-int sp_net_canon_file(const char *path, const char *origin, char **ret,
-                      sp_error *err);
 
 /* The proxy config of a policy in SP_NET_ALLOW mode (net_allow_private
  * ORed in). Free with sp_proxy_config_free. */

@@ -40,7 +40,8 @@ static int parse_port(const char *s, size_t n, bool zero_ok, uint16_t *ret)
     return 0;
 }
 
-int sp_publish_parse(struct sp_policy *p, const char *spec, sp_error *err)
+int sp_publish_parse(struct sp_publish *v, size_t *n, const char *spec,
+                     sp_error *err)
 {
     struct sp_publish pb;
     memset(&pb, 0, sizeof(pb));
@@ -83,16 +84,16 @@ int sp_publish_parse(struct sp_policy *p, const char *spec, sp_error *err)
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "--publish %.100s: %s is not a numeric IP "
                              "address", spec, pb.host);
-    for (size_t i = 0; i < p->n_publish; i++)
-        if (p->publish[i].host_port && p->publish[i].host_port == pb.host_port &&
-            strcmp(p->publish[i].host, pb.host) == 0)
+    for (size_t i = 0; i < *n; i++)
+        if (v[i].host_port && v[i].host_port == pb.host_port &&
+            strcmp(v[i].host, pb.host) == 0)
             return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                                  "--publish %.100s: host port %u is published "
                                  "twice", spec, pb.host_port);
-    if (p->n_publish >= SP_MAX_PUBLISH)
+    if (*n >= SP_MAX_PUBLISH)
         return sp_error_setk(err, SP_ERR_USAGE, E2BIG,
                              "more than %d published ports", SP_MAX_PUBLISH);
-    p->publish[p->n_publish++] = pb;
+    v[(*n)++] = pb;
     return 0;
 bad:
     return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
@@ -101,21 +102,21 @@ bad:
                          spec);
 }
 
-int sp_publish_parse_json(struct sp_policy *p, const json_t *v,
+int sp_publish_parse_json(struct sp_publish *pv, size_t *n, const json_t *v,
                           const char *origin, sp_error *err)
 {
     if (!json_is_array(v))
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "%s: \"publish\" must be an array of "
                              "\"[HOSTADDR:]HOSTPORT:PORT\" strings", origin);
-    p->n_publish = 0;
+    *n = 0;
     size_t i;
     json_t *e;
     json_array_foreach((json_t *)v, i, e) {
         if (!json_is_string(e))
             return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                                  "%s: publish[%zu] must be a string", origin, i);
-        int r = sp_publish_parse(p, json_string_value(e), err);
+        int r = sp_publish_parse(pv, n, json_string_value(e), err);
         if (r < 0)
             return sp_error_prefix(err, "%s", origin);
     }
@@ -130,12 +131,12 @@ static void fmt_publish(const struct sp_publish *pb, uint16_t host_port,
              host_port, pb->port);
 }
 
-json_t *sp_publish_to_json(const struct sp_policy *p)
+json_t *sp_publish_to_json(const struct sp_publish *v, size_t n)
 {
     json_t *a = json_array();
-    for (size_t i = 0; i < p->n_publish; i++) {
+    for (size_t i = 0; i < n; i++) {
         char buf[128];
-        fmt_publish(&p->publish[i], p->publish[i].host_port, buf, sizeof(buf));
+        fmt_publish(&v[i], v[i].host_port, buf, sizeof(buf));
         json_array_append_new(a, json_string(buf));
     }
     return a;
@@ -181,11 +182,11 @@ struct sp_portfwd {
     struct { int kind; size_t idx; } map[SP_PORTFWD_MAX_FDS];
 };
 
-int sp_portfwd_new(const struct sp_policy *p, struct sp_portfwd **ret,
-                   sp_error *err)
+int sp_portfwd_new(const struct sp_publish *pubs, size_t n_pubs,
+                   struct sp_portfwd **ret, sp_error *err)
 {
     *ret = NULL;
-    if (!p->n_publish)
+    if (!n_pubs)
         return 0;
     struct sp_portfwd *f = calloc(1, sizeof(*f));
     if (!f)
@@ -198,8 +199,8 @@ int sp_portfwd_new(const struct sp_policy *p, struct sp_portfwd **ret,
         rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    for (size_t i = 0; i < p->n_publish; i++) {
-        const struct sp_publish *pb = &p->publish[i];
+    for (size_t i = 0; i < n_pubs; i++) {
+        const struct sp_publish *pb = &pubs[i];
         struct sockaddr_storage ss;
         memset(&ss, 0, sizeof(ss));
         socklen_t sl;

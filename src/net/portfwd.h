@@ -15,7 +15,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "policy.h"
+#include "bounds.h"
+#include "sandpit.h"
 
 /* Connections forwarded at once per workspace (each holds six fds). */
 #define SP_PORTFWD_MAX_CONNS 512
@@ -31,19 +32,29 @@
 /* The file in the workspace directory listing the bound ports. */
 #define SP_WS_PORTS_FILE "ports.json"
 
+/* One published port (a policy holds up to SP_MAX_PUBLISH). */
+struct sp_publish {
+    char host[64];             /* numeric host address to listen on */
+    uint16_t host_port;        /* 0: any free port */
+    uint16_t port;             /* inside, on 127.0.0.1 */
+};
+
 /* Policy JSON: "publish": ["[HOSTADDR:]HOSTPORT:PORT", ...] (HOSTADDR a
- * numeric IPv4 address or [IPv6]; default 127.0.0.1). */
-int sp_publish_parse_json(struct sp_policy *p, const json_t *v,
+ * numeric IPv4 address or [IPv6]; default 127.0.0.1), replacing v[0..*n)
+ * (room for SP_MAX_PUBLISH). A pure parser: the policy layer calls it. */
+int sp_publish_parse_json(struct sp_publish *v, size_t *n, const json_t *j,
                           const char *origin, sp_error *err);
-/* One --publish value, appended. */
-int sp_publish_parse(struct sp_policy *p, const char *spec, sp_error *err);
-json_t *sp_publish_to_json(const struct sp_policy *p);
+/* One --publish value, appended to v[0..*n). */
+int sp_publish_parse(struct sp_publish *v, size_t *n, const char *spec,
+                     sp_error *err);
+json_t *sp_publish_to_json(const struct sp_publish *v, size_t n);
 
 struct sp_portfwd;
 
 /* Bind every published port (a port in use fails naming it). NULL *ret
  * when there is none. */
-int sp_portfwd_new(const struct sp_policy *p, struct sp_portfwd **ret,
+int sp_portfwd_new(const struct sp_publish *pubs, size_t n_pubs,
+                   struct sp_portfwd **ret,
                    sp_error *err);
 void sp_portfwd_free(struct sp_portfwd *f);
 /* The bound ports as JSON [{"host":..,"host_port":..,"port":..}]. */

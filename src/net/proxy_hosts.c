@@ -3,7 +3,7 @@
  * made, into a table that answers every lookup; with one, the proxy never
  * asks DNS. The file is input the operator chose but may be anything:
  * bounded in size, line length and entries, every field checked. */
-#include "proxy.h"
+#include "proxy_hosts.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -16,16 +16,6 @@
 #include <unistd.h>
 
 #include "error.h"
-
-void sp_proxy_resolver_clear(struct sp_proxy_config *cfg)
-{
-    for (size_t i = 0; i < cfg->n_hosts; i++)
-        free(cfg->hosts[i].name);
-    free(cfg->hosts);
-    cfg->hosts = NULL;
-    cfg->n_hosts = 0;
-    cfg->use_hosts = false;
-}
 
 static void table_free(struct sp_proxy_host *h, size_t n)
 {

@@ -2,7 +2,7 @@
  * (text and JSON), host matching, address classification, and the bounded
  * parsers for HTTP request heads and TLS ClientHello SNI. No syscalls here,
  * so the unit tests and the fuzzer reach all of it. */
-#include "proxy.h"
+#include "proxy_parse.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -31,6 +31,16 @@ void sp_proxy_config_init(struct sp_proxy_config *ret)
         .resolve_timeout_ms = SP_PROXY_DEFAULT_RESOLVE_MS,
         .log_ring = SP_PROXY_DEFAULT_LOG_RING,
     };
+}
+
+void sp_proxy_resolver_clear(struct sp_proxy_config *cfg)
+{
+    for (size_t i = 0; i < cfg->n_hosts; i++)
+        free(cfg->hosts[i].name);
+    free(cfg->hosts);
+    cfg->hosts = NULL;
+    cfg->n_hosts = 0;
+    cfg->use_hosts = false;
 }
 
 void sp_proxy_config_free(struct sp_proxy_config *cfg)

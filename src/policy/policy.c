@@ -19,7 +19,7 @@
 
 #include "bounds.h"
 #include "error.h"
-#include "netplumb.h"
+#include "netspec.h"
 #include "util.h"
 
 #ifndef SANDPIT_VERSION
@@ -843,7 +843,8 @@ static int apply_object(struct sp_policy *p, const json_t *root,
         } else if (strcmp(key, "kill_after") == 0) {
             r = get_duration(v, origin, key, &p->kill_after, err);
         } else if (strcmp(key, "publish") == 0) {
-            r = sp_publish_parse_json(p, v, origin, err);
+            r = sp_publish_parse_json(p->publish, &p->n_publish, v, origin,
+                                      err);
         } else if (strcmp(key, "net") == 0) {
             if ((r = get_string(v, origin, key, &s, err)) < 0)
                 return r;
@@ -1177,7 +1178,7 @@ SP_EXPORT char *sp_policy_to_json(const sp_policy *p, sp_error *err)
     json_object_set_new(o, "pass_fds", fds);
     json_object_set_new(o, "timeout", json_real(p->timeout));
     json_object_set_new(o, "kill_after", json_real(p->kill_after));
-    json_object_set_new(o, "publish", sp_publish_to_json(p));
+    json_object_set_new(o, "publish", sp_publish_to_json(p->publish, p->n_publish));
     json_object_set_new(o, "net",
                         json_string(p->net == SP_NET_HOST    ? "host"
                                     : p->net == SP_NET_ALLOW ? "allow"

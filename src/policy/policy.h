@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "bounds.h"
+#include "portfwd.h" /* struct sp_publish */
 #include "sandpit.h"
 
 enum sp_mount_type {
@@ -83,11 +84,7 @@ struct sp_policy {
     char *net_resolver;            /* hosts-format file: the proxy resolves
                                       names from it only (proxy.h) */
     /* workspaces: host TCP ports forwarded inside (portfwd.h) */
-    struct sp_publish {
-        char host[64];             /* numeric host address to listen on */
-        uint16_t host_port;        /* 0: any free port */
-        uint16_t port;             /* inside, on 127.0.0.1 */
-    } publish[SP_MAX_PUBLISH];
+    struct sp_publish publish[SP_MAX_PUBLISH];
     size_t n_publish;
 
     /* limits */

@@ -107,7 +107,7 @@ static void test_half_close_after_last_round(void **st)
     snprintf(json, sizeof(json), "{\"publish\": [\"0:%d\"]}", inside_port);
     assert_int_equal(sp_policy_apply_json_text(p, json, "t", &err), 0);
     struct sp_portfwd *f = NULL;
-    assert_int_equal(sp_portfwd_new(p, &f, &err), 0);
+    assert_int_equal(sp_portfwd_new(p->publish, p->n_publish, &f, &err), 0);
     assert_non_null(f);
     int host_port = (int)f->ls[0].bound_port;
 
