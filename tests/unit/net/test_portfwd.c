@@ -5,7 +5,7 @@
  * side is played by this test: it answers "port.connect" with a socket to
  * a sink of its own. */
 #define SP_PORTFWD_PUMP_ROUNDS 1
-#include "../../src/net/portfwd.c"
+#include "../../../src/net/portfwd.c"
 
 #include <arpa/inet.h>
 #include <setjmp.h>
