@@ -160,10 +160,21 @@ static int drop_caps_sets(void)
     return 0;
 }
 
+/* Set by harden() when the default seccomp filter is on: every command
+ * then gets the exec filter stacked on it (sp_seccomp_install_exec). The
+ * workspace agent is the process harden() ran in, and its exec children
+ * (vfork or fork) read it from there. */
+static bool exec_filter;
+
 /* execve with our own PATH search: execvp may allocate. Returns the errno
  * that decides 126 vs 127. */
 int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
 {
+    if (exec_filter) {
+        int r = sp_seccomp_install_exec();
+        if (r < 0)
+            return -r;
+    }
     const char *cmd = argv[0];
     if (strchr(cmd, '/')) {
         execve(cmd, argv, envp);
@@ -320,6 +331,7 @@ static void harden(struct launch *l)
         r = sp_seccomp_install(&l->seccomp);
         if (r < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, NULL), &ce), 125);
+        exec_filter = !p->seccomp_profile;
     }
 }
 

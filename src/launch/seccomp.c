@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
 #include <linux/seccomp.h>
@@ -71,6 +72,29 @@ static const uint64_t clone_ns_flags[] = {
 #define SP_NR(n) (n)
 #endif
 
+/* openat2 and the native AUDIT_ARCH for the exec filter (hand-written BPF:
+ * no libseccomp on the exec path). */
+#if defined(__x86_64__)
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_AARCH64
+#elif defined(__riscv) && __riscv_xlen == 64
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_RISCV64
+#elif defined(__powerpc64__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_PPC64LE
+#elif defined(__s390x__)
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_S390X
+#else
+#error "add this architecture's AUDIT_ARCH for the exec filter"
+#endif
+#if defined(__alpha__)
+#define SP_NR_OPENAT2 547
+#elif defined(__mips__)
+#define SP_NR_OPENAT2 (__NR_Linux + 437)
+#else
+#define SP_NR_OPENAT2 437
+#endif
+
 /* Default-filter entries allowed when the policy sets allow_ptrace. */
 #define DENY_UNLESS_PTRACE 1u
 
@@ -121,11 +145,6 @@ static const struct deny_entry default_deny[] = {
     /* hide clone3's flags (in memory, out of seccomp's sight); ENOSYS makes
      * glibc and musl fall back to clone(), whose flags the filter sees */
     {"clone3", SP_NR(435), ENOSYS, 0},
-    /* openat2's mode sits in struct open_how, out of seccomp's sight, so a
-     * set-uid mode could not be checked (see setid_rules below); ENOSYS
-     * makes a program fall back to openat(), whose mode the filter sees,
-     * as it does on kernels before 5.6 */
-    {"openat2", SP_NR(437), ENOSYS, 0},
     /* reading and writing other processes */
     {"ptrace", -1, EPERM, DENY_UNLESS_PTRACE},
     {"process_vm_readv", -1, EPERM, DENY_UNLESS_PTRACE},
@@ -1037,6 +1056,32 @@ int sp_seccomp_build(const struct sp_policy *p, struct sp_seccomp_prog *ret,
 }
 
 /* ---- in the child ------------------------------------------------------- */
+
+/* The exec filter: openat2 answers ENOSYS. Its mode sits in struct
+ * open_how, out of seccomp's sight, so a set-uid mode could not be checked
+ * (setid_calls); ENOSYS makes a program fall back to openat(), whose mode
+ * the default filter checks, as on kernels before 5.6. It is a filter of
+ * its own, stacked on the default one right before each execve, because
+ * the workspace agent (under the default filter) needs openat2 itself for
+ * RESOLVE_BENEATH. A foreign architecture falls through to ALLOW here: the
+ * default filter below it kills. */
+static const struct sock_filter exec_filter[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SP_AUDIT_ARCH_NATIVE, 0, 3),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SP_NR_OPENAT2, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+};
+
+int sp_seccomp_install_exec(void)
+{
+    struct sp_seccomp_prog prog = {
+        .filter = (struct sock_filter *)exec_filter,
+        .len = (unsigned short)SP_ARRAY_SIZE(exec_filter),
+    };
+    return sp_seccomp_install(&prog);
+}
 
 int sp_seccomp_install(const struct sp_seccomp_prog *prog)
 {
