@@ -511,3 +511,25 @@ def test_setcap(sp, ws):
         h = ws / "c3"
         expect(run_host("setcap", str(h)), "ok")
         assert os.getxattr(h, "security.capability")
+
+
+# ---- sources that would hand over the host (docs/policy.md) -----------------
+
+@pytest.mark.parametrize("cwd,attack", [
+    ("/proc", ["write", "/proc/sys/kernel/hostname", "escaped"]),
+    ("/proc/sys/kernel", ["write", "core_pattern", "|/tmp/x"]),
+    ("/sys", ["write", "/sys/power/state", "mem"]),
+    ("/dev", ["write", "/dev/escape-node"]),
+])
+def test_system_dir_workspace(cwd, attack):
+    """cd /proc && sandpit run ... : refused before anything starts."""
+    if not os.path.isdir(cwd):
+        pytest.skip(cwd + " is not on this host")
+    before = open("/proc/sys/kernel/hostname").read()
+    p = subprocess.run([SANDPIT, "run", "-q", "--ro", ESCAPE_DIR, "--",
+                        ESCAPE, *attack], cwd=cwd, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 125, p
+    assert p.stdout == "" and "docs/policy.md" in p.stderr, p
+    assert open("/proc/sys/kernel/hostname").read() == before
+    assert not os.path.exists("/dev/escape-node")
