@@ -228,8 +228,20 @@ void sp_close_all_except(int *keep, size_t n, unsigned from)
 
 /* execve with our own PATH search: execvp may allocate. Returns the errno
  * that decides 126 vs 127. */
+static int (*exec_hook)(void);
+
+void sp_exec_search_hook(int (*fn)(void))
+{
+    exec_hook = fn;
+}
+
 int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
 {
+    if (exec_hook) {
+        int r = exec_hook();
+        if (r < 0)
+            return -r;
+    }
     const char *cmd = argv[0];
     if (strchr(cmd, '/')) {
         execve(cmd, argv, envp);

@@ -84,6 +84,10 @@ void sp_close_all_except(int *keep, size_t n, unsigned from);
 /* execve argv with a PATH search that does not allocate (for a forked
  * child). Returns the errno that decides 126 (anything) vs 127 (ENOENT). */
 int sp_exec_search(char *const argv[], char *const envp[], const char *path_env);
+/* Run fn (0 or -errno; a failure is returned as sp_exec_search's errno)
+ * in the child just before each execve of sp_exec_search: launch sets it
+ * to stack the per-command seccomp filter. NULL: none. */
+void sp_exec_search_hook(int (*fn)(void));
 
 /* A directory below `at`, never through a symlink (O_NOFOLLOW); -1 with
  * errno set on failure. */

@@ -18,7 +18,7 @@ enum {
     O_HIDE, O_ENV, O_ENV_PASS, O_CLEAR_ENV, O_CWD, O_UID, O_GID, O_NO_USERNS,
     O_HOSTNAME, O_PASS_FD, O_TIMEOUT, O_KILL_AFTER, O_NET, O_MEMORY, O_PIDS,
     O_CPUS, O_TMP_SIZE, O_NOFILE, O_FSIZE, O_NO_LANDLOCK, O_NO_SECCOMP,
-    O_SECCOMP_PROFILE, O_ALLOW_PTRACE, O_REQUIRE, O_POLICY, O_PROFILE,
+    O_SECCOMP_PROFILE, O_ALLOW_PTRACE, O_ALLOW_SYSTEM_RO, O_REQUIRE, O_POLICY, O_PROFILE,
     O_STATS, O_STATS_JSON, O_VERBOSE, O_QUIET, O_HELP,
     O_NET_POLICY, O_NET_ALLOW_PRIVATE, O_NET_LOG, O_NET_RESOLVER,
     O_ROOTFS, O_IMAGE,
@@ -58,6 +58,7 @@ static const struct option long_opts[] = {
     {"no-seccomp", no_argument, NULL, O_NO_SECCOMP},
     {"seccomp-profile", required_argument, NULL, O_SECCOMP_PROFILE},
     {"allow-ptrace", no_argument, NULL, O_ALLOW_PTRACE},
+    {"allow-system-ro", no_argument, NULL, O_ALLOW_SYSTEM_RO},
     {"require", required_argument, NULL, O_REQUIRE},
     {"policy", required_argument, NULL, O_POLICY},
     {"profile", required_argument, NULL, O_PROFILE},
@@ -116,6 +117,8 @@ void cli_policy_help(void)
         "  --no-seccomp           turn the seccomp filter off (warned)\n"
         "  --seccomp-profile FILE replace the default seccomp filter (JSON)\n"
         "  --allow-ptrace         allow ptrace and process_vm_* (debuggers)\n"
+        "  --allow-system-ro      let --ro bind /, /etc, /usr, /proc, ... (see\n"
+        "                         docs/policy.md; never read-write)\n"
         "  --require LIST         refuse to run without these layers: landlock,\n"
         "                         seccomp, limits, userns, netns\n"
         "  --stats                print wall, CPU, memory and pids use at exit\n"
@@ -251,6 +254,7 @@ static json_t *flag_json(int opt, const char *arg, sp_error *err)
     case O_NO_SECCOMP: return wrap("seccomp", json_false());
     case O_SECCOMP_PROFILE: return wrap("seccomp_profile", json_string(arg));
     case O_ALLOW_PTRACE: return wrap("allow_ptrace", json_true());
+    case O_ALLOW_SYSTEM_RO: return wrap("allow_system_ro", json_true());
     case O_REQUIRE: {
         j = wrap("require", json_array());
         char *copy = strdup(arg), *save = NULL;

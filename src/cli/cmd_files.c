@@ -845,7 +845,8 @@ static int cp_out(const char *name, const char *src, const char *host)
         close(p[1]);
         struct sp_archive_stats as;
         r = dfd < 0 ? sp_error_set_cli(&err, errno, staging)
-                    : sp_archive_extract(p[0], dfd, NULL, 0, &as, &err);
+                    : sp_archive_extract(p[0], dfd, NULL, SP_ARCHIVE_UMASK,
+                                         &as, &err);
         close(p[0]);
         int ws = 0;
         if (pid > 0)

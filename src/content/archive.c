@@ -233,6 +233,9 @@ struct xstate {
     /* Image layers only: the tree of the layers below, where a hard link
      * may also find its target (sp_archive_extract_layer); else -1. */
     int lower;
+    /* Bits every mode loses: the process's umask with SP_ARCHIVE_UMASK,
+     * else 0. */
+    mode_t umask;
 };
 
 static size_t devino_hash(dev_t dev, ino_t ino, size_t cap)
@@ -539,7 +542,7 @@ static int extract_file(struct xstate *x, struct archive_entry *e, int dirfd,
     uint64_t size = declared > extent ? declared : extent;
     if (r >= 0 && ftruncate(fd, (off_t)size) < 0)
         r = entry_fail(x->err, errno, name, "set the size");
-    if (r >= 0 && fchmod(fd, archive_entry_perm(e) & 0777) < 0)
+    if (r >= 0 && fchmod(fd, archive_entry_perm(e) & 0777 & ~x->umask) < 0)
         r = entry_fail(x->err, errno, name, "set the mode");
     struct stat st;
     if (r >= 0 && fstat(fd, &st) < 0)
@@ -809,7 +812,7 @@ static int extract_dir(struct xstate *x, struct archive_entry *e, int dirfd,
                    ? refuse(x->err, ENOTDIR, name, "it is not a directory")
                    : entry_fail(x->err, -fd, name, "open the directory");
     /* u+rwx always: later entries must be able to go in. */
-    if (fchmod(fd, (archive_entry_perm(e) & 0777) | 0700) < 0)
+    if (fchmod(fd, (archive_entry_perm(e) & 0777 & ~x->umask) | 0700) < 0)
         return entry_fail(x->err, errno, name, "set the mode");
     return 0;
 }
@@ -908,7 +911,8 @@ static int extract_common(int in_fd, int dest_dirfd, int lower_dirfd,
         return sp_error_setk(err, SP_ERR_USAGE, EBADF,
                              "archive extraction needs an input and a "
                              "destination fd");
-    if (flags & ~(unsigned)(SP_ARCHIVE_OVERWRITE | SP_ARCHIVE_NO_CLOBBER))
+    if (flags & ~(unsigned)(SP_ARCHIVE_OVERWRITE | SP_ARCHIVE_NO_CLOBBER |
+                            SP_ARCHIVE_UMASK))
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "unknown archive extraction flags 0x%x", flags);
 
@@ -920,6 +924,10 @@ static int extract_common(int in_fd, int dest_dirfd, int lower_dirfd,
         .cache_fd = -1,
         .lower = lower_dirfd,
     };
+    if (flags & SP_ARCHIVE_UMASK) {
+        x.umask = umask(0);
+        umask(x.umask);
+    }
     limits_resolve(lim, &x.lim);
 
     __attribute__((cleanup(archive_freep))) struct archive *a =

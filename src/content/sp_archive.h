@@ -56,6 +56,12 @@ enum {
      * entry naming an existing directory). Without it a non-directory
      * replaces an existing non-directory atomically, as tar does. */
     SP_ARCHIVE_NO_CLOBBER = 1u << 1,
+    /* Clamp every mode by the process's umask, as open() and mkdir() would
+     * (sandpit cp out of a workspace: a world-writable file from the
+     * sandbox stays so only if the caller's umask lets it). Reads the
+     * umask with umask(2) twice: not for a multi-threaded caller that
+     * changes it concurrently. */
+    SP_ARCHIVE_UMASK = 1u << 2,
 };
 
 /* sp_archive_create formats. */
@@ -78,7 +84,8 @@ enum {
  * max_entries entries, a kind change of an existing entry (without
  * SP_ARCHIVE_OVERWRITE), a damaged or unreadable archive.
  * Skipped (counted in stats): device nodes, fifos, sockets, unknown kinds.
- * Modes keep only the 0777 bits (directories also get u+rwx); ownership,
+ * Modes keep only the 0777 bits, never set-uid, set-gid or sticky
+ * (directories also get u+rwx); ownership,
  * ACLs and xattrs are not restored. Regular files are written under a
  * temporary name and renamed into place once complete.
  * Not transactional: on failure the entries before the failing one stay in

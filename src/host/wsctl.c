@@ -82,8 +82,10 @@ int sp_ws_policy_from_json(const char *json, const char *datadir,
     int r = p ? sp_policy_apply_json_text(p, text, "workspace policy", err)
               : sp_error_set(err, ENOMEM, "policy");
     free(text);
-    if (r == 0)
+    if (r == 0) {
+        p->ws_in_state = true; /* datadir: the workspace's own, in the state */
         r = sp_policy_finalize(p, err);
+    }
     if (r == 0 && p->n_pass_fds > 0)
         r = sp_error_setk(err, SP_ERR_USAGE, 0,
                           "--pass-fd has no meaning for a workspace");

@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -279,6 +280,11 @@ static void harden(struct launch *l)
         r = sp_seccomp_install(&l->seccomp);
         if (r < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, NULL), &ce), 125);
+        /* Every command then gets the exec filter stacked on it
+         * (sp_seccomp_install_exec), just before its execve: the agent,
+         * the process hardened here, keeps openat2 for its own use, and
+         * its exec children (vfork or fork) run the hook. */
+        sp_exec_search_hook(p->seccomp_profile ? NULL : sp_seccomp_install_exec);
     }
 }
 
@@ -724,6 +730,76 @@ static void write_stats_json(const char *path, const sp_stats *st, int status)
  * mount plan, environment, seccomp program, Landlock rules and the pipes.
  * On failure the caller frees l with launch_free. */
 
+/* File systems that are the kernel's own interfaces: a workspace or bind
+ * source on one of them hands the sandbox the host (core_pattern,
+ * power/state, release_agent, device nodes). policy.c refuses the usual
+ * paths; this catches the same file systems anywhere (a bind of /proc
+ * elsewhere, /proc/PID/root/..., a cgroup mount). docs/policy.md. */
+static const struct {
+    unsigned long magic;
+    const char *name;
+} kernel_fs[] = {
+    {0x9fa0, "proc"},           {0x62656572, "sysfs"},
+    {0x27e0eb, "cgroup"},       {0x63677270, "cgroup2"},
+    {0x64626720, "debugfs"},    {0x74726163, "tracefs"},
+    {0x73636673, "securityfs"}, {0xcafe4a11, "bpf"},
+    {0x62656570, "configfs"},   {0xde5e81e4, "efivarfs"},
+    {0x42494e4d, "binfmt_misc"}, {0x6165676c, "pstore"},
+    {0xf97cff8c, "selinuxfs"},  {0x65735543, "fusectl"},
+};
+
+/* Refuse src when it lies on a kernel interface file system, or on the
+ * file system of the host's /dev (devtmpfs reports tmpfs's magic, so it is
+ * told by its device) unless /dev is on the root file system. RO sources
+ * are allowed with allow_system_ro. */
+static int check_source_fs(const char *what, const char *src, sp_error *err)
+{
+    struct statfs sf;
+    if (statfs(src, &sf) < 0)
+        return sp_error_setk(err, SP_ERR_USAGE, errno, "%s %s", what, src);
+    for (size_t i = 0; i < SP_ARRAY_SIZE(kernel_fs); i++)
+        if ((unsigned long)sf.f_type == kernel_fs[i].magic)
+            return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                 "%s %s is on a %s file system: a workspace "
+                                 "or bind source may not be on proc, sysfs, "
+                                 "devtmpfs, cgroup or another kernel "
+                                 "interface file system (docs/policy.md)",
+                                 what, src, kernel_fs[i].name);
+    struct stat sb, dev, root;
+    if (stat(src, &sb) == 0 && stat("/dev", &dev) == 0 &&
+        stat("/", &root) == 0 && dev.st_dev != root.st_dev &&
+        sb.st_dev == dev.st_dev)
+        return sp_error_setk(err, SP_ERR_USAGE, 0,
+                             "%s %s is on the file system of the host's /dev: "
+                             "a workspace or bind source may not be on proc, "
+                             "sysfs, devtmpfs, cgroup or another kernel "
+                             "interface file system (docs/policy.md)",
+                             what, src);
+    return 0;
+}
+
+static int check_sources_fs(const struct sp_policy *p, sp_error *err)
+{
+    if (p->workspace_mode != SP_WS_NONE && p->workspace &&
+        (p->workspace_mode == SP_WS_RW || !p->allow_system_ro)) {
+        int r = check_source_fs("workspace", p->workspace, err);
+        if (r < 0)
+            return r;
+    }
+    for (size_t i = 0; i < p->n_mounts; i++) {
+        const struct sp_mount_rule *m = &p->mounts[i];
+        if (m->type != SP_MOUNT_RW &&
+            (m->type != SP_MOUNT_RO || p->allow_system_ro))
+            continue;
+        int r = check_source_fs(m->type == SP_MOUNT_RW ? "--rw source"
+                                                       : "--ro source",
+                                m->src, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
 {
     const struct sp_policy *p = l->p;
@@ -746,6 +822,8 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
         return sp_error_setk(err, SP_ERR_REQUIRE, 0,
                              "--require landlock conflicts with --no-landlock");
 
+    if ((rc = check_sources_fs(p, err)) < 0)
+        return rc;
     if ((rc = sp_mount_plan_build_at(p, l->ws_dst, &l->plan, err)) < 0)
         return rc;
     if (l->pid1 && l->pid1->add_mounts &&

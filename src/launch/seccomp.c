@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/netlink.h>
 #include <linux/seccomp.h>
@@ -69,6 +70,29 @@ static const uint64_t clone_ns_flags[] = {
 #define SP_NR(n) (-1)
 #else
 #define SP_NR(n) (n)
+#endif
+
+/* openat2 and the native AUDIT_ARCH for the exec filter (hand-written BPF:
+ * no libseccomp on the exec path). */
+#if defined(__x86_64__)
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_AARCH64
+#elif defined(__riscv) && __riscv_xlen == 64
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_RISCV64
+#elif defined(__powerpc64__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_PPC64LE
+#elif defined(__s390x__)
+#define SP_AUDIT_ARCH_NATIVE AUDIT_ARCH_S390X
+#else
+#error "add this architecture's AUDIT_ARCH for the exec filter"
+#endif
+#if defined(__alpha__)
+#define SP_NR_OPENAT2 547
+#elif defined(__mips__)
+#define SP_NR_OPENAT2 (__NR_Linux + 437)
+#else
+#define SP_NR_OPENAT2 437
 #endif
 
 /* Default-filter entries allowed when the policy sets allow_ptrace. */
@@ -181,6 +205,36 @@ static const struct scmp_arg_cmp socket_family_deny[] = {
     {0, SCMP_CMP_MASKED_EQ, ~UINT64_C(3), 12},
     {0, SCMP_CMP_GE, 17, 0},
 };
+
+/* Calls that set a file's mode, and which argument holds it: a mode with
+ * S_ISUID or S_ISGID is refused (EPERM), so nothing the sandbox writes on a
+ * host path (workspace, --rw, a descriptor passed in) can grant privilege
+ * to whoever runs it later. `oflags` is the open flags argument, or -1:
+ * for the open family only a mode that takes effect (O_CREAT, O_TMPFILE)
+ * is refused. mkdir/mkdirat are not here: the kernel keeps only the
+ * permission and sticky bits of their mode. */
+struct setid_call {
+    const char *name;
+    int fallback_nr;
+    unsigned mode_arg;
+    int oflags_arg;
+};
+
+static const struct setid_call setid_calls[] = {
+    {"chmod", -1, 1, -1},
+    {"fchmod", -1, 1, -1},
+    {"fchmodat", -1, 2, -1},
+    {"fchmodat2", SP_NR(452), 2, -1},
+    {"mknod", -1, 1, -1},
+    {"mknodat", -1, 2, -1},
+    {"creat", -1, 1, -1},
+    {"open", -1, 2, 1},
+    {"openat", -1, 3, 2},
+};
+
+#ifndef __O_TMPFILE
+#define __O_TMPFILE 020000000
+#endif
 
 static void seccomp_releasep(scmp_filter_ctx *ctx)
 {
@@ -353,6 +407,44 @@ static void personality_prefix(struct sock_filter *out)
     (void)i; /* == end */
 }
 
+/* No set-uid or set-gid mode through any call that sets one (setid_calls).
+ * The kernel reads a mode as umode_t, so the bit tests hold whatever the
+ * high bits; one rule per bit (and per creating open flag) because
+ * libseccomp ORs rules and ANDs comparisons. */
+static int add_setid_rules(scmp_filter_ctx ctx, sp_error *err)
+{
+    static const uint64_t bits[] = {S_ISUID, S_ISGID};
+    static const uint64_t creating[] = {O_CREAT, __O_TMPFILE};
+    for (size_t i = 0; i < SP_ARRAY_SIZE(setid_calls); i++) {
+        const struct setid_call *c = &setid_calls[i];
+        int nr = resolve_syscall(c->name, c->fallback_nr);
+        if (nr == __NR_SCMP_ERROR)
+            continue;
+        for (size_t b = 0; b < SP_ARRAY_SIZE(bits); b++) {
+            struct scmp_arg_cmp cmp[2] = {
+                {c->mode_arg, SCMP_CMP_MASKED_EQ, bits[b], bits[b]},
+            };
+            if (c->oflags_arg < 0) {
+                int r = add_rule(ctx, SCMP_ACT_ERRNO(EPERM), c->name, nr, 1,
+                                 cmp, err);
+                if (r < 0)
+                    return r;
+                continue;
+            }
+            for (size_t f = 0; f < SP_ARRAY_SIZE(creating); f++) {
+                cmp[1] = (struct scmp_arg_cmp){(unsigned)c->oflags_arg,
+                                               SCMP_CMP_MASKED_EQ,
+                                               creating[f], creating[f]};
+                int r = add_rule(ctx, SCMP_ACT_ERRNO(EPERM), c->name, nr, 2,
+                                 cmp, err);
+                if (r < 0)
+                    return r;
+            }
+        }
+    }
+    return 0;
+}
+
 static int build_default(const struct sp_policy *p, struct sp_seccomp_prog *ret,
                          sp_error *err)
 {
@@ -442,6 +534,10 @@ static int build_default(const struct sp_policy *p, struct sp_seccomp_prog *ret,
         if (r < 0)
             return r;
     }
+
+    r = add_setid_rules(ctx, err);
+    if (r < 0)
+        return r;
 
     struct sock_filter prefix[PERSONALITY_PREFIX_LEN];
     personality_prefix(prefix);
@@ -960,6 +1056,32 @@ int sp_seccomp_build(const struct sp_policy *p, struct sp_seccomp_prog *ret,
 }
 
 /* ---- in the child ------------------------------------------------------- */
+
+/* The exec filter: openat2 answers ENOSYS. Its mode sits in struct
+ * open_how, out of seccomp's sight, so a set-uid mode could not be checked
+ * (setid_calls); ENOSYS makes a program fall back to openat(), whose mode
+ * the default filter checks, as on kernels before 5.6. It is a filter of
+ * its own, stacked on the default one right before each execve, because
+ * the workspace agent (under the default filter) needs openat2 itself for
+ * RESOLVE_BENEATH. A foreign architecture falls through to ALLOW here: the
+ * default filter below it kills. */
+static const struct sock_filter exec_filter[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SP_AUDIT_ARCH_NATIVE, 0, 3),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SP_NR_OPENAT2, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+};
+
+int sp_seccomp_install_exec(void)
+{
+    struct sp_seccomp_prog prog = {
+        .filter = (struct sock_filter *)exec_filter,
+        .len = (unsigned short)SP_ARRAY_SIZE(exec_filter),
+    };
+    return sp_seccomp_install(&prog);
+}
 
 int sp_seccomp_install(const struct sp_seccomp_prog *prog)
 {

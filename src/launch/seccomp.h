@@ -71,4 +71,9 @@ void sp_seccomp_prog_free(struct sp_seccomp_prog *prog);
  * the caller may make no system call the filter refuses: only execve. */
 int sp_seccomp_install(const struct sp_seccomp_prog *prog);
 
+/* Stack the exec filter (openat2 -> ENOSYS, docs/seccomp.md) on the calling
+ * thread: with the default filter, right before each command's execve (the
+ * workspace agent itself keeps openat2). Same rules as sp_seccomp_install. */
+int sp_seccomp_install_exec(void);
+
 #endif

@@ -770,6 +770,26 @@ int sp_proxy_parse_request(const char *buf, size_t len, size_t max,
             req->content_length = cl;
         } else if (name_is(p, nl, "transfer-encoding")) {
             FAIL(501, "Transfer-Encoding in a request is not supported");
+        } else if (name_is(p, nl, "connection")) {
+            /* A Connection header naming the framing or the Host would
+             * have them dropped as hop-by-hop while the body is forwarded:
+             * a second request reaches the upstream (smuggling). */
+            for (const char *t = v; t < ve;) {
+                const char *te = memchr(t, ',', (size_t)(ve - t));
+                if (!te)
+                    te = ve;
+                const char *a = t, *b = te;
+                while (a < b && (*a == ' ' || *a == '\t'))
+                    a++;
+                while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+                    b--;
+                if (name_is(a, (size_t)(b - a), "content-length") ||
+                    name_is(a, (size_t)(b - a), "host") ||
+                    name_is(a, (size_t)(b - a), "transfer-encoding"))
+                    FAIL(400, "the Connection header names Content-Length, "
+                              "Host or Transfer-Encoding");
+                t = te < ve ? te + 1 : ve;
+            }
         }
         p = eol + 2;
     }
@@ -788,6 +808,11 @@ static bool hop_by_hop(const char *name, size_t nl, const char *conn_tokens)
     for (size_t i = 0; i < SP_ARRAY_SIZE(drop); i++)
         if (name_is(name, nl, drop[i]))
             return true;
+    /* Never the framing or the Host, whatever Connection says (the parser
+     * refuses such a request; this is the second wall). */
+    if (name_is(name, nl, "content-length") || name_is(name, nl, "host") ||
+        name_is(name, nl, "transfer-encoding"))
+        return false;
     /* Also those the client's Connection header names (RFC 9110 7.6.1). */
     for (const char *t = conn_tokens; *t;) {
         size_t tl = strcspn(t, ",");

@@ -20,6 +20,7 @@
 #include "bounds.h"
 #include "error.h"
 #include "netspec.h"
+#include "state.h"
 #include "util.h"
 
 #ifndef SANDPIT_VERSION
@@ -868,6 +869,8 @@ static int apply_object(struct sp_policy *p, const json_t *root,
             r = path_key(v, origin, key, &p->seccomp_profile, true, err);
         } else if (strcmp(key, "allow_ptrace") == 0) {
             r = get_bool(v, origin, key, &p->allow_ptrace, err);
+        } else if (strcmp(key, "allow_system_ro") == 0) {
+            r = get_bool(v, origin, key, &p->allow_system_ro, err);
         } else if (strcmp(key, "require") == 0) {
             r = parse_require(p, v, origin, err);
         } else if (strcmp(key, "rootfs") == 0) {
@@ -1006,6 +1009,91 @@ SP_EXPORT int sp_policy_apply_profile(sp_policy *p, const char *name,
 
 /* ---- finalize --------------------------------------------------------- */
 
+/* Host directories that would hand the sandbox the host: a workspace or
+ * --rw source may not be one, contain one or lie inside one; a --ro source
+ * may not be or contain one without allow_system_ro. The file system types
+ * (proc, sysfs, devtmpfs, cgroup, ...) are checked at launch, with statfs
+ * (launch.c check_source_fs). docs/policy.md "Sources that are refused". */
+static const char *const host_system_dirs[] = {
+    "/proc", "/sys", "/dev", "/run", "/var/run", "/boot", "/etc", "/usr",
+};
+
+enum source_use { SOURCE_WORKSPACE, SOURCE_WORKSPACE_RO, SOURCE_RW, SOURCE_RO };
+
+/* How real (a resolved path) relates to dir (resolved too): "is",
+ * "contains", "lies inside", or NULL. Inside counts only when `inside`. */
+static const char *relation(const char *real, const char *dir, bool inside)
+{
+    if (strcmp(real, dir) == 0)
+        return "is";
+    if (sp_path_has_prefix(dir, real))
+        return "contains";
+    if (inside && sp_path_has_prefix(real, dir))
+        return "lies inside";
+    return NULL;
+}
+
+static int source_refused(sp_error *err, const char *what, const char *given,
+                          const char *real, const char *rel, const char *dir,
+                          const char *rule)
+{
+    bool moved = strcmp(given, real) != 0;
+    return sp_error_setk(err, SP_ERR_USAGE, 0,
+                         "%s %s%s%s%s %s %s: %s (docs/policy.md)", what,
+                         given, moved ? " (resolves to " : "",
+                         moved ? real : "", moved ? ")" : "", rel, dir, rule);
+}
+
+static int check_source(const struct sp_policy *p, enum source_use use,
+                        const char *given, sp_error *err)
+{
+    const char *what = use == SOURCE_RW   ? "--rw source"
+                       : use == SOURCE_RO ? "--ro source"
+                                          : "workspace";
+    if (use == SOURCE_WORKSPACE_RO)
+        use = SOURCE_RO; /* read-only: the --ro rules */
+    char real[PATH_MAX];
+    if (!realpath(given, real))
+        return sp_error_setk(err, SP_ERR_USAGE, errno, "%s %s", what, given);
+    static const char rule_rw[] =
+        "a workspace or --rw source may not be, contain or lie inside the "
+        "host's /, /proc, /sys, /dev, /run, /var/run, /boot, /etc, /usr or "
+        "sandpit's state directory";
+    static const char rule_ro[] =
+        "a read-only source may not be or contain the host's /, /proc, /sys, "
+        "/dev, /run, /var/run, /boot, /etc or /usr without allow_system_ro "
+        "(--allow-system-ro)";
+    static const char rule_state[] =
+        "sandpit's state directory (its workspaces' control sockets) is "
+        "never mounted into a sandbox, not even read-only";
+    bool ro_ok = use == SOURCE_RO && p->allow_system_ro;
+    if (strcmp(real, "/") == 0 && !ro_ok)
+        return source_refused(err, what, given, real, "is", "the host's root "
+                              "directory", use == SOURCE_RO ? rule_ro : rule_rw);
+    if (!ro_ok) {
+        for (size_t i = 0; i < SP_ARRAY_SIZE(host_system_dirs); i++) {
+            const char *d = host_system_dirs[i];
+            char dreal[PATH_MAX];
+            const char *rel = relation(real, d, use != SOURCE_RO);
+            if (!rel && realpath(d, dreal) && strcmp(dreal, d) != 0)
+                rel = relation(real, d = dreal, use != SOURCE_RO);
+            if (rel)
+                return source_refused(err, what, given, real, rel,
+                                      host_system_dirs[i],
+                                      use == SOURCE_RO ? rule_ro : rule_rw);
+        }
+    }
+    char state[SP_MAX_PATH], sreal[PATH_MAX];
+    sp_error ignore = {0};
+    if (sp_state_dir(state, sizeof(state), &ignore) == 0) {
+        const char *s = realpath(state, sreal) ? sreal : state;
+        const char *rel = relation(real, s, true);
+        if (rel)
+            return source_refused(err, what, given, real, rel, s, rule_state);
+    }
+    return 0;
+}
+
 SP_EXPORT int sp_policy_finalize(sp_policy *p, sp_error *err)
 {
     if (!p->workspace) {
@@ -1035,6 +1123,15 @@ SP_EXPORT int sp_policy_finalize(sp_policy *p, sp_error *err)
             return sp_error_setk(err, SP_ERR_USAGE, 0,
                                  "the host's root directory cannot be the "
                                  "workspace; pass --workspace DIR");
+        if (!p->ws_in_state) {
+            int r = check_source(p,
+                                 p->workspace_mode == SP_WS_RO
+                                     ? SOURCE_WORKSPACE_RO
+                                     : SOURCE_WORKSPACE,
+                                 p->workspace, err);
+            if (r < 0)
+                return r;
+        }
     }
     for (size_t i = 0; i < p->n_mounts; i++) {
         struct sp_mount_rule *m = &p->mounts[i];
@@ -1050,6 +1147,10 @@ SP_EXPORT int sp_policy_finalize(sp_policy *p, sp_error *err)
             return sp_error_setk(err, SP_ERR_USAGE, 0,
                                  "%s mount source %s is not a file or directory",
                                  sp_mount_type_name(m->type), m->src);
+        int r = check_source(p, m->type == SP_MOUNT_RW ? SOURCE_RW : SOURCE_RO,
+                             m->src, err);
+        if (r < 0)
+            return r;
     }
     if (!p->userns && geteuid() != 0)
         return sp_error_setk(err, SP_ERR_USAGE, 0,
@@ -1207,6 +1308,8 @@ SP_EXPORT char *sp_policy_to_json(const sp_policy *p, sp_error *err)
                         p->seccomp_profile ? json_string(p->seccomp_profile)
                                            : json_null());
     json_object_set_new(o, "allow_ptrace", json_boolean(p->allow_ptrace));
+    json_object_set_new(o, "allow_system_ro",
+                        json_boolean(p->allow_system_ro));
     json_t *req = json_array();
     for (size_t j = 0; j < SP_ARRAY_SIZE(layer_names); j++)
         if (p->require & (1u << j))

@@ -95,6 +95,11 @@ struct sp_policy {
     bool seccomp;
     char *seccomp_profile;         /* JSON file replacing the default filter */
     bool allow_ptrace;
+    bool allow_system_ro;          /* --ro may bind host system directories
+                                      (policy.c check_source) */
+    bool ws_in_state;              /* internal, never from JSON: the
+                                      workspace is a workspace's own data
+                                      directory in the state directory */
     unsigned require;              /* SP_LAYER_* bits */
 
     /* base image (docs/images.md) */

@@ -36,6 +36,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* Debian 12's headers are older than the running kernel's. */
@@ -90,6 +91,103 @@ static int report_fd(long fd)
         close((int)fd);
     errno = saved;
     return report(fd);
+}
+
+/* ---- privilege left behind (set-id modes, file capabilities) ------------ */
+
+#ifndef __NR_fchmodat2
+#define __NR_fchmodat2 452
+#endif
+
+/* Give PATH (created here, a copy of nothing: one byte) a set-uid or
+ * set-gid mode by ROUTE; "ok" when the call succeeded. The test then looks
+ * at the host's file. */
+static int at_setid(const char *route, const char *path)
+{
+    const mode_t m = 04755, g = 02755;
+    if (!strcmp(route, "open-creat"))
+        return report_fd(open(path, O_WRONLY | O_CREAT | O_CLOEXEC, m));
+    if (!strcmp(route, "openat-creat-sgid"))
+        return report_fd(openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_CLOEXEC,
+                                g));
+    if (!strcmp(route, "creat"))
+        return report_fd(syscall(SYS_creat, path, m));
+    if (!strcmp(route, "mknod"))
+        return report(mknod(path, S_IFREG | m, 0));
+    if (!strcmp(route, "mkdir-sgid")) {
+        /* the kernel keeps only rwx and sticky of mkdir's mode */
+        if (mkdir(path, 02777) < 0)
+            return report(-1);
+        struct stat sb;
+        if (stat(path, &sb) < 0)
+            return report(-1);
+        puts(sb.st_mode & S_ISGID ? "setgid" : "plain");
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    if (fd < 0)
+        return report(-1);
+    long r = -1;
+    if (!strcmp(route, "chmod"))
+        r = chmod(path, m);
+    else if (!strcmp(route, "chmod-sgid"))
+        r = chmod(path, g);
+    else if (!strcmp(route, "fchmod"))
+        r = fchmod(fd, m);
+    else if (!strcmp(route, "fchmodat"))
+        r = fchmodat(AT_FDCWD, path, m, 0);
+    else if (!strcmp(route, "fchmodat2"))
+        r = syscall(__NR_fchmodat2, AT_FDCWD, path, m, 0);
+    else {
+        close(fd);
+        fprintf(stderr, "escape: unknown set-id route %s\n", route);
+        return 2;
+    }
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    if (r < 0 && errno == ENOSYS && !strcmp(route, "fchmodat2"))
+        r = fchmodat(AT_FDCWD, path, m, 0); /* a kernel before 6.6 */
+    return report(r);
+}
+
+/* fchmod on a descriptor the caller passed in (stdout redirected to a host
+ * file). The outcome goes to stderr: a write to the file would clear the
+ * bit again. */
+static int at_fchmod_fd(const char *fd_s)
+{
+    if (fchmod(atoi(fd_s), 04755) < 0)
+        fprintf(stderr, "errno %s\n", errname(errno));
+    else
+        fputs("ok\n", stderr);
+    return 0;
+}
+
+/* A file capability (security.capability, v2, CAP_SETUID permitted and
+ * effective) on PATH. */
+static int at_setcap(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+    if (fd < 0)
+        return report(-1);
+    close(fd);
+    struct {
+        uint32_t magic_etc;
+        struct {
+            uint32_t permitted, inheritable;
+        } data[2];
+    } cap = {0x02000000u | 1u /* VFS_CAP_REVISION_2 | EFFECTIVE */,
+             {{1u << 7 /* CAP_SETUID */, 0}, {0, 0}}};
+    return report(setxattr(path, "security.capability", &cap, sizeof(cap), 0));
+}
+
+/* openat2, whose mode the filter cannot see: refused with ENOSYS. */
+static int at_openat2(const char *path)
+{
+    struct {
+        uint64_t flags, mode, resolve;
+    } how = {O_WRONLY | O_CREAT | O_CLOEXEC, 04755, 0};
+    return report_fd(syscall(437, AT_FDCWD, path, &how, sizeof(how)));
 }
 
 /* A child that waits to be the target of ptrace / process_vm_readv. */
@@ -629,6 +727,14 @@ int main(int argc, char **argv)
         return at_x32();
     if (!strcmp(a, "fds"))
         return at_fds();
+    if (!strcmp(a, "setid") && x && y)
+        return at_setid(x, y);
+    if (!strcmp(a, "fchmod-fd") && x)
+        return at_fchmod_fd(x);
+    if (!strcmp(a, "setcap") && x)
+        return at_setcap(x);
+    if (!strcmp(a, "openat2") && x)
+        return at_openat2(x);
     fprintf(stderr, "escape: unknown attack or missing argument: %s\n", a);
     return 2;
 }

@@ -433,3 +433,103 @@ def test_fill_tmp(sp):
     assert res.rc == 0 and m and int(m.group(1)) <= 8, res
     # Control: a larger /tmp takes 16 MiB.
     expect(sp(["--tmp-size", "64M"], "fill", "/tmp/fill", "16"), "wrote 16")
+
+
+# ---- nothing written grants privilege (docs/security-writes.md) -------------
+# Each route to a set-uid or set-gid file on a host path; the filter answers
+# EPERM and the host's file carries no set-id bit. Control: --no-seccomp.
+
+SETID_ROUTES = ["chmod", "chmod-sgid", "fchmod", "fchmodat", "fchmodat2",
+                "open-creat", "openat-creat-sgid", "creat", "mknod"]
+
+
+def _setid_bits(path):
+    return os.lstat(path).st_mode & 0o6000
+
+
+@pytest.mark.parametrize("route", SETID_ROUTES)
+def test_setid_mode(sp, ws, route):
+    f = ws / ("setid-" + route)
+    expect(sp([], "setid", route, f.name), "errno EPERM")
+    assert not f.exists() or _setid_bits(f) == 0, oct(f.stat().st_mode)
+    if f.exists():
+        f.unlink()
+    # Control: without the filter the same call leaves a set-id file.
+    expect(sp(["--no-seccomp"], "setid", route, f.name), "ok")
+    assert _setid_bits(f) != 0
+
+
+def test_setid_mode_rw_bind(sp, hostdir):
+    f = hostdir / "setid-rw"
+    expect(sp(["--rw", str(hostdir)], "setid", "chmod", str(f)), "errno EPERM")
+    assert _setid_bits(f) == 0
+
+
+def test_setid_mkdir(sp, ws):
+    # mkdir's set-gid bit never lands (the kernel drops it); a guard.
+    expect(sp([], "setid", "mkdir-sgid", "d1"), "plain")
+    expect(sp(["--no-seccomp"], "setid", "mkdir-sgid", "d2"), "plain")
+
+
+def test_setid_openat2(sp, ws):
+    expect(sp([], "openat2", "o2"), "errno ENOSYS")
+    assert not (ws / "o2").exists()
+    expect(sp(["--no-seccomp"], "openat2", "o2"), "ok")
+    assert _setid_bits(ws / "o2") != 0
+
+
+def test_setid_fchmod_stdout(ws, tmp_path):
+    """fchmod(1, 04755) on the caller's stdout file (the attack reports on
+    stderr: a write to the file would clear the bit again)."""
+    def run(flags):
+        out = tmp_path / "out"
+        with open(out, "w") as f:
+            os.chmod(out, 0o644)
+            p = subprocess.run(
+                [SANDPIT, "run", "-q", "--workspace", str(ws), *flags,
+                 "--ro", ESCAPE_DIR, "--", ESCAPE, "fchmod-fd", "1"],
+                cwd=ws, stdin=subprocess.DEVNULL, stdout=f,
+                stderr=subprocess.PIPE, text=True, timeout=TIMEOUT)
+        assert p.returncode == 0, p
+        return p.stderr.strip(), _setid_bits(out)
+    assert run([]) == ("errno EPERM", 0)
+    out, bits = run(["--no-seccomp"])
+    assert out == "ok" and bits != 0
+
+
+def test_setcap(sp, ws):
+    # security.capability needs CAP_SETFCAP, which the sandbox never holds
+    # (every capability dropped, bounding set empty): the kernel refuses,
+    # with or without the filter.
+    expect(sp([], "setcap", "c1"), "errno EPERM")
+    expect(sp(["--no-seccomp"], "setcap", "c2"), "errno EPERM")
+    for n in ("c1", "c2"):
+        with pytest.raises(OSError):
+            os.getxattr(ws / n, "security.capability")
+    if ROOT:
+        # Control: the same call with CAP_SETFCAP (host root) succeeds.
+        h = ws / "c3"
+        expect(run_host("setcap", str(h)), "ok")
+        assert os.getxattr(h, "security.capability")
+
+
+# ---- sources that would hand over the host (docs/policy.md) -----------------
+
+@pytest.mark.parametrize("cwd,attack", [
+    ("/proc", ["write", "/proc/sys/kernel/hostname", "escaped"]),
+    ("/proc/sys/kernel", ["write", "core_pattern", "|/tmp/x"]),
+    ("/sys", ["write", "/sys/power/state", "mem"]),
+    ("/dev", ["write", "/dev/escape-node"]),
+])
+def test_system_dir_workspace(cwd, attack):
+    """cd /proc && sandpit run ... : refused before anything starts."""
+    if not os.path.isdir(cwd):
+        pytest.skip(cwd + " is not on this host")
+    before = open("/proc/sys/kernel/hostname").read()
+    p = subprocess.run([SANDPIT, "run", "-q", "--ro", ESCAPE_DIR, "--",
+                        ESCAPE, *attack], cwd=cwd, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    assert p.returncode == 125, p
+    assert p.stdout == "" and "docs/policy.md" in p.stderr, p
+    assert open("/proc/sys/kernel/hostname").read() == before
+    assert not os.path.exists("/dev/escape-node")

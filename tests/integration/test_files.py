@@ -528,6 +528,22 @@ def test_cp_both_ways(state, w, tmp_path):
     assert os.path.islink(out2 / "pw")
 
 
+def test_cp_out_modes_clamped_by_umask(state, w, tmp_path):
+    """World-writable modes from the sandbox reach the host only as far as
+    the caller's umask lets them (docs/security-writes.md)."""
+    assert sh(state, w, "mkdir -p m/d && printf x > m/f && "
+              "chmod 0777 m/f m/d m").returncode == 0
+    e = dict(os.environ, SANDPIT_STATE=state)
+    out = tmp_path / "mout"
+    r = subprocess.run([SANDPIT, "cp", f"{w}:m", str(out)], env=e,
+                       capture_output=True, text=True, timeout=60,
+                       preexec_fn=lambda: os.umask(0o027))
+    assert r.returncode == 0, r.stderr
+    assert os.stat(out / "f").st_mode & 0o7777 == 0o750
+    assert os.stat(out / "d").st_mode & 0o7777 == 0o750
+    assert os.stat(out).st_mode & 0o7777 == 0o750
+
+
 # ---- the wire ---------------------------------------------------------------
 
 def raw(state, name):

@@ -240,6 +240,23 @@ def test_pipelined_request_is_not_forwarded(proxy, upstream):
     assert [s[0] for s in Handler.seen] == ["GET /one HTTP/1.1"]
 
 
+@pytest.mark.parametrize("conn", ["content-length, host", "Content-Length",
+                                  "keep-alive, HOST", "transfer-encoding"])
+def test_connection_naming_framing_refused(proxy, upstream, conn):
+    """Connection: content-length would drop the length but forward the
+    body: a second request smuggled to the upstream. Refused with 400."""
+    p = proxy("--allow", f"localhost:{upstream}", "--allow-private")
+    Handler.seen.clear()
+    smuggled = (f"GET /smuggled HTTP/1.1\r\nHost: localhost:{upstream}"
+                "\r\n\r\n")
+    req = (f"POST http://localhost:{upstream}/one HTTP/1.1\r\n"
+           f"Host: localhost:{upstream}\r\nConnection: {conn}\r\n"
+           f"Content-Length: {len(smuggled)}\r\n\r\n{smuggled}").encode()
+    out = raw(p.port, req)
+    assert out.startswith(b"HTTP/1.1 400") or out.startswith(b"HTTP/1.0 400"), out
+    assert Handler.seen == []
+
+
 def test_connect_tls_allowed(proxy, tls_upstream):
     port, cert = tls_upstream
     p = proxy("--allow", f"localhost:{port}", "--allow-private")

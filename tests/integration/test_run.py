@@ -2,8 +2,10 @@
 signal codes, timeouts, fd leaks, policy files and flags."""
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -597,3 +599,82 @@ def test_cgroups_of_killed_sandpits_are_swept(tmp_path):
         for d in made.values():
             if os.path.isdir(d):
                 os.rmdir(d)
+
+
+# ---- sources that would hand over the host (docs/policy.md) -----------------
+
+@pytest.mark.parametrize("path,rule", [
+    ("/", "root directory"), ("/proc", "is /proc"), ("/sys", "is /sys"),
+    ("/dev", "is /dev"), ("/run", "is /run"), ("/etc", "is /etc"),
+    ("/usr", "is /usr"), ("/boot", "is /boot"), ("/usr/share", "lies inside /usr"),
+    ("/sys/fs/cgroup", "lies inside /sys"), ("/var/run", "/run")])
+def test_system_dir_refused_as_workspace(path, rule):
+    if not os.path.isdir(path):
+        pytest.skip(path + " is not on this host")
+    r = run("true", cwd=path)
+    assert r.returncode == 125, r
+    assert rule in r.stderr, r.stderr
+    r = run("true", flags=["--workspace", path])
+    assert r.returncode == 125, r
+
+
+@pytest.mark.parametrize("path", ["/", "/proc", "/etc", "/usr/lib", "/dev"])
+def test_system_dir_refused_as_rw(ws, path):
+    r = run("true", flags=["--rw", path + ":/mnt/x"], cwd=ws)
+    assert r.returncode == 125, r
+    assert "--rw source" in r.stderr, r.stderr
+    # Not even with the read-only opt-in.
+    r = run("true", flags=["--allow-system-ro", "--rw", path + ":/mnt/x"],
+            cwd=ws)
+    assert r.returncode == 125, r
+
+
+def test_symlink_to_system_dir_refused(ws, tmp_path):
+    link = tmp_path / "innocent"
+    link.symlink_to("/etc")
+    r = run("true", cwd=ws, flags=["--rw", str(link) + ":/mnt/x"])
+    assert r.returncode == 125
+    assert "resolves to /etc" in r.stderr, r.stderr
+
+
+def test_system_dir_ro_needs_opt_in(ws):
+    r = run("true", flags=["--ro", "/etc:/mnt/hostetc"], cwd=ws)
+    assert r.returncode == 125, r
+    assert "--allow-system-ro" in r.stderr, r.stderr
+    r = run("test", "-e", "/mnt/hostetc/passwd", cwd=ws,
+            flags=["--allow-system-ro", "--ro", "/etc:/mnt/hostetc"])
+    assert r.returncode == 0, r.stderr
+    # A directory inside /etc is fine read-only, without the opt-in.
+    r = run("true", flags=["--ro", "/etc/ssl:/mnt/ssl"], cwd=ws)
+    assert r.returncode == 0, r.stderr
+
+
+def test_kernel_fs_refused_by_type(ws):
+    # /proc/self lies inside /proc, which a read-only bind may; the file
+    # system type (procfs) is refused at launch without the opt-in.
+    r = run("true", flags=["--ro", "/proc/self:/mnt/p"], cwd=ws)
+    assert r.returncode == 125, r
+    assert "proc file system" in r.stderr, r.stderr
+    r = run("true", flags=["--allow-system-ro", "--ro", "/proc/self:/mnt/p"],
+            cwd=ws)
+    assert r.returncode == 0, r.stderr
+
+
+def test_state_dir_refused(tmp_path, ws):
+    state = tmp_path / "st"
+    state.mkdir()
+    env = {"SANDPIT_STATE": str(state)}
+    for flags, cwd in [([], tmp_path), (["--rw", str(state)], ws),
+                       (["--ro", str(state) + ":/mnt/s"], ws),
+                       (["--allow-system-ro", "--ro",
+                         str(state) + ":/mnt/s"], ws)]:
+        r = run("true", flags=flags, cwd=cwd, env=env)
+        assert r.returncode == 125, (flags, r)
+        assert "state directory" in r.stderr, r.stderr
+    # Control: the same workspace with the state elsewhere runs.
+    elsewhere = tempfile.mkdtemp(prefix="sandpit-st-")
+    try:
+        r = run("true", cwd=tmp_path, env={"SANDPIT_STATE": elsewhere})
+    finally:
+        shutil.rmtree(elsewhere)
+    assert r.returncode == 0, r.stderr

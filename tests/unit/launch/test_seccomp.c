@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -247,6 +248,53 @@ static long p_personality_norandom(void)
 {
     return syscall(SYS_personality, ADDR_NO_RANDOMIZE);
 }
+/* Set-uid and set-gid modes: every probe has a bad fd or path, so without
+ * the filter the kernel answers EBADF/EFAULT and with it the filter EPERM. */
+static long p_chmod_suid(void) { return syscall(SYS_chmod, NULL, 04755); }
+static long p_fchmod_suid(void) { return syscall(SYS_fchmod, -1, 04755); }
+static long p_fchmod_sgid(void) { return syscall(SYS_fchmod, -1, 02755); }
+static long p_fchmod_suid_high(void)
+{
+    /* the kernel reads a umode_t: high bits must not hide the bit */
+    return syscall(SYS_fchmod, -1, 04755ul | (1ul << 40));
+}
+static long p_fchmod_plain(void) { return syscall(SYS_fchmod, -1, 01777); }
+static long p_fchmodat_suid(void)
+{
+    return syscall(SYS_fchmodat, -1, "x", 04755);
+}
+static long p_fchmodat2_sgid(void)
+{
+    return syscall(452, -1, "x", 02755, 0);
+}
+static long p_mknod_suid(void)
+{
+    return syscall(SYS_mknod, NULL, S_IFREG | 04755, 0);
+}
+static long p_mknodat_sgid(void)
+{
+    return syscall(SYS_mknodat, -1, "x", S_IFREG | 02755, 0);
+}
+static long p_creat_suid(void) { return syscall(SYS_creat, NULL, 04755); }
+static long p_open_creat_suid(void)
+{
+    return syscall(SYS_open, NULL, O_WRONLY | O_CREAT, 04755);
+}
+static long p_openat_creat_sgid(void)
+{
+    return syscall(SYS_openat, -1, "x", O_WRONLY | O_CREAT, 02755);
+}
+static long p_openat_tmpfile_suid(void)
+{
+    return syscall(SYS_openat, -1, "x", O_WRONLY | O_TMPFILE, 04755);
+}
+static long p_openat_nocreat_suid(void)
+{
+    /* without O_CREAT the mode is ignored: allowed */
+    return syscall(SYS_openat, -1, "x", O_RDONLY, 04755);
+}
+static long p_openat2(void) { return syscall(437, -1, NULL, NULL, 0); }
+static long p_mkdir_sgid(void) { return syscall(SYS_mkdir, NULL, 02777); }
 static long p_getppid(void) { return syscall(SYS_getppid); }
 static long p_uname_null(void) { return syscall(SYS_uname, NULL); }
 static long p_uname_bad(void) { return syscall(SYS_uname, (void *)1); }
@@ -297,6 +345,18 @@ static const struct refusal refusals[] = {
     {"ptrace", p_ptrace, EPERM, true},
     {"process_vm_readv", p_process_vm_readv, EPERM, true},
     {"personality(READ_IMPLIES_EXEC)", p_personality_rie, EPERM, false},
+    {"chmod(04755)", p_chmod_suid, EPERM, true},
+    {"fchmod(04755)", p_fchmod_suid, EPERM, true},
+    {"fchmod(02755)", p_fchmod_sgid, EPERM, true},
+    {"fchmod(04755 | 1 << 40)", p_fchmod_suid_high, EPERM, true},
+    {"fchmodat(04755)", p_fchmodat_suid, EPERM, true},
+    {"fchmodat2(02755)", p_fchmodat2_sgid, EPERM, true},
+    {"mknod(S_IFREG | 04755)", p_mknod_suid, EPERM, true},
+    {"mknodat(S_IFREG | 02755)", p_mknodat_sgid, EPERM, true},
+    {"creat(04755)", p_creat_suid, EPERM, true},
+    {"open(O_CREAT, 04755)", p_open_creat_suid, EPERM, true},
+    {"openat(O_CREAT, 02755)", p_openat_creat_sgid, EPERM, true},
+    {"openat(O_TMPFILE, 04755)", p_openat_tmpfile_suid, EPERM, true},
 };
 
 static void test_default_refusals(void **state)
@@ -365,6 +425,15 @@ static void test_default_allows(void **state)
     assert_true(o.reported);
     assert_true(o.ret >= 0);
 
+    /* modes without a set-id bit, a set-uid mode open() ignores, and mkdir
+     * (whose set-id bits the kernel drops) reach the kernel */
+    o = run_probe(&prog, p_fchmod_plain);
+    assert_true(refused_with(&o, EBADF));
+    o = run_probe(&prog, p_openat_nocreat_suid);
+    assert_true(refused_with(&o, EBADF));
+    o = run_probe(&prog, p_mkdir_sgid);
+    assert_true(refused_with(&o, EFAULT));
+
     sp_seccomp_prog_free(&prog);
 }
 
@@ -378,6 +447,30 @@ static void test_default_socket_families(void **state)
     uint64_t allowed = (UINT64_C(1) << AF_UNIX) | (UINT64_C(1) << AF_INET) |
                        (UINT64_C(1) << AF_INET6) | (UINT64_C(1) << AF_NETLINK);
     assert_int_equal((uint64_t)o.ret, ~allowed);
+    sp_seccomp_prog_free(&prog);
+}
+
+/* openat2 is refused by the exec filter stacked before each command's
+ * execve, not by the default filter (the agent needs it). */
+static long p_openat2_exec_filter(void)
+{
+    if (sp_seccomp_install_exec() < 0)
+        return -100;
+    return p_openat2();
+}
+
+static void test_exec_filter(void **state)
+{
+    (void)state;
+    struct sp_seccomp_prog prog = {0};
+    build_default(&prog, false);
+    struct outcome o = run_probe(&prog, p_openat2);
+    assert_true(o.reported);
+    assert_false(refused_with(&o, ENOSYS));
+    o = run_probe(&prog, p_openat2_exec_filter);
+    assert_true(refused_with(&o, ENOSYS));
+    o = run_probe(&prog, p_getpid);
+    assert_true(o.reported);
     sp_seccomp_prog_free(&prog);
 }
 
@@ -728,6 +821,7 @@ int main(void)
         cmocka_unit_test(test_default_allows),
         cmocka_unit_test(test_default_socket_families),
         cmocka_unit_test(test_allow_ptrace),
+        cmocka_unit_test(test_exec_filter),
         cmocka_unit_test(test_foreign_arch_killed),
         cmocka_unit_test(test_profile_valid),
         cmocka_unit_test(test_profile_errors),

@@ -389,6 +389,15 @@ static void test_request_bad(void **state)
         {"GET http://a/ HTTP/1.1\r\nX: a\rb\r\n\r\n", 400},
         {"GET http://a/ HTTP/1.1\r\n X: folded\r\n\r\n", 400},
         {"GET http://a/ HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400},
+        /* smuggling: the framing or the Host named as hop-by-hop */
+        {"POST http://a/ HTTP/1.1\r\nConnection: content-length, host\r\n"
+         "Content-Length: 5\r\n\r\n", 400},
+        {"POST http://a/ HTTP/1.1\r\nConnection: keep-alive,\tContent-LENGTH "
+         "\r\nContent-Length: 5\r\n\r\n", 400},
+        {"GET http://a/ HTTP/1.1\r\nConnection: close\r\nConnection: Host\r\n"
+         "\r\n", 400},
+        {"GET http://a/ HTTP/1.1\r\nConnection: transfer-encoding\r\n\r\n",
+         400},
         {"GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n", 400},
         {"GET http://a/ HTTP/1.1\r\nHost: a:81\r\n\r\n", 400},
         {"GET http://a:81/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
@@ -524,6 +533,15 @@ static void test_build_head(void **state)
     assert_true(parse(t, &req) > 0);
     assert_int_equal(sp_proxy_build_upstream_head(t, &req, out, sizeof(out)),
                      -EINVAL);
+
+    /* A token that only begins like a framing header is an ordinary one. */
+    t = "POST http://a.com/ HTTP/1.1\r\nConnection: content-lengthx, hostx\r\n"
+        "Content-Length: 0\r\nhostx: 1\r\n\r\n";
+    assert_true(parse(t, &req) > 0);
+    n = sp_proxy_build_upstream_head(t, &req, out, sizeof(out));
+    out[n] = '\0';
+    assert_string_equal(out, "POST / HTTP/1.1\r\nContent-Length: 0\r\n"
+                             "Host: a.com\r\nConnection: close\r\n\r\n");
 }
 
 /* ---- TLS ClientHello ------------------------------------------------------------------ */

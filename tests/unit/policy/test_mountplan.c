@@ -90,7 +90,8 @@ static void test_user_rules(void **state)
 {
     (void)state;
     struct sp_policy *p = policy_with(
-        "{\"workspace\": \"/tmp\", \"cwd\": \"/data\", \"mounts\": ["
+        "{\"workspace\": \"/tmp\", \"cwd\": \"/data\", \"allow_system_ro\": true,"
+        "\"mounts\": ["
         "{\"type\": \"rw\", \"src\": \"/tmp\", \"dst\": \"/usr\"},"
         "{\"type\": \"ro\", \"src\": \"/etc\", \"dst\": \"/data\"},"
         "{\"type\": \"hide\", \"dst\": \"/etc/passwd\"},"

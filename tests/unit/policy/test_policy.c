@@ -92,6 +92,8 @@ static void test_apply_bad(void **state)
         {"{\"net\": \"maybe\"}", "\"maybe\" is not one of none, host"},
         {"{\"net\": 3}", "key \"net\" must be a string"},
         {"{\"landlock\": \"yes\"}", "key \"landlock\" must be true or false"},
+        {"{\"allow_system_ro\": 1}",
+         "key \"allow_system_ro\" must be true or false"},
         {"{\"mounts\": [{\"type\": \"ro\", \"dst\": \"/a\"}]}", "needs \"src\""},
         {"{\"mounts\": [{\"type\": \"rx\", \"src\": \"/a\"}]}", "not one of ro"},
         {"{\"mounts\": [{\"type\": \"ro\", \"src\": \"rel\"}]}", "absolute"},
@@ -177,6 +179,60 @@ static void test_file_and_finalize(void **state)
     rmdir(dir);
 }
 
+/* Sources that would hand over the host (docs/policy.md): refused at
+ * finalize with a sentence naming the rule; read-only by opt-in only. */
+static void test_system_sources(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *json, *expect;
+    } refused[] = {
+        {"{\"workspace\": \"/etc\"}", "workspace /etc is /etc: a workspace"},
+        {"{\"workspace\": \"/usr/share\"}", "lies inside /usr"},
+        {"{\"workspace\": \"/proc\", \"workspace_mode\": \"ro\"}",
+         "without allow_system_ro"},
+        {"{\"workspace\": \"/tmp\", \"mounts\": [{\"type\": \"rw\", "
+         "\"src\": \"/sys\", \"dst\": \"/x\"}]}",
+         "--rw source /sys is /sys"},
+        {"{\"workspace\": \"/tmp\", \"allow_system_ro\": true, \"mounts\": "
+         "[{\"type\": \"rw\", \"src\": \"/dev\", \"dst\": \"/x\"}]}",
+         "--rw source /dev is /dev"},
+        {"{\"workspace\": \"/tmp\", \"mounts\": [{\"type\": \"ro\", "
+         "\"src\": \"/\", \"dst\": \"/x\"}]}",
+         "is the host's root directory"},
+        {"{\"workspace\": \"/tmp\", \"mounts\": [{\"type\": \"ro\", "
+         "\"src\": \"/usr\", \"dst\": \"/x\"}]}",
+         "(--allow-system-ro)"},
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        struct sp_policy *p = sp_policy_new();
+        sp_error err = {0};
+        assert_int_equal(
+            sp_policy_apply_json_text(p, refused[i].json, "t", &err), 0);
+        int r = sp_policy_finalize(p, &err);
+        if (r >= 0 || !strstr(err.message, refused[i].expect))
+            fail_msg("case %zu (%s): r=%d message '%s', expected '%s'", i,
+                     refused[i].json, r, err.message, refused[i].expect);
+        assert_int_equal(err.kind, SP_ERR_USAGE);
+        sp_policy_free(p);
+    }
+    static const char *const allowed[] = {
+        "{\"workspace\": \"/tmp\", \"allow_system_ro\": true, \"mounts\": "
+        "[{\"type\": \"ro\", \"src\": \"/usr\", \"dst\": \"/x\"}]}",
+        "{\"workspace\": \"/tmp\", \"mounts\": [{\"type\": \"ro\", "
+        "\"src\": \"/usr/share\", \"dst\": \"/x\"}]}",
+    };
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+        struct sp_policy *p = sp_policy_new();
+        sp_error err = {0};
+        assert_int_equal(sp_policy_apply_json_text(p, allowed[i], "t", &err),
+                         0);
+        if (sp_policy_finalize(p, &err) < 0)
+            fail_msg("case %zu (%s): %s", i, allowed[i], err.message);
+        sp_policy_free(p);
+    }
+}
+
 static void test_profiles(void **state)
 {
     (void)state;
@@ -206,6 +262,7 @@ int main(void)
         cmocka_unit_test(test_apply_ok),
         cmocka_unit_test(test_apply_bad),
         cmocka_unit_test(test_file_and_finalize),
+        cmocka_unit_test(test_system_sources),
         cmocka_unit_test(test_profiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
