@@ -384,6 +384,36 @@ static json_t *lib_error(const sp_error *err)
     return tool_error("%s%s", err->message[0] ? err->message : "failed", hint);
 }
 
+/* lib_error, with the operation's details (stolen, may be NULL: a
+ * patch's report) after the message as JSON, and as structuredContent. */
+static json_t *lib_error_data(struct mcp *m, const sp_error *err, json_t *data)
+{
+    json_t *r = lib_error(err);
+    if (!data)
+        return r;
+    char *d = json_dumps(data, JSON_INDENT(1) | JSON_SORT_KEYS);
+    json_t *t = json_object_get(json_array_get(json_object_get(r, "content"), 0),
+                                "text");
+    if (d && t) {
+        size_t cap = m->ops.max_output;
+        size_t dl = strlen(d);
+        if (dl > cap)
+            dl = sp_jrpc_utf8_cut(d, cap);
+        char *all = NULL;
+        if (asprintf(&all, "%s\n%.*s%s", json_string_value(t), (int)dl, d,
+                     dl < strlen(d) ? "\n[cut: the report is longer]" : "") >= 0) {
+            json_string_set(t, all);
+            free(all);
+        }
+    }
+    free(d);
+    if (m->structured)
+        json_object_set_new(r, "structuredContent", data);
+    else
+        json_decref(data);
+    return r;
+}
+
 /* ---- exec ------------------------------------------------------------ */
 
 static void call_free(struct call *c)
@@ -630,6 +660,15 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
         reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_INVALID, NULL,
                                   "send initialize first"));
     } else if (strcmp(meth, "tools/list") == 0) {
+        /* One page holds every tool: there is no cursor to continue from. */
+        json_t *cur = json_object_get(params, "cursor");
+        if (cur && !json_is_null(cur)) {
+            reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_PARAMS, NULL,
+                                      "unknown cursor: tools/list returns "
+                                      "every tool in one page (no "
+                                      "nextCursor), so no cursor is valid"));
+            return;
+        }
         reply(m, b, sp_jrpc_result(msg->id, tools_list(m)));
     } else if (strcmp(meth, "logging/setLevel") == 0) {
         const char *l = json_string_value(json_object_get(params, "level"));
@@ -670,10 +709,12 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
         }
         sp_error err = {0};
         json_t *s = t->fn(&m->ops, args, &err);
+        json_t *data = sp_ops_take_err_data(&m->ops);
         if (!s) {
-            reply(m, b, sp_jrpc_result(msg->id, lib_error(&err)));
+            reply(m, b, sp_jrpc_result(msg->id, lib_error_data(m, &err, data)));
             return;
         }
+        json_decref(data);
         if (strcmp(t->name, "workspace_create") == 0 ||
             strcmp(t->name, "workspace_fork") == 0 ||
             strcmp(t->name, "workspace_delete") == 0)
@@ -870,12 +911,18 @@ int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err)
             break;
         size_t n = 0;
         pfd[n++] = (struct pollfd){eof ? -1 : m.in_fd, POLLIN, 0};
-        pfd[n++] = (struct pollfd){fr == 1 ? m.out_fd : -1, POLLOUT, 0};
+        /* Always polled: POLLERR says the client closed its end (it
+         * crashed), and what it started ends at once. */
+        pfd[n++] = (struct pollfd){m.out_fd, fr == 1 ? POLLOUT : 0, 0};
         step_calls(&m, pfd, &n, false);
         int pr = poll(pfd, n, -1);
         if (pr < 0) {
             if (errno == EINTR)
                 continue;
+            break;
+        }
+        if (pfd[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+            m.out_dead = true;
             break;
         }
         size_t idx = 2;

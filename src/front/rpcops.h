@@ -32,11 +32,26 @@ struct sp_ops {
     char **owned;
     size_t n_owned;
     size_t max_output;
+    /* Set by an operation that failed with details worth more than its
+     * message (a patch's report): {"kind": ..., ...}; the front end takes
+     * it (sp_ops_take_err_data) into error.data or the tool's result. */
+    json_t *err_data;
 };
+
+/* The details the last failed operation left (caller decrefs), or NULL. */
+json_t *sp_ops_take_err_data(struct sp_ops *o);
 
 int sp_ops_init(struct sp_ops *o, const char *policy_file, size_t max_output,
                 sp_error *err);
 void sp_ops_free(struct sp_ops *o);
+
+/* The operator's policy "timeout" (seconds; 0: none), the ceiling of
+ * every exec's timeout, a service's readiness wait and a client's
+ * idle_timeout; sp_ops_timeout_check refuses t over it (SP_ERR_USAGE,
+ * EPERM) naming `what`. */
+double sp_ops_timeout_ceiling(const struct sp_ops *o);
+int sp_ops_timeout_check(const struct sp_ops *o, const char *what, double t,
+                         sp_error *err);
 
 /* May this server act on workspace `name`? 0 or < 0 (err: not found /
  * not ours). */

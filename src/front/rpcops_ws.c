@@ -319,13 +319,15 @@ json_t *sp_ops_patch_apply(struct sp_ops *o, json_t *a, sp_error *err)
     json_t *rep = report ? json_loads(report, 0, NULL) : NULL;
     free(report);
     if (r == 1) {
-        char *s = rep ? json_dumps(rep, JSON_COMPACT) : NULL;
-        sp_error_setk(err, SP_ERR_USAGE, EINVAL,
-                      "the patch did not apply and nothing was changed: %.900s "
-                      "(read the file and make the patch match it)",
-                      s ? s : "");
-        free(s);
-        json_decref(rep);
+        /* Not a bad argument: the library refused it. The report, whole,
+         * goes to error.data (serve) or the tool's result (mcp). */
+        sp_error_setk(err, SP_ERR_USAGE, 0,
+                      "the patch did not apply and nothing was changed "
+                      "(the report says which file and hunk: read the file "
+                      "and make the patch match it)");
+        json_decref(o->err_data);
+        o->err_data = json_pack("{s:s,s:o}", "kind", "patch", "report",
+                                rep ? rep : json_object());
         return NULL;
     }
     if (!json_is_object(rep)) {
@@ -507,8 +509,13 @@ json_t *sp_ops_service_start(struct sp_ops *o, json_t *a, sp_error *err)
         str_arg(a, "ready", false, 4096, &ready, err) < 0 ||
         num_arg(a, "ready_timeout", false, 0, 600, &rt, err) < 0 ||
         bool_arg(a, "restart_on_failure", &restart, err) < 0 ||
+        sp_ops_timeout_check(o, "ready_timeout", rt, err) < 0 ||
         cmd_of(o, a, ws, true, &ex, &keep, err) < 0)
         return NULL;
+    /* The default wait (30 s) is cut to the operator's timeout. */
+    double cap = sp_ops_timeout_ceiling(o);
+    if (rt == 0 && cap > 0 && cap < 30)
+        rt = cap;
     sp_ws_service_opts so = {.name = name, .argv = ex.argv, .env = ex.env,
                              .cwd = ex.cwd, .ready = ready, .ready_timeout = rt,
                              .restart_on_failure = restart,

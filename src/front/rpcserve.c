@@ -120,8 +120,10 @@ static void batch_done(struct client *c, struct batch *b)
     free(b);
 }
 
-/* The one place a library error becomes a JSON-RPC error. */
-static json_t *lib_error(json_t *id, const sp_error *err)
+/* The one place a library error becomes a JSON-RPC error; data (stolen,
+ * may be NULL): the operation's details (sp_ops_take_err_data), whose
+ * keys join error.data. */
+static json_t *lib_error_data(json_t *id, const sp_error *err, json_t *data)
 {
     int code = SP_JRPC_FAILED;
     const char *kind = "failed";
@@ -136,8 +138,17 @@ static json_t *lib_error(json_t *id, const sp_error *err)
     } else if (err->kind == SP_ERR_SYSTEM) {
         kind = "system";
     }
-    return sp_jrpc_error(id, code, json_pack("{s:s}", "kind", kind), "%s",
+    json_t *d = json_pack("{s:s}", "kind", kind);
+    if (json_is_object(data))
+        json_object_update(d, data);
+    json_decref(data);
+    return sp_jrpc_error(id, code, d, "%s",
                          err->message[0] ? err->message : "failed");
+}
+
+static json_t *lib_error(json_t *id, const sp_error *err)
+{
+    return lib_error_data(id, err, NULL);
 }
 
 static void call_free(struct call *c)
@@ -333,11 +344,14 @@ static void handle_one(struct srv *s, struct client *cl, json_t *o,
         }
         sp_error err = {0};
         json_t *r = methods[i].fn(&s->ops, m.params, &err);
+        json_t *data = sp_ops_take_err_data(&s->ops);
         if (!id) {
             json_decref(r);
+            json_decref(data);
             return;
         }
-        reply(cl, b, r ? sp_jrpc_result(id, r) : lib_error(id, &err));
+        reply(cl, b, r ? sp_jrpc_result(id, r)
+                       : lib_error_data(id, &err, data));
         return;
     }
     if (id)
