@@ -19,6 +19,7 @@
 #include "error.h"
 #include "jsonrpc.h"
 #include "rpcops.h"
+#include "wsend.h"
 #include "wsjob.h"
 
 static const char *const versions[] = {"2025-11-25", "2025-06-18",
@@ -200,7 +201,9 @@ static const struct tool tools[] = {
      "\"stdout\":{\"type\":\"string\"},\"stderr\":{\"type\":\"string\"},"
      "\"truncated\":{\"type\":\"boolean\"},"
      "\"stdout_bytes\":{\"type\":\"integer\"},\"stderr_bytes\":{\"type\":\"integer\"},"
-     "\"output_files\":{\"type\":\"object\"},\"duration_ms\":{\"type\":\"number\"}},"
+     "\"output_files\":{\"type\":\"object\"},\"duration_ms\":{\"type\":\"number\"},"
+     "\"outcome\":{\"type\":\"object\",\"description\":\"How it ended: ended is exit, signal, timeout, oom, pids or cancelled, with the details (signal, limit_bytes, refused_forks, limit).\","
+     "\"properties\":{\"ended\":{\"type\":\"string\",\"enum\":[\"exit\",\"signal\",\"timeout\",\"oom\",\"pids\",\"cancelled\"]}},\"required\":[\"ended\"]}},"
      "\"required\":[\"exit_code\",\"stdout\",\"stderr\",\"truncated\"]}",
      NULL, false, false},
     {"workspace_diff", "Show changed files",
@@ -517,6 +520,7 @@ static void exec_ended(struct mcp *m, struct call *c)
     json_t *s = json_object();
     json_object_set_new(s, "exit_code", json_integer(res->status));
     json_object_set_new(s, "timed_out", json_boolean(res->timed_out));
+    json_object_set_new(s, "outcome", sp_ws_end_json(&res->end));
     bool trunc = false;
     json_t *files = json_object();
     static const char *const names[] = {NULL, "stdout", "stderr"};
@@ -582,8 +586,10 @@ static void exec_reply(struct mcp *m, struct call *c)
     size_t tl = 0;
     FILE *f = open_memstream(&text, &tl);
     if (f) {
-        fprintf(f, "exit code %d%s\n", code,
-                json_is_true(json_object_get(s, "timed_out")) ? " (timed out)" : "");
+        const char *how = json_string_value(
+            json_object_get(json_object_get(s, "outcome"), "text"));
+        fprintf(f, "exit code %d%s%s%s\n", code, how ? " (" : "",
+                how ? how : "", how ? ")" : "");
         if (so && *so)
             fprintf(f, "--- stdout ---\n%s%s", so,
                     so[strlen(so) - 1] == '\n' ? "" : "\n");

@@ -21,6 +21,7 @@
 #include "error.h"
 #include "jsonrpc.h"
 #include "rpcops.h"
+#include "wsend.h"
 #include "wsjob.h"
 
 typedef json_t *(*op_fn)(struct sp_ops *, json_t *, sp_error *);
@@ -239,8 +240,9 @@ static json_t *exec_result(const struct call *c)
     const struct sp_wsjob_result *res = sp_wsjob_result(c->job);
     if (res->status < 0)
         return NULL;
-    json_t *o = json_pack("{s:i,s:b}", "exit_code", res->status, "timed_out",
-                          res->timed_out);
+    json_t *o = json_pack("{s:i,s:b,s:o}", "exit_code", res->status,
+                          "timed_out", res->timed_out, "outcome",
+                          sp_ws_end_json(&res->end));
     bool trunc = false;
     static const char *const names[] = {NULL, "stdout", "stderr"};
     for (int i = 1; i < 3; i++) {
@@ -274,7 +276,9 @@ static void cancel(struct client *cl, json_t *id, struct batch *b,
             continue;
         /* The exec's own request is answered: cancelled. */
         reply(cl, c->batch, sp_jrpc_error(c->id, SP_JRPC_FAILED,
-                                          json_pack("{s:s}", "kind", "cancelled"),
+                                          json_pack("{s:s,s:{s:s}}", "kind",
+                                                    "cancelled", "outcome",
+                                                    "ended", "cancelled"),
                                           "cancelled"));
         cl->calls[i] = NULL;
         if (c->batch) {
