@@ -37,6 +37,8 @@ struct batch {
 struct call {
     json_t *id;
     struct batch *batch;
+    const struct tool *tool;    /* a waiting tool (pend), else exec (job) */
+    struct sp_ops_pending *pend;
     struct sp_wsjob *job;
     struct sp_wsjob *save[3];
     char ws[64];
@@ -424,6 +426,7 @@ static void call_free(struct call *c)
     if (!c)
         return;
     sp_wsjob_free(c->job);
+    sp_ops_pending_free(c->pend);
     for (int i = 1; i < 3; i++)
         sp_wsjob_free(c->save[i]);
     json_decref(c->id);
@@ -619,6 +622,30 @@ static void exec_reply(struct mcp *m, struct call *c)
     reply(m, c->batch, sp_jrpc_result(c->id, r));
 }
 
+/* A tool's result (s stolen), or its error (s NULL: err, and the
+ * operation's details). */
+static json_t *tool_outcome(struct mcp *m, const struct tool *t, json_t *s,
+                            const sp_error *err)
+{
+    json_t *data = sp_ops_take_err_data(&m->ops);
+    if (!s)
+        return lib_error_data(m, err, data);
+    json_decref(data);
+    if (strcmp(t->name, "workspace_create") == 0 ||
+        strcmp(t->name, "workspace_fork") == 0 ||
+        strcmp(t->name, "workspace_delete") == 0)
+        mlog(m, LOG_INFO_, "%s: %s", t->name,
+             json_string_value(json_object_get(s, "workspace")));
+    char *text = json_dumps(s, JSON_INDENT(1) | JSON_SORT_KEYS);
+    if (text && strlen(text) > m->ops.max_output) {
+        size_t cut = sp_jrpc_utf8_cut(text, m->ops.max_output);
+        strcpy(text + cut, "\n[truncated]");
+    }
+    json_t *r = tool_result(m, s, text ? text : "");
+    free(text);
+    return r;
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 static json_t *handle_initialize(struct mcp *m, json_t *params)
@@ -714,25 +741,36 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
             return;
         }
         sp_error err = {0};
-        json_t *s = t->fn(&m->ops, args, &err);
-        json_t *data = sp_ops_take_err_data(&m->ops);
-        if (!s) {
-            reply(m, b, sp_jrpc_result(msg->id, lib_error_data(m, &err, data)));
+        /* One that waits in the workspace is an event (never blocks). */
+        struct sp_ops_pending *pend = NULL;
+        int sr = sp_ops_start(&m->ops, t->fn, args, &pend, &err);
+        if (sr < 0) {
+            reply(m, b, sp_jrpc_result(msg->id, lib_error(&err)));
             return;
         }
-        json_decref(data);
-        if (strcmp(t->name, "workspace_create") == 0 ||
-            strcmp(t->name, "workspace_fork") == 0 ||
-            strcmp(t->name, "workspace_delete") == 0)
-            mlog(m, LOG_INFO_, "%s: %s", t->name,
-                 json_string_value(json_object_get(s, "workspace")));
-        char *text = json_dumps(s, JSON_INDENT(1) | JSON_SORT_KEYS);
-        if (text && strlen(text) > m->ops.max_output) {
-            size_t cut = sp_jrpc_utf8_cut(text, m->ops.max_output);
-            strcpy(text + cut, "\n[truncated]");
+        if (sr == 1) {
+            int slot = call_slot(m);
+            struct call *c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+            if (!c) {
+                sp_ops_pending_free(pend);
+                reply(m, b, sp_jrpc_result(msg->id,
+                                           tool_error("too many calls waiting "
+                                                      "at once (at most %d): "
+                                                      "wait for one to finish",
+                                                      SP_MCP_MAX_CALLS)));
+                return;
+            }
+            c->id = json_deep_copy(msg->id);
+            c->tool = t;
+            c->pend = pend;
+            c->batch = b;
+            if (b)
+                b->pending++;
+            m->calls[slot] = c;
+            return;
         }
-        reply(m, b, sp_jrpc_result(msg->id, tool_result(m, s, text ? text : "")));
-        free(text);
+        json_t *s = t->fn(&m->ops, args, &err);
+        reply(m, b, sp_jrpc_result(msg->id, tool_outcome(m, t, s, &err)));
     } else if (strcmp(meth, "resources/list") == 0 ||
                strcmp(meth, "prompts/list") == 0) {
         reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_METHOD, NULL,
@@ -822,6 +860,18 @@ static void step_calls(struct mcp *m, struct pollfd *pfd, size_t *idx,
         struct call *c = m->calls[i];
         if (!c)
             continue;
+        if (c->pend) {
+            int fd = sp_ops_pending_fd(c->pend);
+            if (!polled) {
+                c->npfd[0] = fd >= 0;
+                if (fd >= 0)
+                    pfd[*idx] = (struct pollfd){fd, POLLIN, 0};
+            } else if (c->npfd[0] && pfd[*idx].revents) {
+                sp_ops_pending_step(c->pend);
+            }
+            *idx += c->npfd[0];
+            continue;
+        }
         struct sp_wsjob *jobs[3] = {c->structured ? NULL : c->job, c->save[1],
                                     c->save[2]};
         for (int k = 0; k < 3; k++) {
@@ -848,7 +898,14 @@ static void settle_calls(struct mcp *m)
         struct call *c = m->calls[i];
         if (!c)
             continue;
-        if (!c->structured) {
+        if (c->pend) {
+            if (sp_ops_pending_fd(c->pend) >= 0)
+                continue; /* still waiting */
+            sp_error err = {0};
+            json_t *s = sp_ops_pending_finish(c->pend, &err);
+            reply(m, c->batch,
+                  sp_jrpc_result(c->id, tool_outcome(m, c->tool, s, &err)));
+        } else if (!c->structured) {
             if (!job_done(c->job))
                 continue; /* still running */
             exec_ended(m, c);

@@ -84,6 +84,24 @@ json_t *sp_ops_service_status(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_service_logs(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_service_stop(struct sp_ops *o, json_t *args, sp_error *err);
 
+typedef json_t *(*sp_ops_fn)(struct sp_ops *, json_t *, sp_error *);
+
+/* Operations that wait in the workspace — service_start (its readiness
+ * probe), shell_read and service_logs with "wait" — as events, so a front
+ * end's loop never blocks on one: sp_ops_start checks fn's arguments and,
+ * when fn waits, sends its request and returns 1 with *ret; 0: fn does
+ * not wait (call it); < 0: refused (err). Poll sp_ops_pending_fd for
+ * POLLIN and call sp_ops_pending_step; when it returns 1,
+ * sp_ops_pending_finish gives fn's result (or NULL with err). Freeing a
+ * pending one abandons it. */
+struct sp_ops_pending;
+int sp_ops_start(struct sp_ops *o, sp_ops_fn fn, json_t *args,
+                 struct sp_ops_pending **ret, sp_error *err);
+int sp_ops_pending_fd(const struct sp_ops_pending *p);
+int sp_ops_pending_step(struct sp_ops_pending *p);
+json_t *sp_ops_pending_finish(struct sp_ops_pending *p, sp_error *err);
+void sp_ops_pending_free(struct sp_ops_pending *p);
+
 /* rpcops_snap.c: snapshots (docs/snapshots.md): {workspace, snapshot}. */
 json_t *sp_ops_ws_snapshot(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_ws_snapshots(struct sp_ops *o, json_t *args, sp_error *err);
