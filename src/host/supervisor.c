@@ -729,7 +729,7 @@ static void accept_client(struct sv *s)
 /* What the cgroup counted while exec e ran, added to its result for the
  * client to say how it ended (workspace.h, sp_ws_exec_end): "oom" when
  * the kernel OOM-killed a process of the workspace and the command died
- * of SIGKILL; "pids_refused" when the pids limit refused forks. The
+ * of SIGKILL (or exited 137, as a shell does when its child did); "pids_refused" when the pids limit refused forks. The
  * counters are the workspace's: concurrent execs share them. */
 static void exec_counters(struct sv *s, const struct sexec *e, json_t *res)
 {
@@ -738,8 +738,11 @@ static void exec_counters(struct sv *s, const struct sexec *e, json_t *res)
         return;
     const struct sp_limits *l = &s->a->policy->limits;
     json_t *sig = json_object_get(res, "signal");
-    if (oom > e->oom0 && json_is_integer(sig) &&
-        json_integer_value(sig) == SIGKILL) {
+    json_t *st = json_object_get(res, "status");
+    /* Killed by SIGKILL, or a shell saying its command was (137). */
+    if (oom > e->oom0 &&
+        ((json_is_integer(sig) && json_integer_value(sig) == SIGKILL) ||
+         (json_is_integer(st) && json_integer_value(st) == 128 + SIGKILL))) {
         json_object_set_new(res, "oom", json_true());
         if (l->memory)
             json_object_set_new(res, "memory_limit",
