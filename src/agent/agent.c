@@ -37,6 +37,8 @@
 struct job {
     json_int_t id;
     pid_t pid;                 /* leader and process group */
+    pid_t shep;                /* its shepherd: our child, the one reaped */
+    int sig;                   /* the signal that ended it, or 0 */
     uint64_t deadline;         /* us; 0 = none */
     uint64_t kill_at;          /* us; 0 = none */
     bool timed_out;
@@ -84,11 +86,14 @@ static void reply_error(struct agent *a, json_int_t id, int code,
 }
 
 /* Signal a job's process group; before its setsid() the group does not
- * exist yet, so fall back to the leader. */
+ * exist yet, so fall back to the leader. SIGKILL also tells the shepherd
+ * to end every process the command started, wherever it went. */
 static void signal_job(const struct job *j, int sig)
 {
     if (kill(-j->pid, sig) < 0 && errno == ESRCH)
         kill(j->pid, sig);
+    if (sig == SIGKILL && j->shep > 0)
+        kill(j->shep, SIGUSR1);
 }
 
 static struct job *find_job(struct agent *a, json_int_t id)
@@ -141,6 +146,7 @@ static _Noreturn void exec_child(const int *fds, int cwdfd, char **argv,
         if (dup2(hi[i], i) < 0)
             _exit(125);
     setsid();
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -155,19 +161,202 @@ static _Noreturn void exec_child(const int *fds, int cwdfd, char **argv,
     _exit(e == ENOENT ? 127 : 126);
 }
 
-/* vfork: the child borrows our memory until execve, so an exec costs no
- * page-table copy. The child only makes system calls on what we prepared
- * and never returns here (exec_child is noreturn); we are single-threaded
- * and every signal is blocked, so no handler can run on the shared stack. */
-static __attribute__((noinline)) pid_t spawn_child(const int *fds, int cwdfd,
-                                                   char **argv, char **envp,
-                                                   const char *path)
+/* ---- the shepherd --------------------------------------------------------
+ * Every exec runs under a shepherd: a fork of the agent that is a child
+ * subreaper (PR_SET_CHILD_SUBREAPER), so whatever the command starts stays
+ * below it, setsid()'d daemons and double forks included. When the
+ * command ends, or the agent sends SIGUSR1 (cancel, timeout), the shepherd
+ * kills everything left below it, then ends as the command did (its exit
+ * code, or the same signal): background jobs of a finished exec never
+ * outlive it nor keep counting against the pids limit. Services and
+ * shells are not execs and have their own lifetimes. */
+
+/* The pids of self's children, up to max: /proc/self/task/ID/children,
+ * else a scan of /proc. Returns how many, or -1 when /proc cannot tell. */
+static long children_of(pid_t self, pid_t *out, size_t max)
+{
+    char path[64], buf[8192];
+    size_t n = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)self,
+             (int)self);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t k = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (k >= 0) {
+            buf[k] = '\0';
+            for (char *p = buf, *e; n < max; p = e) {
+                long v = strtol(p, &e, 10);
+                if (e == p)
+                    break;
+                out[n++] = (pid_t)v;
+            }
+            return (long)n;
+        }
+    }
+    int dfd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    char dents[4096];
+    long got;
+    while (n < max &&
+           (got = syscall(SYS_getdents64, dfd, dents, sizeof(dents))) > 0) {
+        for (long off = 0; off < got && n < max;) {
+            struct {
+                uint64_t ino;
+                int64_t off;
+                unsigned short reclen;
+                unsigned char type;
+                char name[];
+            } *d = (void *)(dents + off);
+            off += d->reclen;
+            char *e;
+            long pid = strtol(d->name, &e, 10);
+            if (*e || pid <= 0)
+                continue;
+            snprintf(path, sizeof(path), "%ld/stat", pid);
+            int sfd = openat(dfd, path, O_RDONLY | O_CLOEXEC);
+            if (sfd < 0)
+                continue;
+            ssize_t k = read(sfd, buf, sizeof(buf) - 1);
+            close(sfd);
+            if (k <= 0)
+                continue;
+            buf[k] = '\0';
+            char *rp = strrchr(buf, ')');
+            char st;
+            int ppid;
+            if (rp && sscanf(rp + 1, " %c %d", &st, &ppid) == 2 &&
+                ppid == (int)self)
+                out[n++] = (pid_t)pid;
+        }
+    }
+    close(dfd);
+    return (long)n;
+}
+
+/* Kill every process below us and reap them; the leader's status goes to
+ * *lst when it is among them. Bounded: a fork bomb is bounded by pids. */
+static void shepherd_sweep(pid_t self, pid_t leader, int *lst, bool *ldone)
+{
+    pid_t kids[512];
+    for (int round = 0; round < 100000; round++) {
+        long n = children_of(self, kids, SP_ARRAY_SIZE(kids));
+        for (long i = 0; i < n; i++)
+            kill(kids[i], SIGKILL);
+        int st = 0;
+        pid_t w = waitpid(-1, &st, n > 0 ? 0 : WNOHANG);
+        if (w == leader && !*ldone) {
+            *lst = st;
+            *ldone = true;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 || (w == 0 && n <= 0))
+            return; /* none left (or /proc cannot say: leave the rest) */
+    }
+}
+
+static _Noreturn void exec_child(const int *fds, int cwdfd, char **argv,
+                                 char **envp, const char *path);
+
+static _Noreturn void shepherd(const int *fds, int cwdfd, char **argv,
+                               char **envp, const char *path, int report)
+{
+    pid_t self = getpid();
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    if (getppid() != 1)
+        _exit(125); /* the agent is gone already */
+    prctl(PR_SET_NAME, "sandpit-exec", 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0); /* dying of SIGSEGV: no core */
+    int keep[5] = {fds[0], fds[1], fds[2], cwdfd, report};
+    sp_close_all_except(keep, SP_ARRAY_SIZE(keep), 3);
+    pid_t leader = vfork();
+    if (leader == 0)
+        exec_child(fds, cwdfd, argv, envp, path);
+    int e = leader < 0 ? errno : 0;
+    int32_t msg = leader < 0 ? -e : (int32_t)leader;
+    if (write(report, &msg, sizeof(msg)) != (ssize_t)sizeof(msg) || leader < 0)
+        _exit(125);
+    close(report);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]); /* the command holds them: EOF when it is done */
+    close(cwdfd);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, SIGUSR1);
+    int lst = 0;
+    bool ldone = false;
+    while (!ldone) {
+        int sig = sigwaitinfo(&set, NULL);
+        if (sig == SIGUSR1)
+            break;
+        int st;
+        pid_t w;
+        while ((w = waitpid(-1, &st, WNOHANG)) > 0)
+            if (w == leader) {
+                lst = st;
+                ldone = true;
+            }
+    }
+    shepherd_sweep(self, leader, &lst, &ldone);
+    if (WIFSIGNALED(lst)) {
+        /* End as it did: drop what is pending, let only that one in. */
+        int sig = WTERMSIG(lst);
+        sigset_t all, one;
+        sigfillset(&all);
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&all, NULL, &zero) > 0)
+            ;
+        signal(sig, SIG_DFL);
+        sigemptyset(&one);
+        sigaddset(&one, sig);
+        sigprocmask(SIG_UNBLOCK, &one, NULL);
+        raise(sig);
+        _exit(128 + sig);
+    }
+    _exit(WIFEXITED(lst) ? WEXITSTATUS(lst) : 125);
+}
+
+/* The shepherd is a fork (it runs on); it vforks the command, which
+ * borrows its memory until execve. It reports the command's pid (or
+ * -errno) on a pipe. Returns the command's pid with *shep set, or -1 with
+ * errno. */
+static pid_t spawn_child(const int *fds, int cwdfd, char **argv, char **envp,
+                         const char *path, pid_t *shep)
 {
     sp_agent_gate();
-    pid_t pid = vfork();
-    if (pid == 0)
-        exec_child(fds, cwdfd, argv, envp, path);
-    return pid;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    pid_t sp = fork();
+    if (sp == 0) {
+        close(p[0]);
+        shepherd(fds, cwdfd, argv, envp, path, p[1]);
+    }
+    int e = errno;
+    close(p[1]);
+    if (sp < 0) {
+        close(p[0]);
+        errno = e;
+        return -1;
+    }
+    int32_t msg = 0;
+    ssize_t n;
+    do {
+        n = read(p[0], &msg, sizeof(msg));
+    } while (n < 0 && errno == EINTR);
+    close(p[0]);
+    if (n != (ssize_t)sizeof(msg) || msg <= 0) {
+        /* Reaped later as an unknown child. */
+        kill(sp, SIGKILL);
+        errno = n == (ssize_t)sizeof(msg) && msg < 0 ? -msg : EAGAIN;
+        return -1;
+    }
+    *shep = sp;
+    return (pid_t)msg;
 }
 
 /* /dev/null needs no relay: nothing written there leaves. */
@@ -283,7 +472,8 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
         reply_error(a, id, SP_RPC_EXEC, msg);
         goto out;
     }
-    pid_t pid = spawn_child(fds, cwdfd, (char **)argv, envp, path);
+    pid_t shep = 0;
+    pid_t pid = spawn_child(fds, cwdfd, (char **)argv, envp, path, &shep);
     if (pid < 0 && relay > 0)
         kill(relay, SIGKILL);
     if (pid < 0) {
@@ -297,6 +487,7 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
     if (!nj) {
         /* Cannot track it: end it now rather than leak it. */
         kill(pid, SIGKILL);
+        kill(shep, SIGUSR1);
         if (relay > 0)
             kill(relay, SIGKILL);
         reply_error(a, id, SP_RPC_INTERNAL, "out of memory");
@@ -307,6 +498,7 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
     memset(j, 0, sizeof(*j));
     j->id = id;
     j->pid = pid;
+    j->shep = shep;
     j->relay = relay;
     if (timeout > 0)
         j->deadline = sp_now_us() + (uint64_t)(timeout * 1e6);
@@ -377,6 +569,8 @@ static void job_reply(struct agent *a, size_t i)
     struct job *j = &a->jobs[i];
     json_t *res = json_pack("{s:i,s:b}", "status", j->status, "timed_out",
                             j->timed_out);
+    if (j->sig)
+        json_object_set_new(res, "signal", json_integer(j->sig));
     json_t *jid = json_integer(j->id);
     send_line(a, sp_proto_result(jid, res));
     json_decref(jid);
@@ -403,11 +597,14 @@ static void reap(struct agent *a)
                     job_reply(a, i);
                 break;
             }
-            if (j->pid != w || j->done)
+            if (j->shep != w || j->done)
                 continue;
+            /* The shepherd ends as the command did (and has ended the
+             * rest of what it started). */
             int status = WIFEXITED(st)     ? WEXITSTATUS(st)
                          : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
                                            : 125;
+            j->sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
             /* A timed-out or abandoned exec ends with its whole group. */
             if (j->timed_out || j->cancelled)
                 kill(-j->pid, SIGKILL);

@@ -202,6 +202,13 @@ int sp_jrpc_check(json_t *o, struct sp_jrpc_msg *m, const char **why)
             *why = "invalid params: a string holds a NUL character (\\u0000)";
             return SP_JRPC_PARAMS;
         }
+        if (id && json_is_null(id)) {
+            /* A null id cannot be told from "no id" in the reply (MCP
+             * forbids it; JSON-RPC 2.0 discourages it). */
+            *why = "invalid request: \"id\" must not be null (a string or "
+                   "an integer; leave it out for a notification)";
+            return SP_JRPC_INVALID;
+        }
         m->kind = id ? SP_JRPC_REQUEST : SP_JRPC_NOTIFY;
         m->method = json_string_value(method);
         m->params = params;

@@ -73,7 +73,8 @@ int sp_jrpc_parse(const char *line, size_t len, json_t **ret,
                   const char **why);
 /* Check one message (an element of a batch, or the line's object) against
  * JSON-RPC 2.0: "jsonrpc":"2.0"; an id that is a string (<=
- * SP_JRPC_MAX_ID bytes), an integer or null; a method string; params an
+ * SP_JRPC_MAX_ID bytes), an integer or null (null only in a response: a
+ * request's id is never null); a method string; params an
  * object or an array. Returns 0 with *m filled (pointers borrowed from o),
  * or SP_JRPC_INVALID (SP_JRPC_PARAMS for a string in params holding a
  * NUL, which the parser lets through for this) with *why and m->id set

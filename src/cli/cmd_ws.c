@@ -236,9 +236,16 @@ int cmd_exec(int argc, char **argv)
     o.env = ne ? env : NULL;
     o.secret_env = nse ? senv : NULL;
     sp_error err = {0};
+    sp_exec_end end = {0};
+    o.ended = &end;
     rc = sp_ws_exec(name, &o, &err);
-    if (rc < 0)
+    if (rc < 0) {
         rc = fail(&err);
+    } else if (end.how != SP_ENDED_EXIT) {
+        /* Said, not guessed: how it ended (wsend.h). */
+        char why[256];
+        cli_error("exec: %s", sp_exec_end_text(&end, why, sizeof(why)));
+    }
 out:
     free(env);
     free(senv);

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #endif
 #include "workspace.h"
+#include "wsend.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -335,6 +336,8 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
                     rc = json_is_integer(s) ? (int)json_integer_value(s) : 125;
                     if (rc < 0 || rc > 255)
                         rc = 125;
+                    if (o->ended)
+                        sp_ws_end_from_reply(m.result, rc, o->ended);
                 }
                 sp_proto_msg_free(&m);
             } else if (sp_proto_parse(l, len, &m, NULL) == 0) {

@@ -25,43 +25,87 @@
 #include "state.h"
 #include "util.h"
 
-int sp_ws_call(const char *ws, const char *method, json_t *params,
-               json_t **ret_result, sp_error *err)
-{
-    *ret_result = NULL;
-    int fd = sp_ws_connect_fd(ws, err);
-    if (fd < 0) {
-        json_decref(params);
-        return fd;
-    }
-    json_t *jid = json_integer(1);
-    char *line = sp_proto_request(jid, method, params);
-    int rc = 0;
+/* ---- one request, its reply as an event (ws_shell.h) -------------------- */
+
+struct sp_ws_acall {
+    int fd;
+    json_t *jid;
     struct sp_proto_buf in;
-    sp_proto_buf_init(&in);
-    if (!line) {
-        rc = sp_error_set(err, ENOMEM, "request");
-        goto out;
+    bool done;
+    json_t *result;             /* when done without an error */
+    sp_error err;               /* when done with one */
+    int rc;                     /* its return value */
+    char ws[256];
+};
+
+void sp_ws_acall_free(struct sp_ws_acall *c)
+{
+    if (!c)
+        return;
+    if (c->fd >= 0)
+        close(c->fd); /* the supervisor drops the reply */
+    json_decref(c->jid);
+    json_decref(c->result);
+    sp_proto_buf_free(&c->in);
+    free(c);
+}
+
+int sp_ws_acall_start(const char *ws, const char *method, json_t *params,
+                      struct sp_ws_acall **ret, sp_error *err)
+{
+    *ret = NULL;
+    struct sp_ws_acall *c = calloc(1, sizeof(*c));
+    if (!c) {
+        json_decref(params);
+        return sp_error_set(err, ENOMEM, "request");
     }
-    if (strlen(line) > SP_PROTO_MAX_LINE) {
+    snprintf(c->ws, sizeof(c->ws), "%s", ws);
+    sp_proto_buf_init(&c->in);
+    c->jid = json_integer(1);
+    c->fd = sp_ws_connect_fd(ws, err);
+    if (c->fd < 0) {
+        int r = c->fd;
+        json_decref(params);
+        sp_ws_acall_free(c);
+        return r;
+    }
+    char *line = sp_proto_request(c->jid, method, params);
+    int rc = 0;
+    if (!line)
+        rc = sp_error_set(err, ENOMEM, "request");
+    else if (strlen(line) > SP_PROTO_MAX_LINE)
         rc = sp_error_setk(err, SP_ERR_USAGE, E2BIG,
                            "the request is longer than %d bytes",
                            SP_PROTO_MAX_LINE);
-        goto out;
-    }
-    if ((rc = sp_proto_send(fd, line, strlen(line), NULL, 0)) < 0) {
+    else if ((rc = sp_proto_send(c->fd, line, strlen(line), NULL, 0)) < 0)
         rc = sp_error_setk(err, SP_ERR_SYSTEM, -rc,
                            "workspace %s: cannot send the request", ws);
-        goto out;
+    free(line);
+    if (rc < 0) {
+        sp_ws_acall_free(c);
+        return rc;
     }
-    for (;;) {
+    fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+    *ret = c;
+    return 0;
+}
+
+int sp_ws_acall_fd(const struct sp_ws_acall *c)
+{
+    return c->done ? -1 : c->fd;
+}
+
+int sp_ws_acall_step(struct sp_ws_acall *c)
+{
+    while (!c->done) {
         char *l = NULL;
         size_t len = 0;
-        int nr = sp_proto_next_line(&in, &l, &len);
+        int nr = sp_proto_next_line(&c->in, &l, &len);
         if (nr < 0) {
-            rc = sp_error_setk(err, SP_ERR_SYSTEM, -nr,
-                               "workspace %s: bad reply", ws);
-            goto out;
+            c->rc = sp_error_setk(&c->err, SP_ERR_SYSTEM, -nr,
+                                  "workspace %s: bad reply", c->ws);
+            c->done = true;
+            break;
         }
         if (nr == 1) {
             struct sp_proto_msg m;
@@ -69,7 +113,7 @@ int sp_ws_call(const char *ws, const char *method, json_t *params,
             free(l);
             if (pr < 0 || m.method)
                 continue;
-            if (m.id && !json_equal(m.id, jid)) {
+            if (m.id && !json_equal(m.id, c->jid)) {
                 sp_proto_msg_free(&m);
                 continue;
             }
@@ -77,27 +121,66 @@ int sp_ws_call(const char *ws, const char *method, json_t *params,
                 int kind = m.err_code == SP_RPC_INTERNAL || m.err_code == SP_RPC_GONE
                                ? SP_ERR_SYSTEM
                                : SP_ERR_USAGE;
-                rc = sp_error_setk(err, kind, 0, "%s", m.err_message);
+                c->rc = sp_error_setk(&c->err, kind, 0, "%s", m.err_message);
             } else {
-                *ret_result = json_incref(m.result ? m.result : json_null());
+                c->result = json_incref(m.result ? m.result : json_null());
             }
             sp_proto_msg_free(&m);
-            goto out;
+            c->done = true;
+            break;
         }
-        ssize_t k = sp_proto_recv(fd, &in);
-        if (k == -EINTR || k == -EAGAIN)
+        ssize_t k = sp_proto_recv(c->fd, &c->in);
+        if (k == -EINTR)
             continue;
+        if (k == -EAGAIN)
+            return 0;
         if (k <= 0) {
-            rc = sp_error_setk(err, SP_ERR_SYSTEM, k < 0 ? (int)-k : 0,
-                               "workspace %s: the supervisor went away", ws);
-            goto out;
+            c->rc = sp_error_setk(&c->err, SP_ERR_SYSTEM, k < 0 ? (int)-k : 0,
+                                  "workspace %s: the supervisor went away",
+                                  c->ws);
+            c->done = true;
         }
     }
-out:
-    json_decref(jid);
-    free(line);
-    sp_proto_buf_free(&in);
-    close(fd);
+    close(c->fd);
+    c->fd = -1;
+    return 1;
+}
+
+json_t *sp_ws_acall_result(struct sp_ws_acall *c, sp_error *err)
+{
+    if (!c->done) {
+        sp_error_setk(err, SP_ERR_SYSTEM, EINPROGRESS, "not done");
+        return NULL;
+    }
+    if (!c->result) {
+        if (err)
+            *err = c->err;
+        return NULL;
+    }
+    json_t *r = c->result;
+    c->result = NULL;
+    return r;
+}
+
+int sp_ws_call(const char *ws, const char *method, json_t *params,
+               json_t **ret_result, sp_error *err)
+{
+    *ret_result = NULL;
+    struct sp_ws_acall *c = NULL;
+    int rc = sp_ws_acall_start(ws, method, params, &c, err);
+    if (rc < 0)
+        return rc;
+    while (!sp_ws_acall_step(c)) {
+        struct pollfd p = {c->fd, POLLIN, 0};
+        if (poll(&p, 1, -1) < 0 && errno != EINTR) {
+            rc = sp_error_set(err, errno, "poll");
+            sp_ws_acall_free(c);
+            return rc;
+        }
+    }
+    *ret_result = sp_ws_acall_result(c, err);
+    rc = *ret_result ? 0 : c->rc;
+    sp_ws_acall_free(c);
     return rc;
 }
 
@@ -235,9 +318,8 @@ SP_EXPORT void sp_ws_output_free(sp_ws_output *o)
     o->len = 0;
 }
 
-SP_EXPORT int sp_ws_shell_read(const char *ws, int shell, uint64_t cursor,
-                               size_t max, double wait, sp_ws_output *ret,
-                               sp_error *err)
+json_t *sp_ws_shell_read_params(int shell, uint64_t cursor, size_t max,
+                                double wait)
 {
     json_t *p = json_pack("{s:i,s:I}", "shell", shell, "cursor",
                           (json_int_t)cursor);
@@ -245,6 +327,14 @@ SP_EXPORT int sp_ws_shell_read(const char *ws, int shell, uint64_t cursor,
         json_object_set_new(p, "max", json_integer((json_int_t)max));
     if (wait > 0)
         json_object_set_new(p, "wait", json_real(wait));
+    return p;
+}
+
+SP_EXPORT int sp_ws_shell_read(const char *ws, int shell, uint64_t cursor,
+                               size_t max, double wait, sp_ws_output *ret,
+                               sp_error *err)
+{
+    json_t *p = sp_ws_shell_read_params(shell, cursor, max, wait);
     json_t *r = NULL;
     int rc = sp_ws_call(ws, "shell.read", p, &r, err);
     if (rc == 0)
@@ -293,11 +383,10 @@ SP_EXPORT char *sp_ws_shell_list_json(const char *ws, sp_error *err)
     return s;
 }
 
-SP_EXPORT int sp_ws_service_start(const char *ws, const sp_ws_service_opts *o,
-                                  char **ret_json, sp_error *err)
+int sp_ws_service_start_params(const sp_ws_service_opts *o, json_t **ret,
+                               sp_error *err)
 {
-    if (ret_json)
-        *ret_json = NULL;
+    *ret = NULL;
     if (!o || !o->name || !o->argv || !o->argv[0])
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "a service needs a name and a command");
@@ -329,10 +418,14 @@ SP_EXPORT int sp_ws_service_start(const char *ws, const sp_ws_service_opts *o,
         json_object_set_new(p, "secret_env", strv_json(o->secret_env));
     json_object_set_new(p, "restart",
                         json_string(o->restart_on_failure ? "on-failure" : "no"));
-    json_t *r = NULL;
-    int rc = sp_ws_call(ws, "service.start", p, &r, err);
-    if (rc < 0)
-        return rc;
+    *ret = p;
+    return 0;
+}
+
+int sp_ws_service_start_reply(const char *name, json_t *r, char **ret_json,
+                              sp_error *err)
+{
+    int rc = 0;
     const char *st = json_string_value(json_object_get(r, "state"));
     if (st && strcmp(st, "failed") == 0) {
         const char *why = json_string_value(json_object_get(r, "reason"));
@@ -341,13 +434,30 @@ SP_EXPORT int sp_ws_service_start(const char *ws, const sp_ws_service_opts *o,
             tail = json_string_value(json_object_get(r, "stdout_tail"));
         size_t tl = tail ? strlen(tail) : 0;
         rc = sp_error_setk(err, SP_ERR_USAGE, 0, "service %s failed: %s%s%.*s",
-                           o->name, why ? why : "unknown",
+                           name, why ? why : "unknown",
                            tl ? "; last output:\n" : "",
                            (int)(tl && tail[tl - 1] == '\n' ? tl - 1 : tl),
                            tail ? tail : "");
     }
     if (ret_json)
         *ret_json = dump(r, NULL, NULL);
+    return rc;
+}
+
+SP_EXPORT int sp_ws_service_start(const char *ws, const sp_ws_service_opts *o,
+                                  char **ret_json, sp_error *err)
+{
+    if (ret_json)
+        *ret_json = NULL;
+    json_t *p = NULL;
+    int rc = sp_ws_service_start_params(o, &p, err);
+    if (rc < 0)
+        return rc;
+    json_t *r = NULL;
+    rc = sp_ws_call(ws, "service.start", p, &r, err);
+    if (rc < 0)
+        return rc;
+    rc = sp_ws_service_start_reply(o->name, r, ret_json, err);
     json_decref(r);
     return rc;
 }
@@ -366,10 +476,9 @@ SP_EXPORT char *sp_ws_service_status_json(const char *ws, const char *svc,
     return s;
 }
 
-SP_EXPORT int sp_ws_service_logs(const char *ws, const char *svc,
-                                 bool want_stderr, int64_t cursor, long tail,
-                                 size_t max, double wait, sp_ws_output *ret,
-                                 sp_error *err)
+json_t *sp_ws_service_logs_params(const char *svc, bool want_stderr,
+                                  int64_t cursor, long tail, size_t max,
+                                  double wait)
 {
     json_t *p = json_pack("{s:s,s:s}", "name", svc, "stream",
                           want_stderr ? "stderr" : "stdout");
@@ -381,6 +490,16 @@ SP_EXPORT int sp_ws_service_logs(const char *ws, const char *svc,
         json_object_set_new(p, "max", json_integer((json_int_t)max));
     if (wait > 0)
         json_object_set_new(p, "wait", json_real(wait));
+    return p;
+}
+
+SP_EXPORT int sp_ws_service_logs(const char *ws, const char *svc,
+                                 bool want_stderr, int64_t cursor, long tail,
+                                 size_t max, double wait, sp_ws_output *ret,
+                                 sp_error *err)
+{
+    json_t *p = sp_ws_service_logs_params(svc, want_stderr, cursor, tail, max,
+                                          wait);
     json_t *r = NULL;
     int rc = sp_ws_call(ws, "service.logs", p, &r, err);
     if (rc == 0)

@@ -18,6 +18,7 @@
 #include "state.h"
 #include "util.h"
 #include "workspace.h"
+#include "wsend.h"
 
 struct sp_wsjob {
     int sock;
@@ -284,6 +285,7 @@ int sp_wsjob_step(struct sp_wsjob *j, const struct pollfd *p, size_t n)
             j->res.status = json_is_integer(s) ? (int)json_integer_value(s) : 125;
             j->res.timed_out =
                 json_is_true(json_object_get(m.result, "timed_out"));
+            sp_ws_end_from_reply(m.result, j->res.status, &j->res.end);
         }
         sp_proto_msg_free(&m);
         finish(j);

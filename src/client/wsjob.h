@@ -61,6 +61,7 @@ int sp_wsjob_step(struct sp_wsjob *j, const struct pollfd *p, size_t n);
 struct sp_wsjob_result {
     int status;                 /* the command's: >= 0; < 0: sandpit failed */
     bool timed_out;
+    sp_exec_end end;            /* how it ended (wsend.h), when status >= 0 */
     sp_error err;               /* when status < 0 */
     const char *out[3];         /* [1] stdout, [2] stderr: kept bytes */
     size_t kept[3];

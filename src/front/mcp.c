@@ -19,6 +19,7 @@
 #include "error.h"
 #include "jsonrpc.h"
 #include "rpcops.h"
+#include "wsend.h"
 #include "wsjob.h"
 
 static const char *const versions[] = {"2025-11-25", "2025-06-18",
@@ -36,6 +37,8 @@ struct batch {
 struct call {
     json_t *id;
     struct batch *batch;
+    const struct tool *tool;    /* a waiting tool (pend), else exec (job) */
+    struct sp_ops_pending *pend;
     struct sp_wsjob *job;
     struct sp_wsjob *save[3];
     char ws[64];
@@ -200,7 +203,9 @@ static const struct tool tools[] = {
      "\"stdout\":{\"type\":\"string\"},\"stderr\":{\"type\":\"string\"},"
      "\"truncated\":{\"type\":\"boolean\"},"
      "\"stdout_bytes\":{\"type\":\"integer\"},\"stderr_bytes\":{\"type\":\"integer\"},"
-     "\"output_files\":{\"type\":\"object\"},\"duration_ms\":{\"type\":\"number\"}},"
+     "\"output_files\":{\"type\":\"object\"},\"duration_ms\":{\"type\":\"number\"},"
+     "\"outcome\":{\"type\":\"object\",\"description\":\"How it ended: ended is exit, signal, timeout, oom, pids or cancelled, with the details (signal, limit_bytes, refused_forks, limit).\","
+     "\"properties\":{\"ended\":{\"type\":\"string\",\"enum\":[\"exit\",\"signal\",\"timeout\",\"oom\",\"pids\",\"cancelled\"]}},\"required\":[\"ended\"]}},"
      "\"required\":[\"exit_code\",\"stdout\",\"stderr\",\"truncated\"]}",
      NULL, false, false},
     {"workspace_diff", "Show changed files",
@@ -384,6 +389,36 @@ static json_t *lib_error(const sp_error *err)
     return tool_error("%s%s", err->message[0] ? err->message : "failed", hint);
 }
 
+/* lib_error, with the operation's details (stolen, may be NULL: a
+ * patch's report) after the message as JSON, and as structuredContent. */
+static json_t *lib_error_data(struct mcp *m, const sp_error *err, json_t *data)
+{
+    json_t *r = lib_error(err);
+    if (!data)
+        return r;
+    char *d = json_dumps(data, JSON_INDENT(1) | JSON_SORT_KEYS);
+    json_t *t = json_object_get(json_array_get(json_object_get(r, "content"), 0),
+                                "text");
+    if (d && t) {
+        size_t cap = m->ops.max_output;
+        size_t dl = strlen(d);
+        if (dl > cap)
+            dl = sp_jrpc_utf8_cut(d, cap);
+        char *all = NULL;
+        if (asprintf(&all, "%s\n%.*s%s", json_string_value(t), (int)dl, d,
+                     dl < strlen(d) ? "\n[cut: the report is longer]" : "") >= 0) {
+            json_string_set(t, all);
+            free(all);
+        }
+    }
+    free(d);
+    if (m->structured)
+        json_object_set_new(r, "structuredContent", data);
+    else
+        json_decref(data);
+    return r;
+}
+
 /* ---- exec ------------------------------------------------------------ */
 
 static void call_free(struct call *c)
@@ -391,6 +426,7 @@ static void call_free(struct call *c)
     if (!c)
         return;
     sp_wsjob_free(c->job);
+    sp_ops_pending_free(c->pend);
     for (int i = 1; i < 3; i++)
         sp_wsjob_free(c->save[i]);
     json_decref(c->id);
@@ -487,6 +523,7 @@ static void exec_ended(struct mcp *m, struct call *c)
     json_t *s = json_object();
     json_object_set_new(s, "exit_code", json_integer(res->status));
     json_object_set_new(s, "timed_out", json_boolean(res->timed_out));
+    json_object_set_new(s, "outcome", sp_ws_end_json(&res->end));
     bool trunc = false;
     json_t *files = json_object();
     static const char *const names[] = {NULL, "stdout", "stderr"};
@@ -552,8 +589,10 @@ static void exec_reply(struct mcp *m, struct call *c)
     size_t tl = 0;
     FILE *f = open_memstream(&text, &tl);
     if (f) {
-        fprintf(f, "exit code %d%s\n", code,
-                json_is_true(json_object_get(s, "timed_out")) ? " (timed out)" : "");
+        const char *how = json_string_value(
+            json_object_get(json_object_get(s, "outcome"), "text"));
+        fprintf(f, "exit code %d%s%s%s\n", code, how ? " (" : "",
+                how ? how : "", how ? ")" : "");
         if (so && *so)
             fprintf(f, "--- stdout ---\n%s%s", so,
                     so[strlen(so) - 1] == '\n' ? "" : "\n");
@@ -581,6 +620,30 @@ static void exec_reply(struct mcp *m, struct call *c)
     json_t *r = tool_result(m, s, text ? text : "");
     free(text);
     reply(m, c->batch, sp_jrpc_result(c->id, r));
+}
+
+/* A tool's result (s stolen), or its error (s NULL: err, and the
+ * operation's details). */
+static json_t *tool_outcome(struct mcp *m, const struct tool *t, json_t *s,
+                            const sp_error *err)
+{
+    json_t *data = sp_ops_take_err_data(&m->ops);
+    if (!s)
+        return lib_error_data(m, err, data);
+    json_decref(data);
+    if (strcmp(t->name, "workspace_create") == 0 ||
+        strcmp(t->name, "workspace_fork") == 0 ||
+        strcmp(t->name, "workspace_delete") == 0)
+        mlog(m, LOG_INFO_, "%s: %s", t->name,
+             json_string_value(json_object_get(s, "workspace")));
+    char *text = json_dumps(s, JSON_INDENT(1) | JSON_SORT_KEYS);
+    if (text && strlen(text) > m->ops.max_output) {
+        size_t cut = sp_jrpc_utf8_cut(text, m->ops.max_output);
+        strcpy(text + cut, "\n[truncated]");
+    }
+    json_t *r = tool_result(m, s, text ? text : "");
+    free(text);
+    return r;
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -630,6 +693,15 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
         reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_INVALID, NULL,
                                   "send initialize first"));
     } else if (strcmp(meth, "tools/list") == 0) {
+        /* One page holds every tool: there is no cursor to continue from. */
+        json_t *cur = json_object_get(params, "cursor");
+        if (cur && !json_is_null(cur)) {
+            reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_PARAMS, NULL,
+                                      "unknown cursor: tools/list returns "
+                                      "every tool in one page (no "
+                                      "nextCursor), so no cursor is valid"));
+            return;
+        }
         reply(m, b, sp_jrpc_result(msg->id, tools_list(m)));
     } else if (strcmp(meth, "logging/setLevel") == 0) {
         const char *l = json_string_value(json_object_get(params, "level"));
@@ -669,23 +741,36 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
             return;
         }
         sp_error err = {0};
-        json_t *s = t->fn(&m->ops, args, &err);
-        if (!s) {
+        /* One that waits in the workspace is an event (never blocks). */
+        struct sp_ops_pending *pend = NULL;
+        int sr = sp_ops_start(&m->ops, t->fn, args, &pend, &err);
+        if (sr < 0) {
             reply(m, b, sp_jrpc_result(msg->id, lib_error(&err)));
             return;
         }
-        if (strcmp(t->name, "workspace_create") == 0 ||
-            strcmp(t->name, "workspace_fork") == 0 ||
-            strcmp(t->name, "workspace_delete") == 0)
-            mlog(m, LOG_INFO_, "%s: %s", t->name,
-                 json_string_value(json_object_get(s, "workspace")));
-        char *text = json_dumps(s, JSON_INDENT(1) | JSON_SORT_KEYS);
-        if (text && strlen(text) > m->ops.max_output) {
-            size_t cut = sp_jrpc_utf8_cut(text, m->ops.max_output);
-            strcpy(text + cut, "\n[truncated]");
+        if (sr == 1) {
+            int slot = call_slot(m);
+            struct call *c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+            if (!c) {
+                sp_ops_pending_free(pend);
+                reply(m, b, sp_jrpc_result(msg->id,
+                                           tool_error("too many calls waiting "
+                                                      "at once (at most %d): "
+                                                      "wait for one to finish",
+                                                      SP_MCP_MAX_CALLS)));
+                return;
+            }
+            c->id = json_deep_copy(msg->id);
+            c->tool = t;
+            c->pend = pend;
+            c->batch = b;
+            if (b)
+                b->pending++;
+            m->calls[slot] = c;
+            return;
         }
-        reply(m, b, sp_jrpc_result(msg->id, tool_result(m, s, text ? text : "")));
-        free(text);
+        json_t *s = t->fn(&m->ops, args, &err);
+        reply(m, b, sp_jrpc_result(msg->id, tool_outcome(m, t, s, &err)));
     } else if (strcmp(meth, "resources/list") == 0 ||
                strcmp(meth, "prompts/list") == 0) {
         reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_METHOD, NULL,
@@ -775,6 +860,18 @@ static void step_calls(struct mcp *m, struct pollfd *pfd, size_t *idx,
         struct call *c = m->calls[i];
         if (!c)
             continue;
+        if (c->pend) {
+            int fd = sp_ops_pending_fd(c->pend);
+            if (!polled) {
+                c->npfd[0] = fd >= 0;
+                if (fd >= 0)
+                    pfd[*idx] = (struct pollfd){fd, POLLIN, 0};
+            } else if (c->npfd[0] && pfd[*idx].revents) {
+                sp_ops_pending_step(c->pend);
+            }
+            *idx += c->npfd[0];
+            continue;
+        }
         struct sp_wsjob *jobs[3] = {c->structured ? NULL : c->job, c->save[1],
                                     c->save[2]};
         for (int k = 0; k < 3; k++) {
@@ -801,7 +898,14 @@ static void settle_calls(struct mcp *m)
         struct call *c = m->calls[i];
         if (!c)
             continue;
-        if (!c->structured) {
+        if (c->pend) {
+            if (sp_ops_pending_fd(c->pend) >= 0)
+                continue; /* still waiting */
+            sp_error err = {0};
+            json_t *s = sp_ops_pending_finish(c->pend, &err);
+            reply(m, c->batch,
+                  sp_jrpc_result(c->id, tool_outcome(m, c->tool, s, &err)));
+        } else if (!c->structured) {
             if (!job_done(c->job))
                 continue; /* still running */
             exec_ended(m, c);
@@ -870,12 +974,18 @@ int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err)
             break;
         size_t n = 0;
         pfd[n++] = (struct pollfd){eof ? -1 : m.in_fd, POLLIN, 0};
-        pfd[n++] = (struct pollfd){fr == 1 ? m.out_fd : -1, POLLOUT, 0};
+        /* Always polled: POLLERR says the client closed its end (it
+         * crashed), and what it started ends at once. */
+        pfd[n++] = (struct pollfd){m.out_fd, fr == 1 ? POLLOUT : 0, 0};
         step_calls(&m, pfd, &n, false);
         int pr = poll(pfd, n, -1);
         if (pr < 0) {
             if (errno == EINTR)
                 continue;
+            break;
+        }
+        if (pfd[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+            m.out_dead = true;
             break;
         }
         size_t idx = 2;

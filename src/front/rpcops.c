@@ -118,8 +118,16 @@ int sp_ops_init(struct sp_ops *o, const char *policy_file, size_t max_output,
     return 0;
 }
 
+json_t *sp_ops_take_err_data(struct sp_ops *o)
+{
+    json_t *d = o->err_data;
+    o->err_data = NULL;
+    return d;
+}
+
 void sp_ops_free(struct sp_ops *o)
 {
+    json_decref(o->err_data);
     for (size_t i = 0; i < o->n_owned; i++)
         free(o->owned[i]);
     free(o->owned);
@@ -151,6 +159,24 @@ int sp_ops_check_ws(struct sp_ops *o, const char *name, sp_error *err)
     return 0;
 }
 
+double sp_ops_timeout_ceiling(const struct sp_ops *o)
+{
+    json_t *cv = json_object_get(o->ceiling, "timeout");
+    double c = json_is_number(cv) ? json_number_value(cv) : 0;
+    return c > 0 ? c : 0;
+}
+
+int sp_ops_timeout_check(const struct sp_ops *o, const char *what, double t,
+                         sp_error *err)
+{
+    double c = sp_ops_timeout_ceiling(o);
+    if (c > 0 && t > c)
+        return sp_error_setk(err, SP_ERR_USAGE, EPERM,
+                             "%s %g s is over the operator's timeout of %g s: "
+                             "ask for %g or less", what, t, c, c);
+    return 0;
+}
+
 /* ---- create: the agent's options, checked against the ceiling ---------- */
 
 static uint64_t lim(json_t *pol, const char *key)
@@ -174,7 +200,7 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
                                        "network", "timeout", "idle_timeout",
                                        "image", NULL};
     const char *name = NULL, *network = NULL, *image = NULL;
-    double cpus = -1, pids = -1, timeout = -1, idle = 0;
+    double cpus = -1, pids = -1, timeout = -1, idle = -1;
     if (sp_ops_only_keys(args, keys, err) < 0 ||
         get_str(args, "name", false, 63, &name, err) < 0 ||
         get_str(args, "network", false, 4096, &network, err) < 0 ||
@@ -274,14 +300,20 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
                               "cpus %g is over the operator's limit of %g", w,
                               c);
     }
-    if (r == 0) {
-        json_t *cv = json_object_get(o->ceiling, "timeout");
-        double c = json_is_number(cv) ? json_number_value(cv) : 0;
-        if (c > 0 && timeout > c)
-            r = sp_error_setk(err, SP_ERR_USAGE, EPERM,
-                              "timeout %g s is over the operator's %g s", timeout,
-                              c);
-    }
+    if (r == 0)
+        r = sp_ops_timeout_check(o, "timeout", timeout, err);
+    /* An idle workspace is stopped no later than the operator's timeout
+     * when the client names one; 0 (never) is then refused too. */
+    if (r == 0 && idle >= 0 && sp_ops_timeout_ceiling(o) > 0)
+        r = idle == 0 ? sp_error_setk(err, SP_ERR_USAGE, EPERM,
+                                      "idle_timeout 0 (never) is over the "
+                                      "operator's timeout of %g s: ask for "
+                                      "%g or less",
+                                      sp_ops_timeout_ceiling(o),
+                                      sp_ops_timeout_ceiling(o))
+                      : sp_ops_timeout_check(o, "idle_timeout", idle, err);
+    if (idle < 0)
+        idle = 0;
     char ret_name[64] = "";
     if (r == 0 && src) {
         if (!name) /* the caller checked it */
@@ -436,6 +468,8 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
         return r;
     if (maxo >= 0)
         e->max_output = (size_t)maxo;
+    if ((r = sp_ops_timeout_check(o, "timeout", e->timeout, err)) < 0)
+        return r;
     json_t *in = json_object_get(args, "stdin");
     if (in && !json_is_null(in)) {
         if (!json_is_string(in))

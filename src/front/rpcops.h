@@ -32,11 +32,26 @@ struct sp_ops {
     char **owned;
     size_t n_owned;
     size_t max_output;
+    /* Set by an operation that failed with details worth more than its
+     * message (a patch's report): {"kind": ..., ...}; the front end takes
+     * it (sp_ops_take_err_data) into error.data or the tool's result. */
+    json_t *err_data;
 };
+
+/* The details the last failed operation left (caller decrefs), or NULL. */
+json_t *sp_ops_take_err_data(struct sp_ops *o);
 
 int sp_ops_init(struct sp_ops *o, const char *policy_file, size_t max_output,
                 sp_error *err);
 void sp_ops_free(struct sp_ops *o);
+
+/* The operator's policy "timeout" (seconds; 0: none), the ceiling of
+ * every exec's timeout, a service's readiness wait and a client's
+ * idle_timeout; sp_ops_timeout_check refuses t over it (SP_ERR_USAGE,
+ * EPERM) naming `what`. */
+double sp_ops_timeout_ceiling(const struct sp_ops *o);
+int sp_ops_timeout_check(const struct sp_ops *o, const char *what, double t,
+                         sp_error *err);
 
 /* May this server act on workspace `name`? 0 or < 0 (err: not found /
  * not ours). */
@@ -68,6 +83,24 @@ json_t *sp_ops_service_start(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_service_status(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_service_logs(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_service_stop(struct sp_ops *o, json_t *args, sp_error *err);
+
+typedef json_t *(*sp_ops_fn)(struct sp_ops *, json_t *, sp_error *);
+
+/* Operations that wait in the workspace — service_start (its readiness
+ * probe), shell_read and service_logs with "wait" — as events, so a front
+ * end's loop never blocks on one: sp_ops_start checks fn's arguments and,
+ * when fn waits, sends its request and returns 1 with *ret; 0: fn does
+ * not wait (call it); < 0: refused (err). Poll sp_ops_pending_fd for
+ * POLLIN and call sp_ops_pending_step; when it returns 1,
+ * sp_ops_pending_finish gives fn's result (or NULL with err). Freeing a
+ * pending one abandons it. */
+struct sp_ops_pending;
+int sp_ops_start(struct sp_ops *o, sp_ops_fn fn, json_t *args,
+                 struct sp_ops_pending **ret, sp_error *err);
+int sp_ops_pending_fd(const struct sp_ops_pending *p);
+int sp_ops_pending_step(struct sp_ops_pending *p);
+json_t *sp_ops_pending_finish(struct sp_ops_pending *p, sp_error *err);
+void sp_ops_pending_free(struct sp_ops_pending *p);
 
 /* rpcops_snap.c: snapshots (docs/snapshots.md): {workspace, snapshot}. */
 json_t *sp_ops_ws_snapshot(struct sp_ops *o, json_t *args, sp_error *err);

@@ -15,9 +15,10 @@
 #include "ring.h"
 #include "rpcops.h"
 #include "workspace.h"
+#include "ws_shell.h"
 
-/* Longest wait a read may ask for: the server answers nothing else
- * meanwhile. */
+/* Longest wait a read may ask for (an event: the server answers everything
+ * else meanwhile). */
 #define SP_OPS_MAX_WAIT 30.0
 
 static int badk(sp_error *err, const char *fmt, ...)
@@ -319,13 +320,15 @@ json_t *sp_ops_patch_apply(struct sp_ops *o, json_t *a, sp_error *err)
     json_t *rep = report ? json_loads(report, 0, NULL) : NULL;
     free(report);
     if (r == 1) {
-        char *s = rep ? json_dumps(rep, JSON_COMPACT) : NULL;
-        sp_error_setk(err, SP_ERR_USAGE, EINVAL,
-                      "the patch did not apply and nothing was changed: %.900s "
-                      "(read the file and make the patch match it)",
-                      s ? s : "");
-        free(s);
-        json_decref(rep);
+        /* Not a bad argument: the library refused it. The report, whole,
+         * goes to error.data (serve) or the tool's result (mcp). */
+        sp_error_setk(err, SP_ERR_USAGE, 0,
+                      "the patch did not apply and nothing was changed "
+                      "(the report says which file and hunk: read the file "
+                      "and make the patch match it)");
+        json_decref(o->err_data);
+        o->err_data = json_pack("{s:s,s:o}", "kind", "patch", "report",
+                                rep ? rep : json_object());
         return NULL;
     }
     if (!json_is_object(rep)) {
@@ -432,7 +435,36 @@ json_t *sp_ops_shell_write(struct sp_ops *o, json_t *a, sp_error *err)
     return json_pack("{s:i,s:I}", "shell", sh, "written", (json_int_t)strlen(in));
 }
 
-json_t *sp_ops_shell_read(struct sp_ops *o, json_t *a, sp_error *err)
+/* ---- what waits in the workspace: a request, and its reply as an event -- */
+
+enum req_kind { REQ_SHELL_READ, REQ_SERVICE_LOGS, REQ_SERVICE_START };
+
+struct sp_ops_pending {
+    enum req_kind kind;
+    struct sp_ws_acall *call;
+    json_t *ctx;                /* what finishing needs: shell, name, stream */
+};
+
+/* A waiting operation's request: ws (in a), the agent's method and params
+ * (owned), whether it waits, and ctx (owned) for finishing. */
+struct req {
+    enum req_kind kind;
+    const char *ws;
+    const char *method;
+    json_t *params;
+    json_t *ctx;
+    bool waits;
+};
+
+static void req_free(struct req *rq)
+{
+    json_decref(rq->params);
+    json_decref(rq->ctx);
+    memset(rq, 0, sizeof(*rq));
+}
+
+static int shell_read_req(struct sp_ops *o, json_t *a, struct req *rq,
+                          sp_error *err)
 {
     static const char *const keys[] = {"workspace", "shell", "cursor", "wait",
                                        "max_bytes", NULL};
@@ -443,15 +475,199 @@ json_t *sp_ops_shell_read(struct sp_ops *o, json_t *a, sp_error *err)
         num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
         num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
         num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
-        return NULL;
+        return -1;
     if (max > 256 * 1024)
         max = 256 * 1024;
+    *rq = (struct req){REQ_SHELL_READ, ws, "shell.read",
+                       sp_ws_shell_read_params(sh, (uint64_t)cur, (size_t)max,
+                                               wait),
+                       json_integer(sh), wait > 0};
+    return 0;
+}
+
+static int service_logs_req(struct sp_ops *o, json_t *a, struct req *rq,
+                            sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "name", "stream", "cursor",
+                                       "tail", "wait", "max_bytes", NULL};
+    const char *ws = ws_of(o, a, keys, err), *name = NULL, *stream = "stdout";
+    double cur = -1, tail = -1, wait = 0, max = (double)o->max_output;
+    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
+        str_arg(a, "stream", false, 16, &stream, err) < 0 ||
+        num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
+        num_arg(a, "tail", false, 0, 1e6, &tail, err) < 0 ||
+        num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
+        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
+        return -1;
+    if (strcmp(stream, "stdout") != 0 && strcmp(stream, "stderr") != 0)
+        return badk(err, "stream must be \"stdout\" or \"stderr\"");
+    if (max > 256 * 1024)
+        max = 256 * 1024;
+    *rq = (struct req){REQ_SERVICE_LOGS, ws, "service.logs",
+                       sp_ws_service_logs_params(name, stream[3] == 'e',
+                                                 (int64_t)cur, (long)tail,
+                                                 (size_t)max, wait),
+                       json_pack("{s:s,s:s}", "name", name, "stream", stream),
+                       wait > 0};
+    return 0;
+}
+
+static int service_start_req(struct sp_ops *o, json_t *a, struct req *rq,
+                             sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "name", "command", "cwd",
+                                       "env", "secret_env", "ready",
+                                       "ready_timeout", "restart_on_failure",
+                                       NULL};
+    const char *ws = ws_of(o, a, keys, err), *name = NULL, *ready = NULL;
+    double rt = 0;
+    bool restart = false;
+    struct sp_ops_exec ex = {0};
+    json_t *keep = NULL;
+    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
+        str_arg(a, "ready", false, 4096, &ready, err) < 0 ||
+        num_arg(a, "ready_timeout", false, 0, 600, &rt, err) < 0 ||
+        bool_arg(a, "restart_on_failure", &restart, err) < 0 ||
+        sp_ops_timeout_check(o, "ready_timeout", rt, err) < 0 ||
+        cmd_of(o, a, ws, true, &ex, &keep, err) < 0)
+        return -1;
+    /* The default wait (30 s) is cut to the operator's timeout. */
+    double cap = sp_ops_timeout_ceiling(o);
+    if (rt == 0 && cap > 0 && cap < 30)
+        rt = cap;
+    sp_ws_service_opts so = {.name = name, .argv = ex.argv, .env = ex.env,
+                             .cwd = ex.cwd, .ready = ready, .ready_timeout = rt,
+                             .restart_on_failure = restart,
+                             .secret_env = ex.secret_env};
+    json_t *p = NULL;
+    int r = sp_ws_service_start_params(&so, &p, err);
+    sp_ops_exec_free(&ex);
+    json_decref(keep);
+    if (r < 0)
+        return r;
+    *rq = (struct req){REQ_SERVICE_START, ws, "service.start", p,
+                       json_string(name), true};
+    return 0;
+}
+
+static int req_of(struct sp_ops *o, sp_ops_fn fn, json_t *a, struct req *rq,
+                  sp_error *err)
+{
+    memset(rq, 0, sizeof(*rq));
+    if (fn == sp_ops_shell_read)
+        return shell_read_req(o, a, rq, err);
+    if (fn == sp_ops_service_logs)
+        return service_logs_req(o, a, rq, err);
+    if (fn == sp_ops_service_start)
+        return service_start_req(o, a, rq, err);
+    return 1; /* not one that waits */
+}
+
+/* The tool's result from the agent's reply (r: borrowed). */
+static json_t *req_finish(enum req_kind kind, json_t *ctx, json_t *r,
+                          sp_error *err)
+{
+    if (kind == REQ_SERVICE_START) {
+        char *js = NULL;
+        if (sp_ws_service_start_reply(json_string_value(ctx), r, &js, err) < 0) {
+            free(js);
+            return NULL;
+        }
+        return js ? parse_text(js, err) : json_object();
+    }
     sp_ws_output out = {0};
-    if (sp_ws_shell_read(ws, sh, (uint64_t)cur, (size_t)max, wait, &out, err) < 0)
+    if (sp_ws_output_from_json(r, &out, err) < 0)
         return NULL;
-    json_t *r = output_json(&out, "shell", json_integer(sh));
+    json_t *res;
+    if (kind == REQ_SHELL_READ) {
+        res = output_json(&out, "shell", json_incref(ctx));
+    } else {
+        res = output_json(&out, "name",
+                          json_incref(json_object_get(ctx, "name")));
+        json_object_set(res, "stream", json_object_get(ctx, "stream"));
+    }
     sp_ws_output_free(&out);
-    return r;
+    return res;
+}
+
+/* The blocking form (the library's callers, and a read without wait). */
+static json_t *req_run(struct sp_ops *o, sp_ops_fn fn, json_t *a,
+                       sp_error *err)
+{
+    struct req rq;
+    if (req_of(o, fn, a, &rq, err) != 0)
+        return NULL;
+    json_t *r = NULL;
+    json_t *res = NULL;
+    if (sp_ws_call(rq.ws, rq.method, json_incref(rq.params), &r, err) == 0)
+        res = req_finish(rq.kind, rq.ctx, r, err);
+    json_decref(r);
+    req_free(&rq);
+    return res;
+}
+
+int sp_ops_start(struct sp_ops *o, sp_ops_fn fn, json_t *a,
+                 struct sp_ops_pending **ret, sp_error *err)
+{
+    *ret = NULL;
+    struct req rq;
+    int r = req_of(o, fn, a, &rq, err);
+    if (r != 0)
+        return r < 0 ? r : 0;
+    if (!rq.waits) {
+        req_free(&rq);
+        return 0;
+    }
+    struct sp_ops_pending *p = calloc(1, sizeof(*p));
+    if (!p) {
+        req_free(&rq);
+        return sp_error_set(err, ENOMEM, "request");
+    }
+    p->kind = rq.kind;
+    p->ctx = json_incref(rq.ctx);
+    r = sp_ws_acall_start(rq.ws, rq.method, json_incref(rq.params), &p->call,
+                          err);
+    req_free(&rq);
+    if (r < 0) {
+        sp_ops_pending_free(p);
+        return r;
+    }
+    *ret = p;
+    return 1;
+}
+
+int sp_ops_pending_fd(const struct sp_ops_pending *p)
+{
+    return sp_ws_acall_fd(p->call);
+}
+
+int sp_ops_pending_step(struct sp_ops_pending *p)
+{
+    return sp_ws_acall_step(p->call);
+}
+
+json_t *sp_ops_pending_finish(struct sp_ops_pending *p, sp_error *err)
+{
+    json_t *r = sp_ws_acall_result(p->call, err);
+    if (!r)
+        return NULL;
+    json_t *res = req_finish(p->kind, p->ctx, r, err);
+    json_decref(r);
+    return res;
+}
+
+void sp_ops_pending_free(struct sp_ops_pending *p)
+{
+    if (!p)
+        return;
+    sp_ws_acall_free(p->call);
+    json_decref(p->ctx);
+    free(p);
+}
+
+json_t *sp_ops_shell_read(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    return req_run(o, sp_ops_shell_read, a, err);
 }
 
 static const struct {
@@ -494,35 +710,7 @@ json_t *sp_ops_shell_close(struct sp_ops *o, json_t *a, sp_error *err)
 
 json_t *sp_ops_service_start(struct sp_ops *o, json_t *a, sp_error *err)
 {
-    static const char *const keys[] = {"workspace", "name", "command", "cwd",
-                                       "env", "secret_env", "ready",
-                                       "ready_timeout", "restart_on_failure",
-                                       NULL};
-    const char *ws = ws_of(o, a, keys, err), *name = NULL, *ready = NULL;
-    double rt = 0;
-    bool restart = false;
-    struct sp_ops_exec ex = {0};
-    json_t *keep = NULL;
-    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
-        str_arg(a, "ready", false, 4096, &ready, err) < 0 ||
-        num_arg(a, "ready_timeout", false, 0, 600, &rt, err) < 0 ||
-        bool_arg(a, "restart_on_failure", &restart, err) < 0 ||
-        cmd_of(o, a, ws, true, &ex, &keep, err) < 0)
-        return NULL;
-    sp_ws_service_opts so = {.name = name, .argv = ex.argv, .env = ex.env,
-                             .cwd = ex.cwd, .ready = ready, .ready_timeout = rt,
-                             .restart_on_failure = restart,
-                             .secret_env = ex.secret_env};
-    char *js = NULL;
-    int r = sp_ws_service_start(ws, &so, &js, err);
-    sp_ops_exec_free(&ex);
-    json_decref(keep);
-    if (r < 0) {
-        free(js);
-        return NULL;
-    }
-    json_t *res = js ? parse_text(js, err) : json_object();
-    return res;
+    return req_run(o, sp_ops_service_start, a, err);
 }
 
 json_t *sp_ops_service_status(struct sp_ops *o, json_t *a, sp_error *err)
@@ -541,31 +729,7 @@ json_t *sp_ops_service_status(struct sp_ops *o, json_t *a, sp_error *err)
 
 json_t *sp_ops_service_logs(struct sp_ops *o, json_t *a, sp_error *err)
 {
-    static const char *const keys[] = {"workspace", "name", "stream", "cursor",
-                                       "tail", "wait", "max_bytes", NULL};
-    const char *ws = ws_of(o, a, keys, err), *name = NULL, *stream = "stdout";
-    double cur = -1, tail = -1, wait = 0, max = (double)o->max_output;
-    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
-        str_arg(a, "stream", false, 16, &stream, err) < 0 ||
-        num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
-        num_arg(a, "tail", false, 0, 1e6, &tail, err) < 0 ||
-        num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
-        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
-        return NULL;
-    if (strcmp(stream, "stdout") != 0 && strcmp(stream, "stderr") != 0) {
-        badk(err, "stream must be \"stdout\" or \"stderr\"");
-        return NULL;
-    }
-    if (max > 256 * 1024)
-        max = 256 * 1024;
-    sp_ws_output out = {0};
-    if (sp_ws_service_logs(ws, name, stream[3] == 'e', (int64_t)cur,
-                           (long)tail, (size_t)max, wait, &out, err) < 0)
-        return NULL;
-    json_t *r = output_json(&out, "name", json_string(name));
-    json_object_set_new(r, "stream", json_string(stream));
-    sp_ws_output_free(&out);
-    return r;
+    return req_run(o, sp_ops_service_logs, a, err);
 }
 
 json_t *sp_ops_service_stop(struct sp_ops *o, json_t *a, sp_error *err)

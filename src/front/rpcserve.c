@@ -21,6 +21,7 @@
 #include "error.h"
 #include "jsonrpc.h"
 #include "rpcops.h"
+#include "wsend.h"
 #include "wsjob.h"
 
 typedef json_t *(*op_fn)(struct sp_ops *, json_t *, sp_error *);
@@ -69,7 +70,8 @@ struct call {
     struct client *cl;
     json_t *id;
     struct batch *batch;
-    struct sp_wsjob *job;
+    struct sp_ops_pending *pend; /* a method that waits (rpcops.h), or */
+    struct sp_wsjob *job;        /* an exec */
     bool stream;
     size_t max_output;
     size_t npfd;
@@ -120,8 +122,10 @@ static void batch_done(struct client *c, struct batch *b)
     free(b);
 }
 
-/* The one place a library error becomes a JSON-RPC error. */
-static json_t *lib_error(json_t *id, const sp_error *err)
+/* The one place a library error becomes a JSON-RPC error; data (stolen,
+ * may be NULL): the operation's details (sp_ops_take_err_data), whose
+ * keys join error.data. */
+static json_t *lib_error_data(json_t *id, const sp_error *err, json_t *data)
 {
     int code = SP_JRPC_FAILED;
     const char *kind = "failed";
@@ -136,8 +140,17 @@ static json_t *lib_error(json_t *id, const sp_error *err)
     } else if (err->kind == SP_ERR_SYSTEM) {
         kind = "system";
     }
-    return sp_jrpc_error(id, code, json_pack("{s:s}", "kind", kind), "%s",
+    json_t *d = json_pack("{s:s}", "kind", kind);
+    if (json_is_object(data))
+        json_object_update(d, data);
+    json_decref(data);
+    return sp_jrpc_error(id, code, d, "%s",
                          err->message[0] ? err->message : "failed");
+}
+
+static json_t *lib_error(json_t *id, const sp_error *err)
+{
+    return lib_error_data(id, err, NULL);
 }
 
 static void call_free(struct call *c)
@@ -145,6 +158,7 @@ static void call_free(struct call *c)
     if (!c)
         return;
     sp_wsjob_free(c->job);
+    sp_ops_pending_free(c->pend);
     json_decref(c->id);
     free(c);
 }
@@ -223,13 +237,49 @@ static void start_exec(struct srv *s, struct client *cl, json_t *id,
     cl->calls[slot] = c;
 }
 
+static int free_slot(struct client *cl)
+{
+    for (int i = 0; i < SP_SERVE_MAX_PENDING; i++)
+        if (!cl->calls[i])
+            return i;
+    return -1;
+}
+
+/* A waiting method's call (pend stolen); id NULL: a notification, run
+ * and answered to nobody. */
+static void start_pending(struct client *cl, json_t *id, struct batch *b,
+                          struct sp_ops_pending *pend)
+{
+    int slot = free_slot(cl);
+    struct call *c = slot >= 0 ? calloc(1, sizeof(*c)) : NULL;
+    if (!c) {
+        sp_ops_pending_free(pend);
+        if (id)
+            reply(cl, b, slot < 0 ? sp_jrpc_error(id, SP_JRPC_BUSY, NULL,
+                                                  "too many requests in "
+                                                  "flight (at most %d)",
+                                                  SP_SERVE_MAX_PENDING)
+                                  : sp_jrpc_error(id, SP_JRPC_INTERNAL, NULL,
+                                                  "out of memory"));
+        return;
+    }
+    c->cl = cl;
+    c->id = id ? json_deep_copy(id) : json_string("");
+    c->pend = pend;
+    c->batch = id ? b : NULL;
+    if (c->batch)
+        c->batch->pending++;
+    cl->calls[slot] = c;
+}
+
 static json_t *exec_result(const struct call *c)
 {
     const struct sp_wsjob_result *res = sp_wsjob_result(c->job);
     if (res->status < 0)
         return NULL;
-    json_t *o = json_pack("{s:i,s:b}", "exit_code", res->status, "timed_out",
-                          res->timed_out);
+    json_t *o = json_pack("{s:i,s:b,s:o}", "exit_code", res->status,
+                          "timed_out", res->timed_out, "outcome",
+                          sp_ws_end_json(&res->end));
     bool trunc = false;
     static const char *const names[] = {NULL, "stdout", "stderr"};
     for (int i = 1; i < 3; i++) {
@@ -262,8 +312,11 @@ static void cancel(struct client *cl, json_t *id, struct batch *b,
         if (!c || !json_equal(c->id, target))
             continue;
         /* The exec's own request is answered: cancelled. */
-        reply(cl, c->batch, sp_jrpc_error(c->id, SP_JRPC_FAILED,
-                                          json_pack("{s:s}", "kind", "cancelled"),
+        json_t *data = json_pack("{s:s}", "kind", "cancelled");
+        if (c->job) /* how the exec ended (wsend.h) */
+            json_object_set_new(data, "outcome",
+                                json_pack("{s:s}", "ended", "cancelled"));
+        reply(cl, c->batch, sp_jrpc_error(c->id, SP_JRPC_FAILED, data,
                                           "cancelled"));
         cl->calls[i] = NULL;
         if (c->batch) {
@@ -277,8 +330,8 @@ static void cancel(struct client *cl, json_t *id, struct batch *b,
     }
     if (id)
         reply(cl, b, sp_jrpc_error(id, SP_JRPC_PARAMS, NULL,
-                                   "no running exec of this connection has "
-                                   "that id"));
+                                   "no running exec or waiting request of "
+                                   "this connection has that id"));
 }
 
 static void handle_one(struct srv *s, struct client *cl, json_t *o,
@@ -332,12 +385,27 @@ static void handle_one(struct srv *s, struct client *cl, json_t *o,
             return;
         }
         sp_error err = {0};
-        json_t *r = methods[i].fn(&s->ops, m.params, &err);
-        if (!id) {
-            json_decref(r);
+        /* One that waits in the workspace is an event: the loop goes on. */
+        struct sp_ops_pending *pend = NULL;
+        int sr = sp_ops_start(&s->ops, methods[i].fn, m.params, &pend, &err);
+        if (sr < 0) {
+            if (id)
+                reply(cl, b, lib_error(id, &err));
             return;
         }
-        reply(cl, b, r ? sp_jrpc_result(id, r) : lib_error(id, &err));
+        if (sr == 1) {
+            start_pending(cl, id, b, pend);
+            return;
+        }
+        json_t *r = methods[i].fn(&s->ops, m.params, &err);
+        json_t *data = sp_ops_take_err_data(&s->ops);
+        if (!id) {
+            json_decref(r);
+            json_decref(data);
+            return;
+        }
+        reply(cl, b, r ? sp_jrpc_result(id, r)
+                       : lib_error_data(id, &err, data));
         return;
     }
     if (id)
@@ -400,17 +468,25 @@ static void settle(struct client *cl)
     for (int i = 0; i < SP_SERVE_MAX_PENDING; i++) {
         struct call *c = cl->calls[i];
         struct pollfd none[SP_WSJOB_POLLFDS];
-        if (!c || sp_wsjob_pollfds(c->job, none, SP_WSJOB_POLLFDS) != 0)
+        if (!c || (c->pend && sp_ops_pending_fd(c->pend) >= 0) ||
+            (c->job && sp_wsjob_pollfds(c->job, none, SP_WSJOB_POLLFDS) != 0))
             continue;
-        json_t *r = exec_result(c);
         bool notify = json_is_string(c->id) && !json_string_length(c->id) &&
                       !c->batch;
+        json_t *out;
+        if (c->pend) {
+            sp_error err = {0};
+            json_t *r = sp_ops_pending_finish(c->pend, &err);
+            out = r ? sp_jrpc_result(c->id, r) : lib_error(c->id, &err);
+        } else {
+            json_t *r = exec_result(c);
+            out = r ? sp_jrpc_result(c->id, r)
+                    : lib_error(c->id, &sp_wsjob_result(c->job)->err);
+        }
         if (!notify)
-            reply(cl, c->batch,
-                  r ? sp_jrpc_result(c->id, r)
-                    : lib_error(c->id, &sp_wsjob_result(c->job)->err));
+            reply(cl, c->batch, out);
         else
-            json_decref(r);
+            json_decref(out);
         cl->calls[i] = NULL;
         if (c->batch) {
             c->batch->pending--;
@@ -563,7 +639,15 @@ int sp_rpc_serve(const struct sp_serve_opts *o, sp_error *err)
                 struct call *c = cl->calls[k];
                 if (!c)
                     continue;
-                c->npfd = sp_wsjob_pollfds(c->job, pfd + n, SP_WSJOB_POLLFDS);
+                if (c->pend) {
+                    int fd = sp_ops_pending_fd(c->pend);
+                    c->npfd = fd >= 0;
+                    if (fd >= 0)
+                        pfd[n] = (struct pollfd){fd, POLLIN, 0};
+                } else {
+                    c->npfd = sp_wsjob_pollfds(c->job, pfd + n,
+                                               SP_WSJOB_POLLFDS);
+                }
                 n += c->npfd;
             }
         }
@@ -591,7 +675,10 @@ int sp_rpc_serve(const struct sp_serve_opts *o, sp_error *err)
                 struct call *c = cl->calls[k];
                 if (!c)
                     continue;
-                sp_wsjob_step(c->job, pfd + idx, c->npfd);
+                if (c->pend && c->npfd && pfd[idx].revents)
+                    sp_ops_pending_step(c->pend);
+                else if (!c->pend)
+                    sp_wsjob_step(c->job, pfd + idx, c->npfd);
                 idx += c->npfd;
             }
             if (rev & (POLLIN | POLLHUP | POLLERR)) {

@@ -60,6 +60,8 @@ struct sexec {
     json_int_t aid;           /* our id towards the agent */
     struct client *c;         /* NULL: the client is gone */
     json_t *cid;              /* the client's own id */
+    bool is_exec;             /* an exec (not a file request) */
+    uint64_t oom0, pids0;     /* the cgroup's counters when it started */
 };
 
 struct sv {
@@ -409,7 +411,10 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
     }
     line = NULL;
     nf = 0; /* the queue owns the fds now */
-    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id)};
+    struct sexec se = {aid, c, json_incref(m->id), true, 0, 0};
+    if (s->h.cg)
+        sp_cgroup_event_counts(s->h.cg, &se.oom0, &se.pids0);
+    s->execs[s->n_execs++] = se;
     c->n_pending++;
 out:
     free(line);
@@ -486,7 +491,7 @@ static void handle_files(struct sv *s, struct client *c,
         }
         frame = NULL;
     }
-    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id)};
+    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id), false, 0, 0};
     c->n_pending++;
 out:
     free(line);
@@ -723,6 +728,37 @@ static void accept_client(struct sv *s)
 
 /* Forward the agent's reply m (and its frame, taken over) to client c
  * under the client's own id; an error keeps its "data". */
+/* What the cgroup counted while exec e ran, added to its result for the
+ * client to say how it ended (workspace.h, sp_ws_exec_end): "oom" when
+ * the kernel OOM-killed a process of the workspace and the command died
+ * of SIGKILL (or exited 137, as a shell does when its child did); "pids_refused" when the pids limit refused forks. The
+ * counters are the workspace's: concurrent execs share them. */
+static void exec_counters(struct sv *s, const struct sexec *e, json_t *res)
+{
+    uint64_t oom = 0, pids = 0;
+    if (!s->h.cg || sp_cgroup_event_counts(s->h.cg, &oom, &pids) < 0)
+        return;
+    const struct sp_limits *l = &s->a->policy->limits;
+    json_t *sig = json_object_get(res, "signal");
+    json_t *st = json_object_get(res, "status");
+    /* Killed by SIGKILL, or a shell saying its command was (137). */
+    if (oom > e->oom0 &&
+        ((json_is_integer(sig) && json_integer_value(sig) == SIGKILL) ||
+         (json_is_integer(st) && json_integer_value(st) == 128 + SIGKILL))) {
+        json_object_set_new(res, "oom", json_true());
+        if (l->memory)
+            json_object_set_new(res, "memory_limit",
+                                json_integer((json_int_t)l->memory));
+    }
+    if (pids > e->pids0) {
+        json_object_set_new(res, "pids_refused",
+                            json_integer((json_int_t)(pids - e->pids0)));
+        if (l->pids)
+            json_object_set_new(res, "pids_limit",
+                                json_integer((json_int_t)l->pids));
+    }
+}
+
 static void client_reply(struct sv *s, struct client *c, json_t *cid,
                          struct sp_proto_msg *m, char *frame, size_t flen)
 {
@@ -802,6 +838,8 @@ static void agent_readable(struct sv *s)
                 if (e->aid != aid)
                     continue;
                 s->last_activity = sp_now_us();
+                if (e->is_exec && !m.is_error && json_is_object(m.result))
+                    exec_counters(s, e, m.result);
                 if (e->c) {
                     e->c->n_pending--;
                     client_reply(s, e->c, e->cid, &m, frame, flen);

@@ -1026,6 +1026,31 @@ int sp_cgroup_read_stats(struct sp_cgroup *cg, sp_stats *st)
     return rc;
 }
 
+int sp_cgroup_event_counts(struct sp_cgroup *cg, uint64_t *oom_kills,
+                           uint64_t *pids_max)
+{
+    *oom_kills = *pids_max = 0;
+    if (!cg)
+        return -EINVAL;
+    for (size_t i = 0; i < cg->n_dirs; i++) {
+        const struct cg_dir *d = &cg->dirs[i];
+        char buf[512] = "";
+        uint64_t v = 0;
+        if ((d->ctrls & CG_MEMORY) &&
+            read_text_at(d->fd, cg->version == 1 ? "memory.oom_control"
+                                                 : "memory.events",
+                         buf, sizeof(buf)) >= 0 &&
+            find_key_u64(buf, "oom_kill", &v) == 0)
+            *oom_kills = v;
+        /* v1 and v2 alike: "max N", the forks the limit refused. */
+        if ((d->ctrls & CG_PIDS) &&
+            read_text_at(d->fd, "pids.events", buf, sizeof(buf)) >= 0 &&
+            find_key_u64(buf, "max", &v) == 0)
+            *pids_max = v;
+    }
+    return 0;
+}
+
 /* ---- destroy ----------------------------------------------------------- */
 
 void sp_cgroup_destroy(struct sp_cgroup *cg)

@@ -76,6 +76,13 @@ int sp_cgroup_kill_all(struct sp_cgroup *cg);
  * could not be read (the fields read so far are filled). */
 int sp_cgroup_read_stats(struct sp_cgroup *cg, sp_stats *st);
 
+/* The cgroup's event counters: OOM kills (v2 memory.events, v1
+ * memory.oom_control "oom_kill") and forks refused by the pids limit
+ * (pids.events "max"); 0 where the controller or the file is missing.
+ * Read before and after an exec, they say what ended it. */
+int sp_cgroup_event_counts(struct sp_cgroup *cg, uint64_t *oom_kills,
+                           uint64_t *pids_max);
+
 /* What is enforced, e.g. "cgroup v1: memory, pids, cpu". Owned by cg. */
 const char *sp_cgroup_describe(const struct sp_cgroup *cg);
 

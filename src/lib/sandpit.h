@@ -271,6 +271,32 @@ SP_EXPORT int sp_ws_checkpoint(const char *name, const char *snap,
 
 typedef struct sp_ws_client sp_ws_client;
 
+/* How an exec ended (docs/workspaces.md, "How an exec ended"): the
+ * cgroup's counts and the wait status, classified in one place for every
+ * front end. */
+typedef enum sp_exec_ended {
+    SP_ENDED_EXIT = 0,         /* it exited: exit_code */
+    SP_ENDED_SIGNAL,           /* a signal ended it: signal */
+    SP_ENDED_TIMEOUT,          /* it ran past its timeout (exit_code 124) */
+    SP_ENDED_OOM,              /* the kernel killed it: out of memory */
+    SP_ENDED_PIDS,             /* the pids limit refused a fork, and it failed */
+    SP_ENDED_CANCELLED,        /* its caller cancelled it */
+} sp_exec_ended;
+
+typedef struct sp_exec_end {
+    sp_exec_ended how;
+    int exit_code;             /* as sp_ws_exec returns it */
+    int signal;                /* 0: none */
+    uint64_t memory_limit;     /* bytes; 0: unknown or none */
+    uint64_t pids_limit;       /* 0: unknown or none */
+    uint64_t pids_refused;     /* forks the pids limit refused meanwhile */
+} sp_exec_end;
+
+/* In words, e.g. "killed: out of memory (limit 64 MiB)"; "" for a plain
+ * exit. Returns buf. */
+SP_EXPORT const char *sp_exec_end_text(const sp_exec_end *e, char *buf,
+                                       size_t len);
+
 typedef struct sp_ws_exec_opts {
     char *const *argv;         /* NULL-terminated */
     char *const *env;          /* extra "K=V" entries, NULL-terminated; may be NULL */
@@ -283,6 +309,8 @@ typedef struct sp_ws_exec_opts {
     char *const *secret_env;   /* names of the workspace's secrets to set as
                                   environment variables, NULL-terminated;
                                   may be NULL */
+    sp_exec_end *ended;        /* when set: how it ended, filled when the
+                                  call returns >= 0 */
 } sp_ws_exec_opts;
 
 /* A connection to a running workspace's supervisor, for many execs. */

@@ -427,3 +427,33 @@ def test_secret_env_and_restore_services_sdk(state, tmp_path):
     assert g.stdout == "", g.stdout
     assert [w["name"] for w in json.loads(sandpit(
         "ps", "--json", env={"SANDPIT_STATE": state}).stdout)] == ["sec"]
+
+
+def test_bounds_sdk(state, tmp_path):
+    """Issue 18 through the official SDK client (tests/mcp/bounds.mjs
+    asserts every result): a ping is answered while service_start waits
+    on readiness and shell_read on output; every exec says how it ended
+    (exit, signal, timeout, oom, pids); an exec ends every process it
+    started (setsid'd ones too, cancelled or not), so background jobs do
+    not use up pids; the operator's timeout caps exec, ready_timeout and
+    idle_timeout; a null id and an unknown cursor are refused; a client
+    that crashes (stdin and stdout closed) takes its commands with it."""
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps({"timeout": 20}))
+    os.chmod(tmp_path, 0o755)
+    os.chmod(pol, 0o644)
+    sdk_script("bounds.mjs", 240, SANDPIT_STATE=state, BOUNDS_POLICY=str(pol))
+
+
+def test_failed_patch_report_is_whole(mcp):
+    """A patch that does not apply: the tool error carries its report
+    whole (structuredContent and the text), not cut inside a message."""
+    mcp.init()
+    assert mcp.tool("workspace_create", name="pt")["isError"] is False
+    mcp.tool("file_write", workspace="pt", path="a.txt", content="one\n")
+    r = mcp.tool("patch_apply", workspace="pt",
+                 patch="--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-zzz\n+two\n")
+    assert r["isError"] is True
+    assert r["structuredContent"]["kind"] == "patch"
+    assert "report" in r["structuredContent"]
+    assert "a.txt" in r["content"][0]["text"]

@@ -544,3 +544,151 @@ def test_restore_over_serve_lists_services(server, state):
     assert r["restarted"] is False and r["services"] == [], r
     assert c.call("workspace.delete", {"workspace": "r"})["deleted"] is True
     c.close()
+
+
+def _procs(c, ws):
+    r = c.call("exec", {"workspace": ws, "command": ["ps", "-eo", "comm="]})
+    return [l for l in r["stdout"].split("\n") if l and l != "ps"]
+
+
+def _gone(c, ws, name):
+    for _ in range(100):
+        if name not in _procs(c, ws):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_exec_outcome_and_leftovers(server):
+    """Every exec says how it ended (exit, signal, timeout, oom, pids),
+    and ends every process it started: a setsid'd daemon and background
+    jobs do not outlive it (cancelled or not), nor use up pids."""
+    c = Conn(server)
+    assert c.call("workspace.create", {"name": "oc", "memory": "64M", "pids": 32})["workspace"] == "oc"
+    ex = lambda cmd, **kw: c.call("exec", {"workspace": "oc", "command": cmd, **kw})
+    o = ex("exit 3")["outcome"]
+    assert o["ended"] == "exit" and o["exit_code"] == 3
+    o = ex("kill -TERM $$")["outcome"]
+    assert o["ended"] == "signal" and o["signal"] == 15 and o["signal_name"] == "SIGTERM"
+    r = ex("sleep 30", timeout=0.5)
+    assert r["outcome"]["ended"] == "timeout" and r["exit_code"] == 124
+    o = ex("head -c 300M /dev/zero | tail >/dev/null")["outcome"]
+    assert o["ended"] == "oom" and o["limit_bytes"] == 64 * 1024 * 1024, o
+    assert "out of memory (limit 64 MiB)" in o["text"]
+    o = ex("for i in $(seq 60); do sleep 5 & done; wait")["outcome"]
+    assert o["ended"] == "pids" and o["limit"] == 32 and o["refused_forks"] >= 1, o
+    # Leftovers.
+    assert ex("(setsid sleep 1000 &); sleep 999 & echo started")["stdout"] == "started\n"
+    assert _gone(c, "oc", "sleep"), _procs(c, "oc")
+    for _ in range(3):
+        ex("for i in 1 2 3 4 5 6 7 8; do sleep 100 & done; echo ok")
+    r = ex("for i in $(seq 20); do sleep 0 & done; wait; echo forked")
+    assert r["stdout"] == "forked\n" and r["outcome"]["ended"] == "exit", r
+    # Cancelled: the daemon goes too; the reply says cancelled.
+    c.send({"jsonrpc": "2.0", "id": "x1", "method": "exec",
+            "params": {"workspace": "oc", "command": "(setsid sleep 1001 &); exec sleep 1002"}})
+    c2 = Conn(server)
+    for _ in range(100):
+        if "sleep" in _procs(c2, "oc"):
+            break
+        time.sleep(0.05)
+    c.send({"jsonrpc": "2.0", "id": "x2", "method": "exec.cancel", "params": {"request": "x1"}})
+    got = {}
+    while len(got) < 2:
+        m = c.recv()
+        got[m.get("id")] = m
+    assert got["x1"]["error"]["code"] == -32000
+    assert got["x1"]["error"]["data"]["outcome"] == {"ended": "cancelled"}
+    assert _gone(c2, "oc", "sleep"), _procs(c2, "oc")
+    # A client that goes away mid-exec takes its daemon with it.
+    c3 = Conn(server)
+    c3.send({"jsonrpc": "2.0", "id": 1, "method": "exec",
+             "params": {"workspace": "oc", "command": "(setsid sleep 1003 &); exec sleep 1004"}})
+    for _ in range(100):
+        if "sleep" in _procs(c2, "oc"):
+            break
+        time.sleep(0.05)
+    c3.close()
+    assert _gone(c2, "oc", "sleep"), _procs(c2, "oc")
+    c.close()
+    c2.close()
+
+
+def test_waits_do_not_block_other_clients(server):
+    """service.start waiting on readiness and shell.read waiting for
+    output are events: another client's request, and the same client's
+    next one, are answered meanwhile; a waiting read can be cancelled."""
+    c = Conn(server)
+    c.call("workspace.create", {"name": "wt"})
+    sh = c.call("shell.open", {"workspace": "wt"})["shell"]
+    c.send({"jsonrpc": "2.0", "id": "svc", "method": "service.start",
+            "params": {"workspace": "wt", "name": "slow", "command": "sleep 100",
+                       "ready": "file:/tmp/never", "ready_timeout": 3}})
+    c.send({"jsonrpc": "2.0", "id": "rd", "method": "shell.read",
+            "params": {"workspace": "wt", "shell": sh, "cursor": 10 ** 9, "wait": 3}})
+    c.send({"jsonrpc": "2.0", "id": "l", "method": "workspace.list"})
+    other = Conn(server)
+    assert [w["name"] for w in other.call("workspace.list")["workspaces"]] == ["wt"]
+    order = []
+    got = {}
+    while len(got) < 3:
+        m = c.recv()
+        order.append(m["id"])
+        got[m["id"]] = m
+    assert order[0] == "l", order
+    assert got["svc"]["error"]["code"] == -32000 and "readiness timeout" in got["svc"]["error"]["message"]
+    assert got["rd"]["result"]["shell"] == sh
+    c.send({"jsonrpc": "2.0", "id": "rd2", "method": "shell.read",
+            "params": {"workspace": "wt", "shell": sh, "cursor": 10 ** 9, "wait": 20}})
+    c.send({"jsonrpc": "2.0", "id": "cx", "method": "exec.cancel", "params": {"request": "rd2"}})
+    got = {}
+    while len(got) < 2:
+        m = c.recv()
+        got[m["id"]] = m
+    assert got["rd2"]["error"]["data"]["kind"] == "cancelled"
+    assert got["cx"]["result"] == {"cancelled": True}
+    c.close()
+    other.close()
+
+
+def test_protocol_details(server):
+    """A request with a null id is refused (-32600), not answered; a failed
+    patch is -32000 with the whole report in error.data."""
+    c = Conn(server)
+    c.send({"jsonrpc": "2.0", "id": None, "method": "rpc.methods"})
+    r = c.recv()
+    assert r["id"] is None and r["error"]["code"] == -32600 and "result" not in r
+    c.call("workspace.create", {"name": "pd"})
+    c.call("file.write", {"workspace": "pd", "path": "a.txt", "content": "one\n"})
+    r = c.call("patch.apply", {"workspace": "pd",
+                               "patch": "--- a/a.txt\n+++ b/a.txt\n@@ -1 +1 @@\n-zzz\n+two\n"}, raw=True)
+    e = r["error"]
+    assert e["code"] == -32000 and e["data"]["kind"] == "patch", e
+    assert isinstance(e["data"]["report"], dict) and len(e["message"]) < 300
+    c.close()
+
+
+def test_operator_timeout_is_a_ceiling(state, tmp_path):
+    """With the operator's {"timeout": 2}: an exec, a service's readiness
+    wait and a workspace's idle_timeout over it are refused, naming it."""
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps({"timeout": 2}))
+    os.chmod(pol, 0o644)
+    path = str(tmp_path / "s.sock")
+    p = start_serve(state, path, "--policy", str(pol))
+    try:
+        c = Conn(path)
+        r = c.call("workspace.create", {"name": "tc", "idle_timeout": 100}, raw=True)
+        assert r["error"]["code"] == -32001 and "idle_timeout" in r["error"]["message"]
+        c.call("workspace.create", {"name": "tc"})
+        r = c.call("exec", {"workspace": "tc", "command": "sleep 4", "timeout": 60}, raw=True)
+        assert r["error"]["code"] == -32001 and "operator's timeout of 2 s" in r["error"]["message"]
+        r = c.call("exec", {"workspace": "tc", "command": "sleep 4"})
+        assert r["outcome"]["ended"] == "timeout"
+        r = c.call("service.start", {"workspace": "tc", "name": "s", "command": "sleep 100",
+                                     "ready_timeout": 30}, raw=True)
+        assert r["error"]["code"] == -32001 and "ready_timeout" in r["error"]["message"]
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)

@@ -76,7 +76,7 @@ static void test_validation(void **state)
     } while (0)
     OK("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}", SP_JRPC_REQUEST);
     OK("{\"jsonrpc\":\"2.0\",\"id\":\"x\",\"method\":\"a\",\"params\":[1]}", SP_JRPC_REQUEST);
-    OK("{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"a\"}", SP_JRPC_REQUEST);
+    BAD("{\"jsonrpc\":\"2.0\",\"id\":null,\"method\":\"a\"}"); /* never null */
     OK("{\"jsonrpc\":\"2.0\",\"method\":\"n\"}", SP_JRPC_NOTIFY);
     OK("{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{}}", SP_JRPC_RESPONSE);
     OK("{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":1}}", SP_JRPC_RESPONSE);
