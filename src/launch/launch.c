@@ -661,20 +661,14 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
             break;
         }
     }
-    /* --net allow: TCP only to the proxy's port (Landlock grants bind too;
-     * the proxy's listener holds 127.0.0.1:PORT, so no other socket can
-     * take its connections: docs/network.md). */
-    bool deny_tcp = p->net != SP_NET_HOST;
-    /* Published ports (portfwd.h): their services bind them, and the
-     * agent connects to them for each host connection. */
-    uint16_t ports[1 + SP_MAX_PUBLISH];
-    size_t n_ports = 0;
-    if (p->net == SP_NET_ALLOW)
-        ports[n_ports++] = SP_NET_PROXY_PORT;
-    for (size_t i = 0; i < p->n_publish; i++)
-        ports[n_ports++] = p->publish[i].port;
-    int r = sp_landlock_plan_build(abi, paths, n, deny_tcp,
-                                   n_ports ? ports : NULL, n_ports, true,
+    /* TCP is not handled: in the private modes (none, allow:) the network
+     * namespace is the boundary. It holds only lo (and, for allow:, the
+     * proxy's listener on 127.0.0.1), so a connect() can reach nothing but
+     * the sandbox's own loopback; the proxy is the only way out. Loopback
+     * TCP must work there (test servers, language servers, asyncio): see
+     * docs/landlock.md. With --net host the caller asked for the host's
+     * network. (The layer still builds port rules: landlock.h.) */
+    int r = sp_landlock_plan_build(abi, paths, n, false, NULL, 0, true,
                                    &l->landlock, err);
     free(paths);
     if (r < 0)

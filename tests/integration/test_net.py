@@ -225,8 +225,9 @@ def test_loopback_refused_after_resolution_without_allow_private(http_port):
 
 def test_direct_connections_bypassing_the_proxy_fail(http_port):
     """Without the proxy nothing leaves: the host's loopback is not this
-    netns's; Landlock refuses TCP to any port but the proxy's, and binding
-    another port; the proxy's own port cannot be taken over."""
+    netns's (the host's listener is not there); the sandbox's own loopback
+    works (another port binds); the proxy's own port cannot be taken
+    over."""
     code = (
         "import errno, socket\n"
         "def t(f):\n"
@@ -247,9 +248,9 @@ def test_direct_connections_bypassing_the_proxy_fail(http_port):
                    "--net-allow-private"])
     assert r.returncode == 0, r.stderr
     direct, proxy, other_bind, steal_any, steal_lo = r.stdout.split()
-    assert direct in ("EACCES", "ECONNREFUSED", "ENETUNREACH")
+    assert direct == "ECONNREFUSED"
     assert proxy == "ok"
-    assert other_bind == "EACCES"
+    assert other_bind == "ok"
     assert steal_any == "EADDRINUSE" and steal_lo == "EADDRINUSE"
     # curl told to skip the proxy fails as well
     r = run("curl", "-sS", "-m", "5", "--noproxy", "*",
