@@ -430,6 +430,9 @@ static _Noreturn void sandbox_init(struct launch *l)
     else
         close(l->sync_rd);
     l->nproc_fallback = c == 'n';
+    /* In the cgroup now: let runtimes see its limits (docs/limits.md). */
+    if (c == 'x')
+        (void)sp_cgroup_view();
     if (l->agent_sock >= 0)
         become_agent(l);
 
@@ -917,42 +920,6 @@ static int net_take_listener(struct launch *l, sp_error *err)
     return 0;
 }
 
-/* Tell the agent 'p' (pending), then leave the attach of pid to cg and the
- * 'x' that ends it to a grandchild (reaped by init, so no zombie of ours
- * is left; the supervisor ignores SIGCHLD of others). A failed attach
- * writes no 'x': the agent sees EOF and exits, and the workspace ends as
- * crashed, with the reason in the supervisor's log. */
-static int attach_async(struct launch *l, struct sp_cgroup *cg, pid_t pid,
-                        sp_error *err)
-{
-    if (write(l->sync_wr, "p", 1) != 1)
-        return sp_error_set(err, errno, "releasing the sandbox");
-    pid_t a = fork();
-    if (a < 0)
-        return sp_error_set(err, errno, "cannot fork the cgroup attach");
-    if (a == 0) {
-        if (fork() != 0)
-            _exit(0);
-        /* A test hook: a slow grace period, so the tests can show that
-         * nothing starts before the attach (at most 2 s). */
-        const char *d = getenv("SANDPIT_TEST_ATTACH_DELAY_MS");
-        if (d) {
-            long ms = strtol(d, NULL, 10);
-            if (ms > 0 && ms <= 2000)
-                usleep((useconds_t)ms * 1000);
-        }
-        sp_error aerr = {0};
-        if (sp_cgroup_attach(cg, pid, &aerr) < 0) {
-            dprintf(2, "sandpit: the workspace cannot enter its cgroup: %s\n",
-                    aerr.message);
-            _exit(1);
-        }
-        _exit(write(l->sync_wr, "x", 1) == 1 ? 0 : 1);
-    }
-    waitpid(a, NULL, 0);
-    return 0;
-}
-
 static int launch_clone(struct launch *l, const sp_run_opts *o,
                         pid_t *ret_pid, int *ret_pidfd,
                         struct sp_cgroup **ret_cg, sp_error *err)
@@ -1014,23 +981,10 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
         waitpid(pid, NULL, 0);
         return rc;
     }
-    if (cg && l->agent_sock >= 0) {
-        /* Moving a process into a cgroup v1 waits for an RCU grace period
-         * (milliseconds). A workspace's agent need not wait for it: it
-         * starts serving at once and forks nothing until the attach is
-         * done; a process of ours does the attach and then says so. */
-        if ((rc = attach_async(l, cg, pid, err)) < 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            sp_cgroup_destroy(cg);
-            return rc;
-        }
-        close(l->sync_wr);
-        l->sync_wr = -1;
-        *ret_pid = pid;
-        *ret_cg = cg;
-        return 0;
-    }
+    /* The agent too waits for the move (an RCU grace period, ms): its
+     * PID 1 must be in the cgroup before it makes the cgroup namespace
+     * whose view runtimes read (sp_cgroup_view), and it is hardened (no
+     * mount) from the moment it serves. docs/limits.md. */
     if (cg && (rc = sp_cgroup_attach(cg, pid, err)) < 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
