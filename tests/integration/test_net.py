@@ -196,6 +196,31 @@ def test_name_not_listed_gets_403_naming_the_rule(tmp_path, http_port):
     assert "not in the allow list" in ev["reason"]
 
 
+def test_refused_connect_says_why_in_the_status_line():
+    """HTTPS clients show the CONNECT's status line, not its body: the
+    reason is in both (Python: "Tunnel connection failed: 403 ...")."""
+    code = ("import urllib.request\n"
+            "try:\n"
+            "    urllib.request.urlopen('https://evil.invalid/', timeout=20)\n"
+            "except Exception as e:\n"
+            "    print(e)\n")
+    r = run("env", "-u", "NO_PROXY", "-u", "no_proxy", "/usr/bin/python3",
+            "-c", code, flags=["--net", "allow:*.example.org"])
+    assert r.returncode == 0, r.stderr
+    assert "Tunnel connection failed: 403 Forbidden: sandpit: egress to " \
+           "evil.invalid:443 denied: not in the allow list" in r.stdout, r.stdout
+    # the raw status line: one line, ended by CRLF
+    code = ("import socket\n"
+            "s = socket.create_connection(('127.0.0.1', 3128))\n"
+            "s.sendall(b'CONNECT evil.invalid:443 HTTP/1.1\\r\\n\\r\\n')\n"
+            "print(s.makefile('rb').readline())\n")
+    r = run("/usr/bin/python3", "-c", code, flags=["--net", "allow:*.example.org"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("b'HTTP/1.1 403 Forbidden: sandpit: egress to "
+                               "evil.invalid:443 denied"), r.stdout
+    assert r.stdout.rstrip().endswith("\\r\\n'"), r.stdout
+
+
 def test_port_not_listed_refused(http_port):
     r = run(*CURL, "-w", "\n%{http_code}", f"http://localhost:{http_port}/",
             flags=["--net", "allow:localhost", "--net-allow-private"])
