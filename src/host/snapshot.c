@@ -356,6 +356,33 @@ int sp_snap_stack_apply(const char *layers_dir, struct sp_mount_plan *plan,
     return 0;
 }
 
+int sp_snap_stack_open(int lfd, int *fds, size_t max)
+{
+    struct stack s;
+    int r = stack_read(lfd, &s);
+    if (r < 0)
+        return r;
+    if (s.n == 0)
+        return 0;
+    /* lfd is workspaces/<name>/layers: the store is three up. */
+    _cleanup_close_ int store =
+        open_dir_at(lfd, "../../../" SP_SNAP_DIR "/" STORE_LAYERS);
+    if (store < 0)
+        return -errno;
+    size_t n = 0;
+    for (size_t k = 0; k < s.n && n < max; k++) {
+        int fd = open_dir_at(store, s.lid[k]);
+        if (fd < 0) {
+            r = -errno;
+            while (n)
+                close(fds[--n]);
+            return r;
+        }
+        fds[n++] = fd;
+    }
+    return (int)n;
+}
+
 /* ---- copying layers ---------------------------------------------------- */
 
 /* A layer's index (<layer>/.index): for each regular file, the stat of

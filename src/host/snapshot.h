@@ -46,6 +46,13 @@
 int sp_snap_stack_apply(const char *layers_dir, struct sp_mount_plan *plan,
                         sp_error *err);
 
+/* The snapshot layers below the workspace whose layers/ dir is `lfd`, top
+ * first, as open directory fds (snapshots/layers/<lid>) into fds (at most
+ * SP_SNAP_MAX_DEPTH). Returns how many (0: no stack), or -errno (a layer
+ * the stack names is missing, or the stack file is damaged). Used by the
+ * diff (wsdiff.c), which reads through them. */
+int sp_snap_stack_open(int lfd, int *fds, size_t max);
+
 /* At create of a fork: write the new workspace's stack (wsfd) from the
  * snapshot `snap` of workspace `src`. */
 int sp_snap_fork_init(int wsfd, const char *src, const char *snap,
