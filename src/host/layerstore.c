@@ -202,6 +202,33 @@ int sp_stack_from_json(json_t *a, struct sp_stack *s)
     return 0;
 }
 
+int sp_snap_stack_open(int lfd, int *fds, size_t max)
+{
+    struct sp_stack s;
+    int r = sp_stack_read(lfd, &s);
+    if (r < 0)
+        return r;
+    if (s.n == 0)
+        return 0;
+    /* lfd is workspaces/<name>/layers: the store is three up. */
+    _cleanup_close_ int store =
+        sp_open_dir_at(lfd, "../../../" SP_SNAP_DIR "/" SP_STORE_LAYERS);
+    if (store < 0)
+        return -errno;
+    size_t n = 0;
+    for (size_t k = 0; k < s.n && n < max; k++) {
+        int fd = sp_open_dir_at(store, s.lid[k]);
+        if (fd < 0) {
+            r = -errno;
+            while (n)
+                close(fds[--n]);
+            return r;
+        }
+        fds[n++] = fd;
+    }
+    return (int)n;
+}
+
 /* ---- the store's snapshots ------------------------------------------- */
 
 json_t *sp_store_meta_read(int wsdir, const char *snap)

@@ -106,4 +106,11 @@ void sp_snap_ws_removed(const char *name);
 int sp_snap_parse_stack(const char *text, size_t len);
 
 
+/* The snapshot layers below the workspace whose layers/ dir is `lfd`, top
+ * first, as open directory fds (snapshots/layers/<lid>) into fds (at most
+ * SP_SNAP_MAX_DEPTH). Returns how many (0: no stack), or -errno (a layer
+ * the stack names is missing, or the stack file is damaged). Used by the
+ * diff (wsdiff.c), which reads through them. */
+int sp_snap_stack_open(int lfd, int *fds, size_t max);
+
 #endif

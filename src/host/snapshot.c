@@ -52,7 +52,6 @@
 #include "wsdiff.h"
 #include "wslayers.h"
 
-
 /* ---- copying layers ---------------------------------------------------- */
 
 /* A layer's index (<layer>/.index): for each regular file, the stat of

@@ -22,6 +22,7 @@
 #include "bounds.h"
 #include "error.h"
 #include "secrets.h"
+#include "layerstore.h"
 #include "mountplan.h"
 #include "state.h"
 #include "util.h"
@@ -136,18 +137,117 @@ static int open_dir_at(int dirfd, const char *name)
                   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
 }
 
-/* Walk the upper dir `up` against the lower dir `low` (-1: none), with
- * w->path[0..len) the path of `up` inside the sandbox. `opaque`: entries
- * of `low` missing from `up` were deleted. Takes neither fd. */
-static void walk_dir(struct walk *w, int up, int low, size_t len, bool opaque,
-                     unsigned depth)
+/* Most dirs merged at one level: the upper dir and the snapshot layers. */
+#define MERGE_MAX (1 + SP_SNAP_MAX_DEPTH)
+
+/* Is `name` in any of fds[0..n)? */
+static bool in_any(const int *fds, size_t n, const char *name)
 {
-    int dfd = fcntl(up, F_DUPFD_CLOEXEC, 3);
+    struct stat st;
+    for (size_t k = 0; k < n; k++)
+        if (fstatat(fds[k], name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            return true;
+    return false;
+}
+
+/* Walk the merged dirs ups[0..n) — top first, as overlayfs stacks them:
+ * the upper dir, then the snapshot layers under it (snapshot.h) — against
+ * the base dir `low` (-1: none), with w->path[0..len) their path inside
+ * the sandbox. An entry counts from the topmost dir that has it. `hidden`:
+ * the base is hidden here (an opaque dir, or a non-directory over it in a
+ * layer), so its entries missing from every layer were deleted. Takes no
+ * fd. */
+static void walk_dir(struct walk *w, const int *ups, size_t n, int low,
+                     size_t len, bool hidden, unsigned depth)
+{
+    for (size_t i = 0; i < n && !w->oom; i++) {
+        int dfd = fcntl(ups[i], F_DUPFD_CLOEXEC, 3);
+        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (!d) {
+            if (dfd >= 0)
+                close(dfd);
+            w->truncated = true;
+            continue;
+        }
+        struct dirent *de;
+        while (!w->oom && (de = readdir(d))) {
+            const char *name = de->d_name;
+            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                continue;
+            if (++w->entries > SP_DIFF_MAX_ENTRIES) {
+                w->truncated = true;
+                break;
+            }
+            struct stat st, lst;
+            if (fstatat(ups[i], name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                continue; /* gone meanwhile */
+            if (in_any(ups, i, name))
+                continue; /* a layer above has it: counted there */
+            if (!path_push(w, len, name))
+                continue;
+            size_t clen = strlen(w->path);
+            bool inlower = low >= 0 &&
+                           fstatat(low, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+                           !is_whiteout(&lst);
+            if (is_whiteout(&st)) {
+                if (inlower)
+                    emit(w, D_DELETED);
+            } else if (S_ISDIR(st.st_mode)) {
+                bool lowdir = inlower && S_ISDIR(lst.st_mode);
+                if (!inlower)
+                    emit(w, D_ADDED);
+                else if (!lowdir)
+                    emit(w, D_MODIFIED); /* a file became a directory */
+                if (depth + 1 >= SP_DIFF_MAX_DEPTH) {
+                    w->truncated = true;
+                } else {
+                    /* The directory merges down the layers until one is
+                     * opaque, or a layer has a non-directory there. */
+                    int c[MERGE_MAX];
+                    size_t cn = 0;
+                    bool chide = false;
+                    for (size_t k = i; k < n && !chide; k++) {
+                        struct stat ks;
+                        if (k > i) {
+                            if (fstatat(ups[k], name, &ks,
+                                        AT_SYMLINK_NOFOLLOW) < 0)
+                                continue;
+                            if (!S_ISDIR(ks.st_mode)) {
+                                chide = true;
+                                break;
+                            }
+                        }
+                        int fd = open_dir_at(ups[k], name);
+                        if (fd < 0) {
+                            w->truncated = true; /* unreadable */
+                            chide = true;
+                            break;
+                        }
+                        c[cn++] = fd;
+                        chide = is_opaque(fd);
+                    }
+                    int lc = lowdir ? open_dir_at(low, name) : -1;
+                    walk_dir(w, c, cn, lc, clen, chide, depth + 1);
+                    if (lc >= 0)
+                        close(lc);
+                    while (cn)
+                        close(c[--cn]);
+                }
+            } else {
+                emit(w, inlower ? D_MODIFIED : D_ADDED);
+            }
+            w->path[len] = '\0';
+        }
+        closedir(d);
+    }
+    if (!hidden || low < 0 || w->oom)
+        return;
+    /* The base is hidden: what it had and no layer has is gone. */
+    int dfd = fcntl(low, F_DUPFD_CLOEXEC, 3);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
         if (dfd >= 0)
             close(dfd);
-        w->truncated = true;
         return;
     }
     struct dirent *de;
@@ -159,66 +259,7 @@ static void walk_dir(struct walk *w, int up, int low, size_t len, bool opaque,
             w->truncated = true;
             break;
         }
-        struct stat st, lst;
-        if (fstatat(up, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            continue; /* gone meanwhile */
-        if (!path_push(w, len, name))
-            continue;
-        size_t clen = strlen(w->path);
-        bool inlower = low >= 0 &&
-                       fstatat(low, name, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
-                       !is_whiteout(&lst);
-        if (is_whiteout(&st)) {
-            if (inlower)
-                emit(w, D_DELETED);
-        } else if (S_ISDIR(st.st_mode)) {
-            bool lowdir = inlower && S_ISDIR(lst.st_mode);
-            if (!inlower)
-                emit(w, D_ADDED);
-            else if (!lowdir)
-                emit(w, D_MODIFIED); /* a file became a directory */
-            if (depth + 1 >= SP_DIFF_MAX_DEPTH) {
-                w->truncated = true;
-            } else {
-                int c = open_dir_at(up, name);
-                if (c >= 0) {
-                    bool op = is_opaque(c);
-                    int lc = lowdir ? open_dir_at(low, name) : -1;
-                    walk_dir(w, c, lc, clen, op, depth + 1);
-                    if (lc >= 0)
-                        close(lc);
-                    close(c);
-                } else {
-                    w->truncated = true; /* unreadable: not all is listed */
-                }
-            }
-        } else {
-            emit(w, inlower ? D_MODIFIED : D_ADDED);
-        }
-        w->path[len] = '\0';
-    }
-    closedir(d);
-    if (!opaque || low < 0 || w->oom)
-        return;
-    /* An opaque directory: what the lower one had and the upper one has
-     * not is gone. */
-    dfd = fcntl(low, F_DUPFD_CLOEXEC, 3);
-    d = dfd >= 0 ? fdopendir(dfd) : NULL;
-    if (!d) {
-        if (dfd >= 0)
-            close(dfd);
-        return;
-    }
-    while (!w->oom && (de = readdir(d))) {
-        const char *name = de->d_name;
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-            continue;
-        if (++w->entries > SP_DIFF_MAX_ENTRIES) {
-            w->truncated = true;
-            break;
-        }
-        struct stat st;
-        if (fstatat(up, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+        if (in_any(ups, n, name))
             continue; /* listed above */
         if (path_push(w, len, name))
             emit(w, D_DELETED);
@@ -258,7 +299,11 @@ static int open_lower(int lfd, const char *id, const char *mp,
     return open(mp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
-static int walk_layer(struct walk *w, int up, int low, const char *mp)
+/* Walk the overlay at mount point mp: its upper dir `up` (-1: none yet)
+ * over the snapshot layers' dirs for it (`id` in each of snaps[0..nsnap)),
+ * against the base `low`. */
+static int walk_layer(struct walk *w, int up, const int *snaps, size_t nsnap,
+                      const char *id, int low, const char *mp)
 {
     size_t n = strlen(mp);
     if (n >= sizeof(w->path))
@@ -266,8 +311,61 @@ static int walk_layer(struct walk *w, int up, int low, const char *mp)
     memcpy(w->path, mp, n + 1);
     if (strcmp(mp, "/") == 0)
         n = 1;
-    walk_dir(w, up, low, n, false, 0);
+    int ups[MERGE_MAX];
+    size_t nu = 0;
+    bool hidden = false;
+    if (up >= 0) {
+        ups[nu++] = up;
+        hidden = is_opaque(up);
+    }
+    for (size_t k = 0; k < nsnap && !hidden && nu < MERGE_MAX; k++) {
+        int fd = open_dir_at(snaps[k], id);
+        if (fd < 0)
+            continue; /* that snapshot has nothing for this mount */
+        ups[nu++] = fd;
+        hidden = is_opaque(fd);
+    }
+    walk_dir(w, ups, nu, low, n, hidden, 0);
+    for (size_t k = up >= 0 ? 1 : 0; k < nu; k++)
+        close(ups[k]);
     return 0;
+}
+
+/* Add id to the list of overlays to walk, once. */
+static bool id_add(char (*ids)[SP_WS_LAYER_ID_MAX + 1], size_t *n,
+                   const char *id)
+{
+    for (size_t k = 0; k < *n; k++)
+        if (strcmp(ids[k], id) == 0)
+            return true;
+    if (*n >= SP_DIFF_MAX_LAYERS)
+        return false;
+    snprintf(ids[(*n)++], SP_WS_LAYER_ID_MAX + 1, "%s", id);
+    return true;
+}
+
+/* The overlay ids in directory fd (up/, or a snapshot layer), into ids. */
+static void ids_in(int fd, char (*ids)[SP_WS_LAYER_ID_MAX + 1], size_t *n,
+                   struct walk *w)
+{
+    int dfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        char mp[SP_MAX_PATH];
+        if (de->d_name[0] == '.' ||
+            strcmp(de->d_name, SP_WS_LAYER_WORKSPACE) == 0 ||
+            sp_ws_layer_mountpoint(de->d_name, mp, sizeof(mp)) < 0)
+            continue;
+        if (!id_add(ids, n, de->d_name))
+            w->truncated = true;
+    }
+    closedir(d);
 }
 
 /* The workspace's --rootfs / --image tree, from its stored policy. */
@@ -315,47 +413,56 @@ char *sp_ws_diff_json_at(int wsfd, const char *name, sp_error *err)
                           name, SP_WS_DATA);
         goto out;
     }
+    /* The snapshot layers under the workspace's own upper dirs (after a
+     * restore, or in a fork): the diff is against the base through them. */
+    int snaps[SP_SNAP_MAX_DEPTH];
+    int nsnap = lfd >= 0 ? sp_snap_stack_open(lfd, snaps, SP_SNAP_MAX_DEPTH)
+                         : 0;
+    if (nsnap < 0) {
+        rc = sp_error_set(err, -nsnap, "workspace %s: its snapshot layers",
+                          name);
+        goto out;
+    }
     /* /workspace first: its upper dir is workspace/. */
     int low = lfd >= 0 ? open_lower(lfd, SP_WS_LAYER_WORKSPACE, SP_WS_MOUNT,
                                     from, rootfs)
                        : -1;
-    walk_layer(w, datafd, low, SP_WS_MOUNT);
+    walk_layer(w, datafd, snaps, (size_t)nsnap, SP_WS_LAYER_WORKSPACE, low,
+               SP_WS_MOUNT);
     if (low >= 0)
         close(low);
-    upfd = lfd >= 0 ? open_dir_at(lfd, "up") : -1;
-    DIR *d = NULL;
-    if (upfd >= 0) {
-        int dfd = fcntl(upfd, F_DUPFD_CLOEXEC, 3);
-        d = dfd >= 0 ? fdopendir(dfd) : NULL;
-        if (!d && dfd >= 0)
-            close(dfd);
+    /* Every other overlay: those with an upper dir, and those only a
+     * snapshot layer has (a restored workspace not started since). */
+    char (*ids)[SP_WS_LAYER_ID_MAX + 1] =
+        calloc(SP_DIFF_MAX_LAYERS, SP_WS_LAYER_ID_MAX + 1);
+    size_t nids = 0;
+    if (!ids) {
+        w->oom = true;
+    } else {
+        upfd = lfd >= 0 ? open_dir_at(lfd, "up") : -1;
+        if (upfd >= 0)
+            ids_in(upfd, ids, &nids, w);
+        for (int k = 0; k < nsnap; k++)
+            ids_in(snaps[k], ids, &nids, w);
     }
-    size_t layers = 0;
-    struct dirent *de;
-    while (d && !w->oom && (de = readdir(d))) {
+    for (size_t k = 0; k < nids && !w->oom; k++) {
         char mp[SP_MAX_PATH];
-        if (de->d_name[0] == '.' ||
-            strcmp(de->d_name, SP_WS_LAYER_WORKSPACE) == 0 ||
-            sp_ws_layer_mountpoint(de->d_name, mp, sizeof(mp)) < 0)
+        if (sp_ws_layer_mountpoint(ids[k], mp, sizeof(mp)) < 0)
             continue;
-        if (++layers > SP_DIFF_MAX_LAYERS) {
-            w->truncated = true;
-            break;
-        }
-        int idfd = open_dir_at(upfd, de->d_name);
+        int idfd = upfd >= 0 ? open_dir_at(upfd, ids[k]) : -1;
         int up = idfd >= 0 ? open_dir_at(idfd, "upper") : -1;
         if (idfd >= 0)
             close(idfd);
-        if (up < 0)
-            continue;
-        low = open_lower(lfd, de->d_name, mp, from, rootfs);
-        walk_layer(w, up, low, mp);
+        low = open_lower(lfd, ids[k], mp, from, rootfs);
+        walk_layer(w, up, snaps, (size_t)nsnap, ids[k], low, mp);
         if (low >= 0)
             close(low);
-        close(up);
+        if (up >= 0)
+            close(up);
     }
-    if (d)
-        closedir(d);
+    free(ids);
+    for (int k = 0; k < nsnap; k++)
+        close(snaps[k]);
     if (w->oom) {
         rc = sp_error_set(err, ENOMEM, "diff");
         goto out;

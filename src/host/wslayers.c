@@ -311,6 +311,7 @@ static void op_drop(struct sp_mount_plan *plan, size_t i)
     free((char *)op->dst);
     free((char *)op->upper);
     free((char *)op->work);
+    free((char *)op->append);
     memmove(op, op + 1, (plan->n - i - 1) * sizeof(*op));
     plan->n--;
 }
@@ -459,7 +460,8 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
          * would write into a fresh root goes into the skeleton instead. */
         switch (op->kind) {
         case SP_OP_COPY:
-            rc = sp_skel_copy(sk, op->src, op->dst + 1, op->mode);
+            rc = sp_skel_copy(sk, op->src, op->dst + 1, op->mode,
+                              op->append);
             op_drop(plan, i);
             if (rc < 0)
                 goto skel_fail;

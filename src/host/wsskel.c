@@ -49,6 +49,7 @@ struct act {
     bool file;
     char *src;
     char *rel;
+    char *append; /* A_COPY: written after the copy, or NULL */
 };
 
 struct sp_skel {
@@ -72,6 +73,7 @@ void sp_skel_free(struct sp_skel *sk)
     for (size_t i = 0; i < sk->n; i++) {
         free(sk->acts[i].src);
         free(sk->acts[i].rel);
+        free(sk->acts[i].append);
     }
     free(sk->acts);
     free(sk->man);
@@ -136,6 +138,7 @@ static int add(struct sp_skel *sk, enum act_kind kind, const char *src,
     a->kind = kind;
     a->mode = mode;
     a->file = file;
+    a->append = NULL;
     a->src = src ? strdup(src) : NULL;
     a->rel = strdup(rel);
     if (!a->rel || (src && !a->src)) {
@@ -180,9 +183,16 @@ int sp_skel_link(struct sp_skel *sk, const char *target, const char *rel)
 }
 
 int sp_skel_copy(struct sp_skel *sk, const char *src, const char *rel,
-                 mode_t mode)
+                 mode_t mode, const char *append)
 {
     int r = add(sk, A_COPY, src, rel, mode, true);
+    if (r == 0 && append) {
+        sk->acts[sk->n - 1].append = strdup(append);
+        if (!sk->acts[sk->n - 1].append)
+            r = -ENOMEM;
+        man_put(sk, " +", 2);
+        man_str(sk, append);
+    }
     struct stat st;
     if (r == 0 && stat(src, &st) == 0)
         man_stat(sk, &st);
@@ -454,6 +464,18 @@ static int copy_file(int basefd, const char *src, const char *rel, mode_t mode)
     return rc;
 }
 
+/* Write text at the end of rel (copied just before; absent: nothing). */
+static int append_file(int basefd, const char *rel, const char *text)
+{
+    int fd = openat(basefd, rel, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int rc = sp_write_all(fd, text, strlen(text)) < 0 ? -EIO : 0;
+    if (close(fd) < 0 && rc == 0)
+        rc = -errno;
+    return rc;
+}
+
 static int build(const struct sp_skel *sk, int basefd)
 {
     for (size_t i = 0; i < sk->n; i++) {
@@ -472,6 +494,8 @@ static int build(const struct sp_skel *sk, int basefd)
             r = mkparent(basefd, a->rel);
             if (r == 0)
                 r = copy_file(basefd, a->src, a->rel, a->mode);
+            if (r == 0 && a->append)
+                r = append_file(basefd, a->rel, a->append);
             break;
         case A_LINK:
             r = mkparent(basefd, a->rel);

@@ -42,8 +42,9 @@ void sp_skel_free(struct sp_skel *sk);
  * or -errno (-ENOMEM, -ENAMETOOLONG). */
 int sp_skel_dir(struct sp_skel *sk, const char *rel, mode_t mode);
 int sp_skel_point(struct sp_skel *sk, const char *rel, mode_t mode, bool file);
+/* append: text written after the copy (NULL: none), part of the key. */
 int sp_skel_copy(struct sp_skel *sk, const char *src, const char *rel,
-                 mode_t mode);
+                 mode_t mode, const char *append);
 int sp_skel_link(struct sp_skel *sk, const char *target, const char *rel);
 /* A whole host directory tree: 1 when recorded, 0 when it cannot be
  * folded (past the bounds above, unreadable, not a directory) and nothing

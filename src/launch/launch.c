@@ -395,6 +395,9 @@ static _Noreturn void sandbox_init(struct launch *l)
     else
         close(l->sync_rd);
     l->nproc_fallback = c == 'n';
+    /* In the cgroup now: let runtimes see its limits (docs/limits.md). */
+    if (c == 'x')
+        (void)sp_cgroup_view();
     if (l->agent_sock >= 0)
         become_agent(l);
 
@@ -626,20 +629,14 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
             break;
         }
     }
-    /* --net allow: TCP only to the proxy's port (Landlock grants bind too;
-     * the proxy's listener holds 127.0.0.1:PORT, so no other socket can
-     * take its connections: docs/network.md). */
-    bool deny_tcp = p->net != SP_NET_HOST;
-    /* Published ports (portfwd.h): their services bind them, and the
-     * agent connects to them for each host connection. */
-    uint16_t ports[1 + SP_MAX_PUBLISH];
-    size_t n_ports = 0;
-    if (p->net == SP_NET_ALLOW)
-        ports[n_ports++] = SP_NET_PROXY_PORT;
-    for (size_t i = 0; i < p->n_publish; i++)
-        ports[n_ports++] = p->publish[i].port;
-    int r = sp_landlock_plan_build(abi, paths, n, deny_tcp,
-                                   n_ports ? ports : NULL, n_ports, true,
+    /* TCP is not handled: in the private modes (none, allow:) the network
+     * namespace is the boundary. It holds only lo (and, for allow:, the
+     * proxy's listener on 127.0.0.1), so a connect() can reach nothing but
+     * the sandbox's own loopback; the proxy is the only way out. Loopback
+     * TCP must work there (test servers, language servers, asyncio): see
+     * docs/landlock.md. With --net host the caller asked for the host's
+     * network. (The layer still builds port rules: landlock.h.) */
+    int r = sp_landlock_plan_build(abi, paths, n, false, NULL, 0, true,
                                    &l->landlock, err);
     free(paths);
     if (r < 0)
@@ -938,42 +935,6 @@ static int net_take_listener(struct launch *l, sp_error *err)
     return 0;
 }
 
-/* Tell the agent 'p' (pending), then leave the attach of pid to cg and the
- * 'x' that ends it to a grandchild (reaped by init, so no zombie of ours
- * is left; the supervisor ignores SIGCHLD of others). A failed attach
- * writes no 'x': the agent sees EOF and exits, and the workspace ends as
- * crashed, with the reason in the supervisor's log. */
-static int attach_async(struct launch *l, struct sp_cgroup *cg, pid_t pid,
-                        sp_error *err)
-{
-    if (write(l->sync_wr, "p", 1) != 1)
-        return sp_error_set(err, errno, "releasing the sandbox");
-    pid_t a = fork();
-    if (a < 0)
-        return sp_error_set(err, errno, "cannot fork the cgroup attach");
-    if (a == 0) {
-        if (fork() != 0)
-            _exit(0);
-        /* A test hook: a slow grace period, so the tests can show that
-         * nothing starts before the attach (at most 2 s). */
-        const char *d = getenv("SANDPIT_TEST_ATTACH_DELAY_MS");
-        if (d) {
-            long ms = strtol(d, NULL, 10);
-            if (ms > 0 && ms <= 2000)
-                usleep((useconds_t)ms * 1000);
-        }
-        sp_error aerr = {0};
-        if (sp_cgroup_attach(cg, pid, &aerr) < 0) {
-            dprintf(2, "sandpit: the workspace cannot enter its cgroup: %s\n",
-                    aerr.message);
-            _exit(1);
-        }
-        _exit(write(l->sync_wr, "x", 1) == 1 ? 0 : 1);
-    }
-    waitpid(a, NULL, 0);
-    return 0;
-}
-
 static int launch_clone(struct launch *l, const sp_run_opts *o,
                         pid_t *ret_pid, int *ret_pidfd,
                         struct sp_cgroup **ret_cg, sp_error *err)
@@ -1035,23 +996,10 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
         waitpid(pid, NULL, 0);
         return rc;
     }
-    if (cg && l->agent_sock >= 0) {
-        /* Moving a process into a cgroup v1 waits for an RCU grace period
-         * (milliseconds). A workspace's agent need not wait for it: it
-         * starts serving at once and forks nothing until the attach is
-         * done; a process of ours does the attach and then says so. */
-        if ((rc = attach_async(l, cg, pid, err)) < 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            sp_cgroup_destroy(cg);
-            return rc;
-        }
-        close(l->sync_wr);
-        l->sync_wr = -1;
-        *ret_pid = pid;
-        *ret_cg = cg;
-        return 0;
-    }
+    /* The agent too waits for the move (an RCU grace period, ms): its
+     * PID 1 must be in the cgroup before it makes the cgroup namespace
+     * whose view runtimes read (sp_cgroup_view), and it is hardened (no
+     * mount) from the moment it serves. docs/limits.md. */
     if (cg && (rc = sp_cgroup_attach(cg, pid, err)) < 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);

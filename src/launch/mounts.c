@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -597,6 +598,9 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
                              op->mode);
             close(t);
             r = out < 0 ? -errno : copy_fd(fds[i], out);
+            if (r == 0 && op->append &&
+                sp_write_all(out, op->append, strlen(op->append)) < 0)
+                r = -EIO;
             if (out >= 0)
                 close(out);
             close(fds[i]);
@@ -683,6 +687,91 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
     if (chdir("/") < 0)
         return sp_child_error_set(ce, SP_STEP_PIVOT, errno, "/");
     return 0;
+}
+
+#define CG_VIEW "/sys/fs/cgroup"
+#define CG_VIEW_FLAGS (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+/* Does the comma-separated list have a controller sandpit limits? */
+static bool cg_wanted(const char *c, size_t n)
+{
+    static const char *const want[] = {"memory", "pids", "cpu"};
+    while (n) {
+        size_t k = 0;
+        while (k < n && c[k] != ',')
+            k++;
+        for (size_t i = 0; i < SP_ARRAY_SIZE(want); i++)
+            if (k == strlen(want[i]) && memcmp(c, want[i], k) == 0)
+                return true;
+        c += k;
+        n -= k;
+        if (n) {
+            c++;
+            n--;
+        }
+    }
+    return false;
+}
+
+int sp_cgroup_view(void)
+{
+    if (unshare(CLONE_NEWCGROUP) < 0)
+        return -errno;
+    char buf[4096];
+    int fd = open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return n < 0 ? -errno : -ENOENT;
+    buf[n] = '\0';
+
+    /* v1 lines are ID:CONTROLLERS:PATH; v2 alone is 0::PATH. */
+    bool tmpfs = false;
+    for (char *line = buf; *line;) {
+        char *end = strchr(line, '\n');
+        if (end)
+            *end = '\0';
+        char *c = strchr(line, ':');
+        char *e = c ? strchr(c + 1, ':') : NULL;
+        if (c && e && e > c + 1 && cg_wanted(c + 1, (size_t)(e - c - 1))) {
+            *e = '\0';
+            const char *ctrls = c + 1;
+            char path[128];
+            if (strlen(ctrls) + sizeof(CG_VIEW "/") > sizeof(path))
+                return -ENAMETOOLONG;
+            if (!tmpfs) {
+                if (mount("tmpfs", CG_VIEW, "tmpfs", MS_NOSUID | MS_NODEV |
+                          MS_NOEXEC, "size=65536,mode=755") < 0)
+                    return -errno;
+                tmpfs = true;
+            }
+            memcpy(path, CG_VIEW "/", sizeof(CG_VIEW "/"));
+            strcat(path, ctrls);
+            if (mkdir(path, 0755) < 0 ||
+                mount("cgroup", path, "cgroup", CG_VIEW_FLAGS, ctrls) < 0)
+                return -errno;
+            /* cpu,cpuacct is also reached as cpu and cpuacct */
+            for (const char *t = ctrls; strchr(ctrls, ',') && *t;) {
+                size_t k = strcspn(t, ",");
+                char link[128];
+                memcpy(link, CG_VIEW "/", sizeof(CG_VIEW "/"));
+                strncat(link, t, k);
+                if (symlink(ctrls, link) < 0 && errno != EEXIST)
+                    return -errno;
+                t += k + (t[k] == ',');
+            }
+        }
+        if (!end)
+            break;
+        line = end + 1;
+    }
+    if (tmpfs)
+        return mount(NULL, CG_VIEW, NULL, MS_REMOUNT | MS_BIND | CG_VIEW_FLAGS,
+                     NULL) < 0 ? -errno : 0;
+    return mount("cgroup2", CG_VIEW, "cgroup2", CG_VIEW_FLAGS, NULL) < 0
+               ? -errno : 0;
 }
 
 int sp_loopback_up(void)

@@ -59,4 +59,11 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *scratch,
 /* Bring up lo in the current network namespace. Async-signal-safe. */
 int sp_loopback_up(void);
 
+/* PID 1, once in the sandbox's cgroup: a cgroup namespace rooted there and
+ * that cgroup read-only at /sys/fs/cgroup (cgroup2, or on v1 each
+ * hierarchy carrying memory, pids or cpu under a read-only tmpfs), so that
+ * runtimes size themselves by its limits. Async-signal-safe; 0 or -errno
+ * (the sandbox works without it). */
+int sp_cgroup_view(void);
+
 #endif

@@ -559,16 +559,28 @@ static const char *status_text(int status)
     }
 }
 
+/* The reason phrase carries the text too (at most SP_PROXY_PHRASE_MAX
+ * bytes, control characters as '?'): clients of a refused CONNECT show the
+ * status line, never the body (Python's "Tunnel connection failed: 403
+ * Forbidden: sandpit: egress to ... denied: ..."). */
 static int format_response(char *out, size_t len, int status, const char *body)
 {
+    char phrase[SP_PROXY_PHRASE_MAX + 1];
+    size_t k = 0;
+    for (; body[k] && body[k] != '\n' && k < SP_PROXY_PHRASE_MAX; k++) {
+        unsigned char ch = (unsigned char)body[k];
+        phrase[k] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    phrase[k] = '\0';
     int n = snprintf(out, len,
-                     "HTTP/1.1 %d %s\r\n"
+                     "HTTP/1.1 %d %s%s%s\r\n"
                      "Content-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\n"
                      "Connection: close\r\n"
                      "X-Sandpit-Proxy: %s\r\n"
                      "\r\n%s",
-                     status, status_text(status), strlen(body),
+                     status, status_text(status), k ? ": " : "", phrase,
+                     strlen(body),
                      status == 403 ? "denied" : "error", body);
     return n < 0 || (size_t)n >= len ? -ENOSPC : n;
 }
@@ -598,7 +610,7 @@ respond(struct conn *c, int status, int decision, const char *fmt, ...)
     snprintf(body, sizeof(body), "sandpit: %s\n", text);
     free(c->down.d);
     c->down = (struct buf){0};
-    if (!buf_alloc(&c->down, strlen(body) + 256)) {
+    if (!buf_alloc(&c->down, strlen(body) + 256 + SP_PROXY_PHRASE_MAX)) {
         conn_close(c);
         return;
     }

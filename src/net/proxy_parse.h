@@ -25,6 +25,8 @@
 #define SP_PROXY_MAX_CONNS_LIMIT 65536
 #define SP_PROXY_HEADER_MIN 1024
 #define SP_PROXY_HEADER_LIMIT (1024 * 1024)
+/* bytes of the refusal's text repeated in the status line's reason */
+#define SP_PROXY_PHRASE_MAX 300
 #define SP_PROXY_LOG_RING_LIMIT 65536
 /* Concurrent resolver children; further lookups wait their turn. */
 #define SP_PROXY_MAX_RESOLVERS 8

@@ -62,6 +62,7 @@ static void op_free(struct sp_mount_op *op)
     free((char *)op->dst);
     free((char *)op->upper);
     free((char *)op->work);
+    free((char *)op->append);
 }
 
 static void remove_at_or_below(struct builder *b, const char *dst)
@@ -102,7 +103,8 @@ static bool is_default_dir(const char *path)
 /* A default path that is a symlink into another default directory (merged
  * /usr: /bin -> usr/bin) is recreated as the same symlink; any other is
  * bound with the link followed. */
-static void add_default(struct builder *b, const char *path)
+static void add_default(struct builder *b, const char *path,
+                        const char *hostname)
 {
     struct stat st;
     if (lstat(path, &st) < 0)
@@ -132,6 +134,13 @@ static void add_default(struct builder *b, const char *path)
         if (cp) {
             cp->mode = st.st_mode & 0644;
             cp->optional = true;
+            /* The sandbox's hostname resolves (hostname -f, getent hosts,
+             * Java's getLocalHost), as Debian's installer writes it. */
+            if (hostname && strcmp(path, "/etc/hosts") == 0) {
+                char line[128];
+                snprintf(line, sizeof(line), "\n127.0.1.1\t%s\n", hostname);
+                cp->append = xstrdup(b, line);
+            }
         }
         return;
     }
@@ -307,7 +316,7 @@ int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
         add_rootfs(&b, p->rootfs);
     else
         for (size_t i = 0; sp_default_system_paths[i]; i++)
-            add_default(&b, sp_default_system_paths[i]);
+            add_default(&b, sp_default_system_paths[i], p->hostname);
 
     struct sp_mount_op *op;
     /* /dev before /proc: masking procfs files binds the new /dev/null. */
@@ -315,6 +324,20 @@ int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
         op->mode = 0755;
     if ((op = push(&b, SP_OP_PROC, NULL, "/proc")))
         op->mode = 0555;
+    /* Runtimes size themselves by what they find in /sys: the sandbox's
+     * own cgroup is mounted read-only on /sys/fs/cgroup by its PID 1
+     * (mounts.h: sp_cgroup_view), and the CPU topology (lscpu, sysconf)
+     * is the host's, read-only. Not optional once seen here: a workspace
+     * would make an optional directory bind a copy-on-write overlay. */
+    if ((op = push(&b, SP_OP_DIR, NULL, "/sys/fs/cgroup")))
+        op->mode = 0755;
+    struct stat cst;
+    if (stat("/sys/devices/system/cpu", &cst) == 0 && S_ISDIR(cst.st_mode) &&
+        (op = push(&b, SP_OP_BIND, "/sys/devices/system/cpu",
+                   "/sys/devices/system/cpu"))) {
+        op->ro = true;
+        op->is_dir = true;
+    }
     if ((op = push(&b, SP_OP_TMPFS, NULL, "/tmp"))) {
         op->size = p->limits.tmp_size;
         op->mode = 01777;

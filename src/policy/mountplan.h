@@ -38,6 +38,8 @@ struct sp_mount_op {
     bool optional;     /* a default: a failure to open the source skips it */
     const char *upper; /* OVERLAY: upper dir (owned by the plan) */
     const char *work;  /* OVERLAY: work dir (owned by the plan) */
+    const char *append; /* COPY: text written after the copy, or NULL
+                           (/etc/hosts: the sandbox's hostname; owned) */
 };
 
 struct sp_mount_plan {

@@ -78,7 +78,12 @@ SP_EXPORT sp_policy *sp_policy_new(void)
     p->limits.memory = 1024ull * 1024 * 1024;
     p->limits.pids = 512;
     p->limits.cpus = 0;
-    p->limits.tmp_size = 256ull * 1024 * 1024;
+    /* As much as the default memory limit: tmpfs pages are charged to the
+     * sandbox's memory cgroup, so the cgroup bounds /tmp + HOME + /dev/shm
+     * + the processes together; this only caps each mount (and bounds them
+     * where no cgroup can be made). A realistic npm install's cache in
+     * HOME (~300 MB) fits. docs/limits.md. */
+    p->limits.tmp_size = 1024ull * 1024 * 1024;
     p->limits.nofile = 4096;
     p->limits.fsize = 0;
     p->landlock = true;

@@ -18,6 +18,7 @@
 #include <linux/perf_event.h>
 #include <linux/sched.h>
 #include <linux/userfaultfd.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
@@ -576,6 +577,42 @@ static int at_connect(const char *host, const char *port)
     return report(r);
 }
 
+/* Listen on 127.0.0.1:PORT and connect to it: the sandbox's own loopback.
+ * With the host holding PORT on its loopback, "ok" shows the namespace is
+ * a different one (and that loopback TCP works inside). */
+static int at_serve_self(const char *port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(port)),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int r = -1;
+    if (l >= 0 && c >= 0 && bind(l, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        listen(l, 1) == 0)
+        r = connect(c, (struct sockaddr *)&a, sizeof(a));
+    int saved = errno;
+    if (l >= 0)
+        close(l);
+    if (c >= 0)
+        close(c);
+    errno = saved;
+    return report(r);
+}
+
+/* The network interfaces, comma-separated ("lo" in a private namespace). */
+static int at_ifaces(void)
+{
+    struct if_nameindex *ifs = if_nameindex();
+    if (!ifs)
+        return report(-1);
+    for (struct if_nameindex *i = ifs; i->if_index; i++)
+        printf("%s%s", i == ifs ? "" : ",", i->if_name);
+    putchar('\n');
+    if_freenameindex(ifs);
+    return 0;
+}
+
 /* Connect to an abstract unix socket (NAME without the leading NUL). The
  * abstract namespace belongs to the network namespace: with --net host it
  * is the host's, and only Landlock's scoping (ABI 6) keeps the sandbox
@@ -717,6 +754,10 @@ int main(int argc, char **argv)
         return at_tioclinux();
     if (!strcmp(a, "connect") && x && y)
         return at_connect(x, y);
+    if (!strcmp(a, "serve-self") && x)
+        return at_serve_self(x);
+    if (!strcmp(a, "ifaces"))
+        return at_ifaces();
     if (!strcmp(a, "connect-abstract") && x)
         return at_connect_abstract(x);
     if (!strcmp(a, "socket-packet"))

@@ -196,6 +196,31 @@ def test_name_not_listed_gets_403_naming_the_rule(tmp_path, http_port):
     assert "not in the allow list" in ev["reason"]
 
 
+def test_refused_connect_says_why_in_the_status_line():
+    """HTTPS clients show the CONNECT's status line, not its body: the
+    reason is in both (Python: "Tunnel connection failed: 403 ...")."""
+    code = ("import urllib.request\n"
+            "try:\n"
+            "    urllib.request.urlopen('https://evil.invalid/', timeout=20)\n"
+            "except Exception as e:\n"
+            "    print(e)\n")
+    r = run("env", "-u", "NO_PROXY", "-u", "no_proxy", "/usr/bin/python3",
+            "-c", code, flags=["--net", "allow:*.example.org"])
+    assert r.returncode == 0, r.stderr
+    assert "Tunnel connection failed: 403 Forbidden: sandpit: egress to " \
+           "evil.invalid:443 denied: not in the allow list" in r.stdout, r.stdout
+    # the raw status line: one line, ended by CRLF
+    code = ("import socket\n"
+            "s = socket.create_connection(('127.0.0.1', 3128))\n"
+            "s.sendall(b'CONNECT evil.invalid:443 HTTP/1.1\\r\\n\\r\\n')\n"
+            "print(s.makefile('rb').readline())\n")
+    r = run("/usr/bin/python3", "-c", code, flags=["--net", "allow:*.example.org"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("b'HTTP/1.1 403 Forbidden: sandpit: egress to "
+                               "evil.invalid:443 denied"), r.stdout
+    assert r.stdout.rstrip().endswith("\\r\\n'"), r.stdout
+
+
 def test_port_not_listed_refused(http_port):
     r = run(*CURL, "-w", "\n%{http_code}", f"http://localhost:{http_port}/",
             flags=["--net", "allow:localhost", "--net-allow-private"])
@@ -225,8 +250,9 @@ def test_loopback_refused_after_resolution_without_allow_private(http_port):
 
 def test_direct_connections_bypassing_the_proxy_fail(http_port):
     """Without the proxy nothing leaves: the host's loopback is not this
-    netns's; Landlock refuses TCP to any port but the proxy's, and binding
-    another port; the proxy's own port cannot be taken over."""
+    netns's (the host's listener is not there); the sandbox's own loopback
+    works (another port binds); the proxy's own port cannot be taken
+    over."""
     code = (
         "import errno, socket\n"
         "def t(f):\n"
@@ -247,9 +273,9 @@ def test_direct_connections_bypassing_the_proxy_fail(http_port):
                    "--net-allow-private"])
     assert r.returncode == 0, r.stderr
     direct, proxy, other_bind, steal_any, steal_lo = r.stdout.split()
-    assert direct in ("EACCES", "ECONNREFUSED", "ENETUNREACH")
+    assert direct == "ECONNREFUSED"
     assert proxy == "ok"
-    assert other_bind == "EACCES"
+    assert other_bind == "ok"
     assert steal_any == "EADDRINUSE" and steal_lo == "EADDRINUSE"
     # curl told to skip the proxy fails as well
     r = run("curl", "-sS", "-m", "5", "--noproxy", "*",

@@ -66,10 +66,15 @@ def test_ipc_isolation(ws):
 
 def test_host_paths_absent(ws):
     r = sh("for p in /root /home/sptest /var /run /var/run /mnt /srv "
-           "/etc/shadow /boot /sys; do "
+           "/etc/shadow /boot /sys/class /sys/kernel /sys/block "
+           "/sys/firmware /sys/devices/virtual; do "
            "test -e $p && echo present:$p; done; echo done", ws)
     assert r.returncode == 0
     assert r.stdout.strip() == "done", r.stdout
+    # /sys holds the sandbox's cgroup view and the CPU topology only
+    r = sh("ls /sys /sys/devices", ws)
+    assert r.stdout.split() == ["/sys:", "devices", "fs", "/sys/devices:",
+                                "system"], r.stdout
 
 
 def test_no_host_sockets(ws):

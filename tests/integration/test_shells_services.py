@@ -373,8 +373,7 @@ def test_service_readiness_kinds(state):
     r = svc(state, "start", "w", "c2", "--ready", "cmd:false",
             "--ready-timeout", "0.5", "--", "sleep", "100")
     assert r.returncode == 1 and "readiness timeout" in r.stderr
-    # tcp and http on the published port (the only one Landlock lets a
-    # service bind when the workspace has no network).
+    # tcp and http on the published port.
     r = svc(state, "start", "w", "web", "--ready",
             f"http:http://127.0.0.1:{port}/", "--", "python3", "-m",
             "http.server", str(port), "--bind", "127.0.0.1")

@@ -262,8 +262,9 @@ print(len(log) // 1000)
 
 def test_snapshot_under_a_continuous_writer_is_consistent(state):
     create(state, "w")
-    r = sp(state, "exec", "w", "--", "/bin/sh", "-c",
-           "python3 -c '%s' >/dev/null 2>&1 &" % WRITER.replace("'", "'\\''"))
+    # A service: an exec's background jobs end with it (docs/workspaces.md).
+    r = sp(state, "service", "start", "w", "writer", "--", "python3", "-c",
+           WRITER)
     assert r.returncode == 0, r.stderr
     time.sleep(0.5)
     counts = []
@@ -305,9 +306,9 @@ def agent_tree(agent):
 
 def test_pause_stops_cpu_and_requests_wait_or_fail(state):
     create(state, "w")
-    r = sp(state, "exec", "w", "--", "/bin/sh", "-c",
-           "sh -c 'while :; do :; done' >/dev/null 2>&1 &")
-    assert r.returncode == 0
+    r = sp(state, "service", "start", "w", "spin", "--", "sh", "-c",
+           "while :; do :; done")
+    assert r.returncode == 0, r.stderr
     agent = ps(state)["w"]["agent_pid"]
     time.sleep(0.3)
     busy = [p for p, (t, st) in agent_tree(agent).items() if st == "R"]
@@ -973,3 +974,58 @@ def test_restore_says_which_services_came_back(state):
                                     "restarted": False, "services": []}
     r = sp(state, "restore", "w", "s")
     assert r.returncode == 0 and "service" not in r.stdout, r.stdout
+
+
+def test_diff_and_export_diff_read_through_snapshot_layers(state, seed):
+    """After a restore the changes live in snapshot layers, not in the
+    upper dirs: diff and export --diff still see them against the base; a
+    fork's export --diff includes what its snapshot added, and what was
+    changed after the snapshot hides or deletes what it had."""
+    import io
+    import tarfile
+
+    def diff(name):
+        r = sp(state, "diff", name, "--json")
+        assert r.returncode == 0, r.stderr
+        d = json.loads(r.stdout)
+        return {k: sorted(p for p in d[k] if p.startswith("/workspace"))
+                for k in ("added", "modified", "deleted")}, d
+
+    create(state, "w", "--from", seed)
+    sh(state, "w", "cd /workspace && mkdir -p new/deep && echo n > new/deep/f"
+       " && echo m > edit.txt && rm gone.txt && echo h > ~/.hist")
+    want = {"added": ["/workspace/new", "/workspace/new/deep",
+                      "/workspace/new/deep/f"],
+            "modified": ["/workspace/edit.txt"],
+            "deleted": ["/workspace/gone.txt"]}
+    got, full = diff("w")
+    assert got == want, full
+    assert sp(state, "snapshot", "w", "s1").returncode == 0
+    assert sp(state, "restore", "w", "s1").returncode == 0
+    got, full = diff("w")
+    assert got == want, full
+    assert "/home/sandpit/.hist" in full["added"], full
+    # a stopped workspace reads the same (no upper dirs made yet)
+    assert sp(state, "stop", "w").returncode == 0
+    assert diff("w")[0] == want
+    # the fork: its snapshot's files, then changes on top of them
+    r = sp(state, "fork", "w", "s1", "f")
+    assert r.returncode == 0, r.stderr
+    sh(state, "f", "cd /workspace && rm new/deep/f && echo 2 > edit.txt && "
+       "echo t > top && rm sub/deep.txt")
+    got, full = diff("f")
+    assert got == {"added": ["/workspace/new", "/workspace/new/deep",
+                             "/workspace/top"],
+                   "modified": ["/workspace/edit.txt"],
+                   "deleted": ["/workspace/gone.txt",
+                               "/workspace/sub/deep.txt"]}, full
+    from conftest import SANDPIT
+    r = subprocess.run([SANDPIT, "export", "f", "--diff"], capture_output=True,
+                       env=dict(os.environ, SANDPIT_STATE=state), timeout=60)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as t:
+        assert sorted(t.getnames()) == [".sandpit-diff.json", "edit.txt", "new",
+                                        "new/deep", "top"]
+        assert t.extractfile("edit.txt").read() == b"2\n"
+        d = json.loads(t.extractfile(".sandpit-diff.json").read())
+    assert d["deleted"] == ["gone.txt", "sub/deep.txt"]
