@@ -11,7 +11,7 @@ BUILD_PKGS=(gcc clang meson ninja-build pkg-config libseccomp-dev libjansson-dev
 TEST_PKGS=(libcmocka-dev python3 python3-pytest iproute2 procps util-linux
            libclang-rt-14-dev curl openssl git diffutils tmux busybox-static
            zsh fish       # tests/packaging: the shell completions
-           python3-venv)  # tests/python: pip install ./python into a venv
+           python3-venv python3-wheel)  # tests/python: pip install ./python
 want=("${BUILD_PKGS[@]}")
 if [ "${1:-}" = "--test" ]; then
     want+=("${TEST_PKGS[@]}")
