@@ -597,13 +597,39 @@ static int listen_on(const struct sp_serve_opts *o, sp_error *err)
     return fd;
 }
 
+/* A socket handed over (systemd's LISTEN_FDS): only a listening Unix
+ * stream socket is served; it is made non-blocking and close-on-exec as
+ * one of our own would be. */
+static int adopt_listener(int fd, sp_error *err)
+{
+    int v = 0, type = 0, dom = 0;
+    socklen_t l = sizeof(v);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &l) < 0)
+        return sp_error_setk(err, SP_ERR_USAGE, errno,
+                             "the socket passed as fd %d is not a socket", fd);
+    l = sizeof(type);
+    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l);
+    l = sizeof(dom);
+    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l);
+    if (!v || type != SOCK_STREAM || dom != AF_UNIX)
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "the socket passed as fd %d is not a listening "
+                             "Unix stream socket (ListenStream=PATH)", fd);
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+        fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return sp_error_set(err, errno, "fd %d", fd);
+    return fd;
+}
+
 int sp_rpc_serve(const struct sp_serve_opts *o, sp_error *err)
 {
     struct srv s = {.max_message = o->max_message};
     int r = sp_ops_init(&s.ops, o->policy_file, o->max_output, err);
     if (r < 0)
         return r;
-    int lfd = listen_on(o, err);
+    int lfd = o->listen_fd >= 0 ? adopt_listener(o->listen_fd, err)
+                                : listen_on(o, err);
     if (lfd < 0) {
         sp_ops_free(&s.ops);
         return lfd;
@@ -754,7 +780,8 @@ int sp_rpc_serve(const struct sp_serve_opts *o, sp_error *err)
         close(sfd);
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(lfd);
-    unlink(o->socket_path);
+    if (o->listen_fd < 0)
+        unlink(o->socket_path);
     sp_ops_free(&s.ops);
     return 0;
 }

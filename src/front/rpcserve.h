@@ -23,6 +23,10 @@ struct sp_serve_opts {
     const char *policy_file;    /* the operator's ceiling, or NULL */
     size_t max_output;          /* bytes of output per result; 0: 64 KiB */
     size_t max_message;         /* 0: SP_JRPC_MAX_MSG */
+    int listen_fd;              /* >= 0: a listening Unix stream socket
+                                   handed over (systemd socket activation):
+                                   served instead of binding socket_path,
+                                   which is then neither made nor removed */
     int ready_fd;               /* >= 0: "ready\n" is written here once
                                    listening, then closed */
 };

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import IS_ROOT, sandpit, start_serve
+from conftest import IS_ROOT, SANDPIT, sandpit, start_serve
 
 
 @pytest.fixture
@@ -692,3 +692,59 @@ def test_operator_timeout_is_a_ceiling(state, tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def serve_with_socket(state, sock, *args, fds="1"):
+    """`sandpit serve ARGS` started as systemd starts a socket-activated
+    service: the socket as fd 3, LISTEN_PID its own pid, LISTEN_FDS."""
+    fd = sock.fileno()
+    return subprocess.Popen(
+        ["/bin/sh", "-c", f'LISTEN_PID=$$ LISTEN_FDS={fds} exec "$0" serve "$@"',
+         SANDPIT, *args],
+        preexec_fn=lambda: os.dup2(fd, 3), pass_fds=(3,),
+        env=dict(os.environ, SANDPIT_STATE=state),
+        stderr=subprocess.PIPE)
+
+
+def test_systemd_socket_activation(state, tmp_path):
+    # The socket is systemd's: made by it, served as given (mode and all),
+    # left in place when serve stops.
+    path = str(tmp_path / "act.sock")
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(path)
+    os.chmod(path, 0o600)
+    ls.listen(8)
+    p = serve_with_socket(state, ls)
+    ls.close()
+    try:
+        c = Conn(path)
+        assert "workspace.create" in c.call("rpc.methods")["methods"]
+        assert c.call("workspace.list")["workspaces"] == []
+        c.close()
+    finally:
+        p.terminate()
+        assert p.wait(timeout=10) == 0, p.stderr.read()
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+def test_systemd_socket_refusals(state, tmp_path):
+    ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ls.bind(str(tmp_path / "a.sock"))
+    ls.listen(8)
+    # --socket as well: which one is meant is unclear, so neither.
+    p = serve_with_socket(state, ls, "--socket", str(tmp_path / "b.sock"))
+    assert p.wait(timeout=10) == 125
+    assert b"LISTEN_FDS" in p.stderr.read()
+    assert not os.path.exists(tmp_path / "b.sock")
+    # More than one socket.
+    p = serve_with_socket(state, ls, fds="2")
+    assert p.wait(timeout=10) == 125
+    assert b"expected one socket" in p.stderr.read()
+    ls.close()
+    # A socket that does not listen, and a UDP one.
+    for s in (socket.socket(socket.AF_UNIX, socket.SOCK_STREAM),
+              socket.socket(socket.AF_INET, socket.SOCK_DGRAM)):
+        p = serve_with_socket(state, s)
+        assert p.wait(timeout=10) == 125
+        assert b"not a listening Unix stream socket" in p.stderr.read()
+        s.close()
