@@ -7,7 +7,9 @@ BUILD_PKGS=(gcc clang meson ninja-build pkg-config libseccomp-dev libjansson-dev
             # what the static libarchive links against (the CLI is static)
             libacl1-dev libzstd-dev liblz4-dev nettle-dev liblzma-dev
             libbz2-dev zlib1g-dev libxml2-dev libicu-dev
-            scdoc)  # the man pages (man/)
+            scdoc  # the man pages (man/)
+            # mkfs.ext4: workspace disk images, as root (docs/disk.md)
+            e2fsprogs)
 TEST_PKGS=(libcmocka-dev python3 python3-pytest iproute2 procps util-linux
            libclang-rt-14-dev curl openssl git diffutils tmux busybox-static
            zsh fish       # tests/packaging: the shell completions

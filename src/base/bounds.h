@@ -27,6 +27,18 @@
 /* Smallest memory limit we accept: below this the kernel OOM-kills a
  * dynamic loader before the command starts, which only confuses. */
 #define SP_MIN_MEMORY (4ull * 1024 * 1024)
+/* Default disk limit (limits.disk, docs/disk.md): what a workspace may write
+ * in all (its file-system image) and the most a tmpfs of `run` may hold. */
+#define SP_DISK_DEFAULT (10ull * 1024 * 1024 * 1024)
+/* Smallest disk limit: an ext4 image with its journal needs a few MiB. */
+#define SP_DISK_MIN (16ull * 1024 * 1024)
+/* Largest disk limit (64 TiB; ext4 with 4 KiB blocks and 64-bit block
+ * numbers holds far more, but nothing here needs it). */
+#define SP_DISK_MAX (64ull * 1024 * 1024 * 1024 * 1024)
+/* Fewest and most inodes (limits.inodes; 0 = the file system's default of
+ * one per 16 KiB). */
+#define SP_INODES_MIN 64
+#define SP_INODES_MAX 4294967295ull
 
 /* ---- workspaces: the control socket and the agent's socketpair ---------- */
 /* Longest wire message (one JSON object per line), newline included. */

@@ -17,7 +17,7 @@ enum {
     O_WORKSPACE = 1000, O_WORKSPACE_RO, O_NO_WORKSPACE, O_RO, O_RW, O_TMPFS,
     O_HIDE, O_ENV, O_ENV_PASS, O_CLEAR_ENV, O_CWD, O_UID, O_GID, O_NO_USERNS,
     O_HOSTNAME, O_PASS_FD, O_TIMEOUT, O_KILL_AFTER, O_NET, O_MEMORY, O_PIDS,
-    O_CPUS, O_TMP_SIZE, O_NOFILE, O_FSIZE, O_NO_LANDLOCK, O_NO_SECCOMP,
+    O_CPUS, O_TMP_SIZE, O_NOFILE, O_FSIZE, O_DISK, O_INODES, O_NO_LANDLOCK, O_NO_SECCOMP,
     O_SECCOMP_PROFILE, O_ALLOW_PTRACE, O_ALLOW_SYSTEM_RO, O_REQUIRE, O_POLICY, O_PROFILE,
     O_STATS, O_STATS_JSON, O_VERBOSE, O_QUIET, O_HELP,
     O_NET_POLICY, O_NET_ALLOW_PRIVATE, O_NET_LOG, O_NET_RESOLVER,
@@ -52,6 +52,8 @@ static const struct option long_opts[] = {
     {"pids", required_argument, NULL, O_PIDS},
     {"cpus", required_argument, NULL, O_CPUS},
     {"tmp-size", required_argument, NULL, O_TMP_SIZE},
+    {"disk", required_argument, NULL, O_DISK},
+    {"inodes", required_argument, NULL, O_INODES},
     {"nofile", required_argument, NULL, O_NOFILE},
     {"fsize", required_argument, NULL, O_FSIZE},
     {"no-landlock", no_argument, NULL, O_NO_LANDLOCK},
@@ -115,6 +117,9 @@ void cli_policy_help(void)
         "                         (\"No space left on device\"): raise it here\n"
         "  --nofile N             open file limit (default 4096)\n"
         "  --fsize SIZE           largest file the command may write\n"
+        "  --disk SIZE            what a workspace may write in all, and the most\n"
+        "                         each tmpfs holds (default 10G; 0 = none; docs/disk.md)\n"
+        "  --inodes N             files the workspace (and each tmpfs) may hold\n"
         "  --no-landlock          turn Landlock off (warned)\n"
         "  --no-seccomp           turn the seccomp filter off (warned)\n"
         "  --seccomp-profile FILE replace the default seccomp filter (JSON)\n"
@@ -122,7 +127,7 @@ void cli_policy_help(void)
         "  --allow-system-ro      let --ro bind /, /etc, /usr, /proc, ... (see\n"
         "                         docs/policy.md; never read-write)\n"
         "  --require LIST         refuse to run without these layers: landlock,\n"
-        "                         seccomp, limits, userns, netns\n"
+        "                         seccomp, limits, userns, netns, disk\n"
         "  --stats                print wall, CPU, memory and pids use at exit\n"
         "  --stats-json FILE      write the same as JSON\n"
         "  -v, --verbose          say which layers are on and what was dropped\n"
@@ -252,6 +257,8 @@ static json_t *flag_json(int opt, const char *arg, sp_error *err)
     case O_TMP_SIZE: return wrap("limits", wrap("tmp_size", json_string(arg)));
     case O_NOFILE: return wrap("limits", wrap("nofile", json_string(arg)));
     case O_FSIZE: return wrap("limits", wrap("fsize", json_string(arg)));
+    case O_DISK: return wrap("limits", wrap("disk", json_string(arg)));
+    case O_INODES: return wrap("limits", wrap("inodes", json_string(arg)));
     case O_NO_LANDLOCK: return wrap("landlock", json_false());
     case O_NO_SECCOMP: return wrap("seccomp", json_false());
     case O_SECCOMP_PROFILE: return wrap("seccomp_profile", json_string(arg));

@@ -155,6 +155,11 @@ int cmd_create(int argc, char **argv)
     free(rest);
     char name[64];
     cli_net_warn(p, opts.verbosity);
+    char why[200];
+    if (opts.verbosity >= 0 && !sp_ws_disk_check(p, why, sizeof(why)))
+        fprintf(stderr, "sandpit: warning: disk: nothing bounds what this "
+                        "workspace writes to the host's disk: %s (use "
+                        "--require disk to refuse instead)\n", why);
     o.secrets = sec.n ? sec.v : NULL;
     o.n_secrets = sec.n;
     char *pc = cli_post_create_cmd(p, post_create);
@@ -252,6 +257,26 @@ out:
     return rc;
 }
 
+/* "USED/LIMIT" of a ps entry's disk (docs/disk.md): "-" for a used size
+ * not known now (image not mounted), "none" for a limit not enforced. */
+static void fmt_disk(const json_t *d, char *buf, size_t len)
+{
+    const json_t *used = json_object_get(d, "used");
+    const json_t *lim = json_object_get(d, "limit");
+    if (!json_is_true(json_object_get(d, "enforced"))) {
+        snprintf(buf, len, "none");
+        return;
+    }
+    char u[16] = "-";
+    if (json_is_integer(used))
+        snprintf(u, sizeof(u), "%.1fM",
+                 (double)json_integer_value(used) / 1048576.0);
+    snprintf(buf, len, "%s/%.1fG", u,
+             json_is_integer(lim)
+                 ? (double)json_integer_value(lim) / 1073741824.0
+                 : 0.0);
+}
+
 static void fmt_age(long long s, char *buf, size_t len)
 {
     if (s < 120)
@@ -304,8 +329,9 @@ int cmd_ps(int argc, char **argv)
         free(s);
         json_decref(sorted);
     } else {
-        printf("%-24s %-8s %6s %6s %10s %10s %10s  %s\n", "NAME", "STATE",
-               "AGE", "PROCS", "MEMORY", "SUPERVISOR", "AGENT", "PORTS");
+        printf("%-24s %-8s %6s %6s %10s %15s %10s %10s  %s\n", "NAME",
+               "STATE", "AGE", "PROCS", "MEMORY", "DISK", "SUPERVISOR",
+               "AGENT", "PORTS");
         for (size_t i = 0; items && i < n; i++) {
             json_t *o = items[i];
             char age[32], procs[32] = "-", mem[32] = "-", sv[32] = "-",
@@ -337,10 +363,12 @@ int cmd_ps(int argc, char **argv)
                     break;
                 pl += (size_t)k;
             }
-            printf("%-24s %-8s %6s %6s %10s %10s %10s  %s\n",
+            char disk[48];
+            fmt_disk(json_object_get(o, "disk"), disk, sizeof(disk));
+            printf("%-24s %-8s %6s %6s %10s %15s %10s %10s  %s\n",
                    json_string_value(json_object_get(o, "name")),
                    json_string_value(json_object_get(o, "state")), age, procs,
-                   mem, sv, ag, ports);
+                   mem, disk, sv, ag, ports);
         }
     }
     free(items);

@@ -198,7 +198,7 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
 {
     static const char *const keys[] = {"name", "memory", "cpus", "pids",
                                        "network", "timeout", "idle_timeout",
-                                       "image", NULL};
+                                       "image", "disk", "inodes", NULL};
     const char *name = NULL, *network = NULL, *image = NULL;
     double cpus = -1, pids = -1, timeout = -1, idle = -1;
     if (sp_ops_only_keys(args, keys, err) < 0 ||
@@ -224,10 +224,19 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
         return NULL;
     }
     json_t *mem = json_object_get(args, "memory");
-    if (mem && !json_is_null(mem) && !json_is_integer(mem) &&
-        !json_is_string(mem)) {
-        bad(err, "argument \"%s\" must be bytes (an integer) or a size such "
-                 "as \"512M\"", "memory");
+    json_t *disk = json_object_get(args, "disk");
+    json_t *inodes = json_object_get(args, "inodes");
+    static const char *const sized[] = {"memory", "disk", NULL};
+    for (size_t i = 0; sized[i]; i++) {
+        json_t *v = json_object_get(args, sized[i]);
+        if (v && !json_is_null(v) && !json_is_integer(v) && !json_is_string(v)) {
+            bad(err, "argument \"%s\" must be bytes (an integer) or a size "
+                     "such as \"512M\"", sized[i]);
+            return NULL;
+        }
+    }
+    if (inodes && !json_is_null(inodes) && !json_is_integer(inodes)) {
+        bad(err, "argument \"%s\" must be an integer", "inodes");
         return NULL;
     }
 
@@ -235,6 +244,10 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
     json_t *frag = json_object(), *limits = json_object();
     if (mem && !json_is_null(mem))
         json_object_set(limits, "memory", mem);
+    if (disk && !json_is_null(disk)) /* the policy parser checks range */
+        json_object_set(limits, "disk", disk);
+    if (inodes && !json_is_null(inodes))
+        json_object_set(limits, "inodes", inodes);
     if (cpus > 0)
         json_object_set_new(limits, "cpus", json_real(cpus));
     if (pids > 0)
@@ -283,7 +296,8 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
     if (r == 0 && !want)
         r = -SP_EFAIL;
     /* Narrow only: every limit at most the operator's (0 = none set). */
-    static const char *const lims[] = {"memory", "pids", NULL};
+    static const char *const lims[] = {"memory", "pids", "disk", "inodes",
+                                       NULL};
     for (size_t i = 0; r == 0 && lims[i]; i++) {
         uint64_t c = lim(o->ceiling, lims[i]), w = lim(want, lims[i]);
         if (c && (!w || w > c))
@@ -343,10 +357,12 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
                             "running", "root", "/workspace");
     json_t *l = json_object_get(want, "limits");
     json_object_set_new(res, "limits",
-                        json_pack("{s:O?,s:O?,s:O?}", "memory",
+                        json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?}", "memory",
                                   json_object_get(l, "memory"), "pids",
                                   json_object_get(l, "pids"), "cpus",
-                                  json_object_get(l, "cpus")));
+                                  json_object_get(l, "cpus"), "disk",
+                                  json_object_get(l, "disk"), "inodes",
+                                  json_object_get(l, "inodes")));
     json_object_set(res, "network", json_object_get(want, "net"));
     if (src)
         json_object_set_new(res, "forked_from",

@@ -106,7 +106,8 @@ json_t *sp_ops_ws_fork(struct sp_ops *o, json_t *a, sp_error *err)
     /* create's arguments but "name": checked by create_ws as for create. */
     static const char *const pkeys[] = {"memory",  "cpus",         "pids",
                                         "network", "timeout",      "idle_timeout",
-                                        "image",   NULL};
+                                        "image",   "disk",         "inodes",
+                                        NULL};
     const char *ws = NULL, *snap = NULL, *name = NULL;
     if (sp_ops_only_keys(a, keys, err) < 0 ||
         name_arg(a, "workspace", &ws, err) < 0 ||

@@ -20,6 +20,7 @@
 #define _GNU_SOURCE
 #endif
 #include "snapshot.h"
+#include "wsdisk.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -667,6 +668,38 @@ static int copy_one_upper(void *ctx, const char *id, int upfd)
     return r;
 }
 
+/* Snapshots count toward their workspace's disk limit (docs/disk.md):
+ * the layers its snapshots own plus what it holds now (an upper bound of
+ * the new layer) must fit in its image's size, or the snapshot is refused
+ * before anything is copied. */
+static int snap_disk_check(int wsfd, const char *name, sp_error *err)
+{
+    struct sp_ws_disk_usage du;
+    if (sp_ws_disk_usage(wsfd, &du) != 1)
+        return 0; /* no image: no limit */
+    char *list = sp_ws_snapshots_json(name, NULL);
+    json_t *a = list ? json_loads(list, 0, NULL) : NULL;
+    free(list);
+    uint64_t owned = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(a, i, v) {
+        json_int_t s = json_integer_value(json_object_get(v, "size"));
+        if (s > 0)
+            owned += (uint64_t)s;
+    }
+    json_decref(a);
+    if (du.used + owned <= du.size)
+        return 0;
+    return sp_error_setk(err, SP_ERR_USAGE, ENOSPC,
+                         "workspace %s: its snapshots (%llu bytes) and its "
+                         "files (%llu bytes) would pass its disk limit "
+                         "(%llu bytes usable): remove snapshots or files "
+                         "first", name, (unsigned long long)owned,
+                         (unsigned long long)du.used,
+                         (unsigned long long)du.size);
+}
+
 SP_EXPORT int sp_ws_snapshot(const char *name, const char *snap,
                              sp_ws_snapshot_info *info, sp_error *err)
 {
@@ -679,6 +712,10 @@ SP_EXPORT int sp_ws_snapshot(const char *name, const char *snap,
         sp_snap_open_ws(name, statedir, sizeof(statedir), err);
     if (wsfd < 0)
         return wsfd;
+    if ((r = sp_ws_disk_ensure(wsfd, err)) < 0) /* mounted after a gc */
+        return r;
+    if ((r = snap_disk_check(wsfd, name, err)) < 0)
+        return r;
     _cleanup_close_ int lfd = sp_open_dir_at(wsfd, SP_WS_LAYERS);
     if (lfd < 0)
         return sp_error_setk(err, SP_ERR_USAGE, EOPNOTSUPP,

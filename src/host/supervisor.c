@@ -40,6 +40,7 @@
 #include "portfwd.h"
 #include "proto.h"
 #include "freeze.h"
+#include "wsdisk.h"
 #include "secrets.h"
 #include "state.h"
 #include "util.h"
@@ -1112,6 +1113,14 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
     ready_report(&s, NULL);
     /* the next create's layer dirs, now that ours is ready */
     sp_ws_layers_make_spare();
+    /* and its disk image (wsdisk.h): mkfs, about 10 ms, off the path */
+    if (a->policy->limits.disk &&
+        faccessat(a->wsfd, SP_WS_DISK_IMG, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
+        char sd[SP_MAX_PATH];
+        if (sp_state_dir(sd, sizeof(sd), NULL) == 0)
+            sp_ws_disk_make_spare(sd, a->policy->limits.disk,
+                                  a->policy->limits.inodes);
+    }
     sp_cgroup_sweep(s.h.cg); /* what supervisors killed by SIGKILL left */
     s.started_us = s.last_activity = sp_now_us();
 

@@ -39,6 +39,8 @@
 #include "supervisor.h"
 #include "util.h"
 #include "wslayers.h"
+#include "loopdisk.h"
+#include "wsdisk.h"
 #include "wsskel.h"
 
 static int check_name(const char *name, sp_error *err)
@@ -185,6 +187,16 @@ static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
 
 static void secrets_freep(struct sp_secrets **s) { sp_secrets_free(*s); }
 
+SP_EXPORT int sp_ws_disk_check(const sp_policy *p, char *why, size_t len)
+{
+    if (!p->limits.disk) {
+        if (why && len)
+            snprintf(why, len, "no disk limit is set (limits.disk is 0)");
+        return 0;
+    }
+    return sp_disk_probe(why, len);
+}
+
 static void random_name(char *buf, size_t len)
 {
     unsigned char r[3] = {0};
@@ -208,6 +220,15 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "--idle-timeout and --max-lifetime must be "
                              "between 0 and 30 days");
+    char why[200];
+    bool disk_on = p->limits.disk && sp_disk_probe(why, sizeof(why));
+    if (p->limits.disk && !disk_on && (p->require & SP_LAYER_DISK))
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require disk: no disk limit can be enforced "
+                             "here: %s", why);
+    if (!p->limits.disk && (p->require & SP_LAYER_DISK))
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require disk: no disk limit is set");
     _cleanup_(secrets_freep) struct sp_secrets *secrets = NULL;
     if (o && (r = sp_secrets_new(o->secrets, o->n_secrets, &secrets, err)) < 0)
         return r;
@@ -257,6 +278,10 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
     if ((r = sp_ws_layers_init(wsfd, o ? o->from : NULL,
                                o && o->read_only_system, err)) < 0)
         goto fail;
+    /* Everything it writes goes into its own image (wsdisk.h). */
+    if (disk_on && (r = sp_ws_disk_create(wsfd, statedir, name, p->limits.disk,
+                                          p->limits.inodes, err)) < 0)
+        goto fail;
     /* A fork (snapshot.h): its base is the snapshot's layer stack. */
     if (o && o->snapshot &&
         (r = sp_snap_fork_init(wsfd, o->snapshot_ws, o->snapshot, err)) < 0)
@@ -300,6 +325,8 @@ fail:
     free(pj);
     sp_policy_free(wp);
     /* A failed create leaves nothing behind, so the name can be used. */
+    if (wsfd >= 0)
+        sp_ws_disk_release(wsfd);
     sp_rm_rf_at(rootfd, name);
     return r;
 }
@@ -371,6 +398,8 @@ SP_EXPORT int sp_ws_start_secrets(const char *name, const sp_secret *secrets,
     if (r == 0 && (r = sp_secrets_check_names(wsfd, name, sec, err)) == 0 &&
         sec)
         r = sp_secrets_save_names(wsfd, sec, err);
+    if (r == 0)
+        r = sp_ws_disk_ensure(wsfd, err);
     if (r == 0)
         r = spawn_supervisor(name, wsfd, lockfd, p, st.idle_timeout,
                              st.max_lifetime, st.created, sec, err);
@@ -479,6 +508,7 @@ SP_EXPORT int sp_ws_rm(const char *name, bool force, sp_error *err)
         sp_state_cgroups_remove(st.cgroups);
         sp_state_free(&st);
     }
+    sp_ws_disk_release(wsfd); /* its loop device goes with the mounts */
     /* Renamed first, so the name is free at once and a removal cut short
      * is finished by gc. */
     char root[SP_MAX_PATH + 16], tmp[SP_WS_NAME_MAX + 32];
@@ -497,6 +527,16 @@ SP_EXPORT int sp_ws_rm(const char *name, bool force, sp_error *err)
         sp_freeze_sweep();
     }
     return r;
+}
+
+/* Undo the disk mounts of workspaces/<n> (before it is removed). */
+static void release_disk_at(int rootfd, const char *n)
+{
+    int fd = openat(rootfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        sp_ws_disk_release(fd);
+        close(fd);
+    }
 }
 
 SP_EXPORT int sp_ws_gc(sp_error *err)
@@ -519,6 +559,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
     while ((de = readdir(d))) {
         const char *n = de->d_name;
         if (strncmp(n, ".rm-", 4) == 0) {
+            release_disk_at(dirfd(d), n);
             if (sp_rm_rf_at(dirfd(d), n) == 0)
                 reaped++;
             continue;
@@ -542,6 +583,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
                 close(lockfd);
                 close(wsfd);
                 lockfd = wsfd = -1;
+                release_disk_at(dirfd(d), n);
                 if (sp_rm_rf_at(dirfd(d), n) == 0)
                     reaped++;
             }
@@ -550,6 +592,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
             close(lockfd);
             close(wsfd);
             lockfd = wsfd = -1;
+            release_disk_at(dirfd(d), n);
             if (sp_rm_rf_at(dirfd(d), n) == 0)
                 reaped++;
             continue;
@@ -559,12 +602,16 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
                 reaped++;
             }
             sp_state_free(&st);
+            /* Not running: its loop device is given back; the next start
+             * or host-side use mounts the image again (wsdisk.h). */
+            sp_ws_disk_release(wsfd);
         }
         sp_close_keep_errno(lockfd);
         sp_close_keep_errno(wsfd);
     }
     closedir(d);
     sp_skel_gc(statedir); /* the skeletons no workspace uses any more */
+    sp_ws_disk_gc(statedir); /* stale spare images */
     return reaped;
 }
 
@@ -608,6 +655,32 @@ static json_t *json_load_file_at(int dirfd, const char *name)
     ssize_t n = read(fd, buf, sizeof(buf));
     close(fd);
     return n > 0 ? json_loadb(buf, (size_t)n, 0, NULL) : NULL;
+}
+
+/* {"enforced", "limit", "used", "size", "inodes_limit", "inodes_used"}:
+ * the workspace's disk limit as stored in its policy and, while its image
+ * is mounted, what the file system says (docs/disk.md). */
+static json_t *disk_json(int wsfd, json_t *policy)
+{
+    json_t *lim = json_object_get(json_object_get(policy, "limits"), "disk");
+    json_t *ino = json_object_get(json_object_get(policy, "limits"), "inodes");
+    struct sp_ws_disk_usage u;
+    int r = sp_ws_disk_usage(wsfd, &u);
+    json_t *o = json_pack("{s:b,s:O?}", "enforced", r > 0, "limit",
+                          json_integer_value(lim) > 0 ? lim : NULL);
+    bool live = r == 1;
+    json_object_set_new(o, "used", live ? json_integer((json_int_t)u.used)
+                                        : json_null());
+    json_object_set_new(o, "size", live ? json_integer((json_int_t)u.size)
+                                        : json_null());
+    json_object_set_new(o, "inodes_limit",
+                        live ? json_integer((json_int_t)u.inodes)
+                        : json_integer_value(ino) > 0 ? json_incref(ino)
+                                                      : json_null());
+    json_object_set_new(o, "inodes_used",
+                        live ? json_integer((json_int_t)u.inodes_used)
+                             : json_null());
+    return o;
 }
 
 SP_EXPORT char *sp_ws_list_json(sp_error *err)
@@ -681,6 +754,7 @@ SP_EXPORT char *sp_ws_list_json(sp_error *err)
                             procs >= 0 ? json_integer(procs) : json_null());
         json_object_set_new(o, "memory",
                             mem >= 0 ? json_integer(mem) : json_null());
+        json_object_set_new(o, "disk", disk_json(wsfd, st.policy));
         /* Published ports as bound (portfwd.h), while running. */
         json_t *ports = running ? json_load_file_at(wsfd, SP_WS_PORTS_FILE)
                                 : NULL;

@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #endif
 #include "wsdiff.h"
+#include "wsdisk.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -402,7 +403,11 @@ char *sp_ws_diff_json_at(int wsfd, const char *name, sp_error *err)
         sp_error_set(err, ENOMEM, "diff");
         return NULL;
     }
-    int rc = 0;
+    int rc = sp_ws_disk_ensure(wsfd, err); /* mounted after a gc */
+    if (rc < 0) {
+        free(w);
+        return NULL;
+    }
     _cleanup_close_ int lfd = open_dir_at(wsfd, SP_WS_LAYERS);
     _cleanup_close_ int datafd = open_dir_at(wsfd, SP_WS_DATA);
     _cleanup_close_ int upfd = -1;
@@ -525,7 +530,10 @@ static int empty_dir(int dirfd, const char *name)
 
 int sp_ws_layers_clear(int wsfd, sp_error *err)
 {
-    int r = empty_dir(wsfd, SP_WS_DATA);
+    int r = sp_ws_disk_ensure(wsfd, err); /* its image, if any (wsdisk.h) */
+    if (r < 0)
+        return r;
+    r = empty_dir(wsfd, SP_WS_DATA);
     if (r < 0)
         return sp_error_set(err, -r, "cannot empty %s", SP_WS_DATA);
     _cleanup_close_ int lfd = open_dir_at(wsfd, SP_WS_LAYERS);
@@ -535,7 +543,10 @@ int sp_ws_layers_clear(int wsfd, sp_error *err)
     /* The layer dirs go whole (upper, work); the next start makes them. */
     if ((r = empty_dir(lfd, "up")) < 0)
         return sp_error_set(err, -r, "cannot empty %s/up", SP_WS_LAYERS);
-    return 0;
+    /* With an image, workspace/ showed up/workspace/upper, gone now: mount
+     * again (which makes it anew). */
+    sp_ws_disk_release(wsfd);
+    return sp_ws_disk_ensure(wsfd, err);
 }
 
 SP_EXPORT char *sp_ws_diff_json(const char *name, sp_error *err)

@@ -24,6 +24,7 @@
 #include "bounds.h"
 #include "layerstore.h"
 #include "util.h"
+#include "wsdisk.h"
 #include "wsskel.h"
 
 #define FROM_FILE "from"
@@ -387,8 +388,13 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
                        strcmp(op->dst, home) != 0;
         if (op->kind == SP_OP_BIND && ws_dst && strcmp(op->dst, ws_dst) == 0 &&
             !op->ro) {
+            /* With a disk image (wsdisk.h), workspace/ is a bind of
+             * up/workspace/upper: the overlay takes the latter, on one
+             * mount with its work dir. */
+            bool img = faccessat(upfd, SP_WS_DISK_WS_UPPER, F_OK,
+                                 AT_SYMLINK_NOFOLLOW) == 0;
             rc = make_overlay(ly, upfd, op, ly->from ? ly->from : empty,
-                              ly->datadir, 0755, err);
+                              img ? NULL : ly->datadir, 0755, err);
         } else if (op->kind == SP_OP_TMPFS && home &&
                    strcmp(op->dst, home) == 0) {
             char hid[SP_WS_LAYER_ID_MAX + 1];

@@ -23,6 +23,7 @@
 #include "cgroup.h"
 #include "doctor.h"
 #include "landlock.h"
+#include "loopdisk.h"
 #include "util.h"
 
 #ifndef SANDPIT_VERSION
@@ -534,6 +535,21 @@ static void probe_overlay(struct sp_host *h)
                  overlay_step_name(step), strerror(-r));
 }
 
+static void probe_disk(struct sp_host *h)
+{
+    char why[200];
+    h->disk_available = sp_disk_probe(why, sizeof(why)) == 1;
+    snprintf(h->disk_mechanism, sizeof(h->disk_mechanism), "%s",
+             h->disk_available ? SP_DISK_MECH_LOOP : "none");
+    if (h->disk_available)
+        snprintf(h->disk_detail, sizeof(h->disk_detail),
+                 "a sparse ext4 image per workspace on a loop device "
+                 "(btrfs qgroups and project quotas: not used)");
+    else
+        snprintf(h->disk_detail, sizeof(h->disk_detail),
+                 "workspaces write to the state directory unbounded: %s", why);
+}
+
 /* Each call below is harmless: bad arguments or a read-only open, so the
  * kernel answers EINVAL/EBADF when it has the call and ENOSYS when not. */
 static void probe_syscalls(struct sp_host *h)
@@ -591,6 +607,7 @@ int sp_host_probe(struct sp_host *ret)
     probe_seccomp(ret);
     probe_cgroups(ret);
     probe_overlay(ret);
+    probe_disk(ret);
     probe_syscalls(ret);
 
     errno = saved_errno;
@@ -610,6 +627,8 @@ unsigned sp_host_missing_layers(const struct sp_host *h)
         m |= SP_LAYER_USERNS;
     if (!h->ns[SP_NS_NET])
         m |= SP_LAYER_NETNS;
+    if (!h->disk_available)
+        m |= SP_LAYER_DISK;
     return m;
 }
 
@@ -620,7 +639,7 @@ static const struct {
 } require_layers[] = {
     {SP_LAYER_LANDLOCK, "landlock"}, {SP_LAYER_SECCOMP, "seccomp"},
     {SP_LAYER_LIMITS, "limits"},     {SP_LAYER_USERNS, "userns"},
-    {SP_LAYER_NETNS, "netns"},
+    {SP_LAYER_NETNS, "netns"},       {SP_LAYER_DISK, "disk"},
 };
 
 /* ---- JSON -------------------------------------------------------------- */
@@ -683,6 +702,12 @@ char *sp_host_to_json(const struct sp_host *h)
     put(o, "available", json_boolean(h->overlay_userns), &ok);
     put(o, "detail", json_string(h->overlay_detail), &ok);
     put(layers, "overlay_userns", o, &ok);
+
+    o = json_object();
+    put(o, "available", json_boolean(h->disk_available), &ok);
+    put(o, "mechanism", json_string(h->disk_mechanism), &ok);
+    put(o, "detail", json_string(h->disk_detail), &ok);
+    put(layers, "disk", o, &ok);
     put(root, "layers", layers, &ok);
 
     o = json_object();
@@ -760,6 +785,8 @@ char *sp_host_to_text(const struct sp_host *h)
               h->cgroup_detail);
     text_line(f, "overlay", h->overlay_userns ? "ok" : "MISSING", "%s",
               h->overlay_detail);
+    text_line(f, "disk", h->disk_available ? "ok" : "MISSING", "%s: %s",
+              h->disk_mechanism, h->disk_detail);
 
     const struct {
         bool have;
@@ -783,7 +810,7 @@ char *sp_host_to_text(const struct sp_host *h)
 
     unsigned missing = sp_host_missing_layers(h);
     fprintf(f, "--require can demand: landlock, seccomp, limits, userns, "
-               "netns; ");
+               "netns, disk; ");
     if (!missing) {
         fprintf(f, "all present here\n");
     } else {

@@ -59,6 +59,9 @@ struct sp_host {
 
     bool overlay_userns;      /* overlayfs mounted inside a user ns */
     char overlay_detail[256];
+    bool disk_available;      /* a workspace disk limit can be enforced */
+    char disk_mechanism[32];  /* "loop-ext4", or "none" (docs/disk.md) */
+    char disk_detail[256];
 
     bool sys_pidfd;           /* pidfd_open(getpid()) */
     bool sys_openat2;         /* openat2(RESOLVE_BENEATH) is not ENOSYS */

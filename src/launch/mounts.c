@@ -187,13 +187,17 @@ static int attach(int mntfd, int targetfd)
     return 0;
 }
 
-static int tmpfs_at(int rootfd, const char *dst, uint64_t size, mode_t mode,
-                    unsigned attrs, int *ret_mnt)
+/* A tmpfs at dst with `inodes` files at most (0: tmpfs's default). */
+static int tmpfs_inodes_at(int rootfd, const char *dst, uint64_t size,
+                           uint64_t inodes, mode_t mode, unsigned attrs,
+                           int *ret_mnt)
 {
-    char sz[32], md[16];
+    char sz[32], md[16], ni[32];
     utoa(size, 10, sz, sizeof(sz));
     utoa(mode, 8, md, sizeof(md));
-    const char *opts[] = {"size", sz, "mode", md, NULL, NULL};
+    utoa(inodes, 10, ni, sizeof(ni));
+    const char *opts[] = {"size", sz, "mode", md,
+                          inodes ? "nr_inodes" : NULL, ni, NULL, NULL};
     int t = mkpath_at(rootfd, dst, true, 0755);
     if (t < 0)
         return t;
@@ -209,6 +213,12 @@ static int tmpfs_at(int rootfd, const char *dst, uint64_t size, mode_t mode,
     else
         *ret_mnt = m;
     return r;
+}
+
+static int tmpfs_at(int rootfd, const char *dst, uint64_t size, mode_t mode,
+                    unsigned attrs, int *ret_mnt)
+{
+    return tmpfs_inodes_at(rootfd, dst, size, 0, mode, attrs, ret_mnt);
 }
 
 /* Where an overlay's layer paths are under the state dir, they are given
@@ -610,7 +620,8 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
             break;
         }
         case SP_OP_TMPFS:
-            r = tmpfs_at(rootmnt, op->dst, op->size, op->mode, 0, NULL);
+            r = tmpfs_inodes_at(rootmnt, op->dst, op->size, plan->tmp_inodes,
+                                op->mode, 0, NULL);
             if (r < 0)
                 return sp_child_error_set(ce, SP_STEP_TMPFS, -r, op->dst);
             break;

@@ -51,6 +51,7 @@ enum sp_layer {
     SP_LAYER_LIMITS = 1u << 2,
     SP_LAYER_USERNS = 1u << 3,
     SP_LAYER_NETNS = 1u << 4,
+    SP_LAYER_DISK = 1u << 5,    /* a kernel-enforced disk limit (disk.md) */
 };
 
 /* ---- policy ---------------------------------------------------------- */
@@ -173,6 +174,11 @@ typedef struct sp_ws_create_opts {
  * Forks the supervisor: call it from a single-threaded process. */
 SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
                            char *ret_name, size_t ret_len, sp_error *err);
+/* 1 when a workspace created now with policy p gets its disk limit
+ * enforced by the kernel (docs/disk.md); 0 with `why` filled when not
+ * (no limit set, or nothing on this host can enforce one: an ordinary
+ * user). The CLI warns on each create then; --require disk refuses. */
+SP_EXPORT int sp_ws_disk_check(const sp_policy *p, char *why, size_t len);
 /* Start a stopped (or crashed) workspace with its stored policy. */
 SP_EXPORT int sp_ws_start(const char *name, sp_error *err);
 /* The same with secrets: a workspace created with secrets needs each of

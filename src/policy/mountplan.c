@@ -284,6 +284,14 @@ static void sort_ops(struct sp_mount_op *ops, size_t n)
  * directory at its own path; a persistent workspace binds its directory
  * under the state dir at ws_dst ("/workspace"). (Overlay layers, --from
  * and reset will change this op and nothing else.) */
+/* A tmpfs's size: its own (0: limits.tmp_size), never above the disk
+ * limit (docs/disk.md). */
+static uint64_t tmpfs_size(const struct sp_policy *p, uint64_t own)
+{
+    uint64_t s = own ? own : p->limits.tmp_size;
+    return p->limits.disk && p->limits.disk < s ? p->limits.disk : s;
+}
+
 static void add_workspace(struct builder *b, const struct sp_policy *p,
                           const char *ws_dst)
 {
@@ -309,6 +317,7 @@ int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
 {
     struct builder b = {0};
     memset(ret, 0, sizeof(*ret));
+    ret->tmp_inodes = p->limits.inodes;
     if (!p->finalized)
         return sp_error_set(err, EINVAL, "mount plan: policy not finalized");
 
@@ -339,11 +348,11 @@ int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
         op->is_dir = true;
     }
     if ((op = push(&b, SP_OP_TMPFS, NULL, "/tmp"))) {
-        op->size = p->limits.tmp_size;
+        op->size = tmpfs_size(p, 0);
         op->mode = 01777;
     }
     if ((op = push(&b, SP_OP_TMPFS, NULL, SP_SANDBOX_HOME))) {
-        op->size = p->limits.tmp_size;
+        op->size = tmpfs_size(p, 0);
         op->mode = 0700;
     }
     static const char *const xdg[] = {"/.config", "/.cache", "/.local",
@@ -380,7 +389,7 @@ int sp_mount_plan_build_at(const struct sp_policy *p, const char *ws_dst,
         case SP_MOUNT_TMPFS:
             remove_exact(&b, r->dst);
             if ((op = push(&b, SP_OP_TMPFS, NULL, r->dst))) {
-                op->size = r->size ? r->size : p->limits.tmp_size;
+                op->size = tmpfs_size(p, r->size);
                 op->mode = 0755;
             }
             break;

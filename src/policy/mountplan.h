@@ -50,6 +50,7 @@ struct sp_mount_plan {
     struct sp_mount_op *root; /* NULL: the root is a tmpfs; else an
                                  SP_OP_OVERLAY whose dst is "/" (owned) */
     bool userxattr;    /* overlays take the userxattr option (in a userns) */
+    uint64_t tmp_inodes; /* nr_inodes of every tmpfs op; 0 = tmpfs default */
     char *relbase[2];  /* the state dir as named and resolved, or NULLs:
                           overlay layers under it are mounted by relative
                           path (mounts.c), hiding it from mountinfo */

@@ -48,7 +48,7 @@ const char *const sp_default_system_paths[] = {
 };
 
 static const char *const layer_names[] = {
-    "landlock", "seccomp", "limits", "userns", "netns",
+    "landlock", "seccomp", "limits", "userns", "netns", "disk",
 };
 
 const char *sp_mount_type_name(enum sp_mount_type t)
@@ -86,6 +86,8 @@ SP_EXPORT sp_policy *sp_policy_new(void)
     p->limits.tmp_size = 1024ull * 1024 * 1024;
     p->limits.nofile = 4096;
     p->limits.fsize = 0;
+    p->limits.disk = SP_DISK_DEFAULT;
+    p->limits.inodes = 0;
     p->landlock = true;
     p->seccomp = true;
     return p;
@@ -467,6 +469,21 @@ static int parse_limits(struct sp_policy *p, const json_t *obj,
             r = get_uint(v, origin, full, 1048576, &p->limits.nofile, err);
         else if (strcmp(key, "fsize") == 0)
             r = get_size(v, origin, full, &p->limits.fsize, err);
+        else if (strcmp(key, "disk") == 0) {
+            r = get_size(v, origin, full, &p->limits.disk, err);
+            if (r == 0 && p->limits.disk &&
+                (p->limits.disk < SP_DISK_MIN || p->limits.disk > SP_DISK_MAX))
+                r = BAD(full, "%llu bytes is out of range (0 for none, or "
+                        "16 MiB to 64 TiB)", origin, full,
+                        (unsigned long long)p->limits.disk);
+        } else if (strcmp(key, "inodes") == 0) {
+            r = get_uint(v, origin, full, SP_INODES_MAX, &p->limits.inodes,
+                         err);
+            if (r == 0 && p->limits.inodes &&
+                p->limits.inodes < SP_INODES_MIN)
+                r = BAD(full, "%llu is below the minimum of %d", origin, full,
+                        (unsigned long long)p->limits.inodes, SP_INODES_MIN);
+        }
         else
             r = sp_error_setk(err, SP_ERR_USAGE, 0,
                               "%s: unknown key \"%s\"", origin, full);
@@ -1306,6 +1323,8 @@ SP_EXPORT char *sp_policy_to_json(const sp_policy *p, sp_error *err)
     json_object_set_new(lim, "tmp_size", size_json(p->limits.tmp_size));
     json_object_set_new(lim, "nofile", size_json(p->limits.nofile));
     json_object_set_new(lim, "fsize", size_json(p->limits.fsize));
+    json_object_set_new(lim, "disk", size_json(p->limits.disk));
+    json_object_set_new(lim, "inodes", size_json(p->limits.inodes));
     json_object_set_new(o, "limits", lim);
     json_object_set_new(o, "landlock", json_boolean(p->landlock));
     json_object_set_new(o, "seccomp", json_boolean(p->seccomp));

@@ -46,6 +46,10 @@ struct sp_limits {
     uint64_t tmp_size;  /* bytes for /tmp and tmpfs rules without a size */
     uint64_t nofile;    /* RLIMIT_NOFILE; 0 = inherit */
     uint64_t fsize;     /* RLIMIT_FSIZE bytes; 0 = unlimited */
+    uint64_t disk;      /* bytes a workspace may write in all (its image);
+                           also caps each tmpfs; 0 = no limit (disk.md) */
+    uint64_t inodes;    /* files the image and each tmpfs may hold;
+                           0 = the file system's default */
 };
 
 struct sp_policy {
