@@ -2,7 +2,7 @@
 against the real binary: verbs, each verb's flags (every flag its usage
 names), workspace names from `sandpit ps --json`, snapshot names from
 `sandpit snapshots NAME --json`. fish's file is run by fish's own
-completion engine; zsh's is only parsed (zsh -n)."""
+completion engine; zsh's with its completion builtins stubbed."""
 import os
 import shutil
 import subprocess
@@ -111,9 +111,40 @@ def test_fish(state, tmp_path):
     assert fc("sandpit res") == {"reset", "restore", "resume"}
 
 
-def test_zsh_parses():
+ZSH_STUBS = r"""
+compadd() { local a; for a in "$@"; do [[ $a == -- || $a == -S || -z $a ]] || print -r -- "$a"; done }
+_describe() { local -a arr; arr=("${(@P)${@[-1]}}"); print -l -- ${arr%%:*} }
+_files() { print FILES }
+_normal() { print NORMAL }
+_command_names() { print COMMANDS }
+"""
+
+
+def zsh_complete(line, state_dir):
+    """What _sandpit hands compadd for LINE, with zsh's completion
+    builtins replaced by functions that print their words (compadd's own
+    prefix filtering left out, so a superset)."""
     if not shutil.which("zsh"):
         pytest.fail("zsh is not installed (scripts/deps.sh --test installs it)")
+    words = line.split(" ")
+    script = ZSH_STUBS + f"""
+words=({SANDPIT} {' '.join(repr(w) if w else "''" for w in words[1:])})
+CURRENT=${{#words}}
+PREFIX=${{words[CURRENT]}}
+source {os.path.join(ROOT, "completions", "_sandpit")}
+"""
+    r = subprocess.run(["zsh", "-f", "-c", script], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, SANDPIT_STATE=state_dir))
+    assert r.returncode == 0, r.stderr
+    return set(filter(None, r.stdout.split("\n")))
+
+
+def test_zsh(state):
+    assert {"run", "exec", "restore", "snapshot"} <= zsh_complete("sandpit ", state)
+    assert zsh_complete("sandpit exec ", state) == {"alpha", "beta"}
+    assert zsh_complete("sandpit restore alpha ", state) == {"s-one", "s-two"}
+    assert {"--secret-env", "--no-wait", "-i"} <= zsh_complete("sandpit exec alpha --", state)
+    assert zsh_complete("sandpit run -- ", state) == {"NORMAL"}
     r = subprocess.run(["zsh", "-n", os.path.join(ROOT, "completions", "_sandpit")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -9,7 +9,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "python"))
 SANDPIT = os.environ.get("SANDPIT_BIN", os.path.join(ROOT, "build", "sandpit"))
 
-import sandpit  # noqa: E402
+import sandpit  # noqa: E402  (python/, not an installed copy)
 
 
 @pytest.fixture

@@ -12,10 +12,13 @@ import time
 
 import pytest
 
-from conftest import ROOT, SANDPIT
-import sandpit
-from sandpit import (Cancelled, InvalidParams, PatchFailed, PolicyDenied,
-                     Sandpit, ServeFailed, UsageError)
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+SANDPIT = os.environ.get("SANDPIT_BIN", os.path.join(ROOT, "build", "sandpit"))
+
+import sandpit  # noqa: E402
+from sandpit import (Cancelled, InvalidParams, PatchFailed,  # noqa: E402
+                     PolicyDenied, Sandpit, ServeFailed, UsageError)
 
 
 def test_exec_streams_and_returns(sb):
@@ -164,7 +167,7 @@ def test_typed_errors(sb):
     with pytest.raises(InvalidParams) as ei:
         sb.create("bad name!")
     assert ei.value.code == -32602
-    with sb.create("dup") as ws:
+    with sb.create("dup"):
         with pytest.raises(sandpit.SandpitError) as ei:
             sb.create("dup")
         assert ei.value.code in (-32000, -32602)
