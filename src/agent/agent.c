@@ -152,13 +152,7 @@ static _Noreturn void exec_child(const int *fds, int cwdfd, char **argv,
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (fchdir(cwdfd) < 0)
         _exit(125);
-    int e = sp_exec_search(argv, envp, path);
-    char msg[600];
-    int n = snprintf(msg, sizeof(msg), "sandpit: %.400s: %s\n", argv[0],
-                     e == ENOENT ? "command not found" : strerror(e));
-    if (n > 0 && write(2, msg, (size_t)n) < 0)
-        _exit(e == ENOENT ? 127 : 126);
-    _exit(e == ENOENT ? 127 : 126);
+    sp_exec_or_die(argv, envp, path, "\n");
 }
 
 /* ---- the shepherd --------------------------------------------------------
@@ -214,20 +208,8 @@ static long children_of(pid_t self, pid_t *out, size_t max)
             long pid = strtol(d->name, &e, 10);
             if (*e || pid <= 0)
                 continue;
-            snprintf(path, sizeof(path), "%ld/stat", pid);
-            int sfd = openat(dfd, path, O_RDONLY | O_CLOEXEC);
-            if (sfd < 0)
-                continue;
-            ssize_t k = read(sfd, buf, sizeof(buf) - 1);
-            close(sfd);
-            if (k <= 0)
-                continue;
-            buf[k] = '\0';
-            char *rp = strrchr(buf, ')');
-            char st;
-            int ppid;
-            if (rp && sscanf(rp + 1, " %c %d", &st, &ppid) == 2 &&
-                ppid == (int)self)
+            struct sp_proc_stat ps;
+            if (sp_proc_stat(dfd, pid, &ps) == 0 && ps.ppid == self)
                 out[n++] = (pid_t)pid;
         }
     }

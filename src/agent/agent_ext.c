@@ -185,22 +185,8 @@ void sp_ext_kill_session(pid_t sid, int sig)
         long pid = strtol(de->d_name, &end, 10);
         if (!end || *end || pid <= 1)
             continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, buf, sizeof(buf) - 1);
-        close(fd);
-        if (n <= 0)
-            continue;
-        buf[n] = '\0';
-        /* "pid (comm) state ppid pgrp session ..." — comm may hold ')'. */
-        char *rp = strrchr(buf, ')');
-        int ppid, pgrp, session;
-        char st;
-        if (rp && sscanf(rp + 1, " %c %d %d %d", &st, &ppid, &pgrp, &session) == 4 &&
-            session == sid)
+        struct sp_proc_stat ps;
+        if (sp_proc_stat(dirfd(d), pid, &ps) == 0 && ps.session == sid)
             kill((pid_t)pid, sig);
     }
     closedir(d);

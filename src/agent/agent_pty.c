@@ -147,10 +147,7 @@ static _Noreturn void shell_child(int master, int cwdfd, char *const *argv,
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (fchdir(cwdfd) < 0)
         _exit(125);
-    int e = sp_exec_search(argv, envp, path);
-    dprintf(2, "sandpit: %.400s: %s\r\n", argv[0],
-            e == ENOENT ? "command not found" : strerror(e));
-    _exit(e == ENOENT ? 127 : 126);
+    sp_exec_or_die(argv, envp, path, "\r\n"); /* a terminal */
 }
 
 static void do_open(json_int_t id, json_t *params)

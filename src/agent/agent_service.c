@@ -331,10 +331,7 @@ static pid_t spawn(char *const *argv, char **envp, int cwdfd, int out, int err)
         dprintf(2, "sandpit: cannot change directory: %s\n", strerror(errno));
         _exit(125);
     }
-    int e = sp_exec_search(argv, envp, sp_env_get(envp, "PATH"));
-    dprintf(2, "sandpit: %.400s: %s\n", argv[0],
-            e == ENOENT ? "command not found" : strerror(e));
-    _exit(e == ENOENT ? 127 : 126);
+    sp_exec_or_die(argv, envp, sp_env_get(envp, "PATH"), "\n");
 }
 
 /* A service's environment: the agent's, its "env" entries, then its

@@ -2,6 +2,7 @@
  * serve and mcp front ends (jsonrpc.h). Every input is hostile: sizes are
  * bounded before parsing, types are checked before use. */
 #include "jsonrpc.h"
+#include "proto.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -268,11 +269,7 @@ json_t *sp_jrpc_request(json_t *id, const char *method, json_t *params)
 
 /* ---- output queue ------------------------------------------------------ */
 
-struct sp_jrpc_out_chunk {
-    char *data;
-    size_t len, off;
-    struct sp_jrpc_out_chunk *next;
-};
+/* The lines go through proto.h's output queue, written with write(2). */
 
 void sp_jrpc_out_init(struct sp_jrpc_out *q, size_t max)
 {
@@ -287,65 +284,33 @@ int sp_jrpc_out_push(struct sp_jrpc_out *q, json_t *o)
     if (!s)
         return -ENOMEM;
     size_t len = strlen(s);
-    if (q->bytes + len + 1 > q->max) {
-        free(s);
-        return -ENOBUFS;
-    }
-    struct sp_jrpc_out_chunk *c = malloc(sizeof(*c));
-    char *d = c ? realloc(s, len + 2) : NULL;
+    char *d = realloc(s, len + 2);
     if (!d) {
-        free(c);
         free(s);
         return -ENOMEM;
     }
     d[len] = '\n';
     d[len + 1] = '\0';
-    *c = (struct sp_jrpc_out_chunk){d, len + 1, 0, NULL};
-    if (q->tail)
-        q->tail->next = c;
-    else
-        q->head = c;
-    q->tail = c;
-    q->bytes += len + 1;
-    return 0;
+    int r = sp_proto_out_push(&q->q, d, NULL, 0, q->max);
+    if (r < 0)
+        free(d);
+    return r;
 }
 
 int sp_jrpc_out_flush(struct sp_jrpc_out *q, int fd)
 {
-    while (q->head) {
-        struct sp_jrpc_out_chunk *c = q->head;
-        ssize_t w = write(fd, c->data + c->off, c->len - c->off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0 && errno == EAGAIN)
-            return 1;
-        if (w <= 0)
-            return w < 0 ? -errno : -EPIPE;
-        c->off += (size_t)w;
-        q->bytes -= (size_t)w;
-        if (c->off == c->len) {
-            q->head = c->next;
-            if (!q->head)
-                q->tail = NULL;
-            free(c->data);
-            free(c);
-        }
-    }
-    return 0;
+    return sp_proto_out_write(&q->q, fd);
+}
+
+bool sp_jrpc_out_pending(const struct sp_jrpc_out *q)
+{
+    return q->q.head != NULL;
 }
 
 void sp_jrpc_out_free(struct sp_jrpc_out *q)
 {
-    if (!q)
-        return;
-    while (q->head) {
-        struct sp_jrpc_out_chunk *c = q->head;
-        q->head = c->next;
-        free(c->data);
-        free(c);
-    }
-    q->tail = NULL;
-    q->bytes = 0;
+    if (q)
+        sp_proto_out_free(&q->q);
 }
 
 /* ---- UTF-8 ------------------------------------------------------------- */

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "proto.h" /* struct sp_proto_out */
+
 /* Default and largest size of one message (a line), and the most entries
  * of one batch. A file_write of a few MiB of base64 fits. */
 #define SP_JRPC_MAX_MSG (16 * 1024 * 1024)
@@ -90,10 +92,8 @@ json_t *sp_jrpc_request(json_t *id, const char *method, json_t *params);
 
 /* An output queue that never blocks the server: lines are written as the
  * fd (a pipe or socket, O_NONBLOCK) takes them. */
-struct sp_jrpc_out_chunk;
 struct sp_jrpc_out {
-    struct sp_jrpc_out_chunk *head, *tail;
-    size_t bytes;
+    struct sp_proto_out q;       /* proto.h's queue, written with write(2) */
     size_t max;
 };
 void sp_jrpc_out_init(struct sp_jrpc_out *q, size_t max);
@@ -103,6 +103,8 @@ int sp_jrpc_out_push(struct sp_jrpc_out *q, json_t *o);
 /* Write what fd takes: 0 when empty, 1 when bytes remain (wait for
  * POLLOUT), -errno when the peer is gone. */
 int sp_jrpc_out_flush(struct sp_jrpc_out *q, int fd);
+/* Is anything left to write? */
+bool sp_jrpc_out_pending(const struct sp_jrpc_out *q);
 void sp_jrpc_out_free(struct sp_jrpc_out *q);
 
 /* Text as a JSON string even when it is not valid UTF-8: invalid bytes

@@ -535,13 +535,24 @@ static void out_msg_free(struct sp_proto_out_msg *m)
     free(m);
 }
 
-int sp_proto_out_flush(struct sp_proto_out *q, int sock)
+/* write(2) what fd takes (a pipe, a tty: no fds travel). */
+static ssize_t write_some(int fd, const char *data, size_t len)
+{
+    ssize_t n;
+    do {
+        n = write(fd, data, len);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n == 0 ? -EPIPE : n;
+}
+
+static int out_flush(struct sp_proto_out *q, int fd, bool sock)
 {
     while (q->head) {
         struct sp_proto_out_msg *m = q->head;
-        ssize_t n = send_some(sock, m->data + m->off, m->len - m->off,
-                              m->off == 0 ? m->fds : NULL,
-                              m->off == 0 ? m->n_fds : 0);
+        ssize_t n = sock ? send_some(fd, m->data + m->off, m->len - m->off,
+                                     m->off == 0 ? m->fds : NULL,
+                                     m->off == 0 ? m->n_fds : 0)
+                         : write_some(fd, m->data + m->off, m->len - m->off);
         if (n == -EAGAIN || n == -EWOULDBLOCK)
             return 1;
         if (n < 0)
@@ -562,6 +573,16 @@ int sp_proto_out_flush(struct sp_proto_out *q, int sock)
         }
     }
     return 0;
+}
+
+int sp_proto_out_flush(struct sp_proto_out *q, int sock)
+{
+    return out_flush(q, sock, true);
+}
+
+int sp_proto_out_write(struct sp_proto_out *q, int fd)
+{
+    return out_flush(q, fd, false);
 }
 
 void sp_proto_out_free(struct sp_proto_out *q)

@@ -150,6 +150,8 @@ int sp_proto_out_push_bytes(struct sp_proto_out *q, char *data, size_t len,
 /* Send what the socket takes. Returns 0 when the queue is empty, 1 when
  * bytes remain (wait for POLLOUT), or -errno (peer gone). */
 int sp_proto_out_flush(struct sp_proto_out *q, int sock);
+/* The same through write(2), for a pipe or a tty (messages without fds). */
+int sp_proto_out_write(struct sp_proto_out *q, int fd);
 void sp_proto_out_free(struct sp_proto_out *q);
 
 /* Param helpers: each returns 0 (value set, or left alone when the key is

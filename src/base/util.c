@@ -322,3 +322,37 @@ int sp_write_atomic(int dirfd, const char *name, const char *data,
         unlinkat(dirfd, tmp, 0);
     return rc;
 }
+
+_Noreturn void sp_exec_or_die(char *const argv[], char *const envp[],
+                              const char *path_env, const char *eol)
+{
+    int e = sp_exec_search(argv, envp, path_env);
+    char msg[600];
+    int n = snprintf(msg, sizeof(msg), "sandpit: %.400s: %s%s", argv[0],
+                     e == ENOENT ? "command not found" : strerror(e), eol);
+    if (n > 0 && write(2, msg, (size_t)n) < 0)
+        _exit(e == ENOENT ? 127 : 126);
+    _exit(e == ENOENT ? 127 : 126);
+}
+
+int sp_proc_stat(int procfd, long pid, struct sp_proc_stat *ret)
+{
+    char path[48], buf[512];
+    snprintf(path, sizeof(path), "%s%ld/stat", procfd < 0 ? "/proc/" : "", pid);
+    int fd = openat(procfd < 0 ? AT_FDCWD : procfd, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    sp_close_keep_errno(fd);
+    if (n <= 0)
+        return n < 0 ? -errno : -ESRCH;
+    buf[n] = '\0';
+    /* "pid (comm) state ppid pgrp session ..." — comm may hold ')'. */
+    char *rp = strrchr(buf, ')');
+    int ppid, pgrp, session;
+    char st;
+    if (!rp || sscanf(rp + 1, " %c %d %d %d", &st, &ppid, &pgrp, &session) != 4)
+        return -EINVAL;
+    *ret = (struct sp_proc_stat){st, ppid, pgrp, session};
+    return 0;
+}

@@ -88,6 +88,11 @@ int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
  * in the child just before each execve of sp_exec_search: launch sets it
  * to stack the per-command seccomp filter. NULL: none. */
 void sp_exec_search_hook(int (*fn)(void));
+/* In a forked child: sp_exec_search, and when it fails say why on fd 2
+ * ("sandpit: CMD: command not found" and eol: "\n", or "\r\n" on a
+ * terminal) and _exit with 127 (not found) or 126. No allocation. */
+_Noreturn void sp_exec_or_die(char *const argv[], char *const envp[],
+                              const char *path_env, const char *eol);
 
 /* A directory below `at`, never through a symlink (O_NOFOLLOW); -1 with
  * errno set on failure. */
@@ -98,5 +103,13 @@ int sp_mkdir_open(int at, const char *name, mode_t mode);
  * rename; 0 or -errno, with nothing left behind on failure. */
 int sp_write_atomic(int dirfd, const char *name, const char *data,
                     size_t len);
+
+/* The first fields of /proc/PID/stat, read from procfd (an fd of the
+ * procfs wanted; -1: /proc). 0, or -errno (-ESRCH: gone). No allocation. */
+struct sp_proc_stat {
+    char state;
+    pid_t ppid, pgrp, session;
+};
+int sp_proc_stat(int procfd, long pid, struct sp_proc_stat *ret);
 
 #endif

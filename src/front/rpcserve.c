@@ -660,7 +660,7 @@ int sp_rpc_serve(const struct sp_serve_opts *o, sp_error *err)
                 continue;
             pfd[n++] = (struct pollfd){cl->fd,
                                        (short)((cl->eof ? 0 : POLLIN) |
-                                               (cl->out.head ? POLLOUT : 0)), 0};
+                                               (sp_jrpc_out_pending(&cl->out) ? POLLOUT : 0)), 0};
             for (int k = 0; k < SP_SERVE_MAX_PENDING; k++) {
                 struct call *c = cl->calls[k];
                 if (!c)
@@ -740,7 +740,7 @@ int sp_rpc_serve(const struct sp_serve_opts *o, sp_error *err)
             settle(cl);
             if (!cl->dead && sp_jrpc_out_flush(&cl->out, cl->fd) < 0)
                 cl->dead = true;
-            if (cl->eof && !cl->out.head) {
+            if (cl->eof && !sp_jrpc_out_pending(&cl->out)) {
                 bool busy = false;
                 for (int k = 0; k < SP_SERVE_MAX_PENDING; k++)
                     busy |= cl->calls[k] != NULL;

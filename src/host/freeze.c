@@ -110,21 +110,8 @@ int sp_freeze_agent_of(int wsfd, const char *name, pid_t *ret, struct sp_tree *n
  * of a non-dumpable process), or -1. */
 static pid_t parent_of(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    int pp;
-    if (!p || sscanf(p + 1, " %*c %d", &pp) != 1)
-        return -1;
-    return pp;
+    struct sp_proc_stat ps;
+    return sp_proc_stat(-1, pid, &ps) == 0 ? ps.ppid : -1;
 }
 
 /* Is pid the agent or below it? Every process of the workspace's pid
@@ -184,18 +171,8 @@ static int ns_pids(const struct sp_tree *ns, struct sp_pids *out)
 /* The state letter of /proc/pid/stat, or 0. */
 static char proc_state(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    if (n <= 0)
-        return 0;
-    buf[n] = '\0';
-    char *p = strrchr(buf, ')');
-    return p && p[1] == ' ' ? p[2] : 0;
+    struct sp_proc_stat ps;
+    return sp_proc_stat(-1, pid, &ps) == 0 ? ps.state : 0;
 }
 
 /* Signal pid if it is still the workspace's (through a pidfd, so a

@@ -334,7 +334,10 @@ def test_fork_policy_ceiling_and_ownership(state, tmp_path):
         r = m.tool("workspace_fork", workspace="a0", snapshot="s", name="a1",
                    policy={"pids": 32})
         assert r["isError"] is False, r
-        assert r["structuredContent"]["limits"] == {"memory": 128 << 20, "pids": 32, "cpus": 0.0}
+        lim = r["structuredContent"]["limits"]
+        assert {k: lim[k] for k in ("memory", "pids", "cpus")} == \
+            {"memory": 128 << 20, "pids": 32, "cpus": 0.0}, lim
+        assert lim["disk"] == 10 << 30, lim  # the default (docs/disk.md)
         r = m.tool("exec", workspace="a1", command="cat f")
         assert r["structuredContent"]["stdout"] == "a0\n"
         names = sorted(w["name"] for w in m.tool("workspace_list")["structuredContent"]["workspaces"])
