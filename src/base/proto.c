@@ -598,16 +598,27 @@ void sp_proto_out_free(struct sp_proto_out *q)
     q->bytes = 0;
 }
 
+/* params[key]: 1 with *ret set, 0 when absent or null and not required
+ * (the caller leaves its value alone), or -EINVAL when required. */
+static int param(json_t *params, const char *key, bool required,
+                 json_t **ret, sp_error *err)
+{
+    json_t *v = params ? json_object_get(params, key) : NULL;
+    if (!v || json_is_null(v))
+        return required ? sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                                        "missing parameter \"%s\"", key)
+                        : 0;
+    *ret = v;
+    return 1;
+}
+
 int sp_proto_get_string(json_t *params, const char *key, bool required,
                         size_t max_len, const char **ret, sp_error *err)
 {
-    json_t *v = params ? json_object_get(params, key) : NULL;
-    if (!v || json_is_null(v)) {
-        if (required)
-            return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
-                                 "missing parameter \"%s\"", key);
-        return 0;
-    }
+    json_t *v = NULL;
+    int r = param(params, key, required, &v, err);
+    if (r <= 0)
+        return r;
     if (!json_is_string(v))
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "parameter \"%s\" must be a string", key);
@@ -626,13 +637,10 @@ int sp_proto_get_string(json_t *params, const char *key, bool required,
 int sp_proto_get_number(json_t *params, const char *key, bool required,
                         double min, double max, double *ret, sp_error *err)
 {
-    json_t *v = params ? json_object_get(params, key) : NULL;
-    if (!v || json_is_null(v)) {
-        if (required)
-            return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
-                                 "missing parameter \"%s\"", key);
-        return 0;
-    }
+    json_t *v = NULL;
+    int r = param(params, key, required, &v, err);
+    if (r <= 0)
+        return r;
     if (!json_is_number(v))
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "parameter \"%s\" must be a number", key);
@@ -649,13 +657,10 @@ int sp_proto_get_strv(json_t *params, const char *key, bool required,
                       size_t min_n, size_t max_n, size_t max_len,
                       const char ***ret, sp_error *err)
 {
-    json_t *v = params ? json_object_get(params, key) : NULL;
-    if (!v || json_is_null(v)) {
-        if (required)
-            return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
-                                 "missing parameter \"%s\"", key);
-        return 0;
-    }
+    json_t *v = NULL;
+    int r = param(params, key, required, &v, err);
+    if (r <= 0)
+        return r;
     if (!json_is_array(v))
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
                              "parameter \"%s\" must be an array of strings",

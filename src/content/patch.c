@@ -487,6 +487,18 @@ static uint64_t parse_num(const char **s, bool *ok)
     return v;
 }
 
+/* "start[,count]" of a hunk header (count 1 when absent). */
+static void parse_range(const char **s, uint64_t *start, uint64_t *count,
+                        bool *ok)
+{
+    *start = parse_num(s, ok);
+    *count = 1;
+    if (**s == ',') {
+        (*s)++;
+        *count = parse_num(s, ok);
+    }
+}
+
 /* "@@ -a[,b] +c[,d] @@[ section]" */
 static bool parse_hunk_header(const char *s, struct phunk *h)
 {
@@ -494,21 +506,11 @@ static bool parse_hunk_header(const char *s, struct phunk *h)
     if (strncmp(s, "@@ -", 4) != 0)
         return false;
     s += 4;
-    h->old_start = parse_num(&s, &ok);
-    h->old_count = 1;
-    if (*s == ',') {
-        s++;
-        h->old_count = parse_num(&s, &ok);
-    }
+    parse_range(&s, &h->old_start, &h->old_count, &ok);
     if (strncmp(s, " +", 2) != 0)
         return false;
     s += 2;
-    h->new_start = parse_num(&s, &ok);
-    h->new_count = 1;
-    if (*s == ',') {
-        s++;
-        h->new_count = parse_num(&s, &ok);
-    }
+    parse_range(&s, &h->new_start, &h->new_count, &ok);
     if (strncmp(s, " @@", 3) != 0)
         return false;
     s += 3;
