@@ -77,6 +77,13 @@ static int images_lock(const char *dir, sp_error *err)
     return fd;
 }
 
+/* The image store's dir (into dir) and its lock (the returned fd). */
+static int images_open_locked(char *dir, size_t len, sp_error *err)
+{
+    int r = images_dir(dir, len, err);
+    return r < 0 ? r : images_lock(dir, err);
+}
+
 /* Read a small regular file beneath dirfd (bounded) into a NUL-ended buffer. */
 static int read_small(int dirfd, const char *path, size_t max, char **ret,
                       size_t *ret_len, sp_error *err)
@@ -563,12 +570,10 @@ SP_EXPORT int sp_image_import(const char *src, const char *name,
         return USAGE("image name \"%.140s\" is not valid "
                      "([a-z0-9][a-z0-9._:-]{0,127})", name);
     char dir[SP_MAX_PATH];
-    int r = images_dir(dir, sizeof(dir), err);
-    if (r < 0)
-        return r;
-    _cleanup_close_ int lock = images_lock(dir, err);
+    _cleanup_close_ int lock = images_open_locked(dir, sizeof(dir), err);
     if (lock < 0)
         return lock;
+    int r;
     char staging[SP_MAX_PATH + 64];
     snprintf(staging, sizeof(staging), "%s/tmp/import-XXXXXX", dir);
     if (!mkdtemp(staging))
@@ -826,12 +831,10 @@ static void users_of(const char *name, const char *tree, char *buf, size_t len)
 SP_EXPORT int sp_image_rm(const char *name, sp_error *err)
 {
     char dir[SP_MAX_PATH];
-    int r = images_dir(dir, sizeof(dir), err);
-    if (r < 0)
-        return r;
-    _cleanup_close_ int lock = images_lock(dir, err);
+    _cleanup_close_ int lock = images_open_locked(dir, sizeof(dir), err);
     if (lock < 0)
         return lock;
+    int r;
     json_t *j = NULL;
     if ((r = load_ref(dir, name, &j, err)) < 0)
         return r;

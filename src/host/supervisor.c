@@ -323,6 +323,28 @@ static bool too_long_for_agent(struct sv *s, struct client *c, json_t *id,
     return true;
 }
 
+/* Room for one more request forwarded to the agent (an exec, a file
+ * call): false, with the client answered, when it is over the bounds or
+ * out of memory. */
+static bool exec_slot(struct sv *s, struct client *c, json_t *id)
+{
+    if (c->n_pending >= SP_WS_MAX_PENDING || s->n_execs >= SP_WS_MAX_EXECS) {
+        client_send(s, c, sp_proto_error(id, SP_RPC_BUSY,
+                                         "too many requests in flight (at "
+                                         "most %d per client, %d per "
+                                         "workspace)",
+                                         SP_WS_MAX_PENDING, SP_WS_MAX_EXECS));
+        return false;
+    }
+    struct sexec *ne = realloc(s->execs, (s->n_execs + 1) * sizeof(*ne));
+    if (!ne) {
+        client_send(s, c, sp_proto_error(id, SP_RPC_INTERNAL, "out of memory"));
+        return false;
+    }
+    s->execs = ne;
+    return true;
+}
+
 static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
 {
     static const char *const names[] = {"stdin", "stdout", "stderr"};
@@ -370,20 +392,8 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
                                          err.message));
         goto out;
     }
-    if (c->n_pending >= SP_WS_MAX_PENDING || s->n_execs >= SP_WS_MAX_EXECS) {
-        client_send(s, c, sp_proto_error(m->id, SP_RPC_BUSY,
-                                         "too many execs in flight (at most "
-                                         "%d per client, %d per workspace)",
-                                         SP_WS_MAX_PENDING, SP_WS_MAX_EXECS));
+    if (!exec_slot(s, c, m->id))
         goto out;
-    }
-    struct sexec *ne = realloc(s->execs, (s->n_execs + 1) * sizeof(*ne));
-    if (!ne) {
-        client_send(s, c, sp_proto_error(m->id, SP_RPC_INTERNAL,
-                                         "out of memory"));
-        goto out;
-    }
-    s->execs = ne;
     /* Only the keys the agent knows go on. */
     json_t *p = json_object();
     json_object_set(p, "argv", json_object_get(m->params, "argv"));
@@ -451,18 +461,8 @@ static void handle_files(struct sv *s, struct client *c,
             goto out;
         }
     }
-    if (c->n_pending >= SP_WS_MAX_PENDING || s->n_execs >= SP_WS_MAX_EXECS) {
-        client_send(s, c, sp_proto_error(m->id, SP_RPC_BUSY,
-                                         "too many requests in flight"));
+    if (!exec_slot(s, c, m->id))
         goto out;
-    }
-    struct sexec *ne = realloc(s->execs, (s->n_execs + 1) * sizeof(*ne));
-    if (!ne) {
-        client_send(s, c, sp_proto_error(m->id, SP_RPC_INTERNAL,
-                                         "out of memory"));
-        goto out;
-    }
-    s->execs = ne;
     json_int_t aid = ++s->next_aid;
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer(aid));
