@@ -488,24 +488,14 @@ int sp_proto_send(int sock, const char *line, size_t len, const int *fds,
 int sp_proto_out_push(struct sp_proto_out *q, char *line, const int *fds,
                       size_t n_fds, size_t max_bytes)
 {
-    size_t len = strlen(line);
-    if (n_fds > SP_PROTO_MAX_FDS || q->bytes + len > max_bytes)
+    if (n_fds > SP_PROTO_MAX_FDS)
         return -ENOBUFS;
-    struct sp_proto_out_msg *m = calloc(1, sizeof(*m));
-    if (!m)
-        return -ENOMEM;
-    m->data = line;
-    m->len = len;
-    if (n_fds)
-        memcpy(m->fds, fds, n_fds * sizeof(int));
-    m->n_fds = n_fds;
-    if (q->tail)
-        q->tail->next = m;
-    else
-        q->head = m;
-    q->tail = m;
-    q->bytes += len;
-    return 0;
+    int r = sp_proto_out_push_bytes(q, line, strlen(line), max_bytes);
+    if (r == 0 && n_fds) {
+        memcpy(q->tail->fds, fds, n_fds * sizeof(int));
+        q->tail->n_fds = n_fds;
+    }
+    return r;
 }
 
 int sp_proto_out_push_bytes(struct sp_proto_out *q, char *data, size_t len,

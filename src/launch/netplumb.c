@@ -19,6 +19,7 @@
 
 #include "bounds.h"
 #include "error.h"
+#include "proto.h"
 #include "util.h"
 
 int sp_net_config_of_policy(const struct sp_policy *p,
@@ -105,31 +106,10 @@ int sp_net_child_send_listener(int sock, unsigned port)
         close(fd);
         return -e;
     }
-    char byte = 'L';
-    struct iovec iov = {&byte, 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr mh;
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof(u.buf);
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-    ssize_t n;
-    do {
-        n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    int e = n == 1 ? 0 : (n < 0 ? errno : EIO);
+    /* One byte and the fd (proto.h: no allocation, raw system calls). */
+    int e = sp_proto_send(sock, "L", 1, &fd, 1);
     close(fd);
-    return -e;
+    return e;
 }
 
 int sp_net_recv_listener(int sock)
