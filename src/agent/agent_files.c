@@ -893,50 +893,12 @@ static json_t *stats_json(const struct sp_archive_stats *st)
     return o;
 }
 
-/* Would moving src's entries into dst change an entry's kind? */
-static int merge_check(int src, int dst, char *what, size_t wlen,
-                       unsigned depth)
-{
-    if (depth > SP_FILE_MAX_DEPTH)
-        return -ELOOP;
-    int fd = openat(src, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        sp_close_keep_errno(fd);
-        return -errno;
-    }
-    int r = 0;
-    struct dirent *de;
-    while (!r && (de = readdir(d))) {
-        const char *n = de->d_name;
-        if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
-            continue;
-        struct stat ss, ds;
-        if (fstatat(dirfd(d), n, &ss, AT_SYMLINK_NOFOLLOW) < 0 ||
-            fstatat(dst, n, &ds, AT_SYMLINK_NOFOLLOW) < 0)
-            continue;
-        if (S_ISDIR(ss.st_mode) != S_ISDIR(ds.st_mode)) {
-            snprintf(what, wlen, "%s", n);
-            r = -EEXIST;
-        } else if (S_ISDIR(ss.st_mode)) {
-            int a = openat(dirfd(d), n,
-                           O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            int b = openat(dst, n, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (a < 0 || b < 0)
-                r = -errno;
-            else
-                r = merge_check(a, b, what, wlen, depth + 1);
-            sp_close_keep_errno(a);
-            sp_close_keep_errno(b);
-        }
-    }
-    closedir(d);
-    return r;
-}
-
-/* Move src's entries into dst: directories are merged, other entries
- * replace what has their name (rename: atomic, never follows). */
-static int merge_move(int src, int dst, unsigned depth)
+/* src's entries against dst's, directories merged. With move, they are
+ * moved: other entries replace what has their name (rename: atomic, never
+ * follows). Without, nothing changes: -EEXIST (the name in `what`) when
+ * moving would change an entry's kind (a directory for a file or back). */
+static int merge_walk(int src, int dst, bool move, char *what, size_t wlen,
+                      unsigned depth)
 {
     if (depth > SP_FILE_MAX_DEPTH)
         return -ELOOP;
@@ -955,19 +917,21 @@ static int merge_move(int src, int dst, unsigned depth)
         struct stat ss, ds;
         if (fstatat(dirfd(d), n, &ss, AT_SYMLINK_NOFOLLOW) < 0)
             continue;
-        if (S_ISDIR(ss.st_mode) &&
-            fstatat(dst, n, &ds, AT_SYMLINK_NOFOLLOW) == 0 &&
-            S_ISDIR(ds.st_mode)) {
+        bool has = fstatat(dst, n, &ds, AT_SYMLINK_NOFOLLOW) == 0;
+        if (!move && has && S_ISDIR(ss.st_mode) != S_ISDIR(ds.st_mode)) {
+            snprintf(what, wlen, "%s", n);
+            r = -EEXIST;
+        } else if (has && S_ISDIR(ss.st_mode) && S_ISDIR(ds.st_mode)) {
             int a = openat(dirfd(d), n,
                            O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             int b = openat(dst, n, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (a < 0 || b < 0)
                 r = -errno;
             else
-                r = merge_move(a, b, depth + 1);
+                r = merge_walk(a, b, move, what, wlen, depth + 1);
             sp_close_keep_errno(a);
             sp_close_keep_errno(b);
-        } else if (renameat(dirfd(d), n, dst, n) < 0) {
+        } else if (move && renameat(dirfd(d), n, dst, n) < 0) {
             r = -errno;
         }
     }
@@ -1028,7 +992,7 @@ static char *archive_import(int rootfd, json_int_t id, json_t *params, int in)
     memset(&st, 0, sizeof(st));
     int r = sp_archive_extract(in, sfd, NULL, 0, &st, &err);
     if (r == 0) {
-        r = merge_check(sfd, dfd, what, sizeof(what), 0);
+        r = merge_walk(sfd, dfd, false, what, sizeof(what), 0);
         if (r == -EEXIST)
             snprintf(err.message, sizeof(err.message),
                      "%.600s/%.200s exists and is %s a directory in the archive: "
@@ -1037,7 +1001,7 @@ static char *archive_import(int rootfd, json_int_t id, json_t *params, int in)
         else if (r < 0)
             sp_error_set(&err, -r, "cannot compare the archive with %s", rel);
     }
-    if (r == 0 && (r = merge_move(sfd, dfd, 0)) < 0)
+    if (r == 0 && (r = merge_walk(sfd, dfd, true, NULL, 0, 0)) < 0)
         sp_error_set(&err, -r, "cannot move the archive's entries into %s",
                      rel);
     close(sfd);
