@@ -117,7 +117,7 @@ void cli_policy_help(void)
         "  --seccomp-profile FILE replace the default seccomp filter (JSON)\n"
         "  --allow-ptrace         allow ptrace and process_vm_* (debuggers)\n"
         "  --require LIST         refuse to run without these layers: landlock,\n"
-        "                         seccomp, limits, userns, netns\n"
+        "                         seccomp, limits, userns, netns, idmap, idrange\n"
         "  --stats                print wall, CPU, memory and pids use at exit\n"
         "  --stats-json FILE      write the same as JSON\n"
         "  -v, --verbose          say which layers are on and what was dropped\n"
