@@ -108,6 +108,7 @@ struct launch {
     bool ids_fell_back;           /* newuidmap failed: one id after all */
     bool id_switch;               /* root caller: PID 1 becomes the range's
                                      0 (it was born host root) */
+    const char *idm_what[3];      /* the trees of plan.idm_fd, for errors */
     int *keep;                    /* agent: the fds PID 1 keeps, n_keep */
     size_t n_keep;
     int agent_sock;               /* workspace mode: the agent's socket, or -1 */
@@ -854,15 +855,21 @@ static int rebase_field(const char **field, const char *const from[][2],
 static int plan_idmapped_layers(struct launch *l, sp_error *err)
 {
     struct sp_mount_plan *pl = &l->plan;
-    const char *trees[2];
+    const char *trees[3];
     size_t n = 0;
     if (pl->relbase[1])
         trees[n++] = pl->relbase[1];
     if (l->layers->from)
         trees[n++] = l->layers->from;
-    const char *from[4][2];
+    /* --rootfs DIR: the tree given as the sandbox's system (an image's is
+     * under the state dir already) */
+    const char *rootfs = l->p->rootfs;
+    if (rootfs && !(pl->relbase[1] && sp_path_has_prefix(rootfs, pl->relbase[1])) &&
+        !(pl->relbase[0] && sp_path_has_prefix(rootfs, pl->relbase[0])))
+        trees[n++] = rootfs;
+    const char *from[5][2];
     size_t n_from = 0;
-    static const char *const at[] = {"/tmp/0", "/tmp/1"};
+    static const char *const at[] = {"/tmp/0", "/tmp/1", "/tmp/2"};
     for (size_t k = 0; k < n; k++) {
         int fd = open_tree(AT_FDCWD, trees[k], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
         if (fd < 0)
@@ -875,10 +882,12 @@ static int plan_idmapped_layers(struct launch *l, sp_error *err)
             return sp_error_setk(err, SP_ERR_SYSTEM, e, "cannot clone %s",
                                  trees[k]);
         }
+        l->idm_what[pl->n_idm] = trees[k];
         pl->idm_fd[pl->n_idm++] = fd;
         from[n_from][0] = trees[k];
         from[n_from++][1] = at[k];
-        if (k == 0 && pl->relbase[0] && strcmp(pl->relbase[0], trees[k]) != 0) {
+        if (k == 0 && pl->relbase[1] && pl->relbase[0] &&
+            strcmp(pl->relbase[0], trees[k]) != 0) {
             from[n_from][0] = pl->relbase[0];
             from[n_from++][1] = at[k];
         }
@@ -900,6 +909,23 @@ static int plan_idmapped_layers(struct launch *l, sp_error *err)
             r = rebase_field(&pl->root->upper, from, n_from);
         if (r == 0)
             r = rebase_field(&pl->root->work, from, n_from);
+    }
+    /* The trees are attached on a tmpfs over /tmp in the child: a layer
+     * of another tree left under /tmp would be hidden by it. */
+    for (size_t i = 0; i < pl->n + 1 && r == 0; i++) {
+        const struct sp_mount_op *op = i < pl->n ? &pl->ops[i] : pl->root;
+        if (!op || op->kind != SP_OP_OVERLAY)
+            continue;
+        const char *f[] = {op->src, op->upper, op->work};
+        for (size_t j = 0; j < 3; j++)
+            for (const char *c = f[j]; c && *c; c = strchr(c, ':') ? strchr(c, ':') + 1 : "")
+                if (strncmp(c, "/tmp/", 5) == 0 &&
+                    !(c[5] >= '0' && c[5] < '0' + (char)n && (c[6] == '/' || c[6] == ':' || !c[6])))
+                    return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                         "a copy-on-write layer under /tmp "
+                                         "(%s) cannot be used by a root "
+                                         "caller's workspace",
+                                         op->dst);
     }
     if (r == 0 && pl->relbase[1]) {
         /* the state dir is now /tmp/0: layers relative to it (mounts.c) */
@@ -949,10 +975,7 @@ static int idmap_apply(struct launch *l, pid_t pid, const sp_run_opts *o,
         } else {
             size_t k = j - l->plan.n;
             fd = l->plan.idm_fd[k];
-            what = k == 0 && l->layers && !l->plan.relbase[1]
-                       ? l->layers->from
-                   : k == 0 ? "the state directory"
-                            : l->layers->from;
+            what = l->idm_what[k];
         }
         if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a,
                           sizeof(a)) == 0)
@@ -984,7 +1007,7 @@ static int idmap_apply(struct launch *l, pid_t pid, const sp_run_opts *o,
 /* The fds PID 1 of a workspace keeps when it closes the rest. */
 static int build_keep(struct launch *l)
 {
-    l->keep = malloc((l->plan.n + 6) * sizeof(int));
+    l->keep = malloc((l->plan.n + 4 + SP_ARRAY_SIZE(l->plan.idm_fd)) * sizeof(int));
     if (!l->keep)
         return -ENOMEM;
     size_t n = 0;

@@ -56,11 +56,12 @@ struct sp_mount_plan {
      * array (-1: an optional source that is missing); the sandbox itself
      * is an unprivileged host id and could not. */
     bool preopened;
-    /* Trees overlay layers are read from (the state dir, --from), cloned
+    /* Trees overlay layers are read from (the state dir, --from, a
+     * --rootfs outside the state dir), cloned
      * and ID-mapped by the parent: attached at /tmp/<k> in the child's
      * namespace before any overlay is made; layer paths name them. */
     int n_idm;
-    int idm_fd[2];
+    int idm_fd[3];
 };
 
 /* Build the plan for a finalized policy. Ops come in an order where every
