@@ -69,4 +69,17 @@
 /* Seconds a create/start waits for the agent to report ready. */
 #define SP_WS_START_TIMEOUT 60
 
+/* The sandbox's user namespace for a root caller: host ids
+ * SP_ROOT_ID_BASE .. +SP_ID_RANGE-1 are its 0 .. 65535 (docs/security.md),
+ * unless /etc/subuid and /etc/subgid give the user "sandpit" a range of at
+ * least SP_ID_RANGE ids. 0x7FFC0000 lies above systemd-nspawn's
+ * --private-users=pick pool (0x00080000-0x6FFFFFFF) and below systemd's
+ * foreign-UID range (0x7FFE0000). */
+#define SP_ROOT_ID_BASE 0x7FFC0000u
+/* Ids mapped inside a sandbox with a range (root callers; users with a
+ * /etc/subuid entry: at most this many). */
+#define SP_ID_RANGE 65536u
+/* Longest /etc/subuid or /etc/subgid we read. */
+#define SP_MAX_SUBID_FILE (1024 * 1024)
+
 #endif

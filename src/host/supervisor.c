@@ -1035,6 +1035,8 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
         .sock = sv[1],
         .ws_dst = SP_WS_MOUNT,
         .add_mounts = ws_add_mounts,
+        .layered = lr > 0,
+        .from = lr > 0 ? ly.from : NULL,
         .populate = ws_populate,
         .main = ws_agent,
         .arg = &w,

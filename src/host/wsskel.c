@@ -238,6 +238,17 @@ static int tree_walk(struct sp_skel *sk, struct tree *t, int dfd,
         struct stat st;
         if (fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) < 0)
             continue; /* gone since readdir */
+        /* A root caller's skeleton is ID-mapped: host root's copies are
+         * the sandbox's root's there (docs/security.md). What only host
+         * root may read (/etc/ssl/private) must stay nobody's: such a
+         * tree is not folded in but stays an overlay of the host's. */
+        if (geteuid() == 0 &&
+            ((S_ISDIR(st.st_mode) &&
+              (st.st_mode & (S_IROTH | S_IXOTH)) != (S_IROTH | S_IXOTH)) ||
+             (S_ISREG(st.st_mode) && !(st.st_mode & S_IROTH)))) {
+            rc = 0;
+            break;
+        }
         t->src[slen] = '/';
         memcpy(t->src + slen + 1, n, nl + 1);
         t->rel[rlen] = '/';

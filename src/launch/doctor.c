@@ -22,6 +22,8 @@
 
 #include "cgroup.h"
 #include "doctor.h"
+#include "ids.h"
+#include "state.h"
 #include "landlock.h"
 #include "loopdisk.h"
 #include "util.h"
@@ -587,6 +589,138 @@ static void probe_syscalls(struct sp_host *h)
     h->sys_close_range = r == 0 || errno != ENOSYS;
 }
 
+
+/* A user namespace with the root range's maps, for the ID-mapped mount
+ * probe: a child that unshares one and waits; *ret_ns its ns fd. */
+static pid_t idmap_helper(const struct sp_ids *ids, int *ret_ns, int *ret_pipe)
+{
+    int go[2], ready[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return -1;
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        close(go[0]);
+        close(go[1]);
+        return -1;
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        close(go[1]);
+        close(ready[0]);
+        char b = unshare(CLONE_NEWUSER) == 0 ? 'k' : 'e';
+        if (write(ready[1], &b, 1) != 1)
+            _exit(1);
+        if (read(go[0], &b, 1) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    close(go[0]);
+    close(ready[1]);
+    char b = 0;
+    if (c < 0 || read(ready[0], &b, 1) != 1 || b != 'k') {
+        close(ready[0]);
+        close(go[1]);
+        if (c > 0)
+            waitpid(c, NULL, 0);
+        return -1;
+    }
+    close(ready[0]);
+    char path[64], map[64];
+    int ok = 1;
+    for (int g = 0; g < 2 && ok; g++) {
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)c, g ? "gid_map" : "uid_map");
+        const struct sp_idrange *r = g ? &ids->gid : &ids->uid;
+        snprintf(map, sizeof(map), "0 %u %u\n", r->start, r->count);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        ok = fd >= 0 && write(fd, map, strlen(map)) == (ssize_t)strlen(map);
+        if (fd >= 0)
+            close(fd);
+    }
+    snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)c);
+    *ret_ns = ok ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    *ret_pipe = go[1];
+    return c;
+}
+
+static void probe_identity(struct sp_host *h)
+{
+    struct sp_ids ids;
+    sp_ids_plan(&ids);
+    snprintf(h->id_kind, sizeof(h->id_kind), "%s",
+             ids.kind == SP_IDS_ROOT  ? "range"
+             : ids.kind == SP_IDS_SUB ? "subordinate"
+                                      : "single");
+    h->id_uid_start = ids.kind == SP_IDS_SINGLE ? (unsigned)geteuid() : ids.uid.start;
+    h->id_uid_count = ids.kind == SP_IDS_SINGLE ? 1 : ids.uid.count;
+    h->id_gid_start = ids.kind == SP_IDS_SINGLE ? (unsigned)getegid() : ids.gid.start;
+    h->id_gid_count = ids.kind == SP_IDS_SINGLE ? 1 : ids.gid.count;
+    char d[300];
+    sp_ids_describe(&ids, d, sizeof(d));
+    snprintf(h->id_detail, sizeof(h->id_detail), "%s%s", d,
+             ids.kind == SP_IDS_ROOT ? "; never host root" : "");
+
+    h->idmap_needed = ids.kind == SP_IDS_ROOT;
+    if (!h->idmap_needed) {
+        h->idmap_available = h->sys_mount_setattr;
+        snprintf(h->idmap_detail, sizeof(h->idmap_detail),
+                 "not needed: your own id is the sandbox's root, so the "
+                 "workspace and --rw binds keep your ownership");
+        return;
+    }
+    /* The state directory (workspaces' layers) or the nearest existing
+     * directory above it: the file system workspaces live on. */
+    char dir[4096];
+    sp_error e = {0};
+    if (sp_state_dir(dir, sizeof(dir), &e) < 0)
+        snprintf(dir, sizeof(dir), "/var/lib");
+    struct stat st;
+    while (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+        char *sl = strrchr(dir, '/');
+        if (!sl || sl == dir) {
+            snprintf(dir, sizeof(dir), "/");
+            break;
+        }
+        *sl = '\0';
+    }
+    int ns = -1, go = -1;
+    pid_t c = idmap_helper(&ids, &ns, &go);
+    int err = 0;
+    if (c < 0 || ns < 0) {
+        err = errno ? errno : EPERM;
+    } else {
+        int fd = (int)syscall(SYS_open_tree, AT_FDCWD, dir,
+                              OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+        if (fd < 0) {
+            err = errno;
+        } else {
+            struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP,
+                                   .userns_fd = (uint64_t)ns};
+            if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &a,
+                        sizeof(a)) < 0)
+                err = errno;
+            close(fd);
+        }
+    }
+    if (ns >= 0)
+        close(ns);
+    if (go >= 0)
+        close(go);
+    if (c > 0)
+        while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+            ;
+    h->idmap_available = err == 0;
+    if (err == 0)
+        snprintf(h->idmap_detail, sizeof(h->idmap_detail),
+                 "ID-mapped mounts work on %.150s: the workspace and --rw binds "
+                 "keep host ownership (host root = the sandbox's root there)",
+                 dir);
+    else
+        snprintf(h->idmap_detail, sizeof(h->idmap_detail),
+                 "ID-mapped mounts fail on %.150s (%s): --rw binds stay plain "
+                 "(the caller's files nobody's inside, not writable) and "
+                 "workspaces cannot start; --require idmap refuses",
+                 dir, strerror(err));
+}
+
 int sp_host_probe(struct sp_host *ret)
 {
     if (!ret)
@@ -609,6 +743,7 @@ int sp_host_probe(struct sp_host *ret)
     probe_overlay(ret);
     probe_disk(ret);
     probe_syscalls(ret);
+    probe_identity(ret);
 
     errno = saved_errno;
     return 0;
@@ -629,6 +764,10 @@ unsigned sp_host_missing_layers(const struct sp_host *h)
         m |= SP_LAYER_NETNS;
     if (!h->disk_available)
         m |= SP_LAYER_DISK;
+    if (h->idmap_needed && !h->idmap_available)
+        m |= SP_LAYER_IDMAP;
+    if (strcmp(h->id_kind, "single") == 0 || !h->userns_available)
+        m |= SP_LAYER_IDRANGE;
     return m;
 }
 
@@ -640,6 +779,7 @@ static const struct {
     {SP_LAYER_LANDLOCK, "landlock"}, {SP_LAYER_SECCOMP, "seccomp"},
     {SP_LAYER_LIMITS, "limits"},     {SP_LAYER_USERNS, "userns"},
     {SP_LAYER_NETNS, "netns"},       {SP_LAYER_DISK, "disk"},
+    {SP_LAYER_IDMAP, "idmap"},       {SP_LAYER_IDRANGE, "idrange"},
 };
 
 /* ---- JSON -------------------------------------------------------------- */
@@ -708,6 +848,25 @@ char *sp_host_to_json(const struct sp_host *h)
     put(o, "mechanism", json_string(h->disk_mechanism), &ok);
     put(o, "detail", json_string(h->disk_detail), &ok);
     put(layers, "disk", o, &ok);
+
+    o = json_object();
+    put(o, "kind", json_string(h->id_kind), &ok);
+    json_t *ur = json_array(), *gr = json_array();
+    if (!ur || !gr || json_array_append_new(ur, json_integer(h->id_uid_start)) ||
+        json_array_append_new(ur, json_integer(h->id_uid_count)) ||
+        json_array_append_new(gr, json_integer(h->id_gid_start)) ||
+        json_array_append_new(gr, json_integer(h->id_gid_count)))
+        ok = false;
+    put(o, "host_uids", ur, &ok);
+    put(o, "host_gids", gr, &ok);
+    put(o, "detail", json_string(h->id_detail), &ok);
+    put(layers, "identity", o, &ok);
+
+    o = json_object();
+    put(o, "needed", json_boolean(h->idmap_needed), &ok);
+    put(o, "available", json_boolean(h->idmap_available), &ok);
+    put(o, "detail", json_string(h->idmap_detail), &ok);
+    put(layers, "idmap", o, &ok);
     put(root, "layers", layers, &ok);
 
     o = json_object();
@@ -787,6 +946,12 @@ char *sp_host_to_text(const struct sp_host *h)
               h->overlay_detail);
     text_line(f, "disk", h->disk_available ? "ok" : "MISSING", "%s: %s",
               h->disk_mechanism, h->disk_detail);
+    text_line(f, "identity",
+              strcmp(h->id_kind, "single") == 0 ? "single" : "ok", "%s",
+              h->id_detail);
+    text_line(f, "idmap",
+              !h->idmap_needed ? "n/a" : h->idmap_available ? "ok" : "MISSING",
+              "%s", h->idmap_detail);
 
     const struct {
         bool have;
@@ -810,7 +975,7 @@ char *sp_host_to_text(const struct sp_host *h)
 
     unsigned missing = sp_host_missing_layers(h);
     fprintf(f, "--require can demand: landlock, seccomp, limits, userns, "
-               "netns, disk; ");
+               "netns, disk, idmap, idrange; ");
     if (!missing) {
         fprintf(f, "all present here\n");
     } else {

@@ -63,6 +63,19 @@ struct sp_host {
     char disk_mechanism[32];  /* "loop-ext4", or "none" (docs/disk.md) */
     char disk_detail[256];
 
+    /* Who a sandbox of this caller is on the host (ids.h,
+     * docs/security.md). id_kind: "range" (root: a range of its own),
+     * "subordinate" (a user with /etc/subuid and newuidmap) or "single". */
+    char id_kind[16];
+    unsigned id_uid_start, id_uid_count, id_gid_start, id_gid_count;
+    char id_detail[384];
+    /* ID-mapped mounts (root callers' workspace and --rw binds): tried on
+     * the state directory. needed is false for an ordinary user (its own
+     * id is the sandbox's root without them). */
+    bool idmap_needed;
+    bool idmap_available;
+    char idmap_detail[384];
+
     bool sys_pidfd;           /* pidfd_open(getpid()) */
     bool sys_openat2;         /* openat2(RESOLVE_BENEATH) is not ENOSYS */
     bool sys_mount_setattr;
@@ -84,7 +97,9 @@ int sp_host_probe(struct sp_host *ret);
 
 /* The SP_LAYER_* bits that --require could demand but this host lacks:
  * landlock (ABI 0), seccomp (no filter mode), limits (cgroups not usable by
- * this uid), userns (cannot create one), netns (no network namespace). */
+ * this uid), userns (cannot create one), netns (no network namespace),
+ * idmap (root: ID-mapped mounts fail on the state directory), idrange
+ * (a user without /etc/subuid or newuidmap: one id inside). */
 unsigned sp_host_missing_layers(const struct sp_host *h);
 
 /* Render a probe result. Caller frees; NULL on ENOMEM. */

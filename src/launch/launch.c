@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -37,6 +38,7 @@
 #include "cgroup.h"
 #include "envbuild.h"
 #include "error.h"
+#include "ids.h"
 #include "landlock.h"
 #include "mounts.h"
 #include "mountplan.h"
@@ -100,6 +102,13 @@ struct launch {
     int sync_rd, sync_wr;         /* parent -> child: maps written */
     int err_rd, err_wr;           /* child -> parent: sp_child_error */
     bool userns;
+    struct sp_ids ids;            /* the user namespace's maps (ids.h) */
+    bool ids_fell_back;           /* newuidmap failed: one id after all */
+    bool id_switch;               /* root caller: PID 1 becomes the range's
+                                     0 (it was born host root) */
+    const char *idm_what[3];      /* the trees of plan.idm_fd, for errors */
+    int *keep;                    /* agent: the fds PID 1 keeps, n_keep */
+    size_t n_keep;
     int agent_sock;               /* workspace mode: the agent's socket, or -1 */
     const char *ws_dst;           /* workspace mode: workspace mount point */
     const struct sp_launch_pid1 *pid1; /* workspace mode: the caller's
@@ -130,29 +139,47 @@ static _Noreturn void child_fail(struct launch *l, struct sp_child_error *ce,
  * and locked securebits (so uid 0 gains nothing on execve), which all need
  * CAP_SETPCAP; then, after setresuid, permitted, effective and inheritable
  * (crun CVE-2022-27650). */
-static int drop_caps_bounding(int cap_last)
+/* With more than one id mapped, the sandbox's root keeps these in its own
+ * user namespace, where they reach only files and processes of ids mapped
+ * there (docs/security.md): chown and tar of several owners, runuser,
+ * apt-get's privilege drop. Not CAP_FSETID or CAP_SETFCAP: nothing
+ * set-uid or file-capable is made through them. */
+#define SP_NS_CAPS                                                         \
+    ((1ull << CAP_CHOWN) | (1ull << CAP_DAC_OVERRIDE) |                    \
+     (1ull << CAP_FOWNER) | (1ull << CAP_SETUID) | (1ull << CAP_SETGID) |  \
+     (1ull << CAP_KILL))
+
+static int drop_caps_bounding(int cap_last, uint64_t keep)
 {
     for (int c = 0; c <= cap_last; c++)
-        if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+        if (!(keep & (1ull << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 &&
+            errno != EINVAL)
             return -errno;
     if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
         errno != EINVAL)
         return -errno;
-    if (prctl(PR_SET_SECUREBITS,
-              SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
-                  SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED |
-                  SECBIT_NO_CAP_AMBIENT_RAISE |
-                  SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED,
-              0, 0, 0) < 0)
+    /* With caps kept, root inside is root as usual: an exec as uid 0
+     * keeps them (no_new_privs caps them at the permitted set), a change
+     * to another uid drops them, an exec as another uid has none. */
+    unsigned long bits = SECBIT_NO_CAP_AMBIENT_RAISE |
+                         SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+    if (!keep)
+        bits |= SECBIT_NOROOT | SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP |
+                SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED;
+    else
+        bits |= SECBIT_NOROOT_LOCKED | SECBIT_NO_SETUID_FIXUP_LOCKED;
+    if (prctl(PR_SET_SECUREBITS, bits, 0, 0, 0) < 0)
         return -errno;
     return 0;
 }
 
-static int drop_caps_sets(void)
+static int drop_caps_sets(uint64_t keep)
 {
     struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2];
     memset(data, 0, sizeof(data));
+    data[0].permitted = data[0].effective = (uint32_t)keep;
+    data[1].permitted = data[1].effective = (uint32_t)(keep >> 32);
     if (syscall(SYS_capset, &hdr, data) < 0)
         return -errno;
     return 0;
@@ -237,15 +264,21 @@ static void harden(struct launch *l)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "fsize"), &ce), 125);
     }
 
-    int r = drop_caps_bounding(l->cap_last);
+    /* Only root inside keeps the namespace's caps, and only when ids other
+     * than its own are mapped (ids.h). */
+    uint64_t keep = l->userns && l->ids.kind != SP_IDS_SINGLE &&
+                            !l->ids_fell_back && p->uid == 0
+                        ? SP_NS_CAPS
+                        : 0;
+    int r = drop_caps_bounding(l->cap_last, keep);
     if (r < 0)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_CAPS, -r, NULL), &ce), 125);
-    if (!l->userns && (p->uid != 0 || p->gid != 0)) {
+    if ((!l->userns || l->id_switch) && (p->uid != 0 || p->gid != 0)) {
         if (setgroups(0, NULL) < 0 || setresgid(p->gid, p->gid, p->gid) < 0 ||
             setresuid(p->uid, p->uid, p->uid) < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_SETUID, errno, "uid"), &ce), 125);
     }
-    r = drop_caps_sets();
+    r = drop_caps_sets(keep);
     if (r < 0)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_CAPS, -r, NULL), &ce), 125);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
@@ -334,8 +367,7 @@ static _Noreturn void sandbox_init(struct launch *l)
         /* The supervisor holds its lock, control socket and log: none of
          * them may enter the sandbox (the agent never execs, so O_CLOEXEC
          * alone would not close them). */
-        int keep[] = {l->sync_rd, l->err_wr, l->agent_sock, l->net_wr};
-        sp_close_all_except(keep, SP_ARRAY_SIZE(keep), 0);
+        sp_close_all_except(l->keep, l->n_keep, 0);
     }
     char c;
     ssize_t n;
@@ -344,7 +376,19 @@ static _Noreturn void sandbox_init(struct launch *l)
     } while (n < 0 && errno == EINTR);
     if (n != 1)
         _exit(125);
+    l->ids_fell_back = c == 's'; /* newuidmap failed: one id is mapped */
     close(l->err_rd);
+    if (l->id_switch) {
+        /* Born as host root, which the range does not map: become its 0
+         * (and drop host root's groups) before touching anything. Raw
+         * calls: glibc's would signal threads of the parent's. The
+         * credential change clears the parent-death signal: set again. */
+        if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+            syscall(SYS_setresgid, 0, 0, 0) < 0 ||
+            syscall(SYS_setresuid, 0, 0, 0) < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SETUID, errno, "the sandbox's root"), &ce), 125);
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    }
     /* Nothing in the sandbox may ptrace or read the memory of its init. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, "sandpit-init", 0, 0, 0);
@@ -358,7 +402,7 @@ static _Noreturn void sandbox_init(struct launch *l)
     }
     /* Without a user namespace the private HOME was made by real root:
      * give it to the sandbox's user (with one, the mapping already does). */
-    if (!l->userns && (l->p->uid != 0 || l->p->gid != 0))
+    if ((!l->userns || l->id_switch) && (l->p->uid != 0 || l->p->gid != 0))
         chown_home(l->plan.home, l->p->uid, l->p->gid);
     if (sethostname(l->p->hostname, strlen(l->p->hostname)) < 0)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_HOSTNAME, errno, l->p->hostname), &ce), 125);
@@ -444,33 +488,6 @@ static _Noreturn void sandbox_init(struct launch *l)
                 kill(cmd, sig);
         }
     }
-}
-
-static int write_file(const char *path, const char *text, sp_error *err)
-{
-    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return sp_error_set(err, errno, "cannot open %s", path);
-    size_t len = strlen(text);
-    if (write(fd, text, len) != (ssize_t)len)
-        return sp_error_set(err, errno, "cannot write %s", path);
-    return 0;
-}
-
-static int write_id_maps(pid_t pid, const struct sp_policy *p, sp_error *err)
-{
-    char path[64], map[64];
-    snprintf(path, sizeof(path), "/proc/%d/setgroups", (int)pid);
-    int r = write_file(path, "deny", err);
-    if (r < 0 && r != -ENOENT)
-        return r;
-    snprintf(path, sizeof(path), "/proc/%d/uid_map", (int)pid);
-    snprintf(map, sizeof(map), "%u %u 1\n", p->uid, (unsigned)geteuid());
-    if ((r = write_file(path, map, err)) < 0)
-        return r;
-    snprintf(path, sizeof(path), "/proc/%d/gid_map", (int)pid);
-    snprintf(map, sizeof(map), "%u %u 1\n", p->gid, (unsigned)getegid());
-    return write_file(path, map, err);
 }
 
 static const char *step_text(int step)
@@ -686,8 +703,311 @@ static int setup_cgroup(const struct sp_policy *p, const sp_run_opts *o,
     return 0;
 }
 
+/* Root callers: the sources the sandbox's unprivileged ids could not open
+ * (a workspace under /root, a 0600 file to copy), opened here as host
+ * root before clone and inherited by PID 1 (mountplan.h). Bind clones get
+ * their attributes here: the child could not change a mount of ours. */
+static int preopen_sources(struct launch *l, sp_error *err)
+{
+    for (size_t i = 0; i < l->plan.n; i++) {
+        const struct sp_mount_op *op = &l->plan.ops[i];
+        int fd = -1;
+        if (op->kind == SP_OP_BIND) {
+            fd = open_tree(AT_FDCWD, op->src,
+                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+            if (fd >= 0) {
+                struct mount_attr a = {
+                    .attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                                (op->ro ? MOUNT_ATTR_RDONLY : 0)};
+                if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a,
+                                  sizeof(a)) < 0) {
+                    int e = errno;
+                    close(fd);
+                    return sp_error_setk(err, SP_ERR_SYSTEM, e,
+                                         "cannot bind mount %s", op->src);
+                }
+            }
+        } else if (op->kind == SP_OP_COPY) {
+            fd = open(op->src, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        } else {
+            continue;
+        }
+        if (fd < 0 && !op->optional)
+            return sp_error_setk(err, SP_ERR_SYSTEM, errno,
+                                 "cannot open mount source %s", op->src);
+        l->scratch[i] = fd;
+    }
+    l->plan.preopened = true;
+    return 0;
+}
+
+/* `s` with a leading `from` (a whole path component) replaced by `to`;
+ * NULL when it does not start so (or on ENOMEM, *oom set). */
+static char *rebase(const char *s, const char *from, const char *to, bool *oom)
+{
+    size_t n = from ? strlen(from) : 0;
+    if (n < 2 || strncmp(s, from, n) != 0 || (s[n] != '/' && s[n] != '\0'))
+        return NULL;
+    char *r = NULL;
+    if (asprintf(&r, "%s%s", to, s + n) < 0) {
+        *oom = true;
+        return NULL;
+    }
+    return r;
+}
+
+/* Each ':'-separated element of *field under one of the trees, renamed to
+ * its place at /tmp/<k> (mounts.c attach_idmapped). */
+static int rebase_field(const char **field, const char *const from[][2],
+                        size_t n_from)
+{
+    if (!*field)
+        return 0;
+    size_t cap = strlen(*field) * 2 + 64;
+    char *out = malloc(cap);
+    char *copy = strdup(*field);
+    if (!out || !copy) {
+        free(out);
+        free(copy);
+        return -ENOMEM;
+    }
+    out[0] = '\0';
+    size_t len = 0;
+    bool oom = false;
+    char *save = NULL;
+    for (char *el = strtok_r(copy, ":", &save); el;
+         el = strtok_r(NULL, ":", &save)) {
+        char *r = NULL;
+        for (size_t k = 0; k < n_from && !r && !oom; k++)
+            r = rebase(el, from[k][0], from[k][1], &oom);
+        const char *use = r ? r : el;
+        size_t ul = strlen(use);
+        if (len + ul + 2 > cap) {
+            cap = (len + ul + 2) * 2;
+            char *o2 = realloc(out, cap);
+            if (!o2) {
+                oom = true;
+                free(r);
+                break;
+            }
+            out = o2;
+        }
+        if (len)
+            out[len++] = ':';
+        memcpy(out + len, use, ul + 1);
+        len += ul;
+        free(r);
+    }
+    free(copy);
+    if (oom) {
+        free(out);
+        return -ENOMEM;
+    }
+    free((char *)*field);
+    *field = out;
+    return 0;
+}
+
+/* Root caller's workspace: its overlays' layers (upper dirs, snapshot
+ * layers, the skeleton under the state dir; --from) are host root's
+ * files, which the sandbox's ids cannot reach. Clone those trees here,
+ * ID-map them after clone (idmap_apply) so host root is the sandbox's
+ * root there, and name the layers by their place in the child. The host's
+ * own system trees (/usr, /etc/...) stay plain: nobody's inside. */
+static int plan_idmapped_layers(struct launch *l, sp_error *err)
+{
+    struct sp_mount_plan *pl = &l->plan;
+    const char *trees[3];
+    size_t n = 0;
+    if (pl->relbase[1])
+        trees[n++] = pl->relbase[1];
+    if (l->pid1->from)
+        trees[n++] = l->pid1->from;
+    /* --rootfs DIR: the tree given as the sandbox's system (an image's is
+     * under the state dir already) */
+    const char *rootfs = l->p->rootfs;
+    if (rootfs && !(pl->relbase[1] && sp_path_has_prefix(rootfs, pl->relbase[1])) &&
+        !(pl->relbase[0] && sp_path_has_prefix(rootfs, pl->relbase[0])))
+        trees[n++] = rootfs;
+    const char *from[5][2];
+    size_t n_from = 0;
+    static const char *const at[] = {"/tmp/0", "/tmp/1", "/tmp/2"};
+    for (size_t k = 0; k < n; k++) {
+        int fd = open_tree(AT_FDCWD, trees[k],
+                           OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+        if (fd < 0)
+            return sp_error_setk(err, SP_ERR_SYSTEM, errno,
+                                 "cannot open %s", trees[k]);
+        struct mount_attr a = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV};
+        if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a, sizeof(a)) < 0) {
+            int e = errno;
+            close(fd);
+            return sp_error_setk(err, SP_ERR_SYSTEM, e, "cannot clone %s",
+                                 trees[k]);
+        }
+        l->idm_what[pl->n_idm] = trees[k];
+        pl->idm_fd[pl->n_idm++] = fd;
+        from[n_from][0] = trees[k];
+        from[n_from++][1] = at[k];
+        if (k == 0 && pl->relbase[1] && pl->relbase[0] &&
+            strcmp(pl->relbase[0], trees[k]) != 0) {
+            from[n_from][0] = pl->relbase[0];
+            from[n_from++][1] = at[k];
+        }
+    }
+    int r = 0;
+    for (size_t i = 0; i < pl->n && r == 0; i++) {
+        struct sp_mount_op *op = &pl->ops[i];
+        if (op->kind != SP_OP_OVERLAY)
+            continue;
+        r = rebase_field(&op->src, from, n_from);
+        if (r == 0)
+            r = rebase_field(&op->upper, from, n_from);
+        if (r == 0)
+            r = rebase_field(&op->work, from, n_from);
+    }
+    if (r == 0 && pl->root) {
+        r = rebase_field(&pl->root->src, from, n_from);
+        if (r == 0)
+            r = rebase_field(&pl->root->upper, from, n_from);
+        if (r == 0)
+            r = rebase_field(&pl->root->work, from, n_from);
+    }
+    /* The trees are attached on a tmpfs over /tmp in the child: a layer
+     * of another tree left under /tmp would be hidden by it. */
+    for (size_t i = 0; i < pl->n + 1 && r == 0; i++) {
+        const struct sp_mount_op *op = i < pl->n ? &pl->ops[i] : pl->root;
+        if (!op || op->kind != SP_OP_OVERLAY)
+            continue;
+        const char *f[] = {op->src, op->upper, op->work};
+        for (size_t j = 0; j < 3; j++)
+            for (const char *c = f[j]; c && *c; c = strchr(c, ':') ? strchr(c, ':') + 1 : "")
+                if (strncmp(c, "/tmp/", 5) == 0 &&
+                    !(c[5] >= '0' && c[5] < '0' + (char)n && (c[6] == '/' || c[6] == ':' || !c[6])))
+                    return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                         "a copy-on-write layer under /tmp "
+                                         "(%s) cannot be used by a root "
+                                         "caller's workspace",
+                                         op->dst);
+    }
+    if (r == 0 && pl->relbase[1]) {
+        /* the state dir is now /tmp/0: layers relative to it (mounts.c) */
+        char *a = strdup(at[0]), *b = strdup(at[0]);
+        if (!a || !b) {
+            free(a);
+            free(b);
+            r = -ENOMEM;
+        } else {
+            free(pl->relbase[0]);
+            free(pl->relbase[1]);
+            pl->relbase[0] = a;
+            pl->relbase[1] = b;
+        }
+    }
+    if (r < 0)
+        return sp_error_set(err, -r, "mount plan");
+    return 0;
+}
+
+/* After the maps are written: make the preopened read-write binds and the
+ * layer trees ID-mapped mounts through the sandbox's own user namespace,
+ * so ids are the same on both sides there (host root = the sandbox's
+ * root). Where the kernel or file system cannot, the mount stays plain
+ * (its files nobody's inside, not writable by the sandbox's root): said
+ * loudly, or refused under --require idmap. */
+static int idmap_apply(struct launch *l, pid_t pid, const sp_run_opts *o,
+                       sp_error *err)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+    _cleanup_close_ int ns = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns < 0)
+        return sp_error_set(err, errno, "cannot open %s", path);
+    struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP,
+                           .userns_fd = (uint64_t)ns};
+    size_t total = l->plan.n + (size_t)l->plan.n_idm;
+    for (size_t j = 0; j < total; j++) {
+        int fd;
+        const char *what;
+        if (j < l->plan.n) {
+            const struct sp_mount_op *op = &l->plan.ops[j];
+            if (op->kind != SP_OP_BIND || op->ro || l->scratch[j] < 0)
+                continue;
+            fd = l->scratch[j];
+            what = op->src;
+        } else {
+            size_t k = j - l->plan.n;
+            fd = l->plan.idm_fd[k];
+            what = l->idm_what[k];
+        }
+        if (mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a,
+                          sizeof(a)) == 0)
+            continue;
+        int e = errno;
+        /* a submount that cannot be mapped: map the top one alone */
+        if (mount_setattr(fd, "", AT_EMPTY_PATH, &a, sizeof(a)) == 0) {
+            log_msg(o, SP_LOG_INFO,
+                    "idmap: %s ID-mapped without its submounts (%s)", what,
+                    strerror(e));
+            continue;
+        }
+        e = errno;
+        if (l->p->require & SP_LAYER_IDMAP)
+            return sp_error_setk(err, SP_ERR_REQUIRE, e,
+                                 "--require idmap: cannot make %s an "
+                                 "ID-mapped mount",
+                                 what);
+        log_msg(o, SP_LOG_WARN,
+                "cannot make %s an ID-mapped mount (%s): the caller's files "
+                "there are nobody's inside and the sandbox cannot write them; "
+                "it never runs as host root (use --require idmap to refuse "
+                "instead)",
+                what, strerror(e));
+    }
+    return 0;
+}
+
+/* The fds PID 1 of a workspace keeps when it closes the rest. */
+static int build_keep(struct launch *l)
+{
+    l->keep = malloc((l->plan.n + 4 + SP_ARRAY_SIZE(l->plan.idm_fd)) * sizeof(int));
+    if (!l->keep)
+        return -ENOMEM;
+    size_t n = 0;
+    int base[] = {l->sync_rd, l->err_wr, l->agent_sock, l->net_wr};
+    for (size_t i = 0; i < SP_ARRAY_SIZE(base); i++)
+        l->keep[n++] = base[i];
+    if (l->plan.preopened)
+        for (size_t i = 0; i < l->plan.n; i++)
+            if (l->scratch[i] >= 0)
+                l->keep[n++] = l->scratch[i];
+    for (int k = 0; k < l->plan.n_idm; k++)
+        l->keep[n++] = l->plan.idm_fd[k];
+    l->n_keep = n;
+    return 0;
+}
+
+/* The parent's copies of the preopened sources, once PID 1 has its own. */
+static void close_preopened(struct launch *l)
+{
+    if (l->plan.preopened && l->scratch)
+        for (size_t i = 0; i < l->plan.n; i++)
+            if (l->scratch[i] >= 0) {
+                close(l->scratch[i]);
+                l->scratch[i] = -1;
+            }
+    for (int k = 0; k < l->plan.n_idm; k++)
+        if (l->plan.idm_fd[k] >= 0) {
+            close(l->plan.idm_fd[k]);
+            l->plan.idm_fd[k] = -1;
+        }
+}
+
 static void launch_free(struct launch *l)
 {
+    close_preopened(l);
+    free(l->keep);
+    l->keep = NULL;
     sp_mount_plan_free(&l->plan);
     free(l->scratch);
     sp_env_free(l->envp);
@@ -797,6 +1117,44 @@ static int check_sources_fs(const struct sp_policy *p, sp_error *err)
     return 0;
 }
 
+/* Who the sandbox is on the host (ids.h): the maps, and --require
+ * idrange/idmap against what this caller can have. */
+static int plan_ids(struct launch *l, const sp_run_opts *o, sp_error *err)
+{
+    const struct sp_policy *p = l->p;
+    if (!l->userns) {
+        if (p->require & (SP_LAYER_IDMAP | SP_LAYER_IDRANGE))
+            return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                                 "--require %s conflicts with --no-userns",
+                                 p->require & SP_LAYER_IDMAP ? "idmap"
+                                                             : "idrange");
+        return 0;
+    }
+    sp_ids_plan(&l->ids);
+    if (l->ids.kind == SP_IDS_ROOT) {
+        if (p->uid >= l->ids.uid.count || p->gid >= l->ids.gid.count)
+            return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                 "uid/gid %u/%u lies outside the sandbox's "
+                                 "id range (0-%u)",
+                                 p->uid, p->gid, l->ids.uid.count - 1);
+        l->id_switch = true;
+        return 0;
+    }
+    if (l->ids.kind == SP_IDS_SINGLE) {
+        if (p->require & SP_LAYER_IDRANGE)
+            return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                                 "--require idrange: only one id can be "
+                                 "mapped inside (%s)",
+                                 l->ids.why);
+        log_msg(o, SP_LOG_WARN,
+                "only your own id is mapped inside (%s): files of other "
+                "owners cannot be made (tar, chown, apt-get fail); see "
+                "docs/security.md (use --require idrange to refuse instead)",
+                l->ids.why);
+    }
+    return 0;
+}
+
 static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
 {
     const struct sp_policy *p = l->p;
@@ -829,6 +1187,17 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
     l->scratch = calloc(l->plan.n + 1, sizeof(int));
     if (!l->scratch) {
         return sp_error_set(err, ENOMEM, "mount plan");
+    }
+    for (size_t i = 0; i <= l->plan.n; i++)
+        l->scratch[i] = -1;
+    if ((rc = plan_ids(l, o, err)) < 0)
+        return rc;
+    if (l->id_switch) {
+        if ((rc = preopen_sources(l, err)) < 0)
+            return rc;
+        if (l->pid1 && l->pid1->layered &&
+            (rc = plan_idmapped_layers(l, err)) < 0)
+            return rc;
     }
     if ((rc = sp_env_build(p, environ, l->plan.home, &l->envp, err)) < 0)
         return rc;
@@ -909,6 +1278,8 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
     }
     l->err_rd = fds[0];
     l->err_wr = fds[1];
+    if (l->agent_sock >= 0 && build_keep(l) < 0)
+        return sp_error_set(err, ENOMEM, "launch");
 
     return 0;
 }
@@ -976,16 +1347,42 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
     sp_close_keep_errno(l->net_wr);
     l->net_wr = -1;
 
-    if (l->userns && (rc = write_id_maps(pid, p, err)) < 0) {
+    bool fell_back = false;
+    if (l->userns &&
+        (rc = sp_ids_write(pid, &l->ids, p->uid, p->gid, &fell_back, err)) < 0) {
         sp_error_prefix(err, "user namespace maps");
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         return rc;
     }
+    if (fell_back) {
+        l->ids_fell_back = true;
+        if (p->require & SP_LAYER_IDRANGE) {
+            rc = sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                               "--require idrange: %s", err->message);
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return rc;
+        }
+        log_msg(o, SP_LOG_WARN,
+                "only your own id is mapped inside (%s): files of other "
+                "owners cannot be made (use --require idrange to refuse "
+                "instead)",
+                err->message);
+        err->message[0] = '\0';
+        err->code = 0;
+    }
+    if (l->id_switch && (rc = idmap_apply(l, pid, o, err)) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return rc;
+    }
+    close_preopened(l);
     /* Release the child to build its root; meanwhile (the other core) make
      * the cgroup. The child waits for a second byte before it starts the
-     * command, so the command and all it forks are born inside the cgroup. */
-    if (write(l->sync_wr, "x", 1) != 1) {
+     * command, so the command and all it forks are born inside the cgroup.
+     * 's': only one id could be mapped after all. */
+    if (write(l->sync_wr, fell_back ? "s" : "x", 1) != 1) {
         rc = sp_error_set(err, errno, "releasing the sandbox");
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);

@@ -44,6 +44,11 @@ struct sp_launch_pid1 {
      * (copy-on-write layers, a secrets tmpfs). May be NULL. */
     int (*add_mounts)(void *arg, struct sp_mount_plan *plan, bool userns,
                       sp_error *err);
+    /* Data for the identity mapping of a root caller (ids.h): the plan
+     * holds copy-on-write overlays of host root's layers, and `from` is
+     * their --from tree (NULL: none); both are ID-mapped after clone. */
+    bool layered;
+    const char *from;
     /* In PID 1, the plan mounted, before the lockdown: fill what the
      * caller mounted; 0, or -errno with *what naming the path. May be
      * NULL. Async-signal-safe code only. */

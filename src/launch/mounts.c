@@ -314,6 +314,36 @@ static int enter_state_dir(const struct sp_mount_plan *plan)
     return cwd;
 }
 
+/* The parent's ID-mapped clones of the trees overlay layers come from,
+ * attached at /tmp/0, /tmp/1 on a small tmpfs of our own namespace (an
+ * overlay takes its layers from mounts of the mounter's namespace). The
+ * sandbox root is attached over /tmp later and hides them. */
+static int attach_idmapped(const struct sp_mount_plan *plan)
+{
+    const char *opts[] = {"size", "65536", "mode", "0755", NULL, NULL};
+    int m = new_fs("tmpfs", opts, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    if (m < 0)
+        return m;
+    int r = 0;
+    if (move_mount(m, "", AT_FDCWD, "/tmp", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        r = -errno;
+    for (int k = 0; r == 0 && k < plan->n_idm; k++) {
+        char name[2] = {(char)('0' + k), '\0'};
+        if (mkdirat(m, name, 0755) < 0) {
+            r = -errno;
+            break;
+        }
+        int t = openat(m, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        r = t < 0 ? -errno : attach(plan->idm_fd[k], t);
+        if (t >= 0)
+            close(t);
+    }
+    for (int k = 0; k < plan->n_idm; k++)
+        close(plan->idm_fd[k]);
+    close(m);
+    return r;
+}
+
 /* A clone of a single host mount at `src` (following a final symlink). */
 static int clone_tree(int dirfd, const char *src, bool recursive)
 {
@@ -525,9 +555,15 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
     /* Open every source first, while the host's tree is still what the
      * paths name; attributes are set on the detached clone in one call per
      * tree (recursive), before it is visible anywhere. */
+    if (plan->n_idm > 0 && (r = attach_idmapped(plan)) < 0)
+        return sp_child_error_set(ce, SP_STEP_OVERLAY, -r,
+                                  "(ID-mapped layer trees)");
     _cleanup_close_ int cwd = enter_state_dir(plan);
     for (size_t i = 0; i < plan->n; i++) {
         const struct sp_mount_op *op = &plan->ops[i];
+        if (plan->preopened &&
+            (op->kind == SP_OP_BIND || op->kind == SP_OP_COPY))
+            continue; /* opened (and its attributes set) by the parent */
         fds[i] = -1;
         if (op->kind == SP_OP_COPY) {
             fds[i] = open(op->src, O_RDONLY | O_CLOEXEC | O_NOCTTY);

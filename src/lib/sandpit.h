@@ -52,6 +52,12 @@ enum sp_layer {
     SP_LAYER_USERNS = 1u << 3,
     SP_LAYER_NETNS = 1u << 4,
     SP_LAYER_DISK = 1u << 5,    /* a kernel-enforced disk limit (disk.md) */
+    /* The workspace and --rw binds are ID-mapped mounts (root callers;
+     * an ordinary user's own id is the sandbox's root without them). */
+    SP_LAYER_IDMAP = 1u << 6,
+    /* More than one id is mapped inside (root: always; a user: through
+     * /etc/subuid, /etc/subgid and newuidmap/newgidmap). */
+    SP_LAYER_IDRANGE = 1u << 7,
 };
 
 /* ---- policy ---------------------------------------------------------- */

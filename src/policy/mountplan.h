@@ -54,6 +54,17 @@ struct sp_mount_plan {
     char *relbase[2];  /* the state dir as named and resolved, or NULLs:
                           overlay layers under it are mounted by relative
                           path (mounts.c), hiding it from mountinfo */
+    /* Root callers (launch.c, docs/security.md): the parent opened every
+     * BIND and COPY source as host root and handed them in the scratch
+     * array (-1: an optional source that is missing); the sandbox itself
+     * is an unprivileged host id and could not. */
+    bool preopened;
+    /* Trees overlay layers are read from (the state dir, --from, a
+     * --rootfs outside the state dir), cloned
+     * and ID-mapped by the parent: attached at /tmp/<k> in the child's
+     * namespace before any overlay is made; layer paths name them. */
+    int n_idm;
+    int idm_fd[3];
 };
 
 /* Build the plan for a finalized policy. Ops come in an order where every

@@ -48,7 +48,8 @@ const char *const sp_default_system_paths[] = {
 };
 
 static const char *const layer_names[] = {
-    "landlock", "seccomp", "limits", "userns", "netns", "disk",
+    "landlock", "seccomp", "limits", "userns", "netns", "disk", "idmap",
+    "idrange",
 };
 
 const char *sp_mount_type_name(enum sp_mount_type t)
@@ -699,7 +700,7 @@ static int parse_require(struct sp_policy *p, const json_t *arr,
         if (j == SP_ARRAY_SIZE(layer_names))
             return BAD(full,
                        "\"%s\" is not a layer (landlock, seccomp, limits, "
-                       "userns, netns)",
+                       "userns, netns, idmap, idrange)",
                        origin, full, name);
         p->require |= 1u << j;
     }

@@ -234,6 +234,26 @@ static int at_read(const char *path)
     return 0;
 }
 
+/* Make a set-uid copy of the sandbox's own shell-free binary at path (in
+ * the workspace) or set the set-uid bit on an inherited descriptor: on
+ * the host, it must never be a set-uid file owned by host root. */
+static int at_chmod_suid(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (fd < 0)
+        return report(-1);
+    long r = fchmod(fd, 04755);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return report(r);
+}
+
+static int at_fchmod_suid(const char *num)
+{
+    return report(fchmod(atoi(num), 04755));
+}
+
 static int at_write(const char *path, const char *data)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -698,6 +718,10 @@ int main(int argc, char **argv)
 
     if (!strcmp(a, "read") && x)
         return at_read(x);
+    if (!strcmp(a, "chmod-suid") && x)
+        return at_chmod_suid(x);
+    if (!strcmp(a, "fchmod-suid") && x)
+        return at_fchmod_suid(x);
     if (!strcmp(a, "write") && x)
         return at_write(x, y ? y : "escaped\n");
     if (!strcmp(a, "symlink-write") && x)

@@ -189,19 +189,46 @@ def test_symlink_in_workspace_cannot_redirect_mount(ws, tmp_path):
 
 # ---- process --------------------------------------------------------------
 
+# The caps the sandbox's root keeps in its own user namespace when more
+# than one id is mapped (launch.c SP_NS_CAPS: chown, dac_override, fowner,
+# kill, setgid, setuid); none with one id (docs/security.md).
+NS_CAPS = "00000000000000eb"
+
+
+def mapped_ids(ws):
+    r = sh("cat /proc/self/uid_map", ws)
+    return sum(int(line.split()[2]) for line in r.stdout.splitlines())
+
+
 def test_caps_and_nnp(ws):
+    want = NS_CAPS if mapped_ids(ws) > 1 else "0000000000000000"
     r = sh("grep -E '^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):' "
            "/proc/self/status", ws)
     st = dict(line.split(":\t") for line in r.stdout.splitlines())
-    for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
+    for k in ("CapPrm", "CapEff", "CapBnd"):
+        assert st[k] == want, (k, st[k])
+    for k in ("CapInh", "CapAmb"):
         assert st[k] == "0000000000000000", (k, st[k])
     assert st["NoNewPrivs"] == "1"
     assert st["Seccomp"] == "2"
+    # another uid inside has none at all
+    r = sh("grep -E '^Cap(Prm|Eff)' /proc/self/status", ws,
+           flags=["--uid", "1000", "--gid", "1000"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[1::2] == ["0000000000000000"] * 2
 
 
 def test_caps_zero_for_root_inside_after_exec(ws):
-    # uid 0 inside gains nothing on execve (bounding set empty, securebits)
+    # uid 0 inside gains nothing beyond the namespace's set on execve, and
+    # a process that drops to another uid keeps none across its exec
+    want = NS_CAPS if mapped_ids(ws) > 1 else "0000000000000000"
     r = sh("exec /bin/sh -c 'grep CapEff /proc/self/status'", ws)
+    assert r.stdout.strip().endswith(want)
+    if want != NS_CAPS:
+        return
+    r = sh("setpriv --reuid 1000 --regid 1000 --clear-groups "
+           "grep CapEff /proc/self/status", ws)
+    assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("0000000000000000")
 
 
@@ -279,9 +306,18 @@ def test_no_userns_refused_unprivileged(ws):
 
 def test_userns_maps_caller(ws):
     r = sh("cat /proc/self/uid_map", ws)
-    inside, outside, count = r.stdout.split()
-    assert (inside, count) == ("0", "1")
-    assert outside == str(os.geteuid())
+    lines = [line.split() for line in r.stdout.splitlines()]
+    if IS_ROOT:
+        # a range of its own, never host root (docs/security.md)
+        assert len(lines) == 1
+        inside, outside, count = lines[0]
+        assert (inside, count) == ("0", "65536")
+        assert int(outside) >= 65536
+    else:
+        # the caller is the sandbox's root; subordinate ids, if any, the rest
+        inside, outside, count = lines[0]
+        assert (inside, outside, count) == ("0", str(os.geteuid()), "1")
+        assert all(int(o) != 0 for _, o, _ in lines)
 
 
 # ---- environment ----------------------------------------------------------

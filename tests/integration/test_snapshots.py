@@ -76,9 +76,10 @@ def ps(state):
     return {w["name"]: w for w in json.loads(r.stdout)}
 
 
-# As an ordinary user the host's system trees keep their owner (root), so
-# only root writes (and deletes) there; HOME and /workspace are everyone's.
-SYS = IS_ROOT
+# The host's system trees keep their owner (host root: nobody inside, for a
+# root caller too, docs/security.md), so no sandbox writes (or deletes)
+# there; HOME, the skeleton's /etc and /workspace are the sandbox's.
+SYS = False
 
 WRITE = r"""
 set -e

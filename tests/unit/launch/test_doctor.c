@@ -27,7 +27,8 @@ static const char *const ns_keys[] = {"mount", "pid", "net", "ipc",
 static const char *const sys_keys[] = {"pidfd", "openat2", "mount_setattr",
                                        "clone3", "close_range"};
 static const char *const require_names[] = {"landlock", "seccomp", "limits",
-                                            "userns", "netns", "disk"};
+                                            "userns", "netns", "disk",
+                                            "idmap", "idrange"};
 
 /* The member `key` of o, which must exist and have type `type`. */
 static json_t *member(json_t *o, const char *key, json_type type)
@@ -118,6 +119,25 @@ static void test_json_keys_and_types(void **state)
     member(o, "detail", JSON_STRING);
 
     o = member(layers, "overlay_userns", JSON_OBJECT);
+    member_bool(o, "available");
+    member(o, "detail", JSON_STRING);
+
+    /* who a sandbox of this caller is on the host (docs/security.md) */
+    o = member(layers, "identity", JSON_OBJECT);
+    const char *kind = json_string_value(member(o, "kind", JSON_STRING));
+    assert_true(strcmp(kind, "range") == 0 || strcmp(kind, "subordinate") == 0 ||
+                strcmp(kind, "single") == 0);
+    assert_int_equal(json_array_size(member(o, "host_uids", JSON_ARRAY)), 2);
+    assert_int_equal(json_array_size(member(o, "host_gids", JSON_ARRAY)), 2);
+    member(o, "detail", JSON_STRING);
+    if (geteuid() == 0) {
+        /* never host root */
+        assert_string_equal(kind, "range");
+        assert_true(json_integer_value(json_array_get(
+                        json_object_get(o, "host_uids"), 0)) > 0);
+    }
+    o = member(layers, "idmap", JSON_OBJECT);
+    assert_true(member_bool(o, "needed") == (geteuid() == 0));
     member_bool(o, "available");
     member(o, "detail", JSON_STRING);
 
@@ -217,9 +237,11 @@ static void test_render_empty_host(void **state)
     struct sp_host h;
     memset(&h, 0, sizeof(h));
     snprintf(h.cgroup_layout, sizeof(h.cgroup_layout), "none");
+    h.idmap_needed = true; /* a root caller whose idmap probe failed */
     assert_int_equal(sp_host_missing_layers(&h),
                      SP_LAYER_LANDLOCK | SP_LAYER_SECCOMP | SP_LAYER_LIMITS |
-                         SP_LAYER_USERNS | SP_LAYER_NETNS | SP_LAYER_DISK);
+                         SP_LAYER_USERNS | SP_LAYER_NETNS | SP_LAYER_DISK |
+                         SP_LAYER_IDMAP | SP_LAYER_IDRANGE);
 
     char *text = sp_host_to_json(&h);
     assert_non_null(text);
