@@ -75,6 +75,29 @@ static void test_paths(void **state)
     assert_true(sp_path_has_prefix("/x", "/"));
 }
 
+static void test_printable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain.txt", "plain.txt"},
+        {"caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac"}, /* UTF-8 kept */
+        {"a\x1b[2Jb", "a\\x1b[2Jb"},                              /* ESC */
+        {"bel\a nl\n del\x7f", "bel\\x07 nl\\x0a del\\x7f"},
+        {"csi\xc2\x9b" "1m", "csi\\xc2\\x9b1m"},                    /* C1 CSI */
+        {"nbsp\xc2\xa0", "nbsp\xc2\xa0"},                        /* not C1 */
+        {"bad\xff\xc3", "bad\\xff\\xc3"},                        /* not UTF-8 */
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *o = sp_printable(cases[i].in);
+        assert_non_null(o);
+        assert_string_equal(o, cases[i].out);
+        free(o);
+    }
+}
+
 static void test_format(void **state)
 {
     (void)state;
@@ -92,7 +115,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes),     cmocka_unit_test(test_durations),
         cmocka_unit_test(test_uint),      cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format),    cmocka_unit_test(test_printable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
