@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 #include <errno.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "bounds.h"
@@ -216,6 +218,11 @@ char *sp_printable(const char *s)
     }
     out[o] = '\0';
     return out;
+}
+
+int sp_chmod_nofollow(int dirfd, const char *name, mode_t mode)
+{
+    return fchmodat(dirfd, name, mode, AT_SYMLINK_NOFOLLOW);
 }
 
 uint64_t sp_now_us(void)

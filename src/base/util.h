@@ -73,6 +73,12 @@ bool sp_path_has_prefix(const char *path, const char *dir);
  * per byte. malloc'd; NULL when out of memory. */
 char *sp_printable(const char *s);
 
+/* chmod of name in dirfd that never follows a symlink (a tree the sandbox
+ * wrote may swap a directory for a link to a host file between our stat
+ * and our chmod): fchmodat(AT_SYMLINK_NOFOLLOW), which fails (EOPNOTSUPP
+ * or ELOOP) on a symlink. 0 or -1 with errno. */
+int sp_chmod_nofollow(int dirfd, const char *name, mode_t mode);
+
 /* Monotonic clock in microseconds. */
 uint64_t sp_now_us(void);
 
