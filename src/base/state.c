@@ -289,7 +289,7 @@ int sp_rm_rf_at(int at, const char *name)
     int fd = openat(at, name,
                     O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == EACCES) {
-        if (fchmodat(at, name, 0700, 0) < 0) { /* tried; openat says */ }
+        if (sp_chmod_nofollow(at, name, 0700) < 0) { /* tried; openat says */ }
         fd = openat(at, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
     if (fd < 0)

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <errno.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "bounds.h"
@@ -182,6 +183,48 @@ bool sp_path_has_prefix(const char *path, const char *dir)
         return path[0] == '/';
     size_t n = strlen(dir);
     return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
+char *sp_printable(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = malloc(n * 4 + 1);
+    if (!out)
+        return NULL;
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0; i < n;) {
+        size_t len = p[i] < 0x80 ? 1
+                     : (p[i] & 0xe0) == 0xc0 ? 2
+                     : (p[i] & 0xf0) == 0xe0 ? 3
+                     : (p[i] & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = len > 0 && i + len <= n && (len == 1 || p[i] >= 0xc2);
+        for (size_t k = 1; ok && k < len; k++)
+            ok = (p[i + k] & 0xc0) == 0x80;
+        /* C0 and DEL; C1 is 0xc2 0x80..0x9f (both bytes escaped) */
+        size_t k = 1;
+        if (ok && len == 1 && (p[i] < 0x20 || p[i] == 0x7f))
+            ok = false;
+        if (ok && len == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0) {
+            ok = false;
+            k = 2;
+        }
+        if (ok) {
+            memcpy(out + o, p + i, len);
+            o += len;
+            i += len;
+            continue;
+        }
+        for (size_t j = 0; j < k; j++, i++)
+            o += (size_t)snprintf(out + o, 5, "\\x%02x", p[i]);
+    }
+    out[o] = '\0';
+    return out;
+}
+
+int sp_chmod_nofollow(int dirfd, const char *name, mode_t mode)
+{
+    return fchmodat(dirfd, name, mode, AT_SYMLINK_NOFOLLOW);
 }
 
 uint64_t sp_now_us(void)

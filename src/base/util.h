@@ -67,6 +67,19 @@ int sp_path_normalize(const char *in, char *out, size_t len);
 /* Is `path` equal to or below `dir` (both normalized)? */
 bool sp_path_has_prefix(const char *path, const char *dir);
 
+/* A name from a sandbox (file name, link target) as safe text for a
+ * terminal and for JSON: valid UTF-8 is kept but for control characters
+ * (C0, DEL and the C1 range U+0080..U+009F, which terminals read as
+ * escapes); each of those and each byte that is not UTF-8 becomes "\xNN"
+ * per byte. malloc'd; NULL when out of memory. */
+char *sp_printable(const char *s);
+
+/* chmod of name in dirfd that never follows a symlink (a tree the sandbox
+ * wrote may swap a directory for a link to a host file between our stat
+ * and our chmod): fchmodat(AT_SYMLINK_NOFOLLOW), which fails (EOPNOTSUPP
+ * or ELOOP) on a symlink. 0 or -1 with errno. */
+int sp_chmod_nofollow(int dirfd, const char *name, mode_t mode);
+
 /* Monotonic clock in microseconds. */
 uint64_t sp_now_us(void);
 

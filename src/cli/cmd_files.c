@@ -26,6 +26,7 @@
 #include "cli.h"
 #include "cmd_files.h"
 #include "sp_archive.h"
+#include "util.h"
 #include "workspace.h"
 
 static int fail(const sp_error *err)
@@ -221,9 +222,18 @@ static void print_entry(json_t *e)
              : strcmp(type, "symlink") == 0 ? 'l'
              : strcmp(type, "file") == 0    ? '-'
                                             : type[0];
+    /* Names and link targets come from the sandbox: no raw ESC, BEL or
+     * newline reaches the terminal (escaped as diff does). */
+    char *sp = sp_printable(path ? path : "?");
+    char *st = target ? sp_printable(target) : NULL;
+    if (t != 'd' && t != 'l' && t != '-' && t != '?' &&
+        !(t >= 'a' && t <= 'z'))
+        t = '?';
     printf("%c %04llo %12lld %s %s%s%s\n", t, (unsigned long long)mode,
-           (long long)size, ts, path ? path : "?", target ? " -> " : "",
-           target ? target : "");
+           (long long)size, ts, sp ? sp : "?", target ? " -> " : "",
+           target ? (st ? st : "?") : "");
+    free(sp);
+    free(st);
 }
 
 static int files_ls(int argc, char **argv)

@@ -18,7 +18,13 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bounds.h"
@@ -139,13 +145,25 @@ static void relay_step(struct relay *r, bool drain)
         relay_close(r);
 }
 
-static bool passable(int fd)
+/* Whether the caller's fd i (0 stdin, 1 stdout, 2 stderr) may enter the
+ * sandbox as it is: only /dev/null, and for stdout/stderr an anonymous pipe
+ * opened write-only. Anything else would let the sandboxed program write
+ * around the secrets' redaction (a socket or terminal as stdin is
+ * writable: `cat /run/secrets/T >&0`), read the caller's terminal or peer
+ * (a terminal or socket as stdout is readable), or reopen a named FIFO or
+ * file through /proc/self/fd: it goes through a relay pipe instead
+ * (docs/secrets.md). */
+static bool passable(int fd, int i)
 {
     int fl = fcntl(fd, F_GETFL);
     struct stat sb;
     if (fl < 0 || (fl & O_PATH) || fstat(fd, &sb) < 0)
         return false;
-    return S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode) || S_ISCHR(sb.st_mode);
+    if (S_ISCHR(sb.st_mode) && sb.st_rdev == makedev(1, 3))
+        return true;
+    struct statfs sf;
+    return i > 0 && S_ISFIFO(sb.st_mode) && (fl & O_ACCMODE) == O_WRONLY &&
+           fstatfs(fd, &sf) == 0 && sf.f_type == PIPEFS_MAGIC;
 }
 
 static int reply_error(const struct sp_proto_msg *m, sp_error *err)
@@ -208,10 +226,10 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
                 rc = sp_error_set(err, errno, "/dev/null");
                 goto out;
             }
-        } else if (passable(fd)) {
+        } else if (passable(fd, i)) {
             pass[i] = fd;
         } else {
-            /* A regular file (or anything else) must not enter the
+            /* A file, terminal, socket or stdin pipe must not enter the
              * sandbox as a descriptor: relay it through a pipe. */
             int p[2];
             struct relay *r = calloc(1, sizeof(*r));
@@ -292,6 +310,9 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
                 continue;
             if (r->output && r->from >= 0)
                 pfd[n] = (struct pollfd){r->from, POLLIN, 0};
+            else if (!r->output && r->to >= 0 && r->len == r->off && !r->eof)
+                pfd[n] = (struct pollfd){r->from, POLLIN, 0}; /* wait for
+                                                  input: never block on it */
             else if (!r->output && r->to >= 0)
                 pfd[n] = (struct pollfd){r->to, POLLOUT, 0};
             else

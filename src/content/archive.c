@@ -1174,6 +1174,27 @@ static int arch_out(void *ctx, const void *data, size_t len)
     return 0;
 }
 
+/* A symlink target with the secrets redacted, NUL-terminated and
+ * malloc'd; NULL when that fails (the caller writes a marker). */
+static char *redact_target(const char *t, size_t n)
+{
+    char *out = NULL;
+    size_t ol = 0;
+    if (sp_redact_buffer(sp_secrets_agent()->redact, t, n, &out, &ol) < 0)
+        return NULL;
+    char *z = realloc(out, ol + 1);
+    if (!z) {
+        free(out);
+        return NULL;
+    }
+    z[ol] = '\0';
+    if (strlen(z) != ol) {
+        free(z);
+        return NULL;
+    }
+    return z;
+}
+
 /* One pass over fd's first size bytes through a redacting stream. */
 static int redact_pass(struct cstate *c, int fd, uint64_t size,
                        sp_redact_out_fn out, void *ctx)
@@ -1267,7 +1288,15 @@ static int add_tree(struct cstate *c, int dirfd, const char *base,
                                  shown);
         target[n] = '\0';
         archive_entry_set_filetype(e, AE_IFLNK);
-        archive_entry_set_symlink(e, target);
+        /* Secrets: a link target is bytes the sandbox chose, as a file's
+         * content is (ln -s "$(cat /run/secrets/T)" l): redacted too. */
+        if (sp_secrets_agent()) {
+            char *red = redact_target(target, (size_t)n);
+            archive_entry_set_symlink(e, red ? red : "[REDACTED]");
+            free(red);
+        } else {
+            archive_entry_set_symlink(e, target);
+        }
     } else if (S_ISDIR(st.st_mode)) {
         archive_entry_set_filetype(e, AE_IFDIR);
         fd = openat(dirfd, base,

@@ -415,6 +415,19 @@ struct relay_out {
     bool failed;
 };
 
+/* An env:VAR secret is read: no trace of it stays in this process's
+ * environment, which a supervisor forked from us would keep for its whole
+ * life. /proc/PID/environ shows the original block, so the value's bytes
+ * are overwritten in place as well as unset. */
+static void scrub_env(const char *var)
+{
+    size_t vl = strlen(var);
+    for (char **e = environ; e && *e; e++)
+        if (strncmp(*e, var, vl) == 0 && (*e)[vl] == '=')
+            explicit_bzero(*e + vl + 1, strlen(*e + vl + 1));
+    unsetenv(var);
+}
+
 static int relay_write(void *ctx, const void *data, size_t len)
 {
     struct relay_out *ro = ctx;
@@ -576,6 +589,7 @@ SP_EXPORT int sp_secret_load(const char *spec, char **ret_name,
         if (!(val = malloc(len + 1)))
             return sp_error_set(err, ENOMEM, "secret");
         memcpy(val, v, len + 1);
+        scrub_env(src + 4);
     } else {
         return uerr(err, EINVAL,
                              "--secret %s: give the value as @FILE or "

@@ -405,11 +405,11 @@ static int open_src(int sfd, const char *name, const struct stat *st, int dir)
     if (fd >= 0 || errno != EACCES)
         return fd < 0 ? -errno : fd;
     mode_t need = dir ? 0500 : 0400;
-    if (fchmodat(sfd, name, (st->st_mode & 07777) | need, 0) < 0)
+    if (sp_chmod_nofollow(sfd, name, (st->st_mode & 07777) | need) < 0)
         return -EACCES;
     fd = openat(sfd, name, fl);
     int e = errno;
-    if (fchmodat(sfd, name, st->st_mode & 07777, 0) < 0 && fd >= 0) {
+    if (sp_chmod_nofollow(sfd, name, st->st_mode & 07777) < 0 && fd >= 0) {
         e = errno;
         close(fd);
         fd = -1;
@@ -436,13 +436,13 @@ static int copy_entry(struct copyctx *c, int sfd, int dfd, const char *name,
          * the walk and its mode back after it. */
         bool fixed = false;
         if (!c->root && (st.st_mode & 0500) != 0500) {
-            if (fchmodat(sfd, name, (st.st_mode & 07777) | 0500, 0) < 0)
+            if (sp_chmod_nofollow(sfd, name, (st.st_mode & 07777) | 0500) < 0)
                 return -errno;
             fixed = true;
         }
         int in = open_src(sfd, name, &st, O_DIRECTORY);
         if (in < 0) {
-            if (fixed && fchmodat(sfd, name, st.st_mode & 07777, 0) < 0)
+            if (fixed && sp_chmod_nofollow(sfd, name, st.st_mode & 07777) < 0)
                 return -errno;
             return in;
         }
@@ -462,7 +462,7 @@ static int copy_entry(struct copyctx *c, int sfd, int dfd, const char *name,
         int out = -1;
         if (!into && mkdirat(dfd, name, 0700) < 0)
             out = -errno;
-        else if (into && fchmodat(dfd, name, 0700, 0) < 0)
+        else if (into && sp_chmod_nofollow(dfd, name, 0700) < 0)
             out = -errno; /* writable while we fill it */
         else if ((out = sp_open_dir_at(dfd, name)) < 0)
             out = -errno;
@@ -479,7 +479,7 @@ static int copy_entry(struct copyctx *c, int sfd, int dfd, const char *name,
             close(out);
         }
         close(in);
-        if (fixed && fchmodat(sfd, name, st.st_mode & 07777, 0) < 0 && r == 0)
+        if (fixed && sp_chmod_nofollow(sfd, name, st.st_mode & 07777) < 0 && r == 0)
             r = -errno;
         return r;
     }

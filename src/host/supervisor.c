@@ -21,7 +21,10 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -226,6 +229,37 @@ static const char *fd_refusal(int fd)
     return "is not a pipe, socket or character device";
 }
 
+/* An exec's stdin, stdout or stderr (i = 0, 1, 2) beyond fd_refusal:
+ * only /dev/null or an anonymous pipe in the right direction (stdin the
+ * read end, stdout and stderr the write end). A socket or terminal as
+ * stdin is writable and as stdout readable, so the command could write
+ * around the secrets' redaction (`cat /run/secrets/T >&0` onto an agent's
+ * socketpair) or read the caller's terminal; a named FIFO can be reopened
+ * through /proc/self/fd. docs/secrets.md. */
+static const char *stdio_refusal(int fd, int i)
+{
+    const char *why = fd_refusal(fd);
+    if (why)
+        return why;
+    int fl = fcntl(fd, F_GETFL);
+    struct stat sb;
+    struct statfs sf;
+    if (fl < 0 || fstat(fd, &sb) < 0)
+        return "cannot be inspected";
+    if (S_ISCHR(sb.st_mode) && sb.st_rdev == makedev(1, 3))
+        return NULL;
+    if (S_ISSOCK(sb.st_mode))
+        return "is a socket";
+    if (S_ISCHR(sb.st_mode))
+        return "is a character device other than /dev/null (a terminal?)";
+    if (fstatfs(fd, &sf) < 0 || sf.f_type != PIPEFS_MAGIC)
+        return "is a named FIFO";
+    if ((fl & O_ACCMODE) != (i == 0 ? O_RDONLY : O_WRONLY))
+        return i == 0 ? "is not a pipe's read end"
+                      : "is not a pipe's write end";
+    return NULL;
+}
+
 /* "secret_env": [NAME..] becomes NAME=value entries of the agent's "env"
  * (over the socketpair only: never on disk, never in an argv). */
 static int secret_env_add(struct sv *s, json_t *p, json_t *params,
@@ -369,13 +403,14 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
         goto out;
     }
     for (int i = 0; i < 3; i++) {
-        const char *why = fd_refusal(fds[i]);
+        const char *why = stdio_refusal(fds[i], i);
         if (why) {
             client_send(s, c, sp_proto_error(m->id, SP_RPC_FDS,
                                              "refused %s: the descriptor %s "
-                                             "(only pipes, sockets and "
-                                             "character devices may be "
-                                             "passed)",
+                                             "(only /dev/null and pipes, "
+                                             "stdin the read end, stdout "
+                                             "and stderr the write end; "
+                                             "docs/secrets.md)",
                                              names[i], why));
             goto out;
         }

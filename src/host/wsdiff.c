@@ -45,37 +45,6 @@ struct walk {
     char path[SP_DIFF_MAX_PATH];
 };
 
-/* A name as JSON-safe text: valid UTF-8 is kept, any other byte becomes
- * "\xNN" (a name is bytes; JSON strings are Unicode). */
-static char *printable(const char *s)
-{
-    size_t n = strlen(s);
-    char *out = malloc(n * 4 + 1);
-    if (!out)
-        return NULL;
-    size_t o = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    for (size_t i = 0; i < n;) {
-        size_t len = p[i] < 0x80 ? 1
-                     : (p[i] & 0xe0) == 0xc0 ? 2
-                     : (p[i] & 0xf0) == 0xe0 ? 3
-                     : (p[i] & 0xf8) == 0xf0 ? 4 : 0;
-        bool ok = len > 0 && i + len <= n && (len == 1 || p[i] >= 0xc2);
-        for (size_t k = 1; ok && k < len; k++)
-            ok = (p[i + k] & 0xc0) == 0x80;
-        if (ok && p[i] >= 0x20 && p[i] != 0x7f) {
-            memcpy(out + o, p + i, len);
-            o += len;
-            i += len;
-        } else {
-            o += (size_t)sprintf(out + o, "\\x%02x", p[i]);
-            i++;
-        }
-    }
-    out[o] = '\0';
-    return out;
-}
-
 static void emit(struct walk *w, int kind)
 {
     struct list *l = &w->lists[kind];
@@ -89,7 +58,7 @@ static void emit(struct walk *w, int kind)
         l->v = v;
         l->cap = cap;
     }
-    char *s = printable(w->path);
+    char *s = sp_printable(w->path);
     if (!s) {
         w->oom = true;
         return;

@@ -11,6 +11,7 @@ user (limits only warned about); tests that need root skip otherwise.
 
 import ctypes
 import fcntl
+import json
 import os
 import re
 import socket
@@ -620,3 +621,31 @@ def test_system_dir_workspace(cwd, attack):
     assert p.stdout == "" and "docs/policy.md" in p.stderr, p
     assert open("/proc/sys/kernel/hostname").read() == before
     assert not os.path.exists("/dev/escape-node")
+
+
+def test_workspace_exec_setid_and_openat2(tmp_path):
+    """The same filter for a workspace's execs: set-id modes EPERM, openat2
+    ENOSYS (the exec filter) — while the agent's own file API, which needs
+    openat2, still works."""
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chmod(tmp_path, 0o755)
+    env = dict(os.environ, SANDPIT_STATE=str(state))
+
+    def sp_(*args, **kw):
+        return subprocess.run([SANDPIT, *args], env=env, capture_output=True,
+                              text=True, timeout=TIMEOUT, **kw)
+    r = sp_("create", "esc", "-q", "--ro", ESCAPE_DIR)
+    assert r.returncode == 0, r.stderr
+    try:
+        r = sp_("exec", "esc", "--", ESCAPE, "setid", "chmod", "f")
+        assert r.stdout.strip() == "errno EPERM", r
+        r = sp_("exec", "esc", "--", ESCAPE, "openat2", "g")
+        assert r.stdout.strip() == "errno ENOSYS", r
+        r = sp_("write", "esc", "w.txt", input="via the agent\n")
+        assert r.returncode == 0, r.stderr
+        assert sp_("cat", "esc", "w.txt").stdout == "via the agent\n"
+        r = sp_("stat", "esc", "f", "--json")
+        assert json.loads(r.stdout)["mode"] & 0o6000 == 0, r.stdout
+    finally:
+        sp_("rm", "-f", "esc")

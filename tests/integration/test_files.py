@@ -135,6 +135,20 @@ def test_stat_and_ls(state, w):
     assert r.returncode == 125 and "not a regular file" in r.stderr
 
 
+def test_ls_stat_escape_control_chars(state, w):
+    """Names and link targets from the sandbox reach the terminal escaped
+    as diff escapes them: no raw ESC, BEL or newline."""
+    assert sh(state, w, "printf x > \"$(printf 'a\\033]0;pwn\\007b')\" && "
+              "ln -s \"$(printf 't\\033[2J\\nu')\" lnk").returncode == 0
+    for args in (["ls", w], ["stat", w, "lnk"]):
+        r = sp(state, *args)
+        assert r.returncode == 0, r.stderr
+        assert "\x1b" not in r.stdout and "\x07" not in r.stdout, r.stdout
+        assert r.stdout.count("\n") == (2 if args[0] == "ls" else 1), r.stdout
+    assert "a\\x1b]0;pwn\\x07b" in sp(state, "ls", w).stdout
+    assert "lnk -> t\\x1b[2J\\x0au" in sp(state, "stat", w, "lnk").stdout
+
+
 def test_ls_pages_past_10000(state, w):
     assert sh(state, w, "mkdir many && cd many && "
               "i=0; while [ $i -lt 10050 ]; do : > f$i; i=$((i+1)); done"

@@ -218,7 +218,7 @@ def test_import_oci_layout_and_run(state, img):
            "/bin/sh", "-c", "touch /bin/new 2>/dev/null && echo wrote")
     assert "wrote" not in r.stdout
     # The policy shows the image and its tree instead of system paths.
-    r = sp(state, "policy", "show", "--image", "busy")
+    r = sp(state, "policy", "show", "--image", "busy", "--no-workspace")
     assert r.returncode == 0, r.stderr
     pol = json.loads(r.stdout)
     assert pol["image"] == "busy"
@@ -389,7 +389,8 @@ def test_bad_inputs_refused(state, img, tmp_path):
     junk.mkdir()
     r = sp(state, "image", "import", str(junk), "--name", "j")
     assert r.returncode == 125 and "neither" in r.stderr
-    r = sp(state, "run", "-q", "--image", "nosuch", "--", "/bin/true")
+    r = sp(state, "run", "-q", "--image", "nosuch", "--no-workspace", "--",
+           "/bin/true")
     assert r.returncode == 125 and "no image named" in r.stderr
     r = sp(state, "image", "rm", "nosuch")
     assert r.returncode == 125
@@ -418,7 +419,8 @@ def test_run_rootfs_dir(state, img, ws):
     # The host's root is not a rootfs; neither is a missing path or a file.
     for bad, msg in (("/", "host's root"), (str(img["dir"] / "nope"), "rootfs"),
                      (str(img["rootfs"] / "etc" / "marker"), "not a directory")):
-        r = sp(state, "run", "-q", "--rootfs", bad, "--", "/bin/true")
+        r = sp(state, "run", "-q", "--rootfs", bad, "--no-workspace", "--",
+               "/bin/true")
         assert r.returncode == 125 and msg in r.stderr, (bad, r.stderr)
     # A workspace on a rootfs: writes go to its layers, not the rootfs.
     create(state, "wroot", "--rootfs", rootfs)

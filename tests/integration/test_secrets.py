@@ -9,10 +9,13 @@ windows that cut a value), shell output, service logs, and `serve` execs
 (the wsjob path). Real workspaces; as root and as an ordinary user."""
 import base64
 import hashlib
+import io
 import json
 import os
+import pty
 import socket
 import subprocess
+import tarfile
 import time
 
 import pytest
@@ -126,6 +129,8 @@ def test_files_inside_and_nothing_in_state(state, sws):
         except PermissionError:
             continue
         assert VALUE.encode() not in data
+        # env:VAR: removed from the supervisor's environment once read
+        assert b"other-value-1234" not in data, f
 
 
 def test_env_only_when_asked(state, sws):
@@ -486,3 +491,132 @@ def test_timeout_and_no_relay_left(state, sws):
             break
         time.sleep(0.2)
     assert r.stdout.strip() == "1"
+
+
+# ---- descriptors that lead out (docs/secrets.md) ----------------------------
+
+def _exec_with(state, script, stdin, stdout, *flags, ws="s"):
+    e = dict(os.environ, SANDPIT_STATE=state)
+    return subprocess.run([SANDPIT, "exec", ws, *flags, "--", "sh", "-c",
+                           script], stdin=stdin, stdout=stdout,
+                          stderr=subprocess.PIPE, env=e, timeout=60)
+
+
+def _drain(sock):
+    sock.setblocking(False)
+    out = b""
+    try:
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                break
+            out += b
+    except BlockingIOError:
+        pass
+    return out
+
+
+def test_stdin_socket_not_a_way_out(state, sws):
+    """exec -i with the caller's stdin a socketpair (as agents run tools):
+    writing the secret to fd 0 never reaches the caller's peer."""
+    mine, theirs = socket.socketpair()
+    mine.sendall(b"input line\n")
+    r = _exec_with(state, "read l; echo \"got $l\"; "
+                   "cat /run/secrets/TOKEN >&0; echo rc=$?",
+                   theirs, subprocess.PIPE, "-i")
+    leaked = _drain(mine)
+    theirs.close()
+    mine.close()
+    assert VALUE.encode() not in leaked, leaked
+    assert leaked == b"", leaked
+    assert b"got input line" in r.stdout, r
+    assert b"rc=0" not in r.stdout, r  # fd 0 is a pipe's read end
+
+
+def test_stdout_socket_redacted_and_unreadable(state, sws):
+    """stdout a socket: the output is redacted, and the command cannot read
+    what the caller's peer sends on it."""
+    mine, theirs = socket.socketpair()
+    mine.sendall(b"from the peer\n")
+    r = _exec_with(state, "cat /run/secrets/TOKEN; echo; "
+                   "head -c 13 <&1 >&2; echo rc=$? >&2",
+                   subprocess.DEVNULL, theirs)
+    out = _drain(mine)
+    theirs.close()
+    mine.close()
+    assert VALUE.encode() not in out and RED.encode() in out, out
+    assert b"from the peer" not in r.stderr, r.stderr
+    assert b"rc=0" not in r.stderr, r.stderr
+    # The same in a workspace without secrets (no redacting relay there).
+    create(state, "plain")
+    mine, theirs = socket.socketpair()
+    mine.sendall(b"from the peer\n")
+    r = _exec_with(state, "head -c 13 <&1 >&2; echo rc=$? >&2",
+                   subprocess.DEVNULL, theirs, ws="plain")
+    theirs.close()
+    mine.close()
+    assert b"from the peer" not in r.stderr, r.stderr
+    assert b"rc=0" not in r.stderr, r.stderr
+
+
+def test_stdout_terminal_unreadable(state):
+    """Without -i/-t the caller's terminal is never readable: fd 1 is a
+    terminal outside, a write-only pipe inside."""
+    create(state, "plain")
+    master, slave = pty.openpty()
+    os.write(master, b"typed by the user\n")
+    r = _exec_with(state, "head -c 5 <&1 >&2; echo rc=$? >&2; "
+                   "test -t 1 && echo tty >&2; true", subprocess.DEVNULL,
+                   slave, ws="plain")
+    os.close(slave)
+    assert b"typed" not in r.stderr, r.stderr
+    assert b"rc=0" not in r.stderr and b"tty" not in r.stderr, r.stderr
+    os.close(master)
+
+
+def test_raw_client_writable_stdin_refused(state, sws):
+    """A client of the control socket cannot hand in a socket or terminal
+    as stdin, nor a pipe's read end as stdout."""
+    req = {"id": 1, "method": "exec", "params": {"argv": ["true"]}}
+    a, b = socket.socketpair()
+    r, w = os.pipe()
+    nul = os.open("/dev/null", os.O_RDWR)
+    for fds, want in [([a.fileno(), w, w], "refused stdin"),
+                      ([r, r, w], "refused stdout"),
+                      ([r, w, a.fileno()], "refused stderr")]:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(os.path.join(state, "workspaces", "s", "control.sock"))
+        socket.send_fds(s, [json.dumps(req).encode() + b"\n"], fds)
+        s.settimeout(30)
+        m = json.loads(s.makefile("rb").readline())
+        s.close()
+        assert want in m.get("error", {}).get("message", ""), (want, m)
+    # Control: the right kinds run.
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(os.path.join(state, "workspaces", "s", "control.sock"))
+    socket.send_fds(s, [json.dumps(req).encode() + b"\n"], [nul, w, nul])
+    s.settimeout(30)
+    m = json.loads(s.makefile("rb").readline())
+    s.close()
+    assert m["result"]["status"] == 0, m
+    for fd in (r, w, nul):
+        os.close(fd)
+    a.close()
+    b.close()
+
+
+def test_symlink_targets_redacted_in_export_and_cp(state, sws, tmp_path):
+    """export and cp NAME:DIR carry link targets redacted, as stat does."""
+    assert sh(state, 'mkdir d && ln -s "x/$(cat /run/secrets/TOKEN)/y" d/l'
+              ).returncode == 0
+    e = dict(os.environ, SANDPIT_STATE=state)
+    r = subprocess.run([SANDPIT, "export", "s", "d"], capture_output=True,
+                       env=e, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert VALUE.encode() not in r.stdout
+    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as t:
+        assert t.getmember("d/l").linkname == "x/" + RED + "/y"
+    out = tmp_path / "cpout"
+    r = sp(state, "cp", "s:d", str(out))
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(out / "l") == "x/" + RED + "/y"

@@ -5,7 +5,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -75,6 +79,55 @@ static void test_paths(void **state)
     assert_true(sp_path_has_prefix("/x", "/"));
 }
 
+static void test_printable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain.txt", "plain.txt"},
+        {"caf\xc3\xa9 \xe2\x82\xac", "caf\xc3\xa9 \xe2\x82\xac"}, /* UTF-8 kept */
+        {"a\x1b[2Jb", "a\\x1b[2Jb"},                              /* ESC */
+        {"bel\a nl\n del\x7f", "bel\\x07 nl\\x0a del\\x7f"},
+        {"csi\xc2\x9b" "1m", "csi\\xc2\\x9b1m"},                    /* C1 CSI */
+        {"nbsp\xc2\xa0", "nbsp\xc2\xa0"},                        /* not C1 */
+        {"bad\xff\xc3", "bad\\xff\\xc3"},                        /* not UTF-8 */
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *o = sp_printable(cases[i].in);
+        assert_non_null(o);
+        assert_string_equal(o, cases[i].out);
+        free(o);
+    }
+}
+
+static void test_chmod_nofollow(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/sp-util-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    assert_true(dfd >= 0);
+    int fd = openat(dfd, "target", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(symlinkat("target", dfd, "link"), 0);
+    /* through the link: refused, the target keeps its mode */
+    assert_int_equal(sp_chmod_nofollow(dfd, "link", 0777), -1);
+    struct stat sb;
+    assert_int_equal(fstatat(dfd, "target", &sb, 0), 0);
+    assert_int_equal(sb.st_mode & 07777, 0600);
+    /* control: the file itself */
+    assert_int_equal(sp_chmod_nofollow(dfd, "target", 0640), 0);
+    assert_int_equal(fstatat(dfd, "target", &sb, 0), 0);
+    assert_int_equal(sb.st_mode & 07777, 0640);
+    unlinkat(dfd, "link", 0);
+    unlinkat(dfd, "target", 0);
+    close(dfd);
+    rmdir(dir);
+}
+
 static void test_format(void **state)
 {
     (void)state;
@@ -92,7 +145,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sizes),     cmocka_unit_test(test_durations),
         cmocka_unit_test(test_uint),      cmocka_unit_test(test_paths),
-        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format),    cmocka_unit_test(test_printable),
+        cmocka_unit_test(test_chmod_nofollow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
