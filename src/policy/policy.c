@@ -494,69 +494,90 @@ static int parse_limits(struct sp_policy *p, const json_t *obj,
     return 0;
 }
 
+/* A policy array: fn for each entry, in order, with its name ("key[i]")
+ * for messages; the value must be an array (`what` says of what). */
+typedef int (*entry_fn)(struct sp_policy *p, const json_t *v,
+                        const char *full, const char *origin, sp_error *err);
+
+static int parse_array(struct sp_policy *p, const json_t *arr, const char *key,
+                       const char *what, entry_fn fn, const char *origin,
+                       sp_error *err)
+{
+    if (!json_is_array(arr))
+        return want_type(arr, JSON_ARRAY, origin, key, what, err);
+    size_t i;
+    json_t *v;
+    json_array_foreach((json_t *)arr, i, v) {
+        char full[64];
+        snprintf(full, sizeof(full), "%s[%zu]", key, i);
+        int r = fn(p, v, full, origin, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int parse_mounts_entry(struct sp_policy *p, const json_t *m,
+                              const char *where, const char *origin, sp_error *err)
+{
+    if (!json_is_object(m))
+        return want_type(m, JSON_OBJECT, origin, where, "an object", err);
+    const char *type = NULL, *src = NULL, *dst = NULL;
+    uint64_t size = 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)m, key, v) {
+        char full[96];
+        snprintf(full, sizeof(full), "%s.%s", where, key);
+        int r;
+        if (strcmp(key, "type") == 0)
+            r = get_string(v, origin, full, &type, err);
+        else if (strcmp(key, "src") == 0)
+            r = get_string(v, origin, full, &src, err);
+        else if (strcmp(key, "dst") == 0)
+            r = get_string(v, origin, full, &dst, err);
+        else if (strcmp(key, "size") == 0)
+            r = get_size(v, origin, full, &size, err);
+        else
+            r = sp_error_setk(err, SP_ERR_USAGE, 0,
+                              "%s: unknown key \"%s\"", origin, full);
+        if (r < 0)
+            return r;
+    }
+    enum sp_mount_type t;
+    if (!type)
+        return BAD(where, "missing \"type\" (ro, rw, tmpfs or hide)",
+                   origin, where);
+    if (strcmp(type, "ro") == 0)
+        t = SP_MOUNT_RO;
+    else if (strcmp(type, "rw") == 0)
+        t = SP_MOUNT_RW;
+    else if (strcmp(type, "tmpfs") == 0)
+        t = SP_MOUNT_TMPFS;
+    else if (strcmp(type, "hide") == 0)
+        t = SP_MOUNT_HIDE;
+    else
+        return BAD(where, "type \"%s\" is not one of ro, rw, tmpfs, hide",
+                   origin, where, type);
+    if ((t == SP_MOUNT_RO || t == SP_MOUNT_RW) && !src)
+        return BAD(where, "a %s mount needs \"src\"", origin, where, type);
+    if ((t == SP_MOUNT_TMPFS || t == SP_MOUNT_HIDE) && src)
+        return BAD(where, "a %s mount takes no \"src\"", origin, where,
+                   type);
+    if (!dst)
+        dst = src;
+    if (!dst)
+        return BAD(where, "missing \"dst\"", origin, where);
+    int r = sp_policy_add_mount(p, t, src, dst, size, err);
+    if (r < 0)
+        return sp_error_prefix(err, "%s: %s", origin, where);
+    return 0;
+}
+
 static int parse_mounts(struct sp_policy *p, const json_t *arr,
                         const char *origin, sp_error *err)
 {
-    if (!json_is_array(arr))
-        return want_type(arr, JSON_ARRAY, origin, "mounts", "an array", err);
-    size_t i;
-    json_t *m;
-    json_array_foreach((json_t *)arr, i, m) {
-        char where[64];
-        snprintf(where, sizeof(where), "mounts[%zu]", i);
-        if (!json_is_object(m))
-            return want_type(m, JSON_OBJECT, origin, where, "an object", err);
-        const char *type = NULL, *src = NULL, *dst = NULL;
-        uint64_t size = 0;
-        const char *key;
-        json_t *v;
-        json_object_foreach(m, key, v) {
-            char full[96];
-            snprintf(full, sizeof(full), "%s.%s", where, key);
-            int r;
-            if (strcmp(key, "type") == 0)
-                r = get_string(v, origin, full, &type, err);
-            else if (strcmp(key, "src") == 0)
-                r = get_string(v, origin, full, &src, err);
-            else if (strcmp(key, "dst") == 0)
-                r = get_string(v, origin, full, &dst, err);
-            else if (strcmp(key, "size") == 0)
-                r = get_size(v, origin, full, &size, err);
-            else
-                r = sp_error_setk(err, SP_ERR_USAGE, 0,
-                                  "%s: unknown key \"%s\"", origin, full);
-            if (r < 0)
-                return r;
-        }
-        enum sp_mount_type t;
-        if (!type)
-            return BAD(where, "missing \"type\" (ro, rw, tmpfs or hide)",
-                       origin, where);
-        if (strcmp(type, "ro") == 0)
-            t = SP_MOUNT_RO;
-        else if (strcmp(type, "rw") == 0)
-            t = SP_MOUNT_RW;
-        else if (strcmp(type, "tmpfs") == 0)
-            t = SP_MOUNT_TMPFS;
-        else if (strcmp(type, "hide") == 0)
-            t = SP_MOUNT_HIDE;
-        else
-            return BAD(where, "type \"%s\" is not one of ro, rw, tmpfs, hide",
-                       origin, where, type);
-        if ((t == SP_MOUNT_RO || t == SP_MOUNT_RW) && !src)
-            return BAD(where, "a %s mount needs \"src\"", origin, where, type);
-        if ((t == SP_MOUNT_TMPFS || t == SP_MOUNT_HIDE) && src)
-            return BAD(where, "a %s mount takes no \"src\"", origin, where,
-                       type);
-        if (!dst)
-            dst = src;
-        if (!dst)
-            return BAD(where, "missing \"dst\"", origin, where);
-        int r = sp_policy_add_mount(p, t, src, dst, size, err);
-        if (r < 0)
-            return sp_error_prefix(err, "%s: %s", origin, where);
-    }
-    return 0;
+    return parse_array(p, arr, "mounts", "an array", parse_mounts_entry, origin, err);
 }
 
 static int parse_env(struct sp_policy *p, const json_t *obj, const char *origin,
@@ -610,101 +631,95 @@ static int parse_env(struct sp_policy *p, const json_t *obj, const char *origin,
     return 0;
 }
 
+static int parse_env_pass_entry(struct sp_policy *p, const json_t *v,
+                                const char *full, const char *origin, sp_error *err)
+{
+    const char *name;
+    if (get_string(v, origin, full, &name, err) < 0)
+        return -EINVAL;
+    if (!*name || strchr(name, '=') || strlen(name) > 255)
+        return BAD(full, "\"%.64s\" is not a variable name", origin, full,
+                   name);
+    bool dup = false;
+    for (size_t j = 0; j < p->n_env_pass; j++)
+        dup |= strcmp(p->env_pass[j], name) == 0;
+    if (dup)
+        return 0;
+    if (p->n_env_pass >= SP_MAX_ENV)
+        return BAD("env_pass", "more than %d entries", origin, "env_pass",
+                   SP_MAX_ENV);
+    char **n = realloc(p->env_pass, (p->n_env_pass + 1) * sizeof(char *));
+    if (!n)
+        return sp_error_set(err, ENOMEM, "env_pass");
+    p->env_pass = n;
+    if (!(p->env_pass[p->n_env_pass] = strdup(name)))
+        return sp_error_set(err, ENOMEM, "env_pass");
+    p->n_env_pass++;
+    return 0;
+}
+
 static int parse_env_pass(struct sp_policy *p, const json_t *arr,
                           const char *origin, sp_error *err)
 {
-    if (!json_is_array(arr))
-        return want_type(arr, JSON_ARRAY, origin, "env_pass",
-                         "an array of names", err);
-    size_t i;
-    json_t *v;
-    json_array_foreach((json_t *)arr, i, v) {
-        char full[64];
-        snprintf(full, sizeof(full), "env_pass[%zu]", i);
-        const char *name;
-        if (get_string(v, origin, full, &name, err) < 0)
-            return -EINVAL;
-        if (!*name || strchr(name, '=') || strlen(name) > 255)
-            return BAD(full, "\"%.64s\" is not a variable name", origin, full,
-                       name);
-        bool dup = false;
-        for (size_t j = 0; j < p->n_env_pass; j++)
-            dup |= strcmp(p->env_pass[j], name) == 0;
-        if (dup)
-            continue;
-        if (p->n_env_pass >= SP_MAX_ENV)
-            return BAD("env_pass", "more than %d entries", origin, "env_pass",
-                       SP_MAX_ENV);
-        char **n = realloc(p->env_pass, (p->n_env_pass + 1) * sizeof(char *));
-        if (!n)
-            return sp_error_set(err, ENOMEM, "env_pass");
-        p->env_pass = n;
-        if (!(p->env_pass[p->n_env_pass] = strdup(name)))
-            return sp_error_set(err, ENOMEM, "env_pass");
-        p->n_env_pass++;
-    }
+    return parse_array(p, arr, "env_pass", "an array of names", parse_env_pass_entry, origin, err);
+}
+
+static int parse_pass_fds_entry(struct sp_policy *p, const json_t *v,
+                                const char *full, const char *origin, sp_error *err)
+{
+    uint64_t fd;
+    if (get_uint(v, origin, full, 65535, &fd, err) < 0)
+        return -EINVAL;
+    if (fd <= 2)
+        return 0; /* 0, 1, 2 always pass */
+    bool dup = false;
+    for (size_t j = 0; j < p->n_pass_fds; j++)
+        dup |= p->pass_fds[j] == (int)fd;
+    if (dup)
+        return 0;
+    if (p->n_pass_fds >= SP_MAX_PASS_FDS)
+        return BAD("pass_fds", "more than %d fds", origin, "pass_fds",
+                   SP_MAX_PASS_FDS);
+    int *n = realloc(p->pass_fds, (p->n_pass_fds + 1) * sizeof(int));
+    if (!n)
+        return sp_error_set(err, ENOMEM, "pass_fds");
+    p->pass_fds = n;
+    p->pass_fds[p->n_pass_fds++] = (int)fd;
     return 0;
 }
 
 static int parse_pass_fds(struct sp_policy *p, const json_t *arr,
                           const char *origin, sp_error *err)
 {
-    if (!json_is_array(arr))
-        return want_type(arr, JSON_ARRAY, origin, "pass_fds",
-                         "an array of fd numbers", err);
-    size_t i;
-    json_t *v;
-    json_array_foreach((json_t *)arr, i, v) {
-        char full[64];
-        snprintf(full, sizeof(full), "pass_fds[%zu]", i);
-        uint64_t fd;
-        if (get_uint(v, origin, full, 65535, &fd, err) < 0)
-            return -EINVAL;
-        if (fd <= 2)
-            continue; /* 0, 1, 2 always pass */
-        bool dup = false;
-        for (size_t j = 0; j < p->n_pass_fds; j++)
-            dup |= p->pass_fds[j] == (int)fd;
-        if (dup)
-            continue;
-        if (p->n_pass_fds >= SP_MAX_PASS_FDS)
-            return BAD("pass_fds", "more than %d fds", origin, "pass_fds",
-                       SP_MAX_PASS_FDS);
-        int *n = realloc(p->pass_fds, (p->n_pass_fds + 1) * sizeof(int));
-        if (!n)
-            return sp_error_set(err, ENOMEM, "pass_fds");
-        p->pass_fds = n;
-        p->pass_fds[p->n_pass_fds++] = (int)fd;
+    return parse_array(p, arr, "pass_fds", "an array of fd numbers", parse_pass_fds_entry, origin, err);
+}
+
+static int parse_require_entry(struct sp_policy *p, const json_t *v,
+                               const char *full, const char *origin, sp_error *err)
+{
+    const char *name;
+    if (get_string(v, origin, full, &name, err) < 0)
+        return -EINVAL;
+    size_t j;
+    for (j = 0; j < SP_ARRAY_SIZE(layer_names); j++)
+        if (strcmp(name, layer_names[j]) == 0)
+            break;
+    if (j == SP_ARRAY_SIZE(layer_names)) {
+        char known[128] = "";
+        for (size_t k = 0; k < SP_ARRAY_SIZE(layer_names); k++)
+            snprintf(known + strlen(known), sizeof(known) - strlen(known),
+                     "%s%s", k ? ", " : "", layer_names[k]);
+        return BAD(full, "\"%s\" is not a layer (%s)", origin, full, name,
+                   known);
     }
+    p->require |= 1u << j;
     return 0;
 }
 
 static int parse_require(struct sp_policy *p, const json_t *arr,
                          const char *origin, sp_error *err)
 {
-    if (!json_is_array(arr))
-        return want_type(arr, JSON_ARRAY, origin, "require",
-                         "an array of layer names", err);
-    size_t i;
-    json_t *v;
-    json_array_foreach((json_t *)arr, i, v) {
-        char full[64];
-        snprintf(full, sizeof(full), "require[%zu]", i);
-        const char *name;
-        if (get_string(v, origin, full, &name, err) < 0)
-            return -EINVAL;
-        size_t j;
-        for (j = 0; j < SP_ARRAY_SIZE(layer_names); j++)
-            if (strcmp(name, layer_names[j]) == 0)
-                break;
-        if (j == SP_ARRAY_SIZE(layer_names))
-            return BAD(full,
-                       "\"%s\" is not a layer (landlock, seccomp, limits, "
-                       "userns, netns, idmap, idrange)",
-                       origin, full, name);
-        p->require |= 1u << j;
-    }
-    return 0;
+    return parse_array(p, arr, "require", "an array of layer names", parse_require_entry, origin, err);
 }
 
 static int path_key(const json_t *v, const char *origin, const char *key,
