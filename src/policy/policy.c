@@ -517,8 +517,9 @@ static int parse_array(struct sp_policy *p, const json_t *arr, const char *key,
     return 0;
 }
 
-static int parse_mounts_entry(struct sp_policy *p, const json_t *m,
-                              const char *where, const char *origin, sp_error *err)
+static int mount_entry(struct sp_policy *p, const json_t *m,
+                       const char *where, const char *origin,
+                       sp_error *err)
 {
     if (!json_is_object(m))
         return want_type(m, JSON_OBJECT, origin, where, "an object", err);
@@ -574,12 +575,6 @@ static int parse_mounts_entry(struct sp_policy *p, const json_t *m,
     return 0;
 }
 
-static int parse_mounts(struct sp_policy *p, const json_t *arr,
-                        const char *origin, sp_error *err)
-{
-    return parse_array(p, arr, "mounts", "an array", parse_mounts_entry, origin, err);
-}
-
 static int parse_env(struct sp_policy *p, const json_t *obj, const char *origin,
                      sp_error *err)
 {
@@ -631,8 +626,9 @@ static int parse_env(struct sp_policy *p, const json_t *obj, const char *origin,
     return 0;
 }
 
-static int parse_env_pass_entry(struct sp_policy *p, const json_t *v,
-                                const char *full, const char *origin, sp_error *err)
+static int env_pass_entry(struct sp_policy *p, const json_t *v,
+                          const char *full, const char *origin,
+                          sp_error *err)
 {
     const char *name;
     if (get_string(v, origin, full, &name, err) < 0)
@@ -658,14 +654,9 @@ static int parse_env_pass_entry(struct sp_policy *p, const json_t *v,
     return 0;
 }
 
-static int parse_env_pass(struct sp_policy *p, const json_t *arr,
-                          const char *origin, sp_error *err)
-{
-    return parse_array(p, arr, "env_pass", "an array of names", parse_env_pass_entry, origin, err);
-}
-
-static int parse_pass_fds_entry(struct sp_policy *p, const json_t *v,
-                                const char *full, const char *origin, sp_error *err)
+static int pass_fd_entry(struct sp_policy *p, const json_t *v,
+                         const char *full, const char *origin,
+                         sp_error *err)
 {
     uint64_t fd;
     if (get_uint(v, origin, full, 65535, &fd, err) < 0)
@@ -688,14 +679,9 @@ static int parse_pass_fds_entry(struct sp_policy *p, const json_t *v,
     return 0;
 }
 
-static int parse_pass_fds(struct sp_policy *p, const json_t *arr,
-                          const char *origin, sp_error *err)
-{
-    return parse_array(p, arr, "pass_fds", "an array of fd numbers", parse_pass_fds_entry, origin, err);
-}
-
-static int parse_require_entry(struct sp_policy *p, const json_t *v,
-                               const char *full, const char *origin, sp_error *err)
+static int require_entry(struct sp_policy *p, const json_t *v,
+                         const char *full, const char *origin,
+                         sp_error *err)
 {
     const char *name;
     if (get_string(v, origin, full, &name, err) < 0)
@@ -714,12 +700,6 @@ static int parse_require_entry(struct sp_policy *p, const json_t *v,
     }
     p->require |= 1u << j;
     return 0;
-}
-
-static int parse_require(struct sp_policy *p, const json_t *arr,
-                         const char *origin, sp_error *err)
-{
-    return parse_array(p, arr, "require", "an array of layer names", parse_require_entry, origin, err);
 }
 
 static int path_key(const json_t *v, const char *origin, const char *key,
@@ -843,13 +823,15 @@ static int apply_object(struct sp_policy *p, const json_t *root,
                 r = BAD(key, "\"%s\" is not one of rw, ro, none", origin, key,
                         s);
         } else if (strcmp(key, "mounts") == 0) {
-            r = parse_mounts(p, v, origin, err);
+            r = parse_array(p, v, "mounts", "an array",
+                            mount_entry, origin, err);
         } else if (strcmp(key, "cwd") == 0) {
             r = path_key(v, origin, key, &p->cwd, true, err);
         } else if (strcmp(key, "env") == 0) {
             r = parse_env(p, v, origin, err);
         } else if (strcmp(key, "env_pass") == 0) {
-            r = parse_env_pass(p, v, origin, err);
+            r = parse_array(p, v, "env_pass", "an array of names",
+                            env_pass_entry, origin, err);
         } else if (strcmp(key, "clear_env") == 0) {
             r = get_bool(v, origin, key, &p->clear_env, err);
         } else if (strcmp(key, "uid") == 0) {
@@ -876,7 +858,8 @@ static int apply_object(struct sp_policy *p, const json_t *root,
             else if (set_string(&p->hostname, s) < 0)
                 r = sp_error_set(err, ENOMEM, "hostname");
         } else if (strcmp(key, "pass_fds") == 0) {
-            r = parse_pass_fds(p, v, origin, err);
+            r = parse_array(p, v, "pass_fds", "an array of fd numbers",
+                            pass_fd_entry, origin, err);
         } else if (strcmp(key, "timeout") == 0) {
             r = get_duration(v, origin, key, &p->timeout, err);
         } else if (strcmp(key, "kill_after") == 0) {
@@ -910,7 +893,8 @@ static int apply_object(struct sp_policy *p, const json_t *root,
         } else if (strcmp(key, "allow_system_ro") == 0) {
             r = get_bool(v, origin, key, &p->allow_system_ro, err);
         } else if (strcmp(key, "require") == 0) {
-            r = parse_require(p, v, origin, err);
+            r = parse_array(p, v, "require", "an array of layer names",
+                            require_entry, origin, err);
         } else if (strcmp(key, "rootfs") == 0) {
             r = path_key(v, origin, key, &p->rootfs, true, err);
         } else if (strcmp(key, "image") == 0 || strcmp(key, "images") == 0 ||
