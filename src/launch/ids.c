@@ -6,7 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +68,35 @@ const char *sp_ids_helper(bool gid)
     return NULL;
 }
 
+/* The login name of uid from /etc/passwd, read directly: getpwuid() in a
+ * static binary loads NSS modules at every start (as newuidmap itself
+ * matches /etc/subuid by name or by number, a missing name is fine). */
+static const char *user_name(uid_t uid, char *buf, size_t len)
+{
+    FILE *f = fopen("/etc/passwd", "re");
+    if (!f)
+        return NULL;
+    char line[1024];
+    const char *found = NULL;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char *save = NULL;
+        char *name = strtok_r(line, ":\n", &save);
+        char *pw = strtok_r(NULL, ":\n", &save);
+        char *id = strtok_r(NULL, ":\n", &save);
+        char *end;
+        if (!name || !pw || !id)
+            continue;
+        errno = 0;
+        unsigned long v = strtoul(id, &end, 10);
+        if (errno || *end || v != (unsigned long)uid)
+            continue;
+        snprintf(buf, len, "%s", name);
+        found = buf;
+    }
+    fclose(f);
+    return found;
+}
+
 void sp_ids_plan(struct sp_ids *ids)
 {
     memset(ids, 0, sizeof(*ids));
@@ -88,17 +117,14 @@ void sp_ids_plan(struct sp_ids *ids)
         return;
     }
     ids->kind = SP_IDS_SINGLE;
-    char pwbuf[4096];
-    struct passwd pw, *res = NULL;
-    const char *name = NULL;
-    if (getpwuid_r(me, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
-        name = res->pw_name;
+    char namebuf[256];
+    const char *name = user_name(me, namebuf, sizeof(namebuf));
     const char *hu = sp_ids_helper(false), *hg = sp_ids_helper(true);
     int ru = sp_ids_subrange("/etc/subuid", name, me, &ids->uid);
     int rg = sp_ids_subrange("/etc/subgid", name, me, &ids->gid);
     if (ru < 0 || rg < 0) {
         snprintf(ids->why, sizeof(ids->why),
-                 "no /etc/%s entry for %s", ru < 0 ? "subuid" : "subgid",
+                 "no /etc/%s entry for %.64s", ru < 0 ? "subuid" : "subgid",
                  name ? name : "this user");
     } else if (!hu || !hg) {
         snprintf(ids->why, sizeof(ids->why),
@@ -158,17 +184,17 @@ static pid_t helper_start(const char *helper, pid_t pid, const uint32_t *v,
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    pid_t c = fork();
-    if (c == 0) {
-        static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-        dup2(p[1], 2);
-        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (nul >= 0) {
-            dup2(nul, 0);
-            dup2(nul, 1);
-        }
-        execve(helper, argv, envp);
-        _exit(127);
+    /* posix_spawn (vfork): no copy of our page tables for each helper */
+    static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    posix_spawn_file_actions_t fa;
+    pid_t c = -1;
+    if (posix_spawn_file_actions_init(&fa) == 0) {
+        if (posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) == 0 &&
+            posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0) == 0 &&
+            posix_spawn_file_actions_adddup2(&fa, p[1], 2) == 0 &&
+            posix_spawn(&c, helper, &fa, NULL, argv, envp) != 0)
+            c = -1;
+        posix_spawn_file_actions_destroy(&fa);
     }
     close(p[1]);
     if (c < 0) {
