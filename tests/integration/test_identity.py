@@ -266,3 +266,37 @@ def test_workspace_identity(state, tmp_path):
            "echo b >> /workspace/a && stat -c %u /workspace/a")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "0"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="runs sandpit as a user without "
+                    "an /etc/subuid entry (nobody), which needs root")
+def test_single_id_fallback_is_loud():
+    import shutil
+    import tempfile
+    if not shutil.which("runuser"):
+        pytest.skip("no runuser")
+    d = tempfile.mkdtemp(prefix="sandpit-nobody.")   # nobody must reach it
+    os.chmod(d, 0o777)
+    try:
+        single_id_fallback(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def single_id_fallback(d):
+    binary = os.path.abspath(os.environ.get("SANDPIT_BIN", "build/sandpit"))
+
+    def as_nobody(*flags):
+        return subprocess.run(
+            ["runuser", "-u", "nobody", "--", "env", f"HOME={d}", binary,
+             "run", "--memory", "0", "--pids", "0", *flags, "--", "/bin/sh",
+             "-c", "cat /proc/self/uid_map"],
+            cwd=d, capture_output=True, text=True, timeout=60)
+    r = as_nobody()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "65534", "1"]
+    assert "only your own id is mapped inside" in r.stderr
+    assert "--require idrange" in r.stderr
+    r = as_nobody("--require", "idrange")
+    assert r.returncode == 125
+    assert "--require idrange: only one id can be mapped inside" in r.stderr
