@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -293,6 +294,74 @@ int sp_ids_write(pid_t pid, const struct sp_ids *ids, uint32_t uid,
     if (r < 0)
         return r;
     return write_single(pid, false, uid, err);
+}
+
+/* "0 B+u 1 / 1 B+1 u-1 / u B 1 / u+1 B+u+1 rest": ids swapped 0 <-> u. */
+static void swapped_map(const struct sp_idrange *r, uint32_t u, char *buf,
+                        size_t len)
+{
+    size_t n = 0;
+    if (u == 0) {
+        snprintf(buf, len, "0 %u %u\n", r->start, r->count);
+        return;
+    }
+    n += (size_t)snprintf(buf + n, len - n, "0 %u 1\n", r->start + u);
+    if (u > 1)
+        n += (size_t)snprintf(buf + n, len - n, "1 %u %u\n", r->start + 1, u - 1);
+    n += (size_t)snprintf(buf + n, len - n, "%u %u 1\n", u, r->start);
+    if (u + 1 < r->count)
+        snprintf(buf + n, len - n, "%u %u %u\n", u + 1, r->start + u + 1,
+                 r->count - u - 1);
+}
+
+int sp_ids_swapped_userns(const struct sp_ids *ids, uint32_t uid, uint32_t gid)
+{
+    int go[2], ready[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return -errno;
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(go[0]);
+        close(go[1]);
+        return -e;
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        close(go[1]);
+        close(ready[0]);
+        char b = unshare(CLONE_NEWUSER) == 0 ? 'k' : 'e';
+        if (write(ready[1], &b, 1) != 1)
+            _exit(1);
+        if (read(go[0], &b, 1) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    close(go[0]);
+    close(ready[1]);
+    int rc = 0;
+    char b = 0;
+    if (c < 0 || read(ready[0], &b, 1) != 1 || b != 'k')
+        rc = c < 0 ? -errno : -EPERM;
+    close(ready[0]);
+    char path[64], map[160];
+    sp_error err = {0};
+    for (int g = 0; g < 2 && rc == 0; g++) {
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)c,
+                 g ? "gid_map" : "uid_map");
+        swapped_map(g ? &ids->gid : &ids->uid, g ? gid : uid, map, sizeof(map));
+        rc = write_file(path, map, &err);
+    }
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)c);
+        rc = open(path, O_RDONLY | O_CLOEXEC);
+        if (rc < 0)
+            rc = -errno;
+    }
+    close(go[1]);
+    if (c > 0)
+        while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+            ;
+    return rc;
 }
 
 void sp_ids_describe(const struct sp_ids *ids, char *buf, size_t len)

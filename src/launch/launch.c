@@ -957,9 +957,16 @@ static int idmap_apply(struct launch *l, pid_t pid, const sp_run_opts *o,
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
-    _cleanup_close_ int ns = open(path, O_RDONLY | O_CLOEXEC);
+    /* --uid/--gid N: the caller's files are the sandbox's user's there
+     * (host 0 <-> N swapped), as for an ordinary user (ids.h) */
+    const struct sp_policy *p = l->p;
+    _cleanup_close_ int ns =
+        p->uid || p->gid ? sp_ids_swapped_userns(&l->ids, p->uid, p->gid)
+                         : open(path, O_RDONLY | O_CLOEXEC);
     if (ns < 0)
-        return sp_error_set(err, errno, "cannot open %s", path);
+        return sp_error_set(err, p->uid || p->gid ? -ns : errno,
+                            "cannot make the user namespace to ID-map "
+                            "through");
     struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP,
                            .userns_fd = (uint64_t)ns};
     size_t total = l->plan.n + (size_t)l->plan.n_idm;

@@ -300,3 +300,18 @@ def single_id_fallback(d):
     r = as_nobody("--require", "idrange")
     assert r.returncode == 125
     assert "--require idrange: only one id can be mapped inside" in r.stderr
+
+
+def test_uid_inside_keeps_callers_ownership(ws):
+    # --uid N: the caller's files are N's inside, N's new files the
+    # caller's on the host (root: the ID-mapped workspace swaps 0 and N;
+    # a user: its own id is N)
+    (ws / "mine").write_text("x\n")
+    r = sh("stat -c %u:%g mine; echo y > made; stat -c %u:%g made; id -u",
+           ws, flags=["--uid", "1000", "--gid", "1000"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1000:1000", "1000:1000", "1000"]
+    st = os.stat(ws / "made")
+    assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+    if IS_ROOT:
+        assert uid_map(ws)[0][1] != 0
