@@ -882,7 +882,9 @@ static int plan_idmapped_layers(struct launch *l, sp_error *err)
             return sp_error_setk(err, SP_ERR_SYSTEM, e, "cannot clone %s",
                                  trees[k]);
         }
-        l->idm_what[pl->n_idm] = trees[k];
+        /* (relbase is replaced below: name the state dir in words) */
+        l->idm_what[pl->n_idm] =
+            trees[k] == pl->relbase[1] ? "the state directory" : trees[k];
         pl->idm_fd[pl->n_idm++] = fd;
         from[n_from][0] = trees[k];
         from[n_from++][1] = at[k];
