@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "bounds.h"
+#include "state.h"
 #include "util.h"
 
 int sp_ids_subrange(const char *file, const char *name, uid_t uid,
@@ -362,6 +363,58 @@ int sp_ids_swapped_userns(const struct sp_ids *ids, uint32_t uid, uint32_t gid)
         while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
             ;
     return rc;
+}
+
+int sp_ids_rm_rf_at(int dirfd, const char *name)
+{
+    int r = sp_rm_rf_at(dirfd, name);
+    if ((r != -EACCES && r != -EPERM) || geteuid() == 0)
+        return r;
+    struct sp_ids ids;
+    sp_ids_plan(&ids);
+    if (ids.kind != SP_IDS_SUB)
+        return r;
+    /* A child in a user namespace of its own, mapped as the sandbox's
+     * (the caller 0, its subordinate ids 1..): as that namespace's root it
+     * may remove files of every id mapped there. */
+    int go[2], ready[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return r;
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        close(go[0]);
+        close(go[1]);
+        return r;
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        close(go[1]);
+        close(ready[0]);
+        char b = unshare(CLONE_NEWUSER) == 0 ? 'k' : 'e';
+        if (write(ready[1], &b, 1) != 1 || b != 'k')
+            _exit(100);
+        if (read(go[0], &b, 1) != 1 || b != 'm')
+            _exit(101);
+        _exit(sp_rm_rf_at(dirfd, name) < 0 ? 1 : 0);
+    }
+    close(go[0]);
+    close(ready[1]);
+    char b = 0;
+    bool ok = c > 0 && read(ready[0], &b, 1) == 1 && b == 'k';
+    close(ready[0]);
+    if (ok) {
+        bool fell_back = false;
+        sp_error err = {0};
+        ok = sp_ids_write(c, &ids, 0, 0, &fell_back, &err) == 0 && !fell_back;
+    }
+    b = ok ? 'm' : 'x';
+    if (c > 0 && write(go[1], &b, 1) != 1) { /* the child sees EOF */ }
+    close(go[1]);
+    if (c < 0)
+        return r;
+    int st = 0;
+    while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : r;
 }
 
 void sp_ids_describe(const struct sp_ids *ids, char *buf, size_t len)

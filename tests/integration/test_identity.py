@@ -315,3 +315,25 @@ def test_uid_inside_keeps_callers_ownership(ws):
     assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
     if IS_ROOT:
         assert uid_map(ws)[0][1] != 0
+
+
+def test_reset_and_rm_remove_what_the_sandbox_chowned(state):
+    # files chowned inside to other ids are a user's subordinate ids on the
+    # host: reset and rm must still remove them (docs/security.md)
+    if not host_gives_range():
+        pytest.skip("no /etc/subuid range for this user (single-id fallback)")
+    name = create(state, "chowned")
+    script = ("mkdir -p /workspace/d/sub && touch /workspace/d/sub/f && "
+              "chmod 700 /workspace/d /workspace/d/sub && "
+              "chown -R 1234:1234 /workspace/d && mkdir -p /opt/x && "
+              "touch /opt/x/y && chown -R 77:77 /opt/x")
+    r = sp(state, "exec", name, "--", "/bin/sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "reset", name)
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "exec", name, "--", "/bin/sh", "-c",
+           "test ! -e /workspace/d && test ! -e /opt/x && " + script)
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "rm", "-f", name)
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(os.path.join(state, "workspaces")) == []
