@@ -30,6 +30,7 @@
 
 #include "bounds.h"
 #include "error.h"
+#include "ids.h"
 #include "portfwd.h"
 #include "proto.h"
 #include "secrets.h"
@@ -519,7 +520,7 @@ SP_EXPORT int sp_ws_rm(const char *name, bool force, sp_error *err)
     int r = 0;
     if (rootfd < 0 || renameat(rootfd, name, rootfd, tmp) < 0)
         r = sp_error_set(err, errno, "cannot remove workspace %s", name);
-    else if ((r = sp_rm_rf_at(rootfd, tmp)) < 0)
+    else if ((r = sp_ids_rm_rf_at(rootfd, tmp)) < 0)
         sp_error_set(err, -r, "cannot remove workspace %s completely", name);
     close(lockfd);
     if (r == 0) {

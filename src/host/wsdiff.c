@@ -22,6 +22,7 @@
 
 #include "bounds.h"
 #include "error.h"
+#include "ids.h"
 #include "secrets.h"
 #include "layerstore.h"
 #include "mountplan.h"
@@ -489,7 +490,7 @@ static int empty_dir(int dirfd, const char *name)
     while ((de = readdir(dir))) {
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
             continue;
-        int r = sp_rm_rf_at(fd, de->d_name);
+        int r = sp_ids_rm_rf_at(fd, de->d_name);
         if (r < 0 && rc == 0)
             rc = r;
     }

@@ -6,7 +6,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <pwd.h>
+#include <sched.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "bounds.h"
+#include "state.h"
 #include "util.h"
 
 int sp_ids_subrange(const char *file, const char *name, uid_t uid,
@@ -68,6 +70,35 @@ const char *sp_ids_helper(bool gid)
     return NULL;
 }
 
+/* The login name of uid from /etc/passwd, read directly: getpwuid() in a
+ * static binary loads NSS modules at every start (as newuidmap itself
+ * matches /etc/subuid by name or by number, a missing name is fine). */
+static const char *user_name(uid_t uid, char *buf, size_t len)
+{
+    FILE *f = fopen("/etc/passwd", "re");
+    if (!f)
+        return NULL;
+    char line[1024];
+    const char *found = NULL;
+    while (!found && fgets(line, sizeof(line), f)) {
+        char *save = NULL;
+        char *name = strtok_r(line, ":\n", &save);
+        char *pw = strtok_r(NULL, ":\n", &save);
+        char *id = strtok_r(NULL, ":\n", &save);
+        char *end;
+        if (!name || !pw || !id)
+            continue;
+        errno = 0;
+        unsigned long v = strtoul(id, &end, 10);
+        if (errno || *end || v != (unsigned long)uid)
+            continue;
+        snprintf(buf, len, "%s", name);
+        found = buf;
+    }
+    fclose(f);
+    return found;
+}
+
 void sp_ids_plan(struct sp_ids *ids)
 {
     memset(ids, 0, sizeof(*ids));
@@ -88,17 +119,14 @@ void sp_ids_plan(struct sp_ids *ids)
         return;
     }
     ids->kind = SP_IDS_SINGLE;
-    char pwbuf[4096];
-    struct passwd pw, *res = NULL;
-    const char *name = NULL;
-    if (getpwuid_r(me, &pw, pwbuf, sizeof(pwbuf), &res) == 0 && res)
-        name = res->pw_name;
+    char namebuf[256];
+    const char *name = user_name(me, namebuf, sizeof(namebuf));
     const char *hu = sp_ids_helper(false), *hg = sp_ids_helper(true);
     int ru = sp_ids_subrange("/etc/subuid", name, me, &ids->uid);
     int rg = sp_ids_subrange("/etc/subgid", name, me, &ids->gid);
     if (ru < 0 || rg < 0) {
         snprintf(ids->why, sizeof(ids->why),
-                 "no /etc/%s entry for %s", ru < 0 ? "subuid" : "subgid",
+                 "no /etc/%s entry for %.64s", ru < 0 ? "subuid" : "subgid",
                  name ? name : "this user");
     } else if (!hu || !hg) {
         snprintf(ids->why, sizeof(ids->why),
@@ -158,17 +186,17 @@ static pid_t helper_start(const char *helper, pid_t pid, const uint32_t *v,
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    pid_t c = fork();
-    if (c == 0) {
-        static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-        dup2(p[1], 2);
-        int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (nul >= 0) {
-            dup2(nul, 0);
-            dup2(nul, 1);
-        }
-        execve(helper, argv, envp);
-        _exit(127);
+    /* posix_spawn (vfork): no copy of our page tables for each helper */
+    static char *const envp[] = {"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+    posix_spawn_file_actions_t fa;
+    pid_t c = -1;
+    if (posix_spawn_file_actions_init(&fa) == 0) {
+        if (posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) == 0 &&
+            posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0) == 0 &&
+            posix_spawn_file_actions_adddup2(&fa, p[1], 2) == 0 &&
+            posix_spawn(&c, helper, &fa, NULL, argv, envp) != 0)
+            c = -1;
+        posix_spawn_file_actions_destroy(&fa);
     }
     close(p[1]);
     if (c < 0) {
@@ -267,6 +295,126 @@ int sp_ids_write(pid_t pid, const struct sp_ids *ids, uint32_t uid,
     if (r < 0)
         return r;
     return write_single(pid, false, uid, err);
+}
+
+/* "0 B+u 1 / 1 B+1 u-1 / u B 1 / u+1 B+u+1 rest": ids swapped 0 <-> u. */
+static void swapped_map(const struct sp_idrange *r, uint32_t u, char *buf,
+                        size_t len)
+{
+    size_t n = 0;
+    if (u == 0) {
+        snprintf(buf, len, "0 %u %u\n", r->start, r->count);
+        return;
+    }
+    n += (size_t)snprintf(buf + n, len - n, "0 %u 1\n", r->start + u);
+    if (u > 1)
+        n += (size_t)snprintf(buf + n, len - n, "1 %u %u\n", r->start + 1, u - 1);
+    n += (size_t)snprintf(buf + n, len - n, "%u %u 1\n", u, r->start);
+    if (u + 1 < r->count)
+        snprintf(buf + n, len - n, "%u %u %u\n", u + 1, r->start + u + 1,
+                 r->count - u - 1);
+}
+
+int sp_ids_swapped_userns(const struct sp_ids *ids, uint32_t uid, uint32_t gid)
+{
+    int go[2], ready[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return -errno;
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(go[0]);
+        close(go[1]);
+        return -e;
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        close(go[1]);
+        close(ready[0]);
+        char b = unshare(CLONE_NEWUSER) == 0 ? 'k' : 'e';
+        if (write(ready[1], &b, 1) != 1)
+            _exit(1);
+        if (read(go[0], &b, 1) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    close(go[0]);
+    close(ready[1]);
+    int rc = 0;
+    char b = 0;
+    if (c < 0 || read(ready[0], &b, 1) != 1 || b != 'k')
+        rc = c < 0 ? -errno : -EPERM;
+    close(ready[0]);
+    char path[64], map[160];
+    sp_error err = {0};
+    for (int g = 0; g < 2 && rc == 0; g++) {
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int)c,
+                 g ? "gid_map" : "uid_map");
+        swapped_map(g ? &ids->gid : &ids->uid, g ? gid : uid, map, sizeof(map));
+        rc = write_file(path, map, &err);
+    }
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)c);
+        rc = open(path, O_RDONLY | O_CLOEXEC);
+        if (rc < 0)
+            rc = -errno;
+    }
+    close(go[1]);
+    if (c > 0)
+        while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+            ;
+    return rc;
+}
+
+int sp_ids_rm_rf_at(int dirfd, const char *name)
+{
+    int r = sp_rm_rf_at(dirfd, name);
+    if ((r != -EACCES && r != -EPERM) || geteuid() == 0)
+        return r;
+    struct sp_ids ids;
+    sp_ids_plan(&ids);
+    if (ids.kind != SP_IDS_SUB)
+        return r;
+    /* A child in a user namespace of its own, mapped as the sandbox's
+     * (the caller 0, its subordinate ids 1..): as that namespace's root it
+     * may remove files of every id mapped there. */
+    int go[2], ready[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        return r;
+    if (pipe2(ready, O_CLOEXEC) < 0) {
+        close(go[0]);
+        close(go[1]);
+        return r;
+    }
+    pid_t c = fork();
+    if (c == 0) {
+        close(go[1]);
+        close(ready[0]);
+        char b = unshare(CLONE_NEWUSER) == 0 ? 'k' : 'e';
+        if (write(ready[1], &b, 1) != 1 || b != 'k')
+            _exit(100);
+        if (read(go[0], &b, 1) != 1 || b != 'm')
+            _exit(101);
+        _exit(sp_rm_rf_at(dirfd, name) < 0 ? 1 : 0);
+    }
+    close(go[0]);
+    close(ready[1]);
+    char b = 0;
+    bool ok = c > 0 && read(ready[0], &b, 1) == 1 && b == 'k';
+    close(ready[0]);
+    if (ok) {
+        bool fell_back = false;
+        sp_error err = {0};
+        ok = sp_ids_write(c, &ids, 0, 0, &fell_back, &err) == 0 && !fell_back;
+    }
+    b = ok ? 'm' : 'x';
+    if (c > 0 && write(go[1], &b, 1) != 1) { /* the child sees EOF */ }
+    close(go[1]);
+    if (c < 0)
+        return r;
+    int st = 0;
+    while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : r;
 }
 
 void sp_ids_describe(const struct sp_ids *ids, char *buf, size_t len)

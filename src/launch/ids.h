@@ -53,6 +53,19 @@ const char *sp_ids_helper(bool gid);
 int sp_ids_write(pid_t pid, const struct sp_ids *ids, uint32_t uid,
                  uint32_t gid, bool *fell_back, sp_error *err);
 
+/* Root callers with --uid/--gid other than 0: a user namespace to ID-map
+ * the workspace through in which the caller's files (host 0) are the
+ * sandbox's user (uid/gid) and that user's are host root's, as for an
+ * ordinary user, whose own id is the sandbox's user. The range itself
+ * stays ids->uid/gid. Returns an fd of the namespace or -errno. */
+int sp_ids_swapped_userns(const struct sp_ids *ids, uint32_t uid, uint32_t gid);
+
+/* sp_rm_rf_at (state.h), and where that fails with EACCES/EPERM for an
+ * ordinary user with a range: again in a user namespace with the same
+ * maps, where the caller may remove what its sandbox chowned to its
+ * subordinate ids (docs/security.md). Returns 0 or -errno. */
+int sp_ids_rm_rf_at(int dirfd, const char *name);
+
 /* Text for logs and doctor: "host uids 2147221504-2147287039 ..." */
 void sp_ids_describe(const struct sp_ids *ids, char *buf, size_t len);
 

@@ -845,7 +845,9 @@ static int plan_idmapped_layers(struct launch *l, sp_error *err)
             return sp_error_setk(err, SP_ERR_SYSTEM, e, "cannot clone %s",
                                  trees[k]);
         }
-        l->idm_what[pl->n_idm] = trees[k];
+        /* (relbase is replaced below: name the state dir in words) */
+        l->idm_what[pl->n_idm] =
+            trees[k] == pl->relbase[1] ? "the state directory" : trees[k];
         pl->idm_fd[pl->n_idm++] = fd;
         from[n_from][0] = trees[k];
         from[n_from++][1] = at[k];
@@ -920,9 +922,16 @@ static int idmap_apply(struct launch *l, pid_t pid, const sp_run_opts *o,
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
-    _cleanup_close_ int ns = open(path, O_RDONLY | O_CLOEXEC);
+    /* --uid/--gid N: the caller's files are the sandbox's user's there
+     * (host 0 <-> N swapped), as for an ordinary user (ids.h) */
+    const struct sp_policy *p = l->p;
+    _cleanup_close_ int ns =
+        p->uid || p->gid ? sp_ids_swapped_userns(&l->ids, p->uid, p->gid)
+                         : open(path, O_RDONLY | O_CLOEXEC);
     if (ns < 0)
-        return sp_error_set(err, errno, "cannot open %s", path);
+        return sp_error_set(err, p->uid || p->gid ? -ns : errno,
+                            "cannot make the user namespace to ID-map "
+                            "through");
     struct mount_attr a = {.attr_set = MOUNT_ATTR_IDMAP,
                            .userns_fd = (uint64_t)ns};
     size_t total = l->plan.n + (size_t)l->plan.n_idm;

@@ -266,3 +266,74 @@ def test_workspace_identity(state, tmp_path):
            "echo b >> /workspace/a && stat -c %u /workspace/a")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "0"
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="runs sandpit as a user without "
+                    "an /etc/subuid entry (nobody), which needs root")
+def test_single_id_fallback_is_loud():
+    import shutil
+    import tempfile
+    if not shutil.which("runuser"):
+        pytest.skip("no runuser")
+    d = tempfile.mkdtemp(prefix="sandpit-nobody.")   # nobody must reach it
+    os.chmod(d, 0o777)
+    try:
+        single_id_fallback(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def single_id_fallback(d):
+    binary = os.path.abspath(os.environ.get("SANDPIT_BIN", "build/sandpit"))
+
+    def as_nobody(*flags):
+        return subprocess.run(
+            ["runuser", "-u", "nobody", "--", "env", f"HOME={d}", binary,
+             "run", "--memory", "0", "--pids", "0", *flags, "--", "/bin/sh",
+             "-c", "cat /proc/self/uid_map"],
+            cwd=d, capture_output=True, text=True, timeout=60)
+    r = as_nobody()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "65534", "1"]
+    assert "only your own id is mapped inside" in r.stderr
+    assert "--require idrange" in r.stderr
+    r = as_nobody("--require", "idrange")
+    assert r.returncode == 125
+    assert "--require idrange: only one id can be mapped inside" in r.stderr
+
+
+def test_uid_inside_keeps_callers_ownership(ws):
+    # --uid N: the caller's files are N's inside, N's new files the
+    # caller's on the host (root: the ID-mapped workspace swaps 0 and N;
+    # a user: its own id is N)
+    (ws / "mine").write_text("x\n")
+    r = sh("stat -c %u:%g mine; echo y > made; stat -c %u:%g made; id -u",
+           ws, flags=["--uid", "1000", "--gid", "1000"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1000:1000", "1000:1000", "1000"]
+    st = os.stat(ws / "made")
+    assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+    if IS_ROOT:
+        assert uid_map(ws)[0][1] != 0
+
+
+def test_reset_and_rm_remove_what_the_sandbox_chowned(state):
+    # files chowned inside to other ids are a user's subordinate ids on the
+    # host: reset and rm must still remove them (docs/security.md)
+    if not host_gives_range():
+        pytest.skip("no /etc/subuid range for this user (single-id fallback)")
+    name = create(state, "chowned")
+    script = ("mkdir -p /workspace/d/sub && touch /workspace/d/sub/f && "
+              "chmod 700 /workspace/d /workspace/d/sub && "
+              "chown -R 1234:1234 /workspace/d && mkdir -p /opt/x && "
+              "touch /opt/x/y && chown -R 77:77 /opt/x")
+    r = sp(state, "exec", name, "--", "/bin/sh", "-c", script)
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "reset", name)
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "exec", name, "--", "/bin/sh", "-c",
+           "test ! -e /workspace/d && test ! -e /opt/x && " + script)
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "rm", "-f", name)
+    assert r.returncode == 0, r.stderr
+    assert os.listdir(os.path.join(state, "workspaces")) == []

@@ -19,7 +19,7 @@ from conftest import IS_ROOT, create, sandpit, sp, start_serve
 # What a manifest covers: paths written by the tests below.
 MANIFEST = r"""
 set -e
-for d in /workspace /usr/local/snapt /home/sandpit/snapt /etc/ssl; do
+for d in /workspace /etc/snapt /home/sandpit/snapt /etc/ssl /etc/hosts; do
   [ -e "$d" ] || continue
   find "$d" -xdev -printf '%p %y %m %s %l\n' | LC_ALL=C sort
   find "$d" -xdev -type f -exec sha256sum {} + | LC_ALL=C sort -k2
@@ -78,8 +78,10 @@ def ps(state):
 
 # The host's system trees keep their owner (host root: nobody inside, for a
 # root caller too, docs/security.md), so no sandbox writes (or deletes)
-# there; HOME, the skeleton's /etc and /workspace are the sandbox's.
-SYS = False
+# there; the root skeleton (a new /etc/snapt, the copied /etc/hosts), HOME
+# and /workspace are the sandbox's, so system-side writes and deletions
+# (whiteouts) are tested there, for every caller.
+SYS = True
 
 WRITE = r"""
 set -e
@@ -95,9 +97,9 @@ ln -s /etc/shadow /workspace/hostile-link
 mkfifo /workspace/fifo
 echo home > /home/sandpit/snapt/f
 """ + (r"""
-mkdir -p /usr/local/snapt
-echo sys > /usr/local/snapt/f
-rm -f /etc/ssl/openssl.cnf
+mkdir -p /etc/snapt
+echo sys > /etc/snapt/f
+rm -f /etc/hosts
 """ if SYS else "")
 
 CHANGE = r"""
@@ -111,8 +113,8 @@ echo new > /workspace/new.txt
 mkdir /workspace/d2
 echo other > /home/sandpit/snapt/f
 """ + (r"""
-rm -rf /usr/local/snapt
-echo back > /etc/ssl/openssl.cnf
+rm -rf /etc/snapt
+echo back > /etc/hosts
 """ if SYS else "")
 
 
@@ -132,14 +134,14 @@ def test_snapshot_change_restore_byte_for_byte(state, seed):
     assert "restarted" in r.stdout
     after = manifest(state, "w")
     assert after == before
-    # deletions survive: the whiteout over /etc/ssl/openssl.cnf came back
+    # deletions survive: the whiteout over /etc/hosts came back
     sh(state, "w", "test ! -e /workspace/new.txt && test ! -e /workspace/d2 && "
        "test ! -e /workspace/gone.txt && grep -q edited /workspace/edit.txt")
     if SYS:
-        sh(state, "w", "test ! -e /etc/ssl/openssl.cnf && cat /usr/local/snapt/f")
+        sh(state, "w", "test ! -e /etc/hosts && cat /etc/snapt/f")
     sh(state, "w", "test -p /workspace/fifo && test -L /workspace/hostile-link")
     # the host was never touched
-    assert os.path.exists("/etc/ssl/openssl.cnf")
+    assert os.path.exists("/etc/hosts")
     # list: size and time
     s = snaps(state, "w")["s1"]
     assert s["size"] >= 300000 and s["files"] >= 6
@@ -171,7 +173,7 @@ def test_fork_ten_independent_sharing_layers(state, seed):
     create(state, "base", "--from", seed)
     sh(state, "base", "mkdir -p /workspace/deps && head -c 200000 /dev/urandom"
        " > /workspace/deps/blob && echo ready > /workspace/state && "
-       "rm -f /workspace/gone.txt" + (" /etc/ssl/openssl.cnf" if SYS else ""))
+       "rm -f /workspace/gone.txt" + (" /etc/hosts" if SYS else ""))
     assert sp(state, "snapshot", "base", "prepared").returncode == 0
     before = layers(state)
     assert len(before) == 1
