@@ -45,6 +45,10 @@ try {
   r = await call("exec", { workspace: ws, command: "sleep 30", timeout: 0.5 });
   check(r.structuredContent.outcome?.ended === "timeout" && r.structuredContent.exit_code === 124,
     "timeout: outcome ended timeout", r.structuredContent);
+  // The cgroup counts OOM kills and refused forks; without one (an
+  // ordinary user here) the limits are rlimits that count nothing.
+  const cg = process.env.BOUNDS_CGROUP === "1";
+  if (cg) {
   r = await call("exec", { workspace: ws, command: "head -c 300M /dev/zero | tail >/dev/null" });
   check(r.structuredContent.outcome?.ended === "oom" &&
     r.structuredContent.outcome.limit_bytes === 64 * 1024 * 1024 &&
@@ -53,6 +57,9 @@ try {
   check(r.structuredContent.outcome?.ended === "pids" &&
     r.structuredContent.outcome.limit === 32 && r.structuredContent.outcome.refused_forks >= 1,
     "pids: outcome says the pids limit refused forks", r.structuredContent);
+  } else {
+    console.log("# no cgroup here: oom and pids outcomes not checked");
+  }
 
   // --- 7: an exec ends all it started -----------------------------------------
   r = await call("exec", { workspace: ws, command: "(setsid sleep 1000 &); sleep 999 & echo started" });
