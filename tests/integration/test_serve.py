@@ -693,3 +693,46 @@ def test_operator_timeout_is_a_ceiling(state, tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_results_bounded_and_paged(state, tmp_path):
+    """With --max-output 16384 every reply fits it: file.read pages on from
+    next_offset to the whole file (escaping counted: nothing skipped);
+    file.list is cut to whole entries with truncated and hint;
+    workspace.diff of 5,000 new files comes in pages whose next_offset
+    walks every path."""
+    path = str(tmp_path / "s.sock")
+    p = start_serve(state, path, "--max-output", "16384")
+    try:
+        c = Conn(path)
+        c.call("workspace.create", {"name": "pg"})
+        r = c.call("exec", {"workspace": "pg", "command":
+                            "seq 1 20000 > big.txt; i=0; while [ $i -lt 5000 ]; do : > f$i.txt; i=$((i+1)); done"})
+        assert r["exit_code"] == 0
+        whole, off = "", 0
+        for _ in range(100):
+            r = c.call("file.read", {"workspace": "pg", "path": "big.txt", "offset": off})
+            assert len(json.dumps(r)) <= 16384
+            whole += r["content"]
+            if not r["truncated"]:
+                break
+            off = r["next_offset"]
+        assert whole == "".join(f"{i}\n" for i in range(1, 20001))
+        r = c.call("file.list", {"workspace": "pg"})
+        assert r["truncated"] is True and r["hint"] and r["count"] > 5000
+        assert len(json.dumps(r)) <= 16384
+        seen, off, pages = set(), 0, 0
+        while True:
+            r = c.call("workspace.diff", {"workspace": "pg", "offset": off})
+            assert len(json.dumps(r)) <= 16384
+            pages += 1
+            seen.update(r["added"] + r["modified"] + r["deleted"])
+            if r["next_offset"] is None:
+                break
+            assert r["truncated"] is True
+            off = r["next_offset"]
+        assert pages > 1 and len(seen) == r["total"] and "/workspace/f4999.txt" in seen
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)

@@ -11,7 +11,7 @@ import { CallToolResultSchema } from "@modelcontextprotocol/sdk/types.js";
 import { connect, check, failed, text } from "./lib.mjs";
 
 const ws = `bd-${process.pid}`;
-const { client, transport } = await connect(["--policy", process.env.BOUNDS_POLICY]);
+const { client, transport } = await connect(["--policy", process.env.BOUNDS_POLICY, "--max-output", "16384"]);
 const call = (name, args, opts) =>
   client.callTool({ name, arguments: args }, CallToolResultSchema, opts);
 const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
@@ -109,6 +109,46 @@ try {
   await q.catch(() => { aborted = true; });
   await client.ping();
   check(aborted, "a waiting shell_read can be cancelled");
+
+  // --- 1: results are bounded where they can go on ---------------------------
+  // (this server runs with --max-output 16384, see BOUNDS_MAXOUT)
+  const maxo = 16384;
+  r = await call("exec", { workspace: ws, command: "seq 1 20000 > big.txt; i=0; while [ $i -lt 5000 ]; do : > f$i.txt; i=$((i+1)); done" });
+  check(!r.isError && r.structuredContent.exit_code === 0, "make a 20,000-line file and 5,000 files", r.structuredContent);
+  let whole = "", off = 0, pages = 0;
+  for (; pages < 100; pages++) {
+    r = await call("file_read", { workspace: ws, path: "big.txt", offset: off });
+    const t = text(r);
+    const body = t.slice(t.indexOf("--- content ---\n") + 16);
+    if (pages === 0)
+      check(t.length <= maxo && JSON.stringify(r.structuredContent).length <= maxo &&
+        t.startsWith("{") && t.includes('"next_offset":') && body === r.structuredContent.content,
+        "file_read: the text holds where to go on, then the content as it is, within --max-output",
+        { len: t.length, head: t.slice(0, 200) });
+    whole += r.structuredContent.content;
+    if (!r.structuredContent.truncated) break;
+    off = r.structuredContent.next_offset;
+  }
+  const want = Array.from({ length: 20000 }, (_, i) => `${i + 1}\n`).join("");
+  check(whole === want, "reading on from next_offset gives the whole file, nothing skipped", { pages, got: whole.length, want: want.length });
+  r = await call("file_list", { workspace: ws });
+  check(text(r).length <= maxo && r.structuredContent.truncated === true &&
+    typeof r.structuredContent.hint === "string" && r.structuredContent.count > 5000 &&
+    !text(r).includes("[cut"), "file_list: cut to whole entries, with truncated and hint", { len: text(r).length });
+  // --- 2: workspace_diff is bounded and paged -----------------------------------
+  const seenPaths = new Set();
+  let doff = 0, dpages = 0, total = -1;
+  for (; dpages < 200; dpages++) {
+    r = await call("workspace_diff", { workspace: ws, offset: doff });
+    check(!r.isError && JSON.stringify(r.structuredContent).length <= maxo, `workspace_diff page ${dpages} within --max-output`, r.isError ? r : JSON.stringify(r.structuredContent).length);
+    if (r.isError) break;
+    total = r.structuredContent.total;
+    for (const k of ["added", "modified", "deleted"]) for (const x of r.structuredContent[k]) seenPaths.add(x);
+    if (r.structuredContent.next_offset === null) break;
+    doff = r.structuredContent.next_offset;
+  }
+  check(dpages > 1 && seenPaths.size === total && seenPaths.has("/workspace/f4999.txt"),
+    "workspace_diff pages through every path", { dpages, seen: seenPaths.size, total });
 
   // --- 8: protocol details ------------------------------------------------------
   let cursorErr = null;
