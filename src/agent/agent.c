@@ -657,7 +657,10 @@ static void reap(struct agent *a)
                                            : 125;
             j->sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
             /* A timed-out or abandoned exec ends with its whole group. */
-            if ((j->timed_out || j->cancelled) && j->pid > 0)
+            /* Its group ends with it: after a timeout or a cancel, and
+             * when something in the sandbox killed the shepherd itself
+             * (it has swept the rest otherwise: then this finds none). */
+            if (j->pid > 0)
                 kill(-j->pid, SIGKILL);
             if (j->timed_out)
                 status = 124;
