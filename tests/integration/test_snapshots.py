@@ -262,8 +262,9 @@ print(len(log) // 1000)
 
 def test_snapshot_under_a_continuous_writer_is_consistent(state):
     create(state, "w")
-    r = sp(state, "exec", "w", "--", "/bin/sh", "-c",
-           "python3 -c '%s' >/dev/null 2>&1 &" % WRITER.replace("'", "'\\''"))
+    # A service: what an exec starts in the background ends with it.
+    r = sp(state, "service", "start", "w", "writer", "--", "python3", "-c",
+           WRITER)
     assert r.returncode == 0, r.stderr
     time.sleep(0.5)
     counts = []
@@ -305,9 +306,10 @@ def agent_tree(agent):
 
 def test_pause_stops_cpu_and_requests_wait_or_fail(state):
     create(state, "w")
-    r = sp(state, "exec", "w", "--", "/bin/sh", "-c",
-           "sh -c 'while :; do :; done' >/dev/null 2>&1 &")
-    assert r.returncode == 0
+    # A service: what an exec starts in the background ends with it.
+    r = sp(state, "service", "start", "w", "spin", "--", "sh", "-c",
+           "while :; do :; done")
+    assert r.returncode == 0, r.stderr
     agent = ps(state)["w"]["agent_pid"]
     time.sleep(0.3)
     busy = [p for p, (t, st) in agent_tree(agent).items() if st == "R"]
