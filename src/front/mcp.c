@@ -827,7 +827,10 @@ static void handle_cancel(struct mcp *m, json_t *params)
         struct call *c = m->calls[i];
         if (!c || !json_equal(c->id, rid))
             continue;
-        mlog(m, LOG_INFO_, "exec in %s cancelled", c->ws);
+        if (c->tool)
+            mlog(m, LOG_INFO_, "%s cancelled", c->tool->name);
+        else
+            mlog(m, LOG_INFO_, "exec in %s cancelled", c->ws);
         struct batch *b = c->batch;
         m->calls[i] = NULL;
         call_free(c); /* the connection closes: the command is killed */
