@@ -512,8 +512,11 @@ json_t *sp_ops_shell_open(struct sp_ops *o, json_t *a, sp_error *err)
         num_arg(a, "cols", false, 1, 1000, &cols, err) < 0 ||
         cmd_of(o, a, ws, false, &ex, &keep, err) < 0)
         return NULL;
+    /* The operator's timeout bounds a shell's life, and so every command
+     * typed into it. */
     sp_ws_shell_opts so = {.argv = ex.argv, .env = ex.env, .cwd = ex.cwd,
-                           .rows = (unsigned)rows, .cols = (unsigned)cols};
+                           .rows = (unsigned)rows, .cols = (unsigned)cols,
+                           .timeout = sp_ops_timeout_ceiling(o)};
     int id = sp_ws_shell_open(ws, &so, err);
     sp_ops_exec_free(&ex);
     json_decref(keep);
@@ -647,7 +650,8 @@ static int service_start_req(struct sp_ops *o, json_t *a, struct req *rq,
     sp_ws_service_opts so = {.name = name, .argv = ex.argv, .env = ex.env,
                              .cwd = ex.cwd, .ready = ready, .ready_timeout = rt,
                              .restart_on_failure = restart,
-                             .secret_env = ex.secret_env};
+                             .secret_env = ex.secret_env,
+                             .timeout = sp_ops_timeout_ceiling(o)};
     json_t *p = NULL;
     int r = sp_ws_service_start_params(&so, &p, err);
     sp_ops_exec_free(&ex);

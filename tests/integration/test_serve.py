@@ -736,3 +736,38 @@ def test_results_bounded_and_paged(state, tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_operator_timeout_bounds_shells_and_services(state, tmp_path):
+    """With the operator's {"timeout": 2} a shell is hung up and a service
+    stopped once they have run that long: a command typed into a shell,
+    or a service, never outlives the operator's timeout."""
+    pol = tmp_path / "policy.json"
+    pol.write_text(json.dumps({"timeout": 2}))
+    os.chmod(pol, 0o644)
+    path = str(tmp_path / "s.sock")
+    p = start_serve(state, path, "--policy", str(pol))
+    try:
+        c = Conn(path)
+        c.call("workspace.create", {"name": "tb"})
+        sh = c.call("shell.open", {"workspace": "tb", "command": ["sh"]})["shell"]
+        c.call("shell.write", {"workspace": "tb", "shell": sh, "input": "sleep 1000\n"})
+        r = c.call("service.start", {"workspace": "tb", "name": "s", "command": "sleep 1000"})
+        assert r["state"] == "running", r
+        cur = 0
+        for _ in range(60):
+            rd = c.call("shell.read", {"workspace": "tb", "shell": sh, "cursor": cur, "wait": 0.5})
+            assert "next_cursor" in rd, rd
+            cur = rd["next_cursor"]
+            st = c.call("service.status", {"workspace": "tb", "name": "s"})["services"][0]
+            if rd["ended"] and st["state"] in ("exited", "failed"):
+                break
+            time.sleep(0.2)
+        assert rd["ended"], rd
+        assert st["state"] == "exited" and "timeout" in st["reason"], st
+        procs = c.call("exec", {"workspace": "tb", "command": ["ps", "-eo", "comm="]})["stdout"]
+        assert "sleep" not in procs.split(), procs
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)

@@ -200,6 +200,41 @@ try {
   await c3.close();
 }
 
+// --- 3: a shell and a service live at most the operator's timeout ----------
+{
+  const fs = await import("node:fs");
+  const os = await import("node:os");
+  const path = await import("node:path");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bounds-"));
+  const pol = path.join(dir, "policy.json");
+  fs.writeFileSync(pol, JSON.stringify({ timeout: 2 }));
+  fs.chmodSync(dir, 0o755);
+  fs.chmodSync(pol, 0o644);
+  const w = `${ws}-t`;
+  const { client: c4 } = await connect(["--policy", pol]);
+  const call4 = (name, args) => c4.callTool({ name, arguments: args }, CallToolResultSchema);
+  let r = await call4("workspace_create", { name: w });
+  check(!r.isError, "workspace_create (timeout 2)", r);
+  r = await call4("shell_open", { workspace: w, command: ["sh"] });
+  const sh = r.structuredContent.shell;
+  await call4("shell_write", { workspace: w, shell: sh, input: "sleep 1000\n" });
+  r = await call4("service_start", { workspace: w, name: "s", command: "sleep 1000" });
+  check(!r.isError && r.structuredContent.state === "running", "service_start", r);
+  let rd, st, cur = 0;
+  for (let i = 0; i < 60; i++) {
+    rd = (await call4("shell_read", { workspace: w, shell: sh, cursor: cur, wait: 0.5 })).structuredContent;
+    cur = rd.next_cursor;
+    st = (await call4("service_status", { workspace: w, name: "s" })).structuredContent.services[0];
+    if (rd.ended && ["exited", "failed"].includes(st.state)) break;
+    await sleep(200);
+  }
+  check(rd.ended, "the shell is hung up at the operator's timeout", rd);
+  check(st.state === "exited" && /timeout/.test(st.reason), "the service is stopped at the operator's timeout", st);
+  await call4("workspace_delete", { workspace: w });
+  await c4.close();
+  fs.rmSync(dir, { recursive: true });
+}
+
 if (failed()) {
   console.log(`FAILED: ${failed()}`);
   process.exit(1);
