@@ -40,7 +40,7 @@ struct job {
     pid_t pid;                 /* leader and process group */
     pid_t shep;                /* its shepherd: our child, the one reaped */
     int report;                /* the shepherd says the leader's pid (or
-                                  -errno) here; read when first needed */
+                                  -errno) here; -1 once read */
     int sig;                   /* the signal that ended it, or 0 */
     uint64_t deadline;         /* us; 0 = none */
     uint64_t kill_at;          /* us; 0 = none */
@@ -369,8 +369,8 @@ void sp_agent_gate(void)
 
 /* The shepherd is a fork (it runs on); it vforks the command, which
  * borrows its memory until execve, and reports the command's pid (or
- * -errno) on a pipe, read only when needed (read_report). Returns the
- * shepherd's pid with *report, or -1 with errno. */
+ * -errno) on a pipe (read_report). Returns the shepherd's pid with
+ * *report, or -1 with errno. */
 static pid_t spawn_child(const int *fds, int cwdfd, char **argv, char **envp,
                          const char *path, int *report)
 {
@@ -536,6 +536,19 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
     j->report = report;
     j->shep = shep;
     j->relay = relay;
+    /* The command has started (or could not): read at once, so no exec
+     * holds a descriptor here while it runs. */
+    read_report(j);
+    if (j->pid <= 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "cannot fork: %s",
+                 strerror(j->pid < 0 ? -j->pid : EAGAIN));
+        if (relay > 0)
+            kill(relay, SIGKILL);
+        a->n_jobs--; /* the shepherd is reaped as an unknown child */
+        reply_error(a, id, SP_RPC_EXEC, msg);
+        goto out;
+    }
     if (timeout > 0)
         j->deadline = sp_now_us() + (uint64_t)(timeout * 1e6);
 out:
@@ -656,7 +669,6 @@ static void reap(struct agent *a)
                          : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
                                            : 125;
             j->sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-            /* A timed-out or abandoned exec ends with its whole group. */
             /* Its group ends with it: after a timeout or a cancel, and
              * when something in the sandbox killed the shepherd itself
              * (it has swept the rest otherwise: then this finds none). */
