@@ -38,6 +38,8 @@ struct job {
     json_int_t id;
     pid_t pid;                 /* leader and process group */
     pid_t shep;                /* its shepherd: our child, the one reaped */
+    int report;                /* the shepherd says the leader's pid (or
+                                  -errno) here; -1 once read */
     int sig;                   /* the signal that ended it, or 0 */
     uint64_t deadline;         /* us; 0 = none */
     uint64_t kill_at;          /* us; 0 = none */
@@ -88,9 +90,24 @@ static void reply_error(struct agent *a, json_int_t id, int code,
 /* Signal a job's process group; before its setsid() the group does not
  * exist yet, so fall back to the leader. SIGKILL also tells the shepherd
  * to end every process the command started, wherever it went. */
-static void signal_job(const struct job *j, int sig)
+static void read_report(struct job *j)
 {
-    if (kill(-j->pid, sig) < 0 && errno == ESRCH)
+    if (j->report < 0)
+        return;
+    int32_t msg = 0;
+    ssize_t n;
+    do {
+        n = read(j->report, &msg, sizeof(msg));
+    } while (n < 0 && errno == EINTR);
+    close(j->report);
+    j->report = -1;
+    j->pid = n == (ssize_t)sizeof(msg) ? (pid_t)msg : 0;
+}
+
+static void signal_job(struct job *j, int sig)
+{
+    read_report(j); /* the shepherd writes it before anything else */
+    if (j->pid > 0 && kill(-j->pid, sig) < 0 && errno == ESRCH)
         kill(j->pid, sig);
     if (sig == SIGKILL && j->shep > 0)
         kill(j->shep, SIGUSR1);
@@ -223,6 +240,18 @@ static void shepherd_sweep(pid_t self, pid_t leader, int *lst, bool *ldone)
 {
     pid_t kids[512];
     for (int round = 0; round < 100000; round++) {
+        /* No child at all (the usual end): nothing to list. */
+        int st0 = 0;
+        pid_t w0 = waitpid(-1, &st0, WNOHANG);
+        if (w0 < 0 && errno == ECHILD)
+            return;
+        if (w0 > 0) {
+            if (w0 == leader && !*ldone) {
+                *lst = st0;
+                *ldone = true;
+            }
+            continue;
+        }
         long n = children_of(self, kids, SP_ARRAY_SIZE(kids));
         for (long i = 0; i < n; i++)
             kill(kids[i], SIGKILL);
@@ -303,11 +332,11 @@ static _Noreturn void shepherd(const int *fds, int cwdfd, char **argv,
 }
 
 /* The shepherd is a fork (it runs on); it vforks the command, which
- * borrows its memory until execve. It reports the command's pid (or
- * -errno) on a pipe. Returns the command's pid with *shep set, or -1 with
- * errno. */
+ * borrows its memory until execve, and reports the command's pid (or
+ * -errno) on a pipe (read_report). Returns the shepherd's pid with
+ * *report, or -1 with errno. */
 static pid_t spawn_child(const int *fds, int cwdfd, char **argv, char **envp,
-                         const char *path, pid_t *shep)
+                         const char *path, int *report)
 {
     sp_agent_gate();
     int p[2];
@@ -325,20 +354,8 @@ static pid_t spawn_child(const int *fds, int cwdfd, char **argv, char **envp,
         errno = e;
         return -1;
     }
-    int32_t msg = 0;
-    ssize_t n;
-    do {
-        n = read(p[0], &msg, sizeof(msg));
-    } while (n < 0 && errno == EINTR);
-    close(p[0]);
-    if (n != (ssize_t)sizeof(msg) || msg <= 0) {
-        /* Reaped later as an unknown child. */
-        kill(sp, SIGKILL);
-        errno = n == (ssize_t)sizeof(msg) && msg < 0 ? -msg : EAGAIN;
-        return -1;
-    }
-    *shep = sp;
-    return (pid_t)msg;
+    *report = p[0];
+    return sp;
 }
 
 /* /dev/null needs no relay: nothing written there leaves. */
@@ -454,11 +471,11 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
         reply_error(a, id, SP_RPC_EXEC, msg);
         goto out;
     }
-    pid_t shep = 0;
-    pid_t pid = spawn_child(fds, cwdfd, (char **)argv, envp, path, &shep);
-    if (pid < 0 && relay > 0)
+    int report = -1;
+    pid_t shep = spawn_child(fds, cwdfd, (char **)argv, envp, path, &report);
+    if (shep < 0 && relay > 0)
         kill(relay, SIGKILL);
-    if (pid < 0) {
+    if (shep < 0) {
         char msg[128];
         snprintf(msg, sizeof(msg), "cannot fork: %s", strerror(errno));
         reply_error(a, id, SP_RPC_EXEC, msg);
@@ -468,8 +485,8 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
     struct job *nj = realloc(a->jobs, (a->n_jobs + 1) * sizeof(*nj));
     if (!nj) {
         /* Cannot track it: end it now rather than leak it. */
-        kill(pid, SIGKILL);
         kill(shep, SIGUSR1);
+        close(report);
         if (relay > 0)
             kill(relay, SIGKILL);
         reply_error(a, id, SP_RPC_INTERNAL, "out of memory");
@@ -479,9 +496,23 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
     struct job *j = &a->jobs[a->n_jobs++];
     memset(j, 0, sizeof(*j));
     j->id = id;
-    j->pid = pid;
+    j->pid = 0;
+    j->report = report;
     j->shep = shep;
     j->relay = relay;
+    /* The command has started (or could not): read at once, so no exec
+     * holds a descriptor here while it runs. */
+    read_report(j);
+    if (j->pid <= 0) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "cannot fork: %s",
+                 strerror(j->pid < 0 ? -j->pid : EAGAIN));
+        if (relay > 0)
+            kill(relay, SIGKILL);
+        a->n_jobs--; /* the shepherd is reaped as an unknown child */
+        reply_error(a, id, SP_RPC_EXEC, msg);
+        goto out;
+    }
     if (timeout > 0)
         j->deadline = sp_now_us() + (uint64_t)(timeout * 1e6);
 out:
@@ -556,6 +587,8 @@ static void job_reply(struct agent *a, size_t i)
     json_t *jid = json_integer(j->id);
     send_line(a, sp_proto_result(jid, res));
     json_decref(jid);
+    if (j->report >= 0)
+        close(j->report);
     a->jobs[i] = a->jobs[--a->n_jobs];
 }
 
@@ -581,14 +614,29 @@ static void reap(struct agent *a)
             }
             if (j->shep != w || j->done)
                 continue;
+            read_report(j); /* it has ended: there or not, at once */
+            if (j->pid < 0 || (j->pid == 0 && WIFEXITED(st) &&
+                               WEXITSTATUS(st) == 125)) {
+                /* It could not start the command (the pids limit). */
+                char msg[128];
+                snprintf(msg, sizeof(msg), "cannot fork: %s",
+                         strerror(j->pid < 0 ? -j->pid : EAGAIN));
+                if (j->relay)
+                    kill(j->relay, SIGKILL);
+                reply_error(a, j->id, SP_RPC_EXEC, msg);
+                a->jobs[i] = a->jobs[--a->n_jobs];
+                break;
+            }
             /* The shepherd ends as the command did (and has ended the
              * rest of what it started). */
             int status = WIFEXITED(st)     ? WEXITSTATUS(st)
                          : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
                                            : 125;
             j->sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
-            /* A timed-out or abandoned exec ends with its whole group. */
-            if (j->timed_out || j->cancelled)
+            /* Its group ends with it: after a timeout or a cancel, and
+             * when something in the sandbox killed the shepherd itself
+             * (it has swept the rest otherwise: then this finds none). */
+            if (j->pid > 0)
                 kill(-j->pid, SIGKILL);
             if (j->timed_out)
                 status = 124;

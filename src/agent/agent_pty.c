@@ -43,6 +43,7 @@ struct shell {
     int exit_code;             /* 128+N for signal N */
     bool closing;
     uint64_t kill_at;
+    uint64_t end_at;           /* its "timeout": hung up then; 0 none */
     unsigned rows, cols;
     int64_t created;
     char command[256];
@@ -161,6 +162,7 @@ static void do_open(json_int_t id, json_t *params)
     unsigned rows, cols;
     size_t slot = 0;
     struct shell *s = NULL;
+    double timeout = 0;
 
     while (slot < SP_SHELL_MAX && P.sh[slot])
         slot++;
@@ -181,7 +183,9 @@ static void do_open(json_int_t id, json_t *params)
     }
     if (sp_proto_get_strv(params, "argv", false, 1, SP_MAX_ARGS, SP_MAX_ENV_LEN,
                           &argv, &err) < 0 ||
-        sp_proto_get_string(params, "cwd", false, SP_MAX_PATH, &cwd, &err) < 0) {
+        sp_proto_get_string(params, "cwd", false, SP_MAX_PATH, &cwd, &err) < 0 ||
+        sp_proto_get_number(params, "timeout", false, 0, SP_MAX_TIMEOUT,
+                            &timeout, &err) < 0) {
         sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
         goto out;
     }
@@ -239,6 +243,8 @@ static void do_open(json_int_t id, json_t *params)
     s->rows = rows;
     s->cols = cols;
     s->created = (int64_t)time(NULL);
+    if (timeout > 0)
+        s->end_at = sp_now_us() + (uint64_t)(timeout * 1e6);
     size_t off = 0;
     for (size_t i = 0; av[i] && off + 2 < sizeof(s->command); i++) {
         int k = snprintf(s->command + off, sizeof(s->command) - off, "%s%s",
@@ -308,17 +314,24 @@ static void do_write(json_int_t id, json_t *params, struct shell *s)
     sp_ext_reply(id, json_pack("{s:I}", "queued", (json_int_t)s->in_len));
 }
 
-static void begin_close(struct shell *s)
+/* HUP to the session, KILL after a grace; closing: forget the shell once
+ * it has ended (a timeout keeps it, ended, for its output to be read). */
+static void hang_up(struct shell *s, bool closing)
 {
     if (s->closing)
         return;
-    s->closing = true;
+    s->closing = closing;
     if (s->pid > 0) {
         /* HUP to the session (the shell and its jobs), KILL after a grace. */
         sp_ext_kill_session(s->pid, SIGHUP);
         kill(-s->pid, SIGCONT);
         s->kill_at = sp_now_us() + (uint64_t)(SP_SHELL_CLOSE_GRACE * 1e6);
     }
+}
+
+static void begin_close(struct shell *s)
+{
+    hang_up(s, true);
 }
 
 static bool sp_pty_handle(json_int_t id, const char *method, json_t *params)
@@ -492,10 +505,14 @@ static bool sp_pty_reaped(pid_t pid, int status)
 static uint64_t sp_pty_next_timer(void)
 {
     uint64_t next = 0;
-    for (size_t i = 0; i < SP_SHELL_MAX; i++)
+    for (size_t i = 0; i < SP_SHELL_MAX; i++) {
         if (P.sh[i] && P.sh[i]->kill_at &&
             (!next || P.sh[i]->kill_at < next))
             next = P.sh[i]->kill_at;
+        if (P.sh[i] && P.sh[i]->end_at &&
+            (!next || P.sh[i]->end_at < next))
+            next = P.sh[i]->end_at;
+    }
     return next;
 }
 
@@ -507,6 +524,12 @@ static void sp_pty_timers(uint64_t now)
             s->kill_at = 0;
             sp_ext_kill_session(s->pid, SIGKILL);
             kill(-s->pid, SIGKILL);
+        }
+        if (s && s->end_at && now >= s->end_at) {
+            /* It lived its timeout (the operator's ceiling): hung up. */
+            s->end_at = 0;
+            if (!s->exited)
+                hang_up(s, false);
         }
     }
 }

@@ -53,6 +53,8 @@ struct service {
     bool restart_on_failure;
     double ready_timeout;
     uint64_t ready_deadline, kill_at, restart_at, run_since;
+    uint64_t end_at;           /* its "timeout" from the start; 0 none */
+    double timeout;
     double backoff;
     json_int_t start_id;       /* a start waiting for ready; -1 none */
     json_int_t stop_id;        /* a stop waiting for the end; -1 none */
@@ -541,7 +543,7 @@ static void do_start(json_int_t id, json_t *params)
 {
     const char *name = NULL, *ready = NULL, *restart = NULL;
     sp_error err = {0};
-    double rt = SP_SERVICE_READY_TIMEOUT;
+    double rt = SP_SERVICE_READY_TIMEOUT, lifetime = 0;
     const char **argv = NULL;
     if (sp_proto_get_string(params, "name", true, SP_SERVICE_NAME_MAX + 1,
                             &name, &err) < 0 ||
@@ -549,6 +551,8 @@ static void do_start(json_int_t id, json_t *params)
         sp_proto_get_string(params, "restart", false, 32, &restart, &err) < 0 ||
         sp_proto_get_number(params, "ready_timeout", false, 0.01, SP_MAX_TIMEOUT,
                             &rt, &err) < 0 ||
+        sp_proto_get_number(params, "timeout", false, 0, SP_MAX_TIMEOUT,
+                            &lifetime, &err) < 0 ||
         sp_proto_get_strv(params, "argv", true, 1, SP_MAX_ARGS, SP_MAX_ENV_LEN,
                           &argv, &err) < 0) {
         sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
@@ -604,6 +608,9 @@ static void do_start(json_int_t id, json_t *params)
     s->fd[0] = s->fd[1] = s->pfd = -1;
     s->start_id = s->stop_id = -1;
     s->ready_timeout = rt;
+    s->timeout = lifetime;
+    if (lifetime > 0)
+        s->end_at = sp_now_us() + (uint64_t)(lifetime * 1e6);
     s->restart_on_failure = restart && strcmp(restart, "on-failure") == 0;
     s->backoff = SP_SERVICE_BACKOFF_MIN;
     s->params = json_incref(params);
@@ -999,6 +1006,7 @@ static uint64_t sp_svc_next_timer(void)
             continue;
         CONSIDER(s->kill_at);
         CONSIDER(s->restart_at);
+        CONSIDER(s->end_at);
         if (s->state == ST_STARTING) {
             CONSIDER(s->ready_deadline);
             if (s->pk == PR_FILE || (s->pk != PR_CMD && s->pfd < 0) ||
@@ -1020,6 +1028,26 @@ static void sp_svc_timers(uint64_t now)
             s->kill_at = 0;
             s->stopped_by = "KILL";
             svc_signal(s, SIGKILL);
+        }
+        if (s->end_at && now >= s->end_at) {
+            /* It ran its "timeout" (the operator's ceiling): stopped, not
+             * restarted. */
+            s->end_at = 0;
+            s->restart_on_failure = false;
+            if (!st_final(s->state) || s->state == ST_RESTARTING) {
+                char why[64];
+                snprintf(why, sizeof(why), "ran past its timeout (%.3gs)",
+                         s->timeout);
+                snprintf(s->reason, sizeof(s->reason), "%s", why);
+                if (s->state == ST_RESTARTING) {
+                    s->restart_at = 0;
+                    s->state = ST_FAILED;
+                } else if (s->state == ST_STARTING) {
+                    fail_readiness(s, why);
+                } else {
+                    begin_stop(s, SP_SERVICE_STOP_GRACE);
+                }
+            }
         }
         if (s->restart_at && S.shutting_down && s->state == ST_RESTARTING) {
             s->restart_at = 0;

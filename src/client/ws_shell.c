@@ -240,6 +240,8 @@ SP_EXPORT int sp_ws_shell_open(const char *ws, const sp_ws_shell_opts *o,
         json_object_set_new(p, "rows", json_integer(o->rows));
     if (o && o->cols)
         json_object_set_new(p, "cols", json_integer(o->cols));
+    if (o && o->timeout > 0)
+        json_object_set_new(p, "timeout", json_real(o->timeout));
     json_t *r = NULL;
     int rc = sp_ws_call(ws, "shell.open", p, &r, err);
     int id = 0;
@@ -414,6 +416,8 @@ int sp_ws_service_start_params(const sp_ws_service_opts *o, json_t **ret,
         json_object_set_new(p, "ready", json_string(o->ready));
     if (o->ready_timeout > 0)
         json_object_set_new(p, "ready_timeout", json_real(o->ready_timeout));
+    if (o->timeout > 0)
+        json_object_set_new(p, "timeout", json_real(o->timeout));
     if (o->secret_env && o->secret_env[0])
         json_object_set_new(p, "secret_env", strv_json(o->secret_env));
     json_object_set_new(p, "restart",

@@ -211,8 +211,8 @@ static const struct tool tools[] = {
      "\"required\":[\"exit_code\",\"stdout\",\"stderr\",\"truncated\"]}",
      NULL, false, false},
     {"workspace_diff", "Show changed files",
-     "What the workspace changed against its base: the paths added, modified and deleted (inside the sandbox, e.g. /workspace/src/x.py).",
-     "{\"type\":\"object\",\"properties\":{" WS_PROP "" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     "What the workspace changed against its base: the paths added, modified and deleted (inside the sandbox, e.g. /workspace/src/x.py). Long lists come in pages: \\\"next_offset\\\" (null at the end) is the offset to ask for next.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"offset\":{\"type\":\"integer\",\"description\":\"Where to go on from: the next_offset of the previous call (default 0).\"}" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
      NULL, sp_ops_ws_diff, true, false},
     {"workspace_reset", "Reset a workspace",
      "Throw away every change the workspace made (its files in /workspace, "
@@ -625,6 +625,47 @@ static void exec_reply(struct mcp *m, struct call *c)
     reply(m, c->batch, sp_jrpc_result(c->id, r));
 }
 
+/* The text content of a result: file content and shell or log output as
+ * they are (not JSON-escaped), after a line of the other fields (where
+ * to go on: next_offset, next_cursor, truncated, more); anything else as
+ * JSON, pretty when that fits --max-output, else compact. The operations
+ * bound their payloads so that it fits (rpcops_ws.c); what does not is
+ * cut with a marker, never silently. */
+static char *tool_text(struct mcp *m, json_t *s)
+{
+    static const char *const plain[] = {"content", "output", NULL};
+    for (size_t i = 0; plain[i]; i++) {
+        json_t *v = json_object_get(s, plain[i]);
+        if (!json_is_string(v))
+            continue;
+        json_t *head = json_copy(s);
+        json_object_del(head, plain[i]);
+        char *h = json_dumps(head, JSON_COMPACT);
+        json_decref(head);
+        char *t = NULL;
+        if (!h || asprintf(&t, "%s\n--- %s ---\n%s", h, plain[i],
+                           json_string_value(v)) < 0)
+            t = NULL;
+        free(h);
+        return t;
+    }
+    char *text = json_dumps(s, JSON_INDENT(1));
+    if (text && strlen(text) > m->ops.max_output) {
+        free(text);
+        text = json_dumps(s, JSON_COMPACT);
+    }
+    if (text && strlen(text) > m->ops.max_output) {
+        size_t cut = sp_jrpc_utf8_cut(text, m->ops.max_output);
+        char *t = NULL;
+        if (asprintf(&t, "%.*s\n[cut at --max-output: the whole result is "
+                         "in structuredContent]", (int)cut, text) < 0)
+            t = NULL;
+        free(text);
+        text = t;
+    }
+    return text;
+}
+
 /* A tool's result (s stolen), or its error (s NULL: err, and the
  * operation's details). */
 static json_t *tool_outcome(struct mcp *m, const struct tool *t, json_t *s,
@@ -639,11 +680,7 @@ static json_t *tool_outcome(struct mcp *m, const struct tool *t, json_t *s,
         strcmp(t->name, "workspace_delete") == 0)
         mlog(m, LOG_INFO_, "%s: %s", t->name,
              json_string_value(json_object_get(s, "workspace")));
-    char *text = json_dumps(s, JSON_INDENT(1) | JSON_SORT_KEYS);
-    if (text && strlen(text) > m->ops.max_output) {
-        size_t cut = sp_jrpc_utf8_cut(text, m->ops.max_output);
-        strcpy(text + cut, "\n[truncated]");
-    }
+    char *text = tool_text(m, s);
     json_t *r = tool_result(m, s, text ? text : "");
     free(text);
     return r;
@@ -793,7 +830,10 @@ static void handle_cancel(struct mcp *m, json_t *params)
         struct call *c = m->calls[i];
         if (!c || !json_equal(c->id, rid))
             continue;
-        mlog(m, LOG_INFO_, "exec in %s cancelled", c->ws);
+        if (c->tool)
+            mlog(m, LOG_INFO_, "%s cancelled", c->tool->name);
+        else
+            mlog(m, LOG_INFO_, "exec in %s cancelled", c->ws);
         struct batch *b = c->batch;
         m->calls[i] = NULL;
         call_free(c); /* the connection closes: the command is killed */

@@ -113,15 +113,99 @@ static void set_bytes(json_t *o, const char *key, const char *data, size_t len)
     free(b);
 }
 
+/* Room a result's own fields take beside its payload (path, offsets,
+ * flags): the payload gets max_output less this, so the whole result,
+ * JSON-encoded, fits max_output. */
+#define SP_OPS_RESULT_FIELDS 512
+
+/* The longest prefix of s[0..len), on a UTF-8 boundary, whose JSON string
+ * encoding (jansson's: \n and friends 2 bytes, other controls 6, bytes
+ * as they are) takes at most budget bytes. */
+static size_t fit_json(const char *s, size_t len, size_t budget)
+{
+    size_t used = 2, i = 0;
+    for (; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        size_t w = c == '"' || c == '\\' || c == '\n' || c == '\t' ||
+                           c == '\r' || c == '\b' || c == '\f'
+                       ? 2
+                   : c < 0x20 ? 6
+                              : 1;
+        if (used + w > budget)
+            break;
+        used += w;
+    }
+    return i < len ? sp_jrpc_utf8_cut(s, i) : len;
+}
+
+static size_t payload_budget(const struct sp_ops *o)
+{
+    return o->max_output > 2 * SP_OPS_RESULT_FIELDS
+               ? o->max_output - SP_OPS_RESULT_FIELDS
+               : o->max_output / 2;
+}
+
 /* ---- diff ---------------------------------------------------------------- */
 
+/* Paged: the paths of added, then modified, then deleted are one list;
+ * from "offset" on, as many as fit the result's bound; "next_offset"
+ * continues it (null at the end). */
 json_t *sp_ops_ws_diff(struct sp_ops *o, json_t *a, sp_error *err)
 {
-    static const char *const keys[] = {"workspace", NULL};
+    static const char *const keys[] = {"workspace", "offset", NULL};
     const char *ws = ws_of(o, a, keys, err);
-    if (!ws)
+    double off = 0;
+    if (!ws ||
+        num_arg(a, "offset", false, 0, 9007199254740992.0, &off, err) < 0)
         return NULL;
-    return parse_text(sp_ws_diff_json(ws, err), err);
+    json_t *all = parse_text(sp_ws_diff_json(ws, err), err);
+    if (!all)
+        return NULL;
+    static const char *const kinds[] = {"added", "modified", "deleted"};
+    size_t total = 0;
+    for (int k = 0; k < 3; k++)
+        total += json_array_size(json_object_get(all, kinds[k]));
+    size_t budget = payload_budget(o), used = 0, idx = 0, next = 0;
+    bool cut = false;
+    json_t *arr[3] = {json_array(), json_array(), json_array()};
+    for (int k = 0; k < 3; k++) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(all, kinds[k]), i, v) {
+            size_t at = idx++;
+            if (at < (size_t)off || cut)
+                continue;
+            const char *p = json_string_value(v);
+            /* Quotes, comma, indent; what is escaped, 5 more at most. */
+            size_t w = p ? strlen(p) + 8 : 0;
+            if (p)
+                for (const char *q = p; *q; q++)
+                    w += (unsigned char)*q < 0x20 || *q == '"' || *q == '\\' ? 5 : 0;
+            if (used + w > budget && json_array_size(arr[0]) +
+                                             json_array_size(arr[1]) +
+                                             json_array_size(arr[2]) > 0) {
+                cut = true;
+                next = at;
+                continue;
+            }
+            used += w;
+            json_array_append(arr[k], v);
+        }
+    }
+    bool lib_cut = json_is_true(json_object_get(all, "truncated"));
+    json_t *r = json_pack("{s:s,s:I,s:I,s:o,s:b}", "workspace", ws, "total",
+                          (json_int_t)total, "offset", (json_int_t)off,
+                          "next_offset",
+                          cut ? json_integer((json_int_t)next) : json_null(),
+                          "truncated", cut || lib_cut);
+    if (lib_cut)
+        json_object_set_new(r, "hint",
+                            json_string("the workspace changed more paths "
+                                        "than a diff lists: see docs/limits.md"));
+    for (int k = 0; k < 3; k++)
+        json_object_set_new(r, kinds[k], arr[k]);
+    json_decref(all);
+    return r;
 }
 
 json_t *sp_ops_ws_reset(struct sp_ops *o, json_t *a, sp_error *err)
@@ -162,22 +246,27 @@ json_t *sp_ops_file_list(struct sp_ops *o, json_t *a, sp_error *err)
         char *s = json_dumps(list, JSON_COMPACT);
         size_t len = s ? strlen(s) : 0;
         free(s);
-        if (len <= o->max_output || json_array_size(list) == 0)
+        /* Pretty-printed (as mcp's text shows it) within the payload's
+         * budget: every entry whole, the fields to go on ahead. */
+        len += len / 2;
+        if (len <= payload_budget(o) || json_array_size(list) == 0)
             break;
         size_t n = json_array_size(list);
-        size_t keep = n * o->max_output / (len + 1);
+        size_t keep = n * payload_budget(o) / (len + 1);
         if (keep >= n)
             keep = n - 1;
         while (json_array_size(list) > keep)
             json_array_remove(list, json_array_size(list) - 1);
         cut = true;
     }
-    json_t *r = json_pack("{s:s,s:o,s:I,s:b}", "path", path, "entries", list,
-                          "count", (json_int_t)total, "truncated", cut);
+    json_t *r = json_pack("{s:s,s:I,s:I,s:b}", "path", path, "count",
+                          (json_int_t)total, "listed",
+                          (json_int_t)json_array_size(list), "truncated", cut);
     if (cut)
         json_object_set_new(r, "hint",
                             json_string("the listing was cut: list a "
                                         "subdirectory, or without recursive"));
+    json_object_set_new(r, "entries", list);
     return r;
 }
 
@@ -216,20 +305,31 @@ json_t *sp_ops_file_read(struct sp_ops *o, json_t *a, sp_error *err)
         keep = sp_jrpc_utf8_cut(data, got);
     if (keep == 0)
         keep = got;
-    if (raw != got)
+    if (raw != got) {
         keep = got;
+    } else {
+        /* The whole result, encoded, within max_output: text as its JSON
+         * escaping takes it, other bytes as base64 (4 for 3). */
+        json_t *probe = json_stringn(data ? data : "", keep);
+        size_t fit = probe ? fit_json(data, keep, payload_budget(o))
+                           : payload_budget(o) / 4 * 3;
+        json_decref(probe);
+        if (fit < keep && fit > 0)
+            keep = fit;
+    }
     uint64_t used = raw == got ? keep : raw;
+    /* The fields to go on first, the content last. */
     json_t *res = json_pack("{s:s,s:I,s:I,s:I}", "path", path, "size", size,
                             "offset", (json_int_t)off, "length",
                             (json_int_t)used);
-    set_bytes(res, "content", data, keep);
-    if (raw != got)
-        json_object_set_new(res, "redacted", json_true());
     bool more = (json_int_t)off + (json_int_t)used < size;
     json_object_set_new(res, "truncated", json_boolean(more));
     json_object_set_new(res, "next_offset",
                         more ? json_integer((json_int_t)off + (json_int_t)used)
                              : json_null());
+    if (raw != got)
+        json_object_set_new(res, "redacted", json_true());
+    set_bytes(res, "content", data, keep);
     free(data);
     return res;
 }
@@ -341,19 +441,27 @@ json_t *sp_ops_patch_apply(struct sp_ops *o, json_t *a, sp_error *err)
 
 /* ---- shells and services ------------------------------------------------- */
 
+/* budget: most bytes the output may take JSON-encoded; what does not fit
+ * is left for the next read ("more": true, next_cursor where it starts). */
 static json_t *output_json(const sp_ws_output *out, const char *id_key,
-                           json_t *id)
+                           json_t *id, size_t budget)
 {
+    const char *d = out->data ? out->data : "";
+    size_t len = fit_json(d, out->len, budget);
+    bool more = len < out->len;
     json_t *r = json_object();
     json_object_set_new(r, id_key, id);
-    json_object_set_new(r, "output", sp_jrpc_string_lossy(out->data ? out->data : "", out->len));
     json_object_set_new(r, "cursor", json_integer((json_int_t)out->cursor));
-    json_object_set_new(r, "next_cursor", json_integer((json_int_t)out->next_cursor));
+    json_object_set_new(r, "next_cursor",
+                        json_integer((json_int_t)(more ? out->cursor + len
+                                                       : out->next_cursor)));
+    json_object_set_new(r, "more", json_boolean(more));
     json_object_set_new(r, "dropped", json_integer((json_int_t)out->dropped));
     json_object_set_new(r, "ended", json_boolean(out->ended));
     json_object_set_new(r, "exit_code",
                         out->exit_code >= 0 ? json_integer(out->exit_code) : json_null());
     json_object_set_new(r, "state", json_string(out->state));
+    json_object_set_new(r, "output", sp_jrpc_string_lossy(d, len));
     return r;
 }
 
@@ -404,8 +512,11 @@ json_t *sp_ops_shell_open(struct sp_ops *o, json_t *a, sp_error *err)
         num_arg(a, "cols", false, 1, 1000, &cols, err) < 0 ||
         cmd_of(o, a, ws, false, &ex, &keep, err) < 0)
         return NULL;
+    /* The operator's timeout bounds a shell's life, and so every command
+     * typed into it. */
     sp_ws_shell_opts so = {.argv = ex.argv, .env = ex.env, .cwd = ex.cwd,
-                           .rows = (unsigned)rows, .cols = (unsigned)cols};
+                           .rows = (unsigned)rows, .cols = (unsigned)cols,
+                           .timeout = sp_ops_timeout_ceiling(o)};
     int id = sp_ws_shell_open(ws, &so, err);
     sp_ops_exec_free(&ex);
     json_decref(keep);
@@ -443,6 +554,7 @@ struct sp_ops_pending {
     enum req_kind kind;
     struct sp_ws_acall *call;
     json_t *ctx;                /* what finishing needs: shell, name, stream */
+    size_t budget;              /* payload_budget */
 };
 
 /* A waiting operation's request: ws (in a), the agent's method and params
@@ -538,7 +650,8 @@ static int service_start_req(struct sp_ops *o, json_t *a, struct req *rq,
     sp_ws_service_opts so = {.name = name, .argv = ex.argv, .env = ex.env,
                              .cwd = ex.cwd, .ready = ready, .ready_timeout = rt,
                              .restart_on_failure = restart,
-                             .secret_env = ex.secret_env};
+                             .secret_env = ex.secret_env,
+                             .timeout = sp_ops_timeout_ceiling(o)};
     json_t *p = NULL;
     int r = sp_ws_service_start_params(&so, &p, err);
     sp_ops_exec_free(&ex);
@@ -565,7 +678,7 @@ static int req_of(struct sp_ops *o, sp_ops_fn fn, json_t *a, struct req *rq,
 
 /* The tool's result from the agent's reply (r: borrowed). */
 static json_t *req_finish(enum req_kind kind, json_t *ctx, json_t *r,
-                          sp_error *err)
+                          size_t budget, sp_error *err)
 {
     if (kind == REQ_SERVICE_START) {
         char *js = NULL;
@@ -580,11 +693,15 @@ static json_t *req_finish(enum req_kind kind, json_t *ctx, json_t *r,
         return NULL;
     json_t *res;
     if (kind == REQ_SHELL_READ) {
-        res = output_json(&out, "shell", json_incref(ctx));
+        res = output_json(&out, "shell", json_incref(ctx), budget);
     } else {
         res = output_json(&out, "name",
-                          json_incref(json_object_get(ctx, "name")));
+                          json_incref(json_object_get(ctx, "name")), budget);
         json_object_set(res, "stream", json_object_get(ctx, "stream"));
+        /* the output last: the fields to go on first */
+        json_t *outv = json_incref(json_object_get(res, "output"));
+        json_object_del(res, "output");
+        json_object_set_new(res, "output", outv);
     }
     sp_ws_output_free(&out);
     return res;
@@ -600,7 +717,7 @@ static json_t *req_run(struct sp_ops *o, sp_ops_fn fn, json_t *a,
     json_t *r = NULL;
     json_t *res = NULL;
     if (sp_ws_call(rq.ws, rq.method, json_incref(rq.params), &r, err) == 0)
-        res = req_finish(rq.kind, rq.ctx, r, err);
+        res = req_finish(rq.kind, rq.ctx, r, payload_budget(o), err);
     json_decref(r);
     req_free(&rq);
     return res;
@@ -625,6 +742,7 @@ int sp_ops_start(struct sp_ops *o, sp_ops_fn fn, json_t *a,
     }
     p->kind = rq.kind;
     p->ctx = json_incref(rq.ctx);
+    p->budget = payload_budget(o);
     r = sp_ws_acall_start(rq.ws, rq.method, json_incref(rq.params), &p->call,
                           err);
     req_free(&rq);
@@ -651,7 +769,7 @@ json_t *sp_ops_pending_finish(struct sp_ops_pending *p, sp_error *err)
     json_t *r = sp_ws_acall_result(p->call, err);
     if (!r)
         return NULL;
-    json_t *res = req_finish(p->kind, p->ctx, r, err);
+    json_t *res = req_finish(p->kind, p->ctx, r, p->budget, err);
     json_decref(r);
     return res;
 }

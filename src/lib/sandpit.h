@@ -431,6 +431,8 @@ typedef struct sp_ws_shell_opts {
     char *const *env;          /* extra "K=V" entries; may be NULL */
     const char *cwd;           /* NULL: /workspace */
     unsigned rows, cols;       /* 0: 24 x 80 */
+    double timeout;            /* seconds it may live (then it is hung up,
+                                  as by sp_ws_shell_close); 0: no bound */
 } sp_ws_shell_opts;
 
 /* Output read from a shell or a service log, by cursor (bytes written
@@ -487,6 +489,10 @@ typedef struct sp_ws_service_opts {
     char *const *secret_env;   /* names of the workspace's secrets to set as
                                   NAME=value in its environment; may be NULL
                                   (docs/secrets.md) */
+    double timeout;            /* seconds it may run from its start,
+                                  restarts included (then it is stopped,
+                                  reason "ran past its timeout"); 0: no
+                                  bound */
 } sp_ws_service_opts;
 
 /* Start a service and wait until it is ready (or running, without a

@@ -445,7 +445,8 @@ def test_bounds_sdk(state, tmp_path):
     pol.write_text(json.dumps({"timeout": 20}))
     os.chmod(tmp_path, 0o755)
     os.chmod(pol, 0o644)
-    sdk_script("bounds.mjs", 240, SANDPIT_STATE=state, BOUNDS_POLICY=str(pol))
+    sdk_script("bounds.mjs", 240, SANDPIT_STATE=state, BOUNDS_POLICY=str(pol),
+               BOUNDS_CGROUP="1" if os.geteuid() == 0 else "0")
 
 
 def test_failed_patch_report_is_whole(mcp):

@@ -265,7 +265,7 @@ print(len(log) // 1000)
 
 def test_snapshot_under_a_continuous_writer_is_consistent(state):
     create(state, "w")
-    # A service: an exec's background jobs end with it (docs/workspaces.md).
+    # A service: what an exec starts in the background ends with it.
     r = sp(state, "service", "start", "w", "writer", "--", "python3", "-c",
            WRITER)
     assert r.returncode == 0, r.stderr
@@ -309,6 +309,7 @@ def agent_tree(agent):
 
 def test_pause_stops_cpu_and_requests_wait_or_fail(state):
     create(state, "w")
+    # A service: what an exec starts in the background ends with it.
     r = sp(state, "service", "start", "w", "spin", "--", "sh", "-c",
            "while :; do :; done")
     assert r.returncode == 0, r.stderr

@@ -150,8 +150,13 @@ def test_exit_codes(state):
     r = sp(state, "exec", "codes", "--", "no-such-command")
     assert r.returncode == 127 and "command not found" in r.stderr
     assert sp(state, "exec", "codes", "--", "/etc/passwd").returncode == 126
-    assert sp(state, "exec", "codes", "--", "sh", "-c",
-              "kill -TERM $$").returncode == 128 + signal.SIGTERM
+    r = sp(state, "exec", "codes", "--", "sh", "-c", "kill -TERM $$")
+    assert r.returncode == 128 + signal.SIGTERM
+    # How it ended is said, not left to guess from 143 (issue 18).
+    assert r.stderr == "sandpit: exec: killed by signal 15 (SIGTERM)\n"
+    assert sp(state, "exec", "codes", "--", "sh", "-c", "exit 143").stderr == ""
+    r = sp(state, "exec", "codes", "--timeout", "0.2", "--", "sleep", "30")
+    assert r.returncode == 124 and "timed out" in r.stderr
     assert sp(state, "exec", "codes", "--", "sh", "-c",
               "kill -KILL $$").returncode == 128 + signal.SIGKILL
     r = sp(state, "exec", "codes", "-w", "/nonexistent", "--", "true")
