@@ -400,6 +400,41 @@ def test_service_readiness_kinds(state):
     assert states["dies"] == "failed" and states["f2"] == "failed"
 
 
+def test_http_probe_reads_the_response_before_closing(state):
+    """The http: probe reads the whole response: the service sees a clean
+    close, not a connection reset (which servers log as an error)."""
+    create(state, "w")
+    server = ("import http.server, sys\n"
+              "class H(http.server.BaseHTTPRequestHandler):\n"
+              "    def do_GET(self):\n"
+              "        body = b'x' * 20000\n"
+              "        self.send_response(200)\n"
+              "        self.send_header('Content-Length', str(len(body)))\n"
+              "        self.end_headers()\n"
+              "        for i in range(0, len(body), 1000):\n"
+              "            self.wfile.write(body[i:i + 1000]); self.wfile.flush()\n"
+              "    def log_message(self, *a):\n"
+              "        pass\n"
+              "    def finish(self):\n"
+              "        super().finish()\n"
+              "        try:\n"
+              "            rest = self.connection.recv(10)\n"
+              "            print('closed-clean' if rest == b'' else 'more',\n"
+              "                  flush=True)\n"
+              "        except OSError as e:\n"
+              "            print('reset', e, flush=True)\n"
+              "http.server.HTTPServer(('127.0.0.1', 8077), H).serve_forever()\n")
+    r = svc(state, "start", "w", "web", "--ready",
+            "http:http://127.0.0.1:8077/", "--", "python3", "-c", server)
+    assert r.returncode == 0, r.stderr
+    deadline = time.time() + 10
+    out = ""
+    while time.time() < deadline and "closed" not in out and "reset" not in out:
+        out = svc(state, "logs", "w", "web").stdout
+        time.sleep(0.1)
+    assert "closed-clean" in out and "reset" not in out, out
+
+
 def test_service_bad_input(state):
     create(state, "w")
     for name in ("-x", ".x", "a/b", "x" * 65, "", "a b"):
