@@ -127,6 +127,48 @@ def test_shell_repl_by_cursor(state):
     assert c.ok("shell.list")["shells"] == []
 
 
+def test_piped_shell_ends_at_eof_and_close_command(state):
+    """`printf 'echo hi\\n' | sandpit shell ws` runs the input and exits at
+    its end (the shell's input ends as at a terminal's ^D), with the
+    shell's exit status; `sandpit shell NAME --close ID` hangs a shell up."""
+    create(state, "w")
+    env = dict(os.environ, SANDPIT_STATE=state)
+    r = subprocess.run([SANDPIT, "shell", "w"], input="echo hi-$((6*7))\n",
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "hi-42" in r.stdout
+    # a last line without a newline runs too; its exit status is ours
+    r = subprocess.run([SANDPIT, "shell", "w"], input="echo x; exit 7",
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 7, (r.stdout, r.stderr)
+    lst = json.loads(sp(state, "shells", "w", "--json").stdout)
+    assert lst and all(s["state"] == "exited" for s in lst), lst
+    # --close: a shell whose client keeps its input open
+    p = subprocess.Popen([SANDPIT, "shell", "w", "--", "sleep", "300"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    try:
+        def running():
+            lst = json.loads(sp(state, "shells", "w", "--json").stdout)
+            return [s["shell"] for s in lst if s["state"] == "running"]
+        deadline = time.time() + 10
+        while time.time() < deadline and not running():
+            time.sleep(0.05)
+        ids = running()
+        assert len(ids) == 1
+        r = sp(state, "shell", "w", "--close", str(ids[0]))
+        assert r.returncode == 0, r.stderr
+        p.wait(timeout=10)  # the attach ends with the shell
+        assert not running()
+    finally:
+        p.kill()
+        p.wait()
+    r = sp(state, "shell", "w", "--close", "999")
+    assert r.returncode == 125 and "no shell 999" in r.stderr
+    r = sp(state, "shell", "w", "--close")
+    assert r.returncode == 125 and "--close wants a shell id" in r.stderr
+
+
 def test_default_shell_resize_and_env(state):
     create(state, "w")
     c = Conn(state, "w")
