@@ -397,3 +397,26 @@ void cli_log(void *ctx, int level, const char *msg)
     fprintf(stderr, "sandpit: %s%s\n", level == SP_LOG_WARN ? "warning: " : "",
             msg);
 }
+
+void cli_permute(int argc, char **argv, const char *const *with_value,
+                 int npos)
+{
+    int out = 1; /* where the next positional goes */
+    for (int i = 1; i < argc && npos > 0; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0)
+            break;
+        if (a[0] == '-' && a[1]) {
+            for (size_t k = 0; with_value && with_value[k]; k++)
+                if (strcmp(a, with_value[k]) == 0) {
+                    i++;
+                    break;
+                }
+            continue;
+        }
+        char *p = argv[i];
+        memmove(&argv[out + 1], &argv[out], (size_t)(i - out) * sizeof(*argv));
+        argv[out++] = p;
+        npos--;
+    }
+}

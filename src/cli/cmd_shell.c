@@ -703,6 +703,12 @@ int cmd_service(int argc, char **argv)
     const char *verb = argv[1];
     argc--;
     argv++;
+    /* NAME and SVC may follow the options (NAME alone for ls). */
+    static const char *const with_value[] = {
+        "-e", "--env", "--secret-env", "--cwd", "-w", "--ready",
+        "--ready-timeout", "--restart", "--grace", "--tail", NULL};
+    bool ls = strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0;
+    cli_permute(argc, argv, with_value, ls ? 1 : 2);
     if (strcmp(verb, "start") == 0)
         return svc_start(argc, argv);
     if (strcmp(verb, "logs") == 0)
