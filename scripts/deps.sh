@@ -8,7 +8,9 @@ BUILD_PKGS=(gcc clang meson ninja-build pkg-config libseccomp-dev libjansson-dev
             libacl1-dev libzstd-dev liblz4-dev nettle-dev liblzma-dev
             libbz2-dev zlib1g-dev libxml2-dev libicu-dev)
 TEST_PKGS=(libcmocka-dev python3 python3-pytest iproute2 procps util-linux
-           libclang-rt-14-dev curl openssl git diffutils tmux busybox-static)
+           libclang-rt-14-dev curl openssl git diffutils tmux busybox-static
+           # tests/compat: real tools inside and on the host
+           libpython3.11-testsuite sqlite3 make gcc python3-venv)
 want=("${BUILD_PKGS[@]}")
 if [ "${1:-}" = "--test" ]; then
     want+=("${TEST_PKGS[@]}")
