@@ -21,7 +21,7 @@ enum {
     O_SECCOMP_PROFILE, O_ALLOW_PTRACE, O_REQUIRE, O_POLICY, O_PROFILE,
     O_STATS, O_STATS_JSON, O_VERBOSE, O_QUIET, O_HELP,
     O_NET_POLICY, O_NET_ALLOW_PRIVATE, O_NET_LOG, O_NET_RESOLVER,
-    O_ROOTFS, O_IMAGE,
+    O_ROOTFS, O_IMAGE, O_TCP_PORTS,
 };
 
 static const struct option long_opts[] = {
@@ -48,6 +48,7 @@ static const struct option long_opts[] = {
     {"net-allow-private", no_argument, NULL, O_NET_ALLOW_PRIVATE},
     {"net-log", required_argument, NULL, O_NET_LOG},
     {"net-resolver", required_argument, NULL, O_NET_RESOLVER},
+    {"tcp-ports", required_argument, NULL, O_TCP_PORTS},
     {"memory", required_argument, NULL, O_MEMORY},
     {"pids", required_argument, NULL, O_PIDS},
     {"cpus", required_argument, NULL, O_CPUS},
@@ -106,6 +107,8 @@ void cli_policy_help(void)
         "  --net-log FILE         run: every proxied request as a JSON line\n"
         "  --net-resolver FILE    the proxy resolves names only from this\n"
         "                         hosts-format file (no DNS)\n"
+        "  --tcp-ports P[,P...]   Landlock: TCP bind/connect only on these ports\n"
+        "                         (and published ones); for --net host above all\n"
         "  --memory SIZE          memory limit (default 1G; 0 = none)\n"
         "  --pids N               process limit (default 512; 0 = none)\n"
         "  --cpus F               CPU limit in CPUs (e.g. 0.5)\n"
@@ -241,6 +244,16 @@ static json_t *flag_json(int opt, const char *arg, sp_error *err)
             return wrap(key, json_string(arg));
         j = wrap(key, json_string(abs));
         free(abs);
+        return j;
+    }
+    case O_TCP_PORTS: {
+        j = wrap("tcp_ports", json_array());
+        char *copy = strdup(arg), *save = NULL;
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+             t = strtok_r(NULL, ",", &save))
+            json_array_append_new(json_object_get(j, "tcp_ports"),
+                                  json_string(t));
+        free(copy);
         return j;
     }
     case O_MEMORY: return wrap("limits", wrap("memory", json_string(arg)));

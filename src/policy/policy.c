@@ -660,6 +660,39 @@ static int parse_pass_fds(struct sp_policy *p, const json_t *arr,
     return 0;
 }
 
+/* "tcp_ports": [80, "443"]; replaces an earlier list. */
+static int parse_tcp_ports(struct sp_policy *p, const json_t *arr,
+                           const char *origin, sp_error *err)
+{
+    if (!json_is_array(arr))
+        return want_type(arr, JSON_ARRAY, origin, "tcp_ports",
+                         "an array of TCP port numbers", err);
+    uint16_t ports[SP_MAX_TCP_PORTS];
+    size_t n = 0, i;
+    json_t *v;
+    json_array_foreach((json_t *)arr, i, v) {
+        char full[64];
+        snprintf(full, sizeof(full), "tcp_ports[%zu]", i);
+        uint64_t port;
+        if (get_uint(v, origin, full, 65535, &port, err) < 0)
+            return -EINVAL;
+        if (port == 0)
+            return BAD(full, "port 0 is not a port", origin, full);
+        bool dup = false;
+        for (size_t j = 0; j < n; j++)
+            dup |= ports[j] == port;
+        if (dup)
+            continue;
+        if (n >= SP_MAX_TCP_PORTS)
+            return BAD("tcp_ports", "more than %d ports", origin, "tcp_ports",
+                       SP_MAX_TCP_PORTS);
+        ports[n++] = (uint16_t)port;
+    }
+    memcpy(p->tcp_ports, ports, n * sizeof(*ports));
+    p->n_tcp_ports = n;
+    return 0;
+}
+
 static int parse_require(struct sp_policy *p, const json_t *arr,
                          const char *origin, sp_error *err)
 {
@@ -849,6 +882,8 @@ static int apply_object(struct sp_policy *p, const json_t *root,
             r = get_duration(v, origin, key, &p->kill_after, err);
         } else if (strcmp(key, "publish") == 0) {
             r = sp_publish_parse_json(p, v, origin, err);
+        } else if (strcmp(key, "tcp_ports") == 0) {
+            r = parse_tcp_ports(p, v, origin, err);
         } else if (strcmp(key, "net") == 0) {
             if ((r = get_string(v, origin, key, &s, err)) < 0)
                 return r;
@@ -1183,6 +1218,10 @@ SP_EXPORT char *sp_policy_to_json(const sp_policy *p, sp_error *err)
     json_object_set_new(o, "timeout", json_real(p->timeout));
     json_object_set_new(o, "kill_after", json_real(p->kill_after));
     json_object_set_new(o, "publish", sp_publish_to_json(p));
+    json_t *tp = json_array();
+    for (size_t i = 0; i < p->n_tcp_ports; i++)
+        json_array_append_new(tp, json_integer(p->tcp_ports[i]));
+    json_object_set_new(o, "tcp_ports", tp);
     json_object_set_new(o, "net",
                         json_string(p->net == SP_NET_HOST    ? "host"
                                     : p->net == SP_NET_ALLOW ? "allow"
