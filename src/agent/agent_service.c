@@ -849,8 +849,7 @@ static void probe_step(struct service *s, short revents)
             size_t head = (size_t)(end - s->phead) + 4;
             const char *cl = strcasestr(s->phead, "\ncontent-length:");
             unsigned long long body = 0;
-            if (cl && cl < end &&
-                sscanf(cl + 16, "%llu", &body) == 1 &&
+            if (cl && cl < end && sscanf(cl + 16, "%llu", &body) == 1 &&
                 s->ptotal >= head + body)
                 done = true;
         }

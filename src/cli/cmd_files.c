@@ -92,7 +92,8 @@ static int parse_args(int argc, char **argv, struct args *a)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (flags && strcmp(s, "--") == 0) {
             flags = false;
-        } else if (flags && (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0)) {
+        } else if (flags &&
+                   (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0)) {
             /* No positional count fits -1: every command then prints its
              * usage, through usage_error, to stdout. */
             help_asked = true;
