@@ -14,6 +14,8 @@ TEST_PKGS=(libcmocka-dev python3 python3-pytest iproute2 procps util-linux
            libclang-rt-14-dev curl openssl git diffutils tmux busybox-static
            zsh fish       # tests/packaging: the shell completions
            python3-venv python3-wheel  # tests/python: pip install ./python
+           # tests/compat: real tools inside and on the host
+           libpython3.11-testsuite sqlite3 make gcc
            # newuidmap/newgidmap: an ordinary user's /etc/subuid range inside
            # (docs/security.md); a runtime dependency for packaging too
            uidmap)

@@ -73,6 +73,9 @@
 #define SP_SERVICE_LIST_FULL (512 * 1024)
 /* Modules of the agent's loop (agent.c's table). */
 #define SP_AGENT_MODULES_MAX 8
+/* Most bytes of an http: probe's response read before closing (past it
+ * the rest is left unread: the service may see a reset connection). */
+#define SP_SERVICE_PROBE_READ_MAX (64 * 1024)
 /* Poll fds the extensions may add to the agent's loop. */
 #define SP_AGENT_EXT_MAX_FDS (SP_SHELL_MAX + 3 * SP_SERVICE_MAX + 128)
 

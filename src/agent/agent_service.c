@@ -68,6 +68,9 @@ struct service {
     char host[300];
     int pfd;                   /* probe socket */
     int phase;                 /* 0 connecting, 1 request sent */
+    char phead[1024];          /* http: the response's first bytes */
+    size_t plen;               /* bytes kept in phead */
+    size_t ptotal;             /* bytes of the response read */
     pid_t ppid;                /* cmd probe child */
     uint64_t next_probe;
 };
@@ -183,6 +186,7 @@ static void probe_reset(struct service *s)
         close(s->pfd);
     s->pfd = -1;
     s->phase = 0;
+    s->plen = s->ptotal = 0;
 }
 
 static void svc_free(size_t slot)
@@ -816,20 +820,51 @@ static void probe_step(struct service *s, short revents)
         s->phase = 1;
         return;
     }
-    char buf[64];
-    ssize_t n = recv(s->pfd, buf, sizeof(buf) - 1, MSG_PEEK);
-    if (n < 0 && errno == EAGAIN)
-        return;
-    if (n > 0) {
-        buf[n] = '\0';
-        if (n < 12 && !memchr(buf, '\n', (size_t)n) && !(revents & POLLHUP))
-            return; /* the status line is not complete yet */
-        int code = 0;
-        if (sscanf(buf, "HTTP/%*d.%*d %d", &code) == 1 && code >= 200 &&
-            code < 400) {
-            became_ready(s);
+    /* Read the whole response before closing: closing with unread data
+     * sends an RST, which the service logs as a reset connection. Done at
+     * EOF, when the head and Content-Length bytes are in, or past
+     * SP_SERVICE_PROBE_READ_MAX (then closed unread: a bound). */
+    bool done = false;
+    for (int rounds = 0; rounds < 16 && !done; rounds++) {
+        char buf[4096];
+        ssize_t n = recv(s->pfd, buf, sizeof(buf), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n < 0) {
+            probe_reset(s);
             return;
         }
+        if (n == 0) {
+            done = true;
+            break;
+        }
+        size_t room = sizeof(s->phead) - 1 - s->plen;
+        size_t keep = (size_t)n < room ? (size_t)n : room;
+        memcpy(s->phead + s->plen, buf, keep);
+        s->plen += keep;
+        s->phead[s->plen] = '\0';
+        s->ptotal += (size_t)n;
+        const char *end = strstr(s->phead, "\r\n\r\n");
+        if (end) {
+            size_t head = (size_t)(end - s->phead) + 4;
+            const char *cl = strcasestr(s->phead, "\ncontent-length:");
+            unsigned long long body = 0;
+            if (cl && cl < end && sscanf(cl + 16, "%llu", &body) == 1 &&
+                s->ptotal >= head + body)
+                done = true;
+        }
+        if (s->ptotal > SP_SERVICE_PROBE_READ_MAX)
+            done = true;
+    }
+    if (!done)
+        return; /* more on the next POLLIN */
+    int code = 0;
+    if (sscanf(s->phead, "HTTP/%*d.%*d %d", &code) == 1 && code >= 200 &&
+        code < 400) {
+        became_ready(s);
+        return;
     }
     probe_reset(s);
 }

@@ -20,6 +20,9 @@
 #define SP_MAX_POLICY_FILE (1024 * 1024)
 /* Most TCP ports in a Landlock net allow list. */
 #define SP_MAX_PORTS 64
+/* Most TCP ports a policy names in tcp_ports (--tcp-ports); with the
+ * published ports and the proxy's they stay within SP_MAX_PORTS. */
+#define SP_MAX_TCP_PORTS 32
 /* Most published ports (create --publish) of one workspace. */
 #define SP_MAX_PUBLISH 16
 /* Longest timeout (seconds): 30 days. */

@@ -21,7 +21,7 @@ enum {
     O_SECCOMP_PROFILE, O_ALLOW_PTRACE, O_ALLOW_SYSTEM_RO, O_REQUIRE, O_POLICY, O_PROFILE,
     O_STATS, O_STATS_JSON, O_VERBOSE, O_QUIET, O_HELP,
     O_NET_POLICY, O_NET_ALLOW_PRIVATE, O_NET_LOG, O_NET_RESOLVER,
-    O_ROOTFS, O_IMAGE,
+    O_ROOTFS, O_IMAGE, O_TCP_PORTS,
 };
 
 static const struct option long_opts[] = {
@@ -48,6 +48,7 @@ static const struct option long_opts[] = {
     {"net-allow-private", no_argument, NULL, O_NET_ALLOW_PRIVATE},
     {"net-log", required_argument, NULL, O_NET_LOG},
     {"net-resolver", required_argument, NULL, O_NET_RESOLVER},
+    {"tcp-ports", required_argument, NULL, O_TCP_PORTS},
     {"memory", required_argument, NULL, O_MEMORY},
     {"pids", required_argument, NULL, O_PIDS},
     {"cpus", required_argument, NULL, O_CPUS},
@@ -109,6 +110,8 @@ void cli_policy_help(void)
         "  --net-log FILE         run: every proxied request as a JSON line\n"
         "  --net-resolver FILE    the proxy resolves names only from this\n"
         "                         hosts-format file (no DNS)\n"
+        "  --tcp-ports P[,P...]   Landlock: TCP bind/connect only on these ports\n"
+        "                         (and published ones); for --net host above all\n"
         "  --memory SIZE          memory limit (default 1G; 0 = none)\n"
         "  --pids N               process limit (default 512; 0 = none)\n"
         "  --cpus F               CPU limit in CPUs (e.g. 0.5)\n"
@@ -250,6 +253,16 @@ static json_t *flag_json(int opt, const char *arg, sp_error *err)
             return wrap(key, json_string(arg));
         j = wrap(key, json_string(abs));
         free(abs);
+        return j;
+    }
+    case O_TCP_PORTS: {
+        j = wrap("tcp_ports", json_array());
+        char *copy = strdup(arg), *save = NULL;
+        for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t;
+             t = strtok_r(NULL, ",", &save))
+            json_array_append_new(json_object_get(j, "tcp_ports"),
+                                  json_string(t));
+        free(copy);
         return j;
     }
     case O_MEMORY: return wrap("limits", wrap("memory", json_string(arg)));
@@ -408,4 +421,27 @@ void cli_log(void *ctx, int level, const char *msg)
     (void)ctx;
     fprintf(stderr, "sandpit: %s%s\n", level == SP_LOG_WARN ? "warning: " : "",
             msg);
+}
+
+void cli_permute(int argc, char **argv, const char *const *with_value,
+                 int npos)
+{
+    int out = 1; /* where the next positional goes */
+    for (int i = 1; i < argc && npos > 0; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0)
+            break;
+        if (a[0] == '-' && a[1]) {
+            for (size_t k = 0; with_value && with_value[k]; k++)
+                if (strcmp(a, with_value[k]) == 0) {
+                    i++;
+                    break;
+                }
+            continue;
+        }
+        char *p = argv[i];
+        memmove(&argv[out + 1], &argv[out], (size_t)(i - out) * sizeof(*argv));
+        argv[out++] = p;
+        npos--;
+    }
 }

@@ -28,6 +28,16 @@ int cli_parse_policy(int argc, char **argv, sp_policy **ret_policy,
 /* Print the policy flags' help. */
 void cli_policy_help(void);
 
+/* Options anywhere before "--": move the first `npos` positional
+ * arguments of argv[1..argc) in front of the options before them (GNU
+ * getopt's permutation, bounded), so `exec --timeout 5 NAME -- CMD` reads
+ * as `exec NAME --timeout 5 -- CMD`. Scanning stops at "--" and once npos
+ * positionals are found (what follows may be a command with its own
+ * options). Options named in with_value (NULL-ended) take the next
+ * argument as their value. */
+void cli_permute(int argc, char **argv, const char *const *with_value,
+                 int npos);
+
 /* The one place an sp_error becomes an exit code. */
 int cli_exit_code(const sp_error *err);
 

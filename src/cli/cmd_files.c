@@ -45,8 +45,15 @@ static int sp_error_set_cli(sp_error *err, int e, const char *what)
     return -e;
 }
 
+/* --help was given: the command's usage goes to stdout, exit 0. */
+static bool help_asked;
+
 static int usage_error(const char *usage)
 {
+    if (help_asked) {
+        printf("usage: %s\n", usage);
+        return 0;
+    }
     cli_error("usage: %s", usage);
     return EXIT_SP_FAILURE;
 }
@@ -86,6 +93,13 @@ static int parse_args(int argc, char **argv, struct args *a)
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (flags && strcmp(s, "--") == 0) {
             flags = false;
+        } else if (flags &&
+                   (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0)) {
+            /* No positional count fits -1: every command then prints its
+             * usage, through usage_error, to stdout. */
+            help_asked = true;
+            a->n_pos = -1;
+            return 0;
         } else if (flags && (strcmp(s, "-R") == 0 || strcmp(s, "-r") == 0 ||
                              strcmp(s, "--recursive") == 0)) {
             a->recursive = true;
@@ -455,11 +469,16 @@ int cmd_patch(int argc, char **argv)
         size_t i;
         json_t *f;
         json_array_foreach(json_object_get(j, "files"), i, f) {
-            printf("%s %s (%lld hunks)\n",
+            printf("%s%s %s (%lld hunks)\n", a.dry_run ? "would be " : "",
                    json_string_value(json_object_get(f, "status")),
                    json_string_value(json_object_get(f, "path")),
                    (long long)json_integer_value(json_object_get(f, "hunks")));
         }
+        if (a.dry_run && r == 0)
+            printf("dry run: nothing was written (without --dry-run the "
+                   "patch applies as shown)\n");
+        else if (a.dry_run)
+            printf("dry run: nothing was written\n");
     }
     if (r == 1) {
         cli_error("%s", err.message);

@@ -27,6 +27,8 @@
 /* Exit status of `service start` when the service failed (sandpit itself
  * did not: that is 125). */
 #define EXIT_SERVICE_FAILED 1
+/* How many ^D a piped attach sends at most after its input ended. */
+#define SHELL_EOF_RESENDS 10
 
 static int fail(const sp_error *err)
 {
@@ -134,6 +136,9 @@ struct attach {
     uint64_t cursor;
     bool ended;
     int exit_code;
+    bool piped;                /* stdin is not a terminal */
+    char last;                 /* the last byte sent */
+    int eofs;                  /* ^D sent since piped input ended */
     char err[1024];
 };
 
@@ -219,6 +224,16 @@ static int att_reply(struct attach *a, struct sp_proto_msg *m)
     return att_read(a) < 0 ? -1 : 0;
 }
 
+/* ^D (after a newline when the input's last line had none) to the shell. */
+static void send_eof(struct attach *a, const char *eof)
+{
+    char b64[16];
+    sp_b64_encode(eof, strlen(eof), b64);
+    att_send(a, "shell.write",
+             json_pack("{s:i,s:s}", "shell", a->shell, "data", b64), NULL);
+    a->eofs++;
+}
+
 static int attach_loop(struct attach *a, int detach_key)
 {
     sigset_t mask, old;
@@ -241,9 +256,18 @@ static int attach_loop(struct attach *a, int detach_key)
         struct pollfd p[3] = {{a->fd, POLLIN, 0},
                               {stdin_open ? 0 : -1, POLLIN, 0},
                               {sfd, POLLIN, 0}};
-        if (poll(p, 3, -1) < 0 && errno != EINTR) {
+        /* After piped input ended, a ^D sent before the shell set up its
+         * terminal is lost (readline switches the pty out of canonical
+         * mode, where ^D was the end of input, and reads a NUL): while the
+         * shell is quiet, send it again, a few times. */
+        int pr = poll(p, 3, a->eofs && a->eofs < SHELL_EOF_RESENDS ? 300 : -1);
+        if (pr < 0 && errno != EINTR) {
             rc = -1;
             break;
+        }
+        if (pr == 0) {
+            send_eof(a, "\x04");
+            continue;
         }
         if (p[2].revents & POLLIN) {
             struct signalfd_siginfo si;
@@ -270,6 +294,13 @@ static int attach_loop(struct attach *a, int detach_key)
             ssize_t n = read(0, buf, sizeof(buf));
             if (n <= 0 && !(n < 0 && errno == EINTR)) {
                 stdin_open = false;
+                /* Piped input ended: end the shell's input as a terminal
+                 * would (^D at the start of a line), so that the shell
+                 * exits and so do we. A terminal's EOF is the person's
+                 * own ^D, sent as typed. */
+                if (a->piped)
+                    send_eof(a, a->last && a->last != '\n' ? "\n\x04"
+                                                            : "\x04");
             } else if (n > 0) {
                 size_t len = (size_t)n;
                 bool detach = false;
@@ -281,6 +312,7 @@ static int attach_loop(struct attach *a, int detach_key)
                     }
                 }
                 if (len) {
+                    a->last = buf[len - 1];
                     char b64[sizeof(buf) / 3 * 4 + 8];
                     sp_b64_encode(buf, len, b64);
                     att_send(a, "shell.write",
@@ -331,10 +363,15 @@ out:
     return rc;
 }
 
+static const char *const shell_usage =
+    "shell: usage: sandpit shell NAME [ID] [-e K=V] [-w DIR] "
+    "[--detach-key ^X|none] [-- CMD...] | sandpit shell NAME --close ID";
+
 int cmd_shell(int argc, char **argv)
 {
     const char *ws = NULL, *cwd = NULL;
     int shell = 0, detach_key = 0x1d; /* ctrl-] */
+    bool close_it = false;
     char **env = calloc((size_t)argc + 1, sizeof(*env));
     size_t ne = 0;
     char **cmd = NULL;
@@ -360,6 +397,9 @@ int cmd_shell(int argc, char **argv)
         } else if ((strcmp(a, "-w") == 0 || strcmp(a, "--workdir") == 0) &&
                    i + 1 < argc) {
             cwd = argv[++i];
+        } else if (strcmp(a, "--close") == 0) {
+            /* sandpit shell NAME --close ID, or NAME ID --close */
+            close_it = true;
         } else if (strcmp(a, "--detach-key") == 0 && i + 1 < argc) {
             detach_key = parse_key(argv[++i]);
             if (detach_key == -2) {
@@ -377,18 +417,26 @@ int cmd_shell(int argc, char **argv)
             }
             shell = (int)v;
         } else {
-            cli_error("shell: usage: sandpit shell NAME [ID] [-e K=V] [-w DIR] "
-                      "[--detach-key ^X|none] [-- CMD...]");
+            cli_error("%s", shell_usage);
             goto out;
         }
     }
     if (!ws) {
-        cli_error("shell: usage: sandpit shell NAME [ID] [-e K=V] [-w DIR] "
-                  "[--detach-key ^X|none] [-- CMD...]");
+        cli_error("%s", shell_usage);
         goto out;
     }
     sp_error err = {0};
-    struct attach a = {.fd = -1, .ws = ws};
+    if (close_it) {
+        /* Hang the shell up (SIGHUP to its session, SIGKILL after 2 s). */
+        if (!shell || cmd || ne || cwd) {
+            cli_error("shell: --close wants a shell id and nothing else "
+                      "(sandpit shell NAME --close ID)");
+            goto out;
+        }
+        rc = sp_ws_shell_close(ws, shell, &err) < 0 ? fail(&err) : 0;
+        goto out;
+    }
+    struct attach a = {.fd = -1, .ws = ws, .piped = !isatty(0)};
     sp_proto_buf_init(&a.in);
     if (shell) {
         if (cmd || ne || cwd) {
@@ -655,6 +703,12 @@ int cmd_service(int argc, char **argv)
     const char *verb = argv[1];
     argc--;
     argv++;
+    /* NAME and SVC may follow the options (NAME alone for ls). */
+    static const char *const with_value[] = {
+        "-e", "--env", "--secret-env", "--cwd", "-w", "--ready",
+        "--ready-timeout", "--restart", "--grace", "--tail", NULL};
+    bool ls = strcmp(verb, "ls") == 0 || strcmp(verb, "list") == 0;
+    cli_permute(argc, argv, with_value, ls ? 1 : 2);
     if (strcmp(verb, "start") == 0)
         return svc_start(argc, argv);
     if (strcmp(verb, "logs") == 0)

@@ -51,6 +51,7 @@ int cmd_snapshot(int argc, char **argv)
              "docs/snapshots.md.");
         return 0;
     }
+    cli_permute(argc, argv, NULL, 3); /* --json NAME SNAP works too */
     sp_error err = {0};
     if (argc == 4 && strcmp(argv[1], "rm") == 0) {
         if (sp_ws_snapshot_rm(argv[2], argv[3], &err) < 0)
@@ -92,6 +93,7 @@ int cmd_snapshots(int argc, char **argv)
              "snapshots: name, size, files, time.");
         return 0;
     }
+    cli_permute(argc, argv, NULL, 1);
     bool json = argc == 3 && strcmp(argv[2], "--json") == 0;
     if ((argc != 2 && !json) || argv[1][0] == '-') {
         cli_error("snapshots: usage: sandpit snapshots NAME [--json]");

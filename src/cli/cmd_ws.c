@@ -176,6 +176,9 @@ int cmd_create(int argc, char **argv)
 
 int cmd_exec(int argc, char **argv)
 {
+    static const char *const with_value[] = {
+        "-e", "--env", "--secret-env", "-w", "--workdir", "--timeout", NULL};
+    cli_permute(argc, argv, with_value, 1);
     if (argc < 2 || argv[1][0] == '-') {
         cli_error("exec: usage: sandpit exec NAME [-i] [-e K=V] [-w DIR] "
                   "[--timeout S] [--secret-env NAME] -- CMD [ARGS...]");

@@ -391,8 +391,8 @@ char *sp_ws_diff_json_at(int wsfd, const char *name, sp_error *err)
     /* The snapshot layers under the workspace's own upper dirs (after a
      * restore, or in a fork): the diff is against the base through them. */
     int snaps[SP_SNAP_MAX_DEPTH];
-    int nsnap = lfd >= 0 ? sp_snap_stack_open(lfd, snaps, SP_SNAP_MAX_DEPTH)
-                         : 0;
+    int nsnap =
+        lfd >= 0 ? sp_snap_stack_open(lfd, snaps, SP_SNAP_MAX_DEPTH) : 0;
     if (nsnap < 0) {
         rc = sp_error_set(err, -nsnap, "workspace %s: its snapshot layers",
                           name);

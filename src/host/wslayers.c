@@ -466,8 +466,7 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
          * would write into a fresh root goes into the skeleton instead. */
         switch (op->kind) {
         case SP_OP_COPY:
-            rc = sp_skel_copy(sk, op->src, op->dst + 1, op->mode,
-                              op->append);
+            rc = sp_skel_copy(sk, op->src, op->dst + 1, op->mode, op->append);
             op_drop(plan, i);
             if (rc < 0)
                 goto skel_fail;

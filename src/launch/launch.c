@@ -646,14 +646,41 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
             break;
         }
     }
-    /* TCP is not handled: in the private modes (none, allow:) the network
-     * namespace is the boundary. It holds only lo (and, for allow:, the
-     * proxy's listener on 127.0.0.1), so a connect() can reach nothing but
-     * the sandbox's own loopback; the proxy is the only way out. Loopback
-     * TCP must work there (test servers, language servers, asyncio): see
-     * docs/landlock.md. With --net host the caller asked for the host's
-     * network. (The layer still builds port rules: landlock.h.) */
-    int r = sp_landlock_plan_build(abi, paths, n, false, NULL, 0, true,
+    /* TCP is handled only when the policy names ports (tcp_ports): in the
+     * private modes (none, allow:) the network namespace is the boundary.
+     * It holds only lo (and, for allow:, the proxy's listener on
+     * 127.0.0.1), so a connect() can reach nothing but the sandbox's own
+     * loopback; the proxy is the only way out. Loopback TCP must work there
+     * (test servers, language servers, asyncio): docs/landlock.md. With
+     * --net host the caller asked for the host's network; tcp_ports is how
+     * to narrow it. Named ports come with the published ones (their
+     * services bind them, the agent connects to them) and the proxy's. */
+    uint16_t ports[SP_MAX_TCP_PORTS + SP_MAX_PUBLISH + 1];
+    size_t n_ports = 0;
+    bool deny_tcp = p->n_tcp_ports > 0;
+    if (deny_tcp) {
+        for (size_t i = 0; i < p->n_tcp_ports; i++)
+            ports[n_ports++] = p->tcp_ports[i];
+        for (size_t i = 0; i < p->n_publish; i++)
+            ports[n_ports++] = p->publish[i].port;
+        if (p->net == SP_NET_ALLOW)
+            ports[n_ports++] = SP_NET_PROXY_PORT;
+        if (abi < 4) {
+            if (p->require & SP_LAYER_LANDLOCK) {
+                free(paths);
+                return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                                     "--require landlock: tcp_ports needs "
+                                     "Landlock ABI 4 (Linux 6.7); this "
+                                     "kernel has ABI %d", abi);
+            }
+            log_msg(o, SP_LOG_WARN,
+                    "tcp_ports: this kernel's Landlock (ABI %d) cannot "
+                    "restrict TCP (needs ABI 4, Linux 6.7): not enforced",
+                    abi);
+        }
+    }
+    int r = sp_landlock_plan_build(abi, paths, n, deny_tcp,
+                                   n_ports ? ports : NULL, n_ports, true,
                                    &l->landlock, err);
     free(paths);
     if (r < 0)

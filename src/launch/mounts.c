@@ -789,8 +789,9 @@ int sp_cgroup_view(void)
             if (strlen(ctrls) + sizeof(CG_VIEW "/") > sizeof(path))
                 return -ENAMETOOLONG;
             if (!tmpfs) {
-                if (mount("tmpfs", CG_VIEW, "tmpfs", MS_NOSUID | MS_NODEV |
-                          MS_NOEXEC, "size=65536,mode=755") < 0)
+                if (mount("tmpfs", CG_VIEW, "tmpfs",
+                          MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          "size=65536,mode=755") < 0)
                     return -errno;
                 tmpfs = true;
             }
@@ -814,11 +815,10 @@ int sp_cgroup_view(void)
             break;
         line = end + 1;
     }
-    if (tmpfs)
-        return mount(NULL, CG_VIEW, NULL, MS_REMOUNT | MS_BIND | CG_VIEW_FLAGS,
-                     NULL) < 0 ? -errno : 0;
-    return mount("cgroup2", CG_VIEW, "cgroup2", CG_VIEW_FLAGS, NULL) < 0
-               ? -errno : 0;
+    int r = tmpfs ? mount(NULL, CG_VIEW, NULL,
+                          MS_REMOUNT | MS_BIND | CG_VIEW_FLAGS, NULL)
+                  : mount("cgroup2", CG_VIEW, "cgroup2", CG_VIEW_FLAGS, NULL);
+    return r < 0 ? -errno : 0;
 }
 
 int sp_loopback_up(void)

@@ -580,8 +580,7 @@ static int format_response(char *out, size_t len, int status, const char *body)
                      "X-Sandpit-Proxy: %s\r\n"
                      "\r\n%s",
                      status, status_text(status), k ? ": " : "", phrase,
-                     strlen(body),
-                     status == 403 ? "denied" : "error", body);
+                     strlen(body), status == 403 ? "denied" : "error", body);
     return n < 0 || (size_t)n >= len ? -ENOSPC : n;
 }
 

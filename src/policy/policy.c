@@ -679,6 +679,26 @@ static int pass_fd_entry(struct sp_policy *p, const json_t *v,
     return 0;
 }
 
+/* "tcp_ports": [80, 443]; the key replaces an earlier list. */
+static int tcp_port_entry(struct sp_policy *p, const json_t *v,
+                          const char *full, const char *origin,
+                          sp_error *err)
+{
+    uint64_t port;
+    if (get_uint(v, origin, full, 65535, &port, err) < 0)
+        return -EINVAL;
+    if (port == 0)
+        return BAD(full, "port 0 is not a port", origin, full);
+    for (size_t j = 0; j < p->n_tcp_ports; j++)
+        if (p->tcp_ports[j] == port)
+            return 0;
+    if (p->n_tcp_ports >= SP_MAX_TCP_PORTS)
+        return BAD("tcp_ports", "more than %d ports", origin, "tcp_ports",
+                   SP_MAX_TCP_PORTS);
+    p->tcp_ports[p->n_tcp_ports++] = (uint16_t)port;
+    return 0;
+}
+
 static int require_entry(struct sp_policy *p, const json_t *v,
                          const char *full, const char *origin,
                          sp_error *err)
@@ -867,6 +887,10 @@ static int apply_object(struct sp_policy *p, const json_t *root,
         } else if (strcmp(key, "publish") == 0) {
             r = sp_publish_parse_json(p->publish, &p->n_publish, v, origin,
                                       err);
+        } else if (strcmp(key, "tcp_ports") == 0) {
+            p->n_tcp_ports = 0;
+            r = parse_array(p, v, "tcp_ports", "an array of TCP port numbers",
+                            tcp_port_entry, origin, err);
         } else if (strcmp(key, "net") == 0) {
             if ((r = get_string(v, origin, key, &s, err)) < 0)
                 return r;
@@ -1302,6 +1326,10 @@ SP_EXPORT char *sp_policy_to_json(const sp_policy *p, sp_error *err)
     json_object_set_new(o, "timeout", json_real(p->timeout));
     json_object_set_new(o, "kill_after", json_real(p->kill_after));
     json_object_set_new(o, "publish", sp_publish_to_json(p->publish, p->n_publish));
+    json_t *tp = json_array();
+    for (size_t i = 0; i < p->n_tcp_ports; i++)
+        json_array_append_new(tp, json_integer(p->tcp_ports[i]));
+    json_object_set_new(o, "tcp_ports", tp);
     json_object_set_new(o, "net",
                         json_string(p->net == SP_NET_HOST    ? "host"
                                     : p->net == SP_NET_ALLOW ? "allow"

@@ -90,6 +90,11 @@ struct sp_policy {
     /* workspaces: host TCP ports forwarded inside (portfwd.h) */
     struct sp_publish publish[SP_MAX_PUBLISH];
     size_t n_publish;
+    /* Landlock (ABI >= 4): TCP bind and connect only on these ports (and
+     * the published ones, and the proxy's); none: TCP is not restricted
+     * (docs/landlock.md). */
+    uint16_t tcp_ports[SP_MAX_TCP_PORTS];
+    size_t n_tcp_ports;
 
     /* limits */
     struct sp_limits limits;

@@ -276,6 +276,34 @@ def test_connect_host_loopback(sp, tcp_listener, net):
 
 
 @pytest.fixture
+def tcp_listener2():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    yield s.getsockname()[1]
+    s.close()
+
+
+def test_tcp_ports_narrow_the_host_network(sp, tcp_listener, tcp_listener2):
+    """Where Landlock's TCP rules add something: --net host with
+    --tcp-ports reaches the named ports only (and binds only them)."""
+    if LANDLOCK_ABI < 4:
+        pytest.skip("Landlock ABI %d cannot restrict TCP" % LANDLOCK_ABI)
+    named, other = str(tcp_listener), str(tcp_listener2)
+    flags = ["--net", "host", "--tcp-ports", named]
+    expect(sp(flags, "connect", "127.0.0.1", named), "ok")
+    expect(sp(flags, "connect", "127.0.0.1", other), "errno EACCES")
+    # in the private namespace too: only the named port binds
+    expect(sp(["--tcp-ports", named], "serve-self", named), "ok")
+    expect(sp(["--tcp-ports", named], "serve-self", other), "errno EACCES")
+    # Control: without the list (or without Landlock) both are reached.
+    expect(sp(["--net", "host"], "connect", "127.0.0.1", other), "ok")
+    expect(sp(flags + ["--no-landlock"], "connect", "127.0.0.1", other), "ok")
+    res = sp(["--tcp-ports", "0"], "connect", "127.0.0.1", named)
+    assert res.rc == 125 and "port 0 is not a port" in res.err, res
+
+
+@pytest.fixture
 def abstract_listener():
     name = "sandpit-escape-%d" % os.getpid()
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -616,3 +616,42 @@ def test_archive_needs_pipe(state, w, tmp_path):
     rep, _ = recv_reply(s)
     assert rep["error"]["code"] == 4
     s.close()
+
+
+def test_patch_help_and_dry_run_says_so(state, w):
+    r = sp(state, "patch", "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage: sandpit patch")
+    r = sp(state, "cat", "-h")
+    assert r.returncode == 0 and "usage: sandpit cat" in r.stdout
+    diff = b"--- /dev/null\n+++ b/new.txt\n@@ -0,0 +1 @@\n+x\n"
+    r = spb(state, "patch", "--dry-run", w, input=diff)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"would be created new.txt (1 hunks)\n")
+    assert b"dry run: nothing was written" in r.stdout
+    assert "new.txt" not in tree(state, w)
+    r = spb(state, "patch", w, input=diff)
+    assert r.stdout == b"created new.txt (1 hunks)\n"
+    assert "new.txt" in tree(state, w)
+
+
+def test_options_before_the_name(state, w):
+    """Options may come before NAME (anywhere before --)."""
+    r = sp(state, "exec", "--timeout", "30", "-e", "A=1", "-w", "/tmp", w,
+           "--", "sh", "-c", "echo $A; pwd")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "/tmp"]
+    # a command given without -- keeps its own options
+    r = sp(state, "exec", "-e", "A=2", w, "sh", "-c", "echo $A")
+    assert r.returncode == 0 and r.stdout == "2\n", r.stderr
+    r = sp(state, "service", "start", "--ready", "cmd:true", w, "s1", "--",
+           "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "service", "stop", "--grace", "1", w, "s1")
+    assert r.returncode == 0, r.stderr
+    r = sp(state, "snapshot", "--json", w, "snap1")
+    assert r.returncode == 0 and json.loads(r.stdout)["snapshot"] == "snap1"
+    r = sp(state, "snapshots", "--json", w)
+    assert r.returncode == 0 and json.loads(r.stdout)[0]["name"] == "snap1"
+    # still a usage error without a name
+    r = sp(state, "exec", "--timeout", "3")
+    assert r.returncode == 125 and "usage" in r.stderr

@@ -127,6 +127,48 @@ def test_shell_repl_by_cursor(state):
     assert c.ok("shell.list")["shells"] == []
 
 
+def test_piped_shell_ends_at_eof_and_close_command(state):
+    """`printf 'echo hi\\n' | sandpit shell ws` runs the input and exits at
+    its end (the shell's input ends as at a terminal's ^D), with the
+    shell's exit status; `sandpit shell NAME --close ID` hangs a shell up."""
+    create(state, "w")
+    env = dict(os.environ, SANDPIT_STATE=state)
+    r = subprocess.run([SANDPIT, "shell", "w"], input="echo hi-$((6*7))\n",
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert "hi-42" in r.stdout
+    # a last line without a newline runs too; its exit status is ours
+    r = subprocess.run([SANDPIT, "shell", "w"], input="echo x; exit 7",
+                       env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 7, (r.stdout, r.stderr)
+    lst = json.loads(sp(state, "shells", "w", "--json").stdout)
+    assert lst and all(s["state"] == "exited" for s in lst), lst
+    # --close: a shell whose client keeps its input open
+    p = subprocess.Popen([SANDPIT, "shell", "w", "--", "sleep", "300"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    try:
+        def running():
+            lst = json.loads(sp(state, "shells", "w", "--json").stdout)
+            return [s["shell"] for s in lst if s["state"] == "running"]
+        deadline = time.time() + 10
+        while time.time() < deadline and not running():
+            time.sleep(0.05)
+        ids = running()
+        assert len(ids) == 1
+        r = sp(state, "shell", "w", "--close", str(ids[0]))
+        assert r.returncode == 0, r.stderr
+        p.wait(timeout=10)  # the attach ends with the shell
+        assert not running()
+    finally:
+        p.kill()
+        p.wait()
+    r = sp(state, "shell", "w", "--close", "999")
+    assert r.returncode == 125 and "no shell 999" in r.stderr
+    r = sp(state, "shell", "w", "--close")
+    assert r.returncode == 125 and "--close wants a shell id" in r.stderr
+
+
 def test_default_shell_resize_and_env(state):
     create(state, "w")
     c = Conn(state, "w")
@@ -398,6 +440,41 @@ def test_service_readiness_kinds(state):
     states = {s["name"]: s["state"] for s in json.loads(ls.stdout)}
     assert states["f1"] == "ready" and states["web"] == "ready"
     assert states["dies"] == "failed" and states["f2"] == "failed"
+
+
+def test_http_probe_reads_the_response_before_closing(state):
+    """The http: probe reads the whole response: the service sees a clean
+    close, not a connection reset (which servers log as an error)."""
+    create(state, "w")
+    server = ("import http.server, sys\n"
+              "class H(http.server.BaseHTTPRequestHandler):\n"
+              "    def do_GET(self):\n"
+              "        body = b'x' * 20000\n"
+              "        self.send_response(200)\n"
+              "        self.send_header('Content-Length', str(len(body)))\n"
+              "        self.end_headers()\n"
+              "        for i in range(0, len(body), 1000):\n"
+              "            self.wfile.write(body[i:i + 1000]); self.wfile.flush()\n"
+              "    def log_message(self, *a):\n"
+              "        pass\n"
+              "    def finish(self):\n"
+              "        super().finish()\n"
+              "        try:\n"
+              "            rest = self.connection.recv(10)\n"
+              "            print('closed-clean' if rest == b'' else 'more',\n"
+              "                  flush=True)\n"
+              "        except OSError as e:\n"
+              "            print('reset', e, flush=True)\n"
+              "http.server.HTTPServer(('127.0.0.1', 8077), H).serve_forever()\n")
+    r = svc(state, "start", "w", "web", "--ready",
+            "http:http://127.0.0.1:8077/", "--", "python3", "-c", server)
+    assert r.returncode == 0, r.stderr
+    deadline = time.time() + 10
+    out = ""
+    while time.time() < deadline and "closed" not in out and "reset" not in out:
+        out = svc(state, "logs", "w", "web").stdout
+        time.sleep(0.1)
+    assert "closed-clean" in out and "reset" not in out, out
 
 
 def test_service_bad_input(state):

@@ -285,7 +285,8 @@ static void test_skel(void **st)
         assert_int_equal(sp_skel_point(sk, "usr", 0755, false), 0);
         assert_int_equal(sp_skel_link(sk, "usr/bin", "bin"), 0);
         assert_int_equal(sp_skel_copy(sk, conf, "etc/conf", 0644, NULL), 0);
-        assert_int_equal(sp_skel_copy(sk, "/nonexistent/x", "etc/x", 0644, NULL), 0);
+        assert_int_equal(
+            sp_skel_copy(sk, "/nonexistent/x", "etc/x", 0644, NULL), 0);
         assert_int_equal(sp_skel_tree(sk, tree, "etc/tree"), 1);
         assert_int_equal(sp_skel_commit(sk, lfd, &err), 0);
         sp_skel_free(sk);
@@ -344,7 +345,8 @@ static void test_skel(void **st)
     assert_int_equal(sp_skel_tree(sk, tree, "etc/tree"), 1);
     assert_int_equal(sp_skel_point(sk, "usr", 0755, false), 0);
     assert_int_equal(sp_skel_link(sk, "usr/bin", "bin"), 0);
-    assert_int_equal(sp_skel_copy(sk, "/nonexistent/x", "etc/x", 0644, NULL), 0);
+    assert_int_equal(sp_skel_copy(sk, "/nonexistent/x", "etc/x", 0644, NULL),
+                     0);
     assert_int_equal(sp_skel_commit(sk, lfd, &err), 0);
     sp_skel_free(sk);
 
