@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -124,7 +125,13 @@ int sp_disk_mkfs(int dirfd, const char *name, uint64_t size, uint64_t inodes,
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    struct statvfs sv;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        rc = 0;
+    else if (fstatvfs(dirfd, &sv) == 0 &&
+             (uint64_t)sv.f_bavail * sv.f_frsize < SP_DISK_MKFS_ROOM)
+        rc = sp_error_set(err, ENOSPC, "cannot make the disk image");
+    else
         rc = sp_error_set(err, EIO, "mkfs.ext4 failed on the disk image "
                           "(status %d)", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
 out:

@@ -23,6 +23,9 @@
 /* How often a loop device another process took between LOOP_CTL_GET_FREE
  * and LOOP_CONFIGURE is given up for the next free one. */
 #define SP_DISK_LOOP_TRIES 8
+/* Free space below which a failed mkfs is reported as ENOSPC (it writes
+ * a few hundred KiB to a few MiB of metadata). */
+#define SP_DISK_MKFS_ROOM (16ull * 1024 * 1024)
 
 /* 1 when this process can make, attach and mount images (root with
  * /dev/loop-control, ext4 in the kernel, mkfs.ext4 installed); 0 with
