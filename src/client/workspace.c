@@ -929,7 +929,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
         close(rootfd);
         return sp_error_set(err, errno, "cannot read %s", root);
     }
-    int reaped = 0;
+    int reaped = 0, seen = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         const char *n = de->d_name;
@@ -945,6 +945,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (wsfd < 0)
             continue;
+        seen++;
         int lockfd = sp_state_lock(wsfd, false);
         if (lockfd < 0) {
             close(wsfd); /* alive, or being created right now */
@@ -986,7 +987,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
     }
     closedir(d);
     sp_skel_gc(statedir); /* the skeletons no workspace uses any more */
-    sp_ws_disk_gc(statedir); /* stale spare images */
+    sp_ws_disk_gc(statedir, seen == 0); /* stale spare images */
     return reaped;
 }
 

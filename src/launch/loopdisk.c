@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -114,6 +115,28 @@ static int loop_of(int imgfd, char *dev, size_t len)
     }
     closedir(d);
     return found;
+}
+
+int sp_disk_backs(dev_t dev, int imgfd)
+{
+    char self[64], want[SP_MAX_PATH], got[SP_MAX_PATH], p[96];
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", imgfd);
+    ssize_t n = readlink(self, want, sizeof(want) - 1);
+    if (n <= 0)
+        return 0;
+    want[n] = '\0';
+    snprintf(p, sizeof(p), "/sys/dev/block/%u:%u/loop/backing_file",
+             major(dev), minor(dev));
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t k = read(fd, got, sizeof(got) - 1);
+    close(fd);
+    if (k <= 0)
+        return 0;
+    got[k] = '\0';
+    got[strcspn(got, "\n")] = '\0';
+    return strcmp(got, want) == 0;
 }
 
 /* The image's ext4 superblock says it was unmounted cleanly (s_state

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "error.h"
 
@@ -42,5 +43,9 @@ int sp_disk_mkfs(int dirfd, const char *name, uint64_t size, uint64_t inodes,
  * mount its ext4 detached. Returns the mount fd (O_CLOEXEC) or < 0 with
  * err filled. `label` names the device in losetup's listing. */
 int sp_disk_attach(int imgfd, const char *label, sp_error *err);
+
+/* 1 when the block device `dev` is a loop device backed by imgfd's file
+ * (the path it has now), else 0. */
+int sp_disk_backs(dev_t dev, int imgfd);
 
 #endif

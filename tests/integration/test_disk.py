@@ -36,23 +36,25 @@ def ps(state, name):
     return next(w for w in json.loads(r.stdout) if w["name"] == name)
 
 
-def loops_of(state):
-    """Loop devices whose backing file lies in this state dir."""
+def loops_of(state, under="workspaces"):
+    """Loop devices whose backing file lies in the state dir's `under`
+    (workspaces/; disk/ holds the spare images)."""
+    top = os.path.join(os.path.realpath(state), under, "")
     out = []
     for f in glob.glob("/sys/block/loop*/loop/backing_file"):
         try:
             with open(f) as fh:
-                if fh.read().strip().startswith(os.path.realpath(state)):
+                if fh.read().strip().startswith(top):
                     out.append(f.split("/")[3])
         except OSError:
             pass
     return out
 
 
-def mounts_of(state):
-    real = os.path.realpath(state)
+def mounts_of(state, under="workspaces"):
+    top = os.path.join(os.path.realpath(state), under, "")
     with open("/proc/self/mountinfo") as f:
-        return [ln for ln in f if (" " + real + "/") in ln]
+        return [ln for ln in f if (" " + top) in ln]
 
 
 def wait_for(cond, tries=500):
@@ -151,6 +153,30 @@ def test_loop_device_released_on_rm_gc_and_after_sigkill(state):
     assert r.returncode != 0
     assert loops_of(state) == [] and mounts_of(state) == []
     assert not os.path.exists(os.path.join(state, "workspaces", "bad"))
+
+
+@root_only
+def test_spare_image_waits_mounted_and_goes_with_the_last_workspace(state):
+    create(state, "a", "--disk", "32M")
+    # a's supervisor left a formatted, mounted image for the next create
+    wait_for(lambda: len(loops_of(state, "disk")) == 1)
+    spare = os.path.realpath(os.path.join(state, "disk", "33554432-0.spare"))
+    create(state, "b", "--disk", "32M")
+    # b took it whole: its loop device is now b's, backed by b's disk.img
+    assert len(loops_of(state)) == 2
+    with open(glob.glob("/sys/block/%s/loop/backing_file"
+                        % loops_of(state)[0])[0]) as f:
+        assert f.read().strip() != spare
+    sh(state, "b", "echo b > /workspace/f && cat /workspace/f")
+    wait_for(lambda: len(loops_of(state, "disk")) == 1)  # b's spare
+    # gc keeps the spare while workspaces remain, drops it with the last
+    assert sp(state, "gc").returncode == 0
+    assert len(loops_of(state, "disk")) == 1
+    for n in ("a", "b"):
+        assert sp(state, "rm", "-f", n).returncode == 0
+    assert sp(state, "gc").returncode == 0
+    wait_for(lambda: loops_of(state, "") == [])
+    assert mounts_of(state, "") == []
 
 
 @root_only
