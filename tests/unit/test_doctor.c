@@ -27,7 +27,7 @@ static const char *const ns_keys[] = {"mount", "pid", "net", "ipc",
 static const char *const sys_keys[] = {"pidfd", "openat2", "mount_setattr",
                                        "clone3", "close_range"};
 static const char *const require_names[] = {"landlock", "seccomp", "limits",
-                                            "userns", "netns"};
+                                            "userns", "netns", "disk"};
 
 /* The member `key` of o, which must exist and have type `type`. */
 static json_t *member(json_t *o, const char *key, json_type type)
@@ -219,7 +219,7 @@ static void test_render_empty_host(void **state)
     snprintf(h.cgroup_layout, sizeof(h.cgroup_layout), "none");
     assert_int_equal(sp_host_missing_layers(&h),
                      SP_LAYER_LANDLOCK | SP_LAYER_SECCOMP | SP_LAYER_LIMITS |
-                         SP_LAYER_USERNS | SP_LAYER_NETNS);
+                         SP_LAYER_USERNS | SP_LAYER_NETNS | SP_LAYER_DISK);
 
     char *text = sp_host_to_json(&h);
     assert_non_null(text);
@@ -245,7 +245,8 @@ static void test_render_empty_host(void **state)
     assert_non_null(strstr(text, "\nlandlock      MISSING"));
     assert_non_null(strstr(text, "\nseccomp       MISSING"));
     assert_non_null(strstr(text, "missing here: landlock seccomp limits "
-                                 "userns netns"));
+                                 "userns netns disk"));
+    assert_non_null(strstr(text, "\ndisk          MISSING"));
     free(text);
 }
 
