@@ -248,6 +248,15 @@ def test_run_tmpfs_bounded_by_disk_and_inodes(tmp_path):
     assert 50 < int(r.stdout) < 100, r.stdout
 
 
+def test_run_require_disk(tmp_path):
+    r = sandpit("run", "-q", "--require", "disk", "--", "/bin/true",
+                cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    r = sandpit("run", "-q", "--disk", "0", "--require", "disk", "--",
+                "/bin/true", cwd=str(tmp_path))
+    assert r.returncode == 125 and "--require disk" in r.stderr, r.stderr
+
+
 def test_bad_values_refused(state):
     for flags, word in [(["--disk", "1M"], "limits.disk"),
                         (["--disk", "lots"], "limits.disk"),
