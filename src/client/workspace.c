@@ -241,6 +241,14 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
     if (!p->limits.disk && (p->require & SP_LAYER_DISK))
         return sp_error_setk(err, SP_ERR_REQUIRE, 0,
                              "--require disk: no disk limit is set");
+    /* ext4 holds at most one inode per 4 KiB block */
+    if (disk_on && p->limits.inodes > p->limits.disk / 4096)
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "limits.inodes: %llu is more than a %llu-byte "
+                             "disk can hold (at most %llu: one per 4 KiB)",
+                             (unsigned long long)p->limits.inodes,
+                             (unsigned long long)p->limits.disk,
+                             (unsigned long long)(p->limits.disk / 4096));
     _cleanup_(secrets_freep) struct sp_secrets *secrets = NULL;
     if (o && (r = sp_secrets_new(o->secrets, o->n_secrets, &secrets, err)) < 0)
         return r;

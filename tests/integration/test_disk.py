@@ -264,6 +264,9 @@ def test_bad_values_refused(state):
                         (["--inodes", "-1"], "limits.inodes")]:
         r = sp(state, "create", "x", *flags)
         assert r.returncode == 125 and word in r.stderr, (flags, r.stderr)
+    if IS_ROOT:  # more inodes than the image can hold
+        r = sp(state, "create", "x", "--disk", "16M", "--inodes", "5000")
+        assert r.returncode == 125 and "limits.inodes" in r.stderr, r.stderr
     assert json.loads(sp(state, "ps", "--json").stdout) == []
 
 
