@@ -310,13 +310,17 @@ static int loop_configure(int imgfd, const char *label, char *dev, size_t len,
     return sp_error_set(err, e, "cannot attach a loop device");
 }
 
-/* 1 when the superblock says clean, 0 when not, < 0 when unreadable. */
+/* 1 when the superblock says clean, 0 when not, -EINVAL without the
+ * ext4 magic or a superblock at all. */
 static int sb_clean(int imgfd)
 {
-    unsigned char sb[2];
-    if (pread(imgfd, sb, sizeof(sb), 1024 + 0x3a) != (ssize_t)sizeof(sb))
-        return -EIO;
-    unsigned state = sb[0] | (unsigned)sb[1] << 8;
+    unsigned char sb[4]; /* s_magic, s_state */
+    if (pread(imgfd, sb, sizeof(sb), 1024 + 0x38) != (ssize_t)sizeof(sb))
+        return -EINVAL;
+    unsigned magic = sb[0] | (unsigned)sb[1] << 8;
+    unsigned state = sb[2] | (unsigned)sb[3] << 8;
+    if (magic != 0xEF53)
+        return -EINVAL;
     return (state & 1) && !(state & 2);
 }
 
@@ -324,9 +328,12 @@ int sp_disk_attach(int imgfd, const char *label, sp_error *err)
 {
     char dev[32];
     int lfd = -ENOENT;
+    int clean = sb_clean(imgfd);
+    if (clean < 0)
+        return sp_error_set(err, EINVAL, "the disk image is not ext4");
     /* A mounted image reads unclean (no journal): it may be a sandbox of
      * this workspace still ending. Clean: no device holds it. */
-    if (sb_clean(imgfd) != 1 &&
+    if (clean != 1 &&
         (lfd = loop_of(imgfd, dev, sizeof(dev))) < 0) {
         int cr = check_clean(imgfd, err);
         if (cr < 0)

@@ -96,6 +96,9 @@ def test_write_past_the_limit_then_delete_and_write_again(state):
                             "wc -c < /workspace/f").stdout == "1048576\n"
     d = ps(state, "w1")["disk"]
     assert d["enforced"] and d["limit"] == 32 * MiB, d
+    line = next(ln for ln in sp(state, "ps").stdout.splitlines()
+                if ln.startswith("w1 "))
+    assert "/32.0M" in line, line
     assert d["used"] > 20 * MiB and d["size"] == size, d
     # Deleting makes room again.
     sh(state, "w1", "rm -f /workspace/big /usr/local/x $HOME/x")
@@ -177,6 +180,23 @@ def test_spare_image_waits_mounted_and_goes_with_the_last_workspace(state):
     assert sp(state, "gc").returncode == 0
     wait_for(lambda: loops_of(state, "") == [])
     assert mounts_of(state, "") == []
+
+
+@root_only
+def test_a_damaged_image_is_refused_and_the_rest_goes_on(state):
+    create(state, "d", "--disk", "32M")
+    create(state, "e", "--disk", "32M")
+    assert sp(state, "stop", "d").returncode == 0
+    assert sp(state, "gc").returncode == 0  # d's image unmounted
+    img = os.path.join(state, "workspaces", "d", "disk.img")
+    with open(img, "r+b") as f:  # the ext4 magic gone
+        f.seek(1024 + 0x38)
+        f.write(b"\0\0")
+    r = sp(state, "start", "d")
+    assert r.returncode != 0 and "not ext4" in r.stderr, r.stderr
+    assert mounts_of(state, "workspaces/d") == []
+    assert sh(state, "e", "echo fine").stdout == "fine\n"
+    assert sp(state, "rm", "-f", "d").returncode == 0
 
 
 @root_only
