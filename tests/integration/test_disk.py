@@ -229,6 +229,24 @@ def test_snapshots_count_toward_the_limit(state):
 
 
 @root_only
+def test_a_fork_has_an_image_and_a_limit_of_its_own(state):
+    create(state, "src", "--disk", "32M")
+    sh(state, "src", "head -c 4194304 /dev/zero > /workspace/base")
+    assert sp(state, "snapshot", "src", "s").returncode == 0
+    r = sp(state, "fork", "src", "s", "kid", "--disk", "48M")
+    assert r.returncode == 0, r.stderr
+    d = ps(state, "kid")["disk"]
+    assert d["enforced"] and d["limit"] == 48 * MiB, d
+    # the snapshot's files show through; what the fork writes is its own
+    sh(state, "kid", "wc -c < /workspace/base && "
+                     "head -c 8388608 /dev/zero > /workspace/mine")
+    assert ps(state, "src")["disk"]["used"] < 8 * MiB
+    r = sh(state, "kid", "dd if=/dev/zero of=/workspace/big bs=1M count=64 "
+                         "2>&1", rc=1)
+    assert "No space left" in r.stdout
+
+
+@root_only
 def test_no_limit_and_require(state):
     # --disk 0: no image, the state dir as before; --require disk refuses it.
     create(state, "n", "--disk", "0")
