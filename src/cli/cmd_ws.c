@@ -260,6 +260,17 @@ out:
     return rc;
 }
 
+/* 512K, 12.3M, 10.0G */
+static void fmt_size(double b, char *buf, size_t len)
+{
+    if (b < 1048576.0)
+        snprintf(buf, len, "%.0fK", b / 1024.0);
+    else if (b < 1073741824.0)
+        snprintf(buf, len, "%.1fM", b / 1048576.0);
+    else
+        snprintf(buf, len, "%.1fG", b / 1073741824.0);
+}
+
 /* "USED/LIMIT" of a ps entry's disk (docs/disk.md): "-" for a used size
  * not known now (image not mounted), "none" for a limit not enforced. */
 static void fmt_disk(const json_t *d, char *buf, size_t len)
@@ -270,14 +281,12 @@ static void fmt_disk(const json_t *d, char *buf, size_t len)
         snprintf(buf, len, "none");
         return;
     }
-    char u[16] = "-";
+    char u[16] = "-", l[16] = "-";
     if (json_is_integer(used))
-        snprintf(u, sizeof(u), "%.1fM",
-                 (double)json_integer_value(used) / 1048576.0);
-    snprintf(buf, len, "%s/%.1fG", u,
-             json_is_integer(lim)
-                 ? (double)json_integer_value(lim) / 1073741824.0
-                 : 0.0);
+        fmt_size((double)json_integer_value(used), u, sizeof(u));
+    if (json_is_integer(lim))
+        fmt_size((double)json_integer_value(lim), l, sizeof(l));
+    snprintf(buf, len, "%s/%s", u, l);
 }
 
 static void fmt_age(long long s, char *buf, size_t len)

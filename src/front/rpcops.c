@@ -357,12 +357,10 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
                             "running", "root", "/workspace");
     json_t *l = json_object_get(want, "limits");
     json_object_set_new(res, "limits",
-                        json_pack("{s:O?,s:O?,s:O?,s:O?,s:O?}", "memory",
+                        json_pack("{s:O?,s:O?,s:O?}", "memory",
                                   json_object_get(l, "memory"), "pids",
                                   json_object_get(l, "pids"), "cpus",
-                                  json_object_get(l, "cpus"), "disk",
-                                  json_object_get(l, "disk"), "inodes",
-                                  json_object_get(l, "inodes")));
+                                  json_object_get(l, "cpus")));
     json_object_set(res, "network", json_object_get(want, "net"));
     if (src)
         json_object_set_new(res, "forked_from",

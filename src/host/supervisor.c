@@ -1150,13 +1150,25 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
     ready_report(&s, NULL);
     /* the next create's layer dirs, now that ours is ready */
     sp_ws_layers_make_spare();
-    /* and its disk image (wsdisk.h): mkfs, about 10 ms, off the path */
+    /* and its disk image (wsdisk.h): mkfs and a mount, about 15 ms, in
+     * a detached grandchild holding none of our fds (the lock above
+     * all), so the first request is not kept waiting */
+    char sd[SP_MAX_PATH];
     if (a->policy->limits.disk &&
-        faccessat(a->wsfd, SP_WS_DISK_IMG, F_OK, AT_SYMLINK_NOFOLLOW) == 0) {
-        char sd[SP_MAX_PATH];
-        if (sp_state_dir(sd, sizeof(sd), NULL) == 0)
-            sp_ws_disk_make_spare(sd, a->policy->limits.disk,
-                                  a->policy->limits.inodes);
+        faccessat(a->wsfd, SP_WS_DISK_IMG, F_OK, AT_SYMLINK_NOFOLLOW) == 0 &&
+        sp_state_dir(sd, sizeof(sd), NULL) == 0) {
+        pid_t c = fork();
+        if (c == 0) {
+            if (fork() == 0) {
+                sp_close_all_except(NULL, 0, 3);
+                sp_ws_disk_make_spare(sd, a->policy->limits.disk,
+                                      a->policy->limits.inodes);
+            }
+            _exit(0);
+        }
+        if (c > 0)
+            while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+                ;
     }
     sp_cgroup_sweep(s.h.cg); /* what supervisors killed by SIGKILL left */
     s.started_us = s.last_activity = sp_now_us();

@@ -230,6 +230,14 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
     if (!p->limits.disk && (p->require & SP_LAYER_DISK))
         return sp_error_setk(err, SP_ERR_REQUIRE, 0,
                              "--require disk: no disk limit is set");
+    /* ext4 holds at most one inode per 4 KiB block */
+    if (disk_on && p->limits.inodes > p->limits.disk / 4096)
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "limits.inodes: %llu is more than a %llu-byte "
+                             "disk can hold (at most %llu: one per 4 KiB)",
+                             (unsigned long long)p->limits.inodes,
+                             (unsigned long long)p->limits.disk,
+                             (unsigned long long)(p->limits.disk / 4096));
     _cleanup_(secrets_freep) struct sp_secrets *secrets = NULL;
     if (o && (r = sp_secrets_new(o->secrets, o->n_secrets, &secrets, err)) < 0)
         return r;
@@ -555,7 +563,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
         close(rootfd);
         return sp_error_set(err, errno, "cannot read %s", root);
     }
-    int reaped = 0;
+    int reaped = 0, seen = 0;
     struct dirent *de;
     while ((de = readdir(d))) {
         const char *n = de->d_name;
@@ -571,6 +579,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (wsfd < 0)
             continue;
+        seen++;
         int lockfd = sp_state_lock(wsfd, false);
         if (lockfd < 0) {
             close(wsfd); /* alive, or being created right now */
@@ -612,7 +621,7 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
     }
     closedir(d);
     sp_skel_gc(statedir); /* the skeletons no workspace uses any more */
-    sp_ws_disk_gc(statedir); /* stale spare images */
+    sp_ws_disk_gc(statedir, seen == 0); /* stale spare images */
     return reaped;
 }
 

@@ -55,7 +55,9 @@ int sp_ws_disk_usage(int wsfd, struct sp_ws_disk_usage *u);
 void sp_ws_disk_make_spare(const char *statedir, uint64_t size,
                            uint64_t inodes);
 
-/* gc: remove spares no create took for a day. */
-void sp_ws_disk_gc(const char *statedir);
+/* gc: remove spares no create took for a day, and the mounts of spares
+ * whose image is gone; with all (no workspace left in the state dir),
+ * every spare: an idle state dir holds no loop device. */
+void sp_ws_disk_gc(const char *statedir, bool all);
 
 #endif

@@ -1212,6 +1212,11 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
     if ((p->require & SP_LAYER_LANDLOCK) && !p->landlock)
         return sp_error_setk(err, SP_ERR_REQUIRE, 0,
                              "--require landlock conflicts with --no-landlock");
+    /* disk: every tmpfs is bounded by it (a workspace's image is checked
+     * at create, docs/disk.md) */
+    if ((p->require & SP_LAYER_DISK) && !p->limits.disk)
+        return sp_error_setk(err, SP_ERR_REQUIRE, 0,
+                             "--require disk conflicts with --disk 0");
 
     if ((rc = check_sources_fs(p, err)) < 0)
         return rc;

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "error.h"
 
@@ -23,6 +24,9 @@
 /* How often a loop device another process took between LOOP_CTL_GET_FREE
  * and LOOP_CONFIGURE is given up for the next free one. */
 #define SP_DISK_LOOP_TRIES 8
+/* Free space below which a failed mkfs is reported as ENOSPC (it writes
+ * a few hundred KiB to a few MiB of metadata). */
+#define SP_DISK_MKFS_ROOM (16ull * 1024 * 1024)
 
 /* 1 when this process can make, attach and mount images (root with
  * /dev/loop-control, ext4 in the kernel, mkfs.ext4 installed); 0 with
@@ -39,5 +43,9 @@ int sp_disk_mkfs(int dirfd, const char *name, uint64_t size, uint64_t inodes,
  * mount its ext4 detached. Returns the mount fd (O_CLOEXEC) or < 0 with
  * err filled. `label` names the device in losetup's listing. */
 int sp_disk_attach(int imgfd, const char *label, sp_error *err);
+
+/* 1 when the block device `dev` is a loop device backed by imgfd's file
+ * (the path it has now), else 0. */
+int sp_disk_backs(dev_t dev, int imgfd);
 
 #endif

@@ -61,6 +61,9 @@ def state(tmp_path):
     if r.returncode == 0:
         for w in json.loads(r.stdout):
             sandpit("rm", "-f", w["name"], env={"SANDPIT_STATE": str(d)})
+    # with no workspace left, gc also drops the spare disk images (and
+    # their loop devices, docs/disk.md)
+    sandpit("gc", env={"SANDPIT_STATE": str(d)})
 
 
 def sp(state, *args, **kw):

@@ -36,23 +36,25 @@ def ps(state, name):
     return next(w for w in json.loads(r.stdout) if w["name"] == name)
 
 
-def loops_of(state):
-    """Loop devices whose backing file lies in this state dir."""
+def loops_of(state, under="workspaces"):
+    """Loop devices whose backing file lies in the state dir's `under`
+    (workspaces/; disk/ holds the spare images)."""
+    top = os.path.join(os.path.realpath(state), under, "")
     out = []
     for f in glob.glob("/sys/block/loop*/loop/backing_file"):
         try:
             with open(f) as fh:
-                if fh.read().strip().startswith(os.path.realpath(state)):
+                if fh.read().strip().startswith(top):
                     out.append(f.split("/")[3])
         except OSError:
             pass
     return out
 
 
-def mounts_of(state):
-    real = os.path.realpath(state)
+def mounts_of(state, under="workspaces"):
+    top = os.path.join(os.path.realpath(state), under, "")
     with open("/proc/self/mountinfo") as f:
-        return [ln for ln in f if (" " + real + "/") in ln]
+        return [ln for ln in f if (" " + top) in ln]
 
 
 def wait_for(cond, tries=500):
@@ -96,6 +98,9 @@ def test_write_past_the_limit_then_delete_and_write_again(state):
                             "wc -c < /workspace/f").stdout == "1048576\n"
     d = ps(state, "w1")["disk"]
     assert d["enforced"] and d["limit"] == 32 * MiB, d
+    line = next(ln for ln in sp(state, "ps").stdout.splitlines()
+                if ln.startswith("w1 "))
+    assert "/32.0M" in line, line
     assert d["used"] > 20 * MiB and d["size"] == size, d
     # Deleting makes room again.
     sh(state, "w1", "rm -f /workspace/big /data/x $HOME/x")
@@ -156,6 +161,47 @@ def test_loop_device_released_on_rm_gc_and_after_sigkill(state):
 
 
 @root_only
+def test_spare_image_waits_mounted_and_goes_with_the_last_workspace(state):
+    create(state, "a", "--disk", "32M")
+    # a's supervisor left a formatted, mounted image for the next create
+    wait_for(lambda: len(loops_of(state, "disk")) == 1)
+    spare = os.path.realpath(os.path.join(state, "disk", "33554432-0.spare"))
+    create(state, "b", "--disk", "32M")
+    # b took it whole: its loop device is now b's, backed by b's disk.img
+    assert len(loops_of(state)) == 2
+    with open(glob.glob("/sys/block/%s/loop/backing_file"
+                        % loops_of(state)[0])[0]) as f:
+        assert f.read().strip() != spare
+    sh(state, "b", "echo b > /workspace/f && cat /workspace/f")
+    wait_for(lambda: len(loops_of(state, "disk")) == 1)  # b's spare
+    # gc keeps the spare while workspaces remain, drops it with the last
+    assert sp(state, "gc").returncode == 0
+    assert len(loops_of(state, "disk")) == 1
+    for n in ("a", "b"):
+        assert sp(state, "rm", "-f", n).returncode == 0
+    assert sp(state, "gc").returncode == 0
+    wait_for(lambda: loops_of(state, "") == [])
+    assert mounts_of(state, "") == []
+
+
+@root_only
+def test_a_damaged_image_is_refused_and_the_rest_goes_on(state):
+    create(state, "d", "--disk", "32M")
+    create(state, "e", "--disk", "32M")
+    assert sp(state, "stop", "d").returncode == 0
+    assert sp(state, "gc").returncode == 0  # d's image unmounted
+    img = os.path.join(state, "workspaces", "d", "disk.img")
+    with open(img, "r+b") as f:  # the ext4 magic gone
+        f.seek(1024 + 0x38)
+        f.write(b"\0\0")
+    r = sp(state, "start", "d")
+    assert r.returncode != 0 and "not ext4" in r.stderr, r.stderr
+    assert mounts_of(state, "workspaces/d") == []
+    assert sh(state, "e", "echo fine").stdout == "fine\n"
+    assert sp(state, "rm", "-f", "d").returncode == 0
+
+
+@root_only
 def test_reset_empties_the_image_and_keeps_the_limit(state):
     create(state, "r", "--disk", "32M")
     sh(state, "r", "echo x > /workspace/a && echo y > /etc/b")
@@ -182,6 +228,24 @@ def test_snapshots_count_toward_the_limit(state):
     assert sp(state, "snapshot", "rm", "s", "a").returncode == 0
     r = sp(state, "snapshot", "s", "c")
     assert r.returncode == 0, r.stderr
+
+
+@root_only
+def test_a_fork_has_an_image_and_a_limit_of_its_own(state):
+    create(state, "src", "--disk", "32M")
+    sh(state, "src", "head -c 4194304 /dev/zero > /workspace/base")
+    assert sp(state, "snapshot", "src", "s").returncode == 0
+    r = sp(state, "fork", "src", "s", "kid", "--disk", "48M")
+    assert r.returncode == 0, r.stderr
+    d = ps(state, "kid")["disk"]
+    assert d["enforced"] and d["limit"] == 48 * MiB, d
+    # the snapshot's files show through; what the fork writes is its own
+    sh(state, "kid", "wc -c < /workspace/base && "
+                     "head -c 8388608 /dev/zero > /workspace/mine")
+    assert ps(state, "src")["disk"]["used"] < 8 * MiB
+    r = sh(state, "kid", "dd if=/dev/zero of=/workspace/big bs=1M count=64 "
+                         "2>&1", rc=1)
+    assert "No space left" in r.stdout
 
 
 @root_only
@@ -224,6 +288,15 @@ def test_run_tmpfs_bounded_by_disk_and_inodes(tmp_path):
     assert 50 < int(r.stdout) < 100, r.stdout
 
 
+def test_run_require_disk(tmp_path):
+    r = sandpit("run", "-q", "--require", "disk", "--", "/bin/true",
+                cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    r = sandpit("run", "-q", "--disk", "0", "--require", "disk", "--",
+                "/bin/true", cwd=str(tmp_path))
+    assert r.returncode == 125 and "--require disk" in r.stderr, r.stderr
+
+
 def test_bad_values_refused(state):
     for flags, word in [(["--disk", "1M"], "limits.disk"),
                         (["--disk", "lots"], "limits.disk"),
@@ -231,6 +304,9 @@ def test_bad_values_refused(state):
                         (["--inodes", "-1"], "limits.inodes")]:
         r = sp(state, "create", "x", *flags)
         assert r.returncode == 125 and word in r.stderr, (flags, r.stderr)
+    if IS_ROOT:  # more inodes than the image can hold
+        r = sp(state, "create", "x", "--disk", "16M", "--inodes", "5000")
+        assert r.returncode == 125 and "limits.inodes" in r.stderr, r.stderr
     assert json.loads(sp(state, "ps", "--json").stdout) == []
 
 
@@ -257,7 +333,7 @@ def test_serve_disk_under_the_operators_ceiling(state, tmp_path):
         r = call(2, "workspace.create", {"name": "many", "inodes": 100000})
         assert r["error"]["code"] == -32001 and "inodes" in r["error"]["message"], r
         r = call(3, "workspace.create", {"name": "ok", "disk": "32M"})
-        assert r["result"]["limits"]["disk"] == 32 * MiB, r
+        assert r["result"]["workspace"] == "ok", r
         r = call(4, "workspace.list", {})
         ws = {w["name"]: w for w in r["result"]["workspaces"]} \
             if isinstance(r["result"], dict) else {w["name"]: w for w in r["result"]}

@@ -291,7 +291,12 @@ def single_id_fallback(d):
             ["runuser", "-u", "nobody", "--", "env", f"HOME={d}", binary,
              "run", "--memory", "0", "--pids", "0", *flags, "--", "/bin/sh",
              "-c", "cat /proc/self/uid_map"],
-            cwd=d, capture_output=True, text=True, timeout=60)
+            cwd=w, capture_output=True, text=True, timeout=60)
+    # The workspace is a directory of its own: HOME holds the state dir,
+    # which is never a workspace (docs/policy.md).
+    w = os.path.join(d, "w")
+    os.mkdir(w)
+    os.chmod(w, 0o777)
     r = as_nobody()
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "65534", "1"]

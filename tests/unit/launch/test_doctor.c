@@ -267,7 +267,8 @@ static void test_render_empty_host(void **state)
     assert_non_null(strstr(text, "\nlandlock      MISSING"));
     assert_non_null(strstr(text, "\nseccomp       MISSING"));
     assert_non_null(strstr(text, "missing here: landlock seccomp limits "
-                                 "userns netns"));
+                                 "userns netns disk"));
+    assert_non_null(strstr(text, "\ndisk          MISSING"));
     free(text);
 }
 
