@@ -69,4 +69,11 @@
 /* Seconds a create/start waits for the agent to report ready. */
 #define SP_WS_START_TIMEOUT 60
 
+/* Most distinct denials one command's report keeps (docs/report.md); later
+ * ones are counted in "dropped", repeats of a kept one in its count. */
+#define SP_MAX_REPORT_DENIALS 64
+/* Most system call notifications the supervising process answers in one
+ * turn of its loop before it looks at its other fds again. */
+#define SP_SECCOMP_NOTIFY_BATCH 256
+
 #endif

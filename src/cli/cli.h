@@ -16,6 +16,8 @@
 struct cli_opts {
     int verbosity;   /* -v: more, -q: -1 */
     bool help;
+    const char *report;  /* --report FILE or "-" (run) */
+    bool no_report;      /* --no-report (run) */
 };
 
 /* Parse the policy flags shared by `run` and `policy show` from argv
