@@ -1438,6 +1438,9 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                 stats.pids_known = true;
             }
             stats.oom_killed = cs.oom_killed;
+            stats.pids_refused = cs.pids_refused;
+            stats.io_written = cs.io_written;
+            stats.io_known = cs.io_known;
         }
     }
 
