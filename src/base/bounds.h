@@ -76,4 +76,11 @@
  * turn of its loop before it looks at its other fds again. */
 #define SP_SECCOMP_NOTIFY_BATCH 256
 
+/* A workspace's denial log (docs/report.md): the two files of its ring on
+ * disk hold at most this many bytes together; longest line; most entries
+ * one read returns. */
+#define SP_AUDIT_LOG_BYTES (1024 * 1024)
+#define SP_AUDIT_LINE_MAX 4096
+#define SP_AUDIT_READ_MAX 1000
+
 #endif

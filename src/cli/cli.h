@@ -40,6 +40,11 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_log(void *ctx, int level, const char *msg);
 
 int cmd_run(int argc, char **argv);
+/* --report FILE (written whole or not at all) or "-" (stderr); 0 or
+ * -errno, said on stderr. */
+int cli_write_report(const char *dst, const char *text);
+/* A report's denials, one line per kind, on stderr (none: nothing). */
+void cli_print_denials(const char *report_json);
 int cmd_policy(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);

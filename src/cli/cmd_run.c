@@ -43,7 +43,7 @@ static void print_stats(const sp_stats *st)
 }
 
 /* --report FILE: written whole or not at all; "-": stderr. */
-static int write_report(const char *dst, const char *text)
+int cli_write_report(const char *dst, const char *text)
 {
     if (strcmp(dst, "-") == 0) {
         fprintf(stderr, "%s\n", text);
@@ -76,7 +76,7 @@ static int write_report(const char *dst, const char *text)
 
 /* When the command failed and the sandbox refused something: one line per
  * kind of denial on stderr, so the reason is not a guess. */
-static void print_denials(const char *text)
+void cli_print_denials(const char *text)
 {
     json_t *rep = json_loads(text, 0, NULL);
     if (!rep)
@@ -150,8 +150,8 @@ int cmd_run(int argc, char **argv)
     if (sp_policy_wants_stats(p))
         print_stats(&st);
     if (report && rc != 0 && opts.verbosity >= 0)
-        print_denials(report);
-    if (report && opts.report && write_report(opts.report, report) < 0 &&
+        cli_print_denials(report);
+    if (report && opts.report && cli_write_report(opts.report, report) < 0 &&
         rc == 0)
         rc = EXIT_SP_FAILURE;
     free(report);

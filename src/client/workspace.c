@@ -336,8 +336,18 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
                     rc = json_is_integer(s) ? (int)json_integer_value(s) : 125;
                     if (rc < 0 || rc > 255)
                         rc = 125;
+                    sp_exec_end end;
+                    sp_ws_end_from_reply(m.result, rc, &end);
                     if (o->ended)
-                        sp_ws_end_from_reply(m.result, rc, o->ended);
+                        *o->ended = end;
+                    if (o->report) {
+                        json_t *rep =
+                            sp_ws_report_from_reply(m.result, &end, o->argv);
+                        *o->report = rep ? json_dumps(rep, JSON_COMPACT |
+                                                               JSON_REAL_PRECISION(9))
+                                         : NULL;
+                        json_decref(rep);
+                    }
                 }
                 sp_proto_msg_free(&m);
             } else if (sp_proto_parse(l, len, &m, NULL) == 0) {

@@ -43,3 +43,21 @@ json_t *sp_ws_end_json(const sp_exec_end *e)
 {
     return sp_end_json(e);
 }
+
+json_t *sp_ws_report_from_reply(json_t *res, const sp_exec_end *e,
+                                char *const *argv)
+{
+    json_t *r = json_object_get(res, "report");
+    if (!json_is_object(r))
+        return NULL;
+    json_t *o = json_pack("{s:i}", "version", 1);
+    if (argv) {
+        json_t *a = json_array();
+        for (size_t i = 0; argv[i] && i < 64; i++)
+            json_array_append_new(a, json_string(argv[i]));
+        json_object_set_new(o, "command", a);
+    }
+    json_object_set_new(o, "outcome", sp_end_json(e));
+    json_object_update(o, r);
+    return o;
+}

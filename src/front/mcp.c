@@ -4,6 +4,8 @@
  * saved in the workspace for the agent to read on. */
 #include "mcp.h"
 
+#include "report.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -207,7 +209,8 @@ static const struct tool tools[] = {
      "\"stdout_bytes\":{\"type\":\"integer\"},\"stderr_bytes\":{\"type\":\"integer\"},"
      "\"output_files\":{\"type\":\"object\"},\"duration_ms\":{\"type\":\"number\"},"
      "\"outcome\":{\"type\":\"object\",\"description\":\"How it ended: ended is exit, signal, timeout, oom, pids or cancelled, with the details (signal, limit_bytes, refused_forks, limit).\","
-     "\"properties\":{\"ended\":{\"type\":\"string\",\"enum\":[\"exit\",\"signal\",\"timeout\",\"oom\",\"pids\",\"cancelled\"]}},\"required\":[\"ended\"]}},"
+     "\"properties\":{\"ended\":{\"type\":\"string\",\"enum\":[\"exit\",\"signal\",\"timeout\",\"oom\",\"pids\",\"cancelled\"]}},\"required\":[\"ended\"]},"
+     "\"report\":{\"type\":\"object\",\"description\":\"What the sandbox did to the command (docs/report.md): outcome, resources, denials (in order, with counts), what could not be observed and why, layers.\"}},"
      "\"required\":[\"exit_code\",\"stdout\",\"stderr\",\"truncated\"]}",
      NULL, false, false},
     {"workspace_diff", "Show changed files",
@@ -527,6 +530,8 @@ static void exec_ended(struct mcp *m, struct call *c)
     json_object_set_new(s, "exit_code", json_integer(res->status));
     json_object_set_new(s, "timed_out", json_boolean(res->timed_out));
     json_object_set_new(s, "outcome", sp_ws_end_json(&res->end));
+    if (res->report)
+        json_object_set(s, "report", res->report);
     bool trunc = false;
     json_t *files = json_object();
     static const char *const names[] = {NULL, "stdout", "stderr"};
@@ -594,6 +599,15 @@ static void exec_reply(struct mcp *m, struct call *c)
     if (f) {
         const char *how = json_string_value(
             json_object_get(json_object_get(s, "outcome"), "text"));
+        /* First what the sandbox refused, one line per kind, so a model
+         * reads the reason before the symptoms (docs/report.md). */
+        json_t *rep = json_object_get(s, "report");
+        if (json_integer_value(json_object_get(rep, "denials_total")) > 0) {
+            char *lines = sp_report_summary(rep);
+            if (lines)
+                fputs(lines, f);
+            free(lines);
+        }
         fprintf(f, "exit code %d%s%s%s\n", code, how ? " (" : "",
                 how ? how : "", how ? ")" : "");
         if (so && *so)

@@ -280,6 +280,8 @@ static json_t *exec_result(const struct call *c)
     json_t *o = json_pack("{s:i,s:b,s:o}", "exit_code", res->status,
                           "timed_out", res->timed_out, "outcome",
                           sp_ws_end_json(&res->end));
+    if (res->report)
+        json_object_set(o, "report", res->report);
     bool trunc = false;
     static const char *const names[] = {NULL, "stdout", "stderr"};
     for (int i = 1; i < 3; i++) {

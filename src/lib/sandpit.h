@@ -327,6 +327,9 @@ typedef struct sp_ws_exec_opts {
                                   may be NULL */
     sp_exec_end *ended;        /* when set: how it ended, filled when the
                                   call returns >= 0 */
+    char **report;             /* when set: the report (docs/report.md) as
+                                  JSON text, caller frees; NULL when the
+                                  supervisor sent none */
 } sp_ws_exec_opts;
 
 /* A connection to a running workspace's supervisor, for many execs. */
