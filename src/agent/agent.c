@@ -588,6 +588,14 @@ static void job_reply(struct agent *a, size_t i)
                   (json_int_t)(j->ru.ru_stime.tv_sec * 1000000 +
                                j->ru.ru_stime.tv_usec),
                   "maxrss_bytes", (json_int_t)j->ru.ru_maxrss * 1024));
+    json_object_set_new(res, "seccomp_watched",
+                        json_boolean(a->cfg->denials_take != NULL));
+    if (a->cfg->denials_take) {
+        json_t *d = a->cfg->denials_take(a->cfg->denials_ctx, j->pid, j->t0_us);
+        json_object_set(res, "seccomp_denials", json_object_get(d, "denials"));
+        json_object_set(res, "seccomp_dropped", json_object_get(d, "dropped"));
+        json_decref(d);
+    }
     json_t *jid = json_integer(j->id);
     send_line(a, sp_proto_result(jid, res));
     json_decref(jid);

@@ -83,4 +83,8 @@
 #define SP_AUDIT_LINE_MAX 4096
 #define SP_AUDIT_READ_MAX 1000
 
+/* Distinct (session, system call, argument) denials a workspace agent's
+ * seccomp watch holds until their exec ends (docs/report.md). */
+#define SP_SECCOMP_BG_ENTRIES 256
+
 #endif

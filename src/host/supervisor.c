@@ -1198,6 +1198,8 @@ static _Noreturn void ws_agent(void *arg, const struct sp_launch_pid1_env *env)
         .kill_after = env->kill_after,
         .secrets = w->secrets,
         .gate_fd = env->gate_fd,
+        .denials_take = env->denials_take,
+        .denials_ctx = env->denials_ctx,
     };
     sp_agent_main(&cfg);
 }

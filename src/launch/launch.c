@@ -96,6 +96,7 @@ struct launch {
     struct sp_seccomp_prog watched;
     int watch_rd, watch_wr;
     bool want_watch;
+    int watch_fd;                 /* agent: its own listener, or -1 */
     struct sp_landlock_plan landlock;
     bool landlock_on;
     int cap_last;
@@ -287,7 +288,14 @@ static void harden(struct launch *l)
         if (fcntl(p->pass_fds[i], F_SETFD, 0) < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_FDS, errno, "pass-fd"), &ce), 125);
 
-    if (l->seccomp_on && l->watch_wr >= 0) {
+    if (l->seccomp_on && l->agent_sock >= 0 && l->watched.filter) {
+        /* the agent answers its own listener from a thread */
+        r = sp_seccomp_install_watched_here(&l->watched, &l->seccomp,
+                                            &l->watch_fd);
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, NULL), &ce), 125);
+        sp_exec_search_hook(p->seccomp_profile ? NULL : sp_seccomp_install_exec);
+    } else if (l->seccomp_on && l->watch_wr >= 0) {
         r = sp_seccomp_install_watched(&l->watched, &l->seccomp, l->watch_wr);
         close(l->watch_wr);
         l->watch_wr = -1;
@@ -332,6 +340,14 @@ static _Noreturn void become_agent(struct launch *l)
         .kill_after = l->p->kill_after,
         .gate_fd = l->gate_fd,
     };
+    if (l->watch_fd >= 0) {
+        struct sp_seccomp_bg *bg = sp_seccomp_bg_start(l->watch_fd);
+        l->watch_fd = -1;
+        if (bg) {
+            env.denials_take = sp_seccomp_bg_take;
+            env.denials_ctx = bg;
+        }
+    }
     close(l->err_wr);
     l->err_wr = -1;
     l->pid1->main(l->pid1->arg, &env);
@@ -713,7 +729,7 @@ static void launch_free(struct launch *l)
     sp_seccomp_prog_free(&l->watched);
     sp_close_keep_errno(l->watch_rd);
     sp_close_keep_errno(l->watch_wr);
-    l->watch_rd = l->watch_wr = -1;
+    l->watch_rd = l->watch_wr = l->watch_fd = -1;
     sp_landlock_plan_free(&l->landlock);
     sp_close_keep_errno(l->sync_rd);
     sp_close_keep_errno(l->sync_wr);
@@ -896,6 +912,8 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
         if (l->want_watch && !p->seccomp_profile) {
             if (sp_seccomp_watched_variant(&l->seccomp, &l->watched) < 0)
                 return sp_error_set(err, ENOMEM, "seccomp watch");
+        }
+        if (l->want_watch && !p->seccomp_profile && !l->pid1) {
             if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
                 return sp_error_set(err, errno, "socketpair");
             l->watch_rd = fds[0];
@@ -1064,7 +1082,8 @@ int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
                        .err_wr = -1, .net_rd = -1, .net_wr = -1,
                        .agent_sock = pid1->sock,
                        .ws_dst = pid1->ws_dst, .pid1 = pid1,
-                       .argv = agent_argv};
+                       .argv = agent_argv, .watch_fd = -1,
+                       .want_watch = !o || !o->no_denial_watch};
     struct sp_cgroup *cg = NULL;
     int pidfd = -1, rc = 0;
     pid_t pid = -1;
@@ -1245,7 +1264,7 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
 {
     struct launch l = {.p = p, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
                        .err_wr = -1, .net_rd = -1, .net_wr = -1,
-                       .agent_sock = -1};
+                       .agent_sock = -1, .watch_fd = -1};
     struct sp_cgroup *cg = NULL;
     int pidfd = -1, sfd = -1, rc = -SP_EFAIL, net_log_fd = -1;
     sigset_t mask, oldmask;

@@ -19,6 +19,7 @@
 #include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -1379,4 +1380,211 @@ int sp_seccomp_watch_dispatch(struct sp_seccomp_watch *w)
         done++;
     }
     return done;
+}
+
+int sp_seccomp_install_watched_here(const struct sp_seccomp_prog *watched,
+                                    const struct sp_seccomp_prog *plain,
+                                    int *ret_fd)
+{
+    *ret_fd = -1;
+    if (!watched || !watched->filter || watched->len == 0)
+        return -EINVAL;
+    struct sock_fprog fprog = {.len = watched->len, .filter = watched->filter};
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                      SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+    if (fd >= 0) {
+        *ret_fd = (int)fd;
+        return 0;
+    }
+    return sp_seccomp_install(plain);
+}
+
+#include <pthread.h>
+
+struct bg_entry {
+    pid_t sid;
+    struct sp_denial d;  /* first_ms: unused; `at` below */
+    uint64_t at_us;
+};
+
+struct sp_seccomp_bg {
+    struct sp_seccomp_watch *w;
+    pthread_mutex_t mu;
+    struct bg_entry e[SP_SECCOMP_BG_ENTRIES];
+    size_t n;
+    uint64_t evicted;
+    /* the last pid's session, so a storm from one process reads /proc
+     * once */
+    pid_t last_pid, last_sid;
+};
+
+static pid_t sid_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* "pid (comm) state ppid pgrp session": comm may hold anything, so
+     * from the last ')' */
+    char *p = strrchr(buf, ')');
+    int ppid, pgrp, sess;
+    char st;
+    if (!p || sscanf(p + 1, " %c %d %d %d", &st, &ppid, &pgrp, &sess) != 4)
+        return 0;
+    return (pid_t)sess;
+}
+
+static pid_t bg_sid(struct sp_seccomp_bg *b, pid_t pid)
+{
+    if (pid != b->last_pid) {
+        b->last_sid = sid_of(pid);
+        b->last_pid = pid;
+    }
+    return b->last_sid;
+}
+
+static void bg_record(struct sp_seccomp_bg *b, pid_t sid,
+                      const struct sp_denial *d)
+{
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < b->n; i++) {
+        struct bg_entry *x = &b->e[i];
+        if (x->sid == sid && x->d.has_arg == d->has_arg &&
+            (!d->has_arg || x->d.arg == d->arg) &&
+            strcmp(x->d.what, d->what) == 0) {
+            x->d.count++;
+            pthread_mutex_unlock(&b->mu);
+            return;
+        }
+    }
+    if (b->n == SP_ARRAY_SIZE(b->e)) {
+        /* full: the oldest goes (entries stay in arrival order) */
+        b->evicted += b->e[0].d.count;
+        memmove(&b->e[0], &b->e[1], (b->n - 1) * sizeof(b->e[0]));
+        b->n--;
+    }
+    struct bg_entry *x = &b->e[b->n++];
+    x->sid = sid;
+    x->d = *d;
+    x->d.count = 1;
+    x->at_us = sp_now_us();
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* One notification: received (blocking), answered, recorded. */
+static void *bg_main(void *arg)
+{
+    struct sp_seccomp_bg *b = arg;
+    struct sp_seccomp_watch *w = b->w;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        memset(w->req, 0, w->req_size);
+        if (ioctl(w->fd, SECCOMP_IOCTL_NOTIF_RECV, w->req) < 0) {
+            if (errno == EINTR || errno == ENOENT)
+                continue;
+            return NULL;
+        }
+        const struct seccomp_data *d = &w->req->data;
+        struct sp_denial den;
+        memset(&den, 0, sizeof(den));
+        den.kind = SP_DENIAL_SYSCALL;
+        if (d->nr != w->last_nr) {
+            char *nm = seccomp_syscall_resolve_num_arch(d->arch, d->nr);
+            if (nm)
+                snprintf(w->last_name, sizeof(w->last_name), "%s", nm);
+            else
+                snprintf(w->last_name, sizeof(w->last_name), "syscall_%d",
+                         d->nr);
+            free(nm);
+            w->last_nr = d->nr;
+        }
+        snprintf(den.what, sizeof(den.what), "%s", w->last_name);
+        snprintf(den.rule, sizeof(den.rule), "%s",
+                 watch_rule(w->last_name, d, &den));
+        den.err = strcmp(w->last_name, "socket") == 0 ||
+                          strcmp(w->last_name, "socketpair") == 0
+                      ? EAFNOSUPPORT
+                      : EPERM;
+        /* whose it is, while the caller waits for the answer (a pid
+         * reused since is told apart by NOTIF_ID_VALID) */
+        pid_t sid = bg_sid(b, (pid_t)w->req->pid);
+        if (ioctl(w->fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &w->req->id) < 0) {
+            b->last_pid = 0;
+            sid = 0;
+        }
+        memset(w->resp, 0, w->resp_size);
+        w->resp->id = w->req->id;
+        w->resp->error = -den.err;
+        (void)ioctl(w->fd, SECCOMP_IOCTL_NOTIF_SEND, w->resp);
+        bg_record(b, sid, &den);
+    }
+}
+
+struct sp_seccomp_bg *sp_seccomp_bg_start(int fd)
+{
+    struct sp_seccomp_bg *b = calloc(1, sizeof(*b));
+    if (!b) {
+        close(fd);
+        return NULL;
+    }
+    b->w = sp_seccomp_watch_new(fd, NULL);
+    if (!b->w) {
+        free(b);
+        return NULL;
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    int r = pthread_create(&t, &at, bg_main, b);
+    pthread_attr_destroy(&at);
+    if (r != 0) {
+        sp_seccomp_watch_free(b->w);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+json_t *sp_seccomp_bg_take(void *ctx, pid_t sid, uint64_t t0_us)
+{
+    struct sp_seccomp_bg *b = ctx;
+    json_t *a = json_array();
+    if (!b)
+        return json_pack("{s:o,s:i}", "denials", a, "dropped", 0);
+    pthread_mutex_lock(&b->mu);
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        struct bg_entry *x = &b->e[i];
+        if (x->sid != sid) {
+            b->e[k++] = *x;
+            continue;
+        }
+        json_t *o = json_pack("{s:s,s:i,s:s,s:I,s:I}", "syscall", x->d.what,
+                              "errno", x->d.err, "rule", x->d.rule, "count",
+                              (json_int_t)x->d.count, "first_ms",
+                              (json_int_t)(x->at_us > t0_us
+                                               ? (x->at_us - t0_us) / 1000u
+                                               : 0));
+        if (x->d.has_arg) {
+            json_object_set_new(o, "arg_name", json_string(x->d.arg_name));
+            json_object_set_new(o, "arg", json_integer((json_int_t)x->d.arg));
+        }
+        json_array_append_new(a, o);
+    }
+    b->n = k;
+    uint64_t ev = b->evicted;
+    b->evicted = 0;
+    pthread_mutex_unlock(&b->mu);
+    return json_pack("{s:o,s:I}", "denials", a, "dropped", (json_int_t)ev);
 }

@@ -4,7 +4,9 @@
 #ifndef SANDPIT_SECCOMP_H
 #define SANDPIT_SECCOMP_H
 
+#include <jansson.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* libseccomp's header has our name too, and wherever src/lib is on the
  * include path (-I) <seccomp.h> finds this file first. seccomp.c, the one
@@ -120,5 +122,28 @@ int sp_seccomp_watch_fd(const struct sp_seccomp_watch *w);
  * process left under the filter: stop polling it). */
 int sp_seccomp_watch_dispatch(struct sp_seccomp_watch *w);
 void sp_seccomp_watch_free(struct sp_seccomp_watch *w);
+
+/* Like sp_seccomp_install_watched, but the listener stays with the
+ * caller: *ret_fd (O_CLOEXEC), or -1 when the kernel refused one (the
+ * plain program is then installed). For the workspace agent, which answers
+ * its own listener from a thread (sp_seccomp_bg_start). */
+int sp_seccomp_install_watched_here(const struct sp_seccomp_prog *watched,
+                                    const struct sp_seccomp_prog *plain,
+                                    int *ret_fd);
+
+/* A thread answering listener fd (taken over) in the calling process and
+ * counting each denial under the session id (getsid) of the process that
+ * made it: the workspace agent's, where every exec is a session. The
+ * table is bounded (SP_SECCOMP_BG_ENTRIES; the oldest entry goes when it
+ * is full, counted). NULL on failure (fd closed; the filter's refusals
+ * then answer ENOSYS). */
+struct sp_seccomp_bg;
+struct sp_seccomp_bg *sp_seccomp_bg_start(int fd);
+
+/* Take session sid's denials out of the table as
+ * {"denials": [{"syscall", "errno", "rule", "count", "first_ms"
+ * (after t0_us, sp_now_us's clock), and "arg_name"/"arg" where an argument
+ * matters}...], "dropped": N} (new reference). ctx: the sp_seccomp_bg. */
+json_t *sp_seccomp_bg_take(void *ctx, pid_t sid, uint64_t t0_us);
 
 #endif
