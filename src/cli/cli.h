@@ -50,6 +50,7 @@ int cmd_doctor(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_net(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 /* create's setup command (--post-create CMD, else the policy's
  * post_create; caller frees; NULL: none), and running it once the

@@ -217,6 +217,10 @@ static const struct tool tools[] = {
      "What the workspace changed against its base: the paths added, modified and deleted (inside the sandbox, e.g. /workspace/src/x.py).",
      "{\"type\":\"object\",\"properties\":{" WS_PROP "" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
      NULL, sp_ops_ws_diff, true, false},
+    {"workspace_audit", "Show what the sandbox refused",
+     "The workspace's denial log: system calls the seccomp filter refused and network requests the egress proxy refused, per command, with counts (oldest first; pass after = the last seq seen to read on). Kept across stop and start, bounded.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"after\":{\"type\":\"integer\",\"minimum\":0,\"description\":\"Only entries with a larger seq.\"},\"max\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000}},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     NULL, sp_ops_ws_audit, true, false},
     {"workspace_reset", "Reset a workspace",
      "Throw away every change the workspace made (its files in /workspace, "
      "HOME, installed packages) and start it again from its base. Cannot be "

@@ -36,6 +36,7 @@ static const struct {
     {"workspace.stop", sp_ops_ws_stop},
     {"workspace.delete", sp_ops_ws_delete},
     {"workspace.diff", sp_ops_ws_diff},
+    {"workspace.audit", sp_ops_ws_audit},
     {"workspace.reset", sp_ops_ws_reset},
     {"workspace.snapshot", sp_ops_ws_snapshot},
     {"workspace.snapshots", sp_ops_ws_snapshots},

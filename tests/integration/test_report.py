@@ -221,3 +221,170 @@ def test_limits_unenforced_said_in_report(tmp_path):
     assert rep["layers"]["limits"].startswith("no cgroup")
     assert rep["resources"]["pids_peak"] is None
     assert rep["resources"]["unknown"]["pids_peak"]
+
+
+# ---- workspaces: exec, serve, mcp, the denial log --------------------------
+
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+
+from conftest import create, sp, start_serve  # noqa: E402
+
+# bpf(2) through ctypes, for workspaces made by serve/mcp (no probe there)
+BPF_PY = ("import ctypes; l = ctypes.CDLL(None, use_errno=True); "
+          "r = l.syscall(321, 0, 0, 0); "
+          "print(r, ctypes.get_errno()); raise SystemExit(3)")
+x86_64 = pytest.mark.skipif(platform.machine() != "x86_64",
+                            reason="bpf is syscall 321 on x86_64 only")
+
+
+def test_exec_report_fields(state, tmp_path):
+    pd = os.path.dirname(PROBE)
+    create(state, "r1", "--ro", pd)
+    out = tmp_path / "rep.json"
+    r = sp(state, "exec", "r1", "--report", str(out), "--", "sh", "-c",
+           f"{PROBE} bpf 2; {PROBE} socket-packet; exit 4")
+    assert r.returncode == 4
+    assert r.stdout == "ok\nerrno EAFNOSUPPORT\n"
+    # failed after denials: one line per kind on stderr
+    assert "sandbox: syscall bpf refused (seccomp default deny list) and 1 " \
+           "more syscall denial\n" in r.stderr, r.stderr
+    rep = json.loads(out.read_text())
+    assert rep["command"] == ["sh", "-c",
+                              f"{PROBE} bpf 2; {PROBE} socket-packet; exit 4"]
+    assert rep["outcome"] == {"ended": "exit", "exit_code": 4}
+    d = rep["denials"]
+    assert [(x["syscall"], x["errno"], x["count"]) for x in d] == [
+        ("bpf", "EPERM", 2), ("socket", "EAFNOSUPPORT", 1)]
+    assert d[1]["family"] == socket.AF_PACKET
+    assert rep["denials_total"] == 3 and rep["denials_dropped"] == 0
+    assert rep["observed"]["syscall"] == {"observed": True}
+    assert rep["resources"]["wall_ms"] > 0
+    assert rep["resources"]["memory_peak_bytes"] > 0
+    assert rep["resources"]["pids_peak"] is None
+    assert "shared" in rep["resources"]["unknown"]["pids_peak"]
+    assert rep["layers"]["seccomp"] == {"on": True, "filter": "default"}
+    # an exec of its own does not see another's denials
+    r = sp(state, "exec", "r1", "--report", str(out), "--", "true")
+    assert r.returncode == 0
+    assert json.loads(out.read_text())["denials"] == []
+
+
+def test_exec_denial_storm_bounded(state, tmp_path):
+    pd = os.path.dirname(PROBE)
+    create(state, "r2", "--ro", pd)
+    out = tmp_path / "rep.json"
+    r = sp(state, "exec", "r2", "--report", str(out), "--", PROBE, "bpf",
+           "1000000", timeout=300)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stdout + r.stderr
+    rep = json.loads(out.read_text())
+    assert [(x["syscall"], x["count"]) for x in rep["denials"]] == [
+        ("bpf", 1000000)]
+    # the denial log: one line for the whole storm
+    r = sp(state, "audit", "r2", "--json")
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(l) for l in r.stdout.splitlines()]
+    assert len(lines) == 1 and lines[0]["count"] == 1000000
+
+
+def test_audit_survives_stop_start(state):
+    pd = os.path.dirname(PROBE)
+    create(state, "r3", "--ro", pd)
+    assert sp(state, "exec", "r3", "--", PROBE, "bpf", "2").returncode == 0
+    assert sp(state, "stop", "r3").returncode == 0
+    r = sp(state, "audit", "r3")
+    assert r.returncode == 0, r.stderr
+    assert "syscall bpf refused x2 (seccomp default deny list) by: " \
+           f"{PROBE} bpf 2\n" in r.stdout, r.stdout
+    assert sp(state, "start", "r3").returncode == 0
+    sp(state, "exec", "r3", "--", PROBE, "socket-packet")
+    r = sp(state, "audit", "r3", "--json")
+    es = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [(e["seq"], e["kind"], e.get("syscall")) for e in es] == [
+        (1, "syscall", "bpf"), (2, "syscall", "socket")]
+    assert es[1]["family"] == socket.AF_PACKET
+    r = sp(state, "audit", "nosuch")
+    assert r.returncode == 125 and "no workspace named nosuch" in r.stderr
+    r = sp(state, "audit", "r3", "--bogus")
+    assert r.returncode == 125 and "unexpected argument" in r.stderr
+
+
+def test_audit_log_is_bounded(state):
+    """Entries past the ring's size push the oldest out; the files stay
+    under SP_AUDIT_LOG_BYTES (1 MiB) in all."""
+    pd = os.path.dirname(PROBE)
+    create(state, "r4", "--ro", pd)
+    # 64 distinct denials per exec (a line each in the log), 100 execs:
+    # over 1 MiB of lines
+    code = ("import ctypes\n"
+            "l = ctypes.CDLL(None)\n"
+            "for fam in range(17, 17 + 64):\n"
+            "    l.socket(fam, 1, 0)\n")
+    for _ in range(100):
+        assert sp(state, "exec", "r4", "--", "/usr/bin/python3", "-c",
+                  code).returncode == 0
+    d = os.path.join(state, "workspaces", "r4")
+    size = sum(os.path.getsize(os.path.join(d, f)) for f in
+               ("audit.jsonl", "audit.1.jsonl")
+               if os.path.exists(os.path.join(d, f)))
+    assert size <= 1024 * 1024
+    assert os.path.exists(os.path.join(d, "audit.1.jsonl"))
+    r = sp(state, "audit", "r4", "--json")
+    es = [json.loads(l) for l in r.stdout.splitlines()]
+    seqs = [e["seq"] for e in es]
+    assert seqs == sorted(seqs) and seqs[-1] == 100 * 64 and seqs[0] > 1
+
+
+@x86_64
+def test_serve_exec_report_and_audit(state, tmp_path):
+    from test_serve import Conn
+    path = str(tmp_path / "s.sock")
+    p = start_serve(state, path)
+    try:
+        c = Conn(path)
+        assert c.call("workspace.create", {"name": "s1"})["state"] == "running"
+        r = c.call("exec", {"workspace": "s1",
+                            "command": ["/usr/bin/python3", "-c", BPF_PY]})
+        assert r["exit_code"] == 3
+        assert r["stdout"] == "-1 1\n"  # EPERM
+        rep = r["report"]
+        assert rep["outcome"] == {"ended": "exit", "exit_code": 3}
+        assert rep["command"] == ["/usr/bin/python3", "-c", BPF_PY]
+        assert [(d["syscall"], d["count"]) for d in rep["denials"]] == [
+            ("bpf", 1)]
+        a = c.call("workspace.audit", {"workspace": "s1"})
+        assert [(e["seq"], e["syscall"]) for e in a["entries"]] == [(1, "bpf")]
+        assert a["last"] == 1
+        a = c.call("workspace.audit", {"workspace": "s1", "after": 1})
+        assert a["entries"] == []
+        e = c.call("workspace.audit", {"workspace": "s1", "max": 0}, raw=True)
+        assert e["error"]["code"] == -32602, e
+        c.call("workspace.delete", {"workspace": "s1"})
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
+
+
+@x86_64
+def test_mcp_exec_text_starts_with_denials(state):
+    from test_mcp import Mcp
+    m = Mcp(state)
+    try:
+        m.init()
+        m.tool("workspace_create", name="m1")
+        r = m.tool("exec", workspace="m1",
+                   command=["/usr/bin/python3", "-c", BPF_PY])
+        text = r["content"][0]["text"]
+        assert text.startswith(
+            "sandbox: syscall bpf refused (seccomp default deny list)\n"
+            "exit code 3\n"), text
+        rep = r["structuredContent"]["report"]
+        assert rep["denials"][0]["syscall"] == "bpf"
+        a = m.tool("workspace_audit", workspace="m1")
+        assert a["structuredContent"]["entries"][0]["syscall"] == "bpf"
+        # no denial: no sandbox line
+        r = m.tool("exec", workspace="m1", command="exit 2")
+        assert r["content"][0]["text"].startswith("exit code 2"), r
+    finally:
+        m.close()
