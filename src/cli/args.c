@@ -340,7 +340,14 @@ int cli_parse_policy(int argc, char **argv, sp_policy **ret_policy,
             opts->verbosity = -1;
         else if (c == 'h' || c == O_HELP)
             opts->help = true;
-        else if (c == O_REPORT)
+        else if ((c == O_REPORT || c == O_NO_REPORT) &&
+                 strcmp(argv[0], "run") != 0) {
+            err->kind = SP_ERR_USAGE;
+            snprintf(err->message, sizeof(err->message),
+                     "%s is for sandpit run (and sandpit exec: --report)",
+                     c == O_REPORT ? "--report" : "--no-report");
+            goto fail;
+        } else if (c == O_REPORT)
             opts->report = optarg;
         else if (c == O_NO_REPORT)
             opts->no_report = true;
