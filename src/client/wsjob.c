@@ -122,6 +122,7 @@ int sp_wsjob_start(const char *name, const struct sp_wsjob_opts *o,
     json_t *params = sp_ws_exec_params(o->argv, o->env, o->cwd, o->timeout,
                                        o->secret_env);
     j->argv = json_incref(json_object_get(params, "argv"));
+    json_object_set_new(params, "report", json_true());
     json_t *jid = json_integer(1);
     line = sp_proto_request(jid, "exec", params);
     json_decref(jid);

@@ -69,6 +69,7 @@ struct sexec {
      * nothing yet) and its command, for the denial log */
     struct sp_denials *den;
     char cmd[128];
+    bool want_report;         /* the client asked for the report */
 };
 
 struct sv {
@@ -88,6 +89,8 @@ struct sv {
     uint64_t kill_at;         /* stopping: PID 1 is killed then (us) */
     struct sp_portfwd *pf;    /* published ports (portfwd.h), or NULL */
     struct sp_audit audit;    /* the denial log (wsaudit.h) */
+    json_t *report_static;    /* the report's "observed" and "layers":
+                                 the same for every exec (built once) */
 };
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -372,7 +375,11 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
         sp_proto_get_string(m->params, "cwd", false, SP_MAX_PATH, &cwd,
                             &err) < 0 ||
         sp_proto_get_number(m->params, "timeout", false, 0, SP_MAX_TIMEOUT,
-                            &timeout, &err) < 0) {
+                            &timeout, &err) < 0 ||
+        (json_object_get(m->params, "report") &&
+         !json_is_boolean(json_object_get(m->params, "report")) &&
+         sp_error_setk(&err, SP_ERR_USAGE, 0,
+                       "\"report\" must be true or false") < 0)) {
         client_send(s, c, sp_proto_error(m->id, SP_RPC_PARAMS, "%s",
                                          err.message));
         goto out;
@@ -419,7 +426,8 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
     }
     line = NULL;
     nf = 0; /* the queue owns the fds now */
-    struct sexec se = {aid, c, json_incref(m->id), true, 0, 0, NULL, ""};
+    struct sexec se = {aid, c, json_incref(m->id), true, 0, 0, NULL, "",
+                       json_is_true(json_object_get(m->params, "report"))};
     for (size_t i = 0; argv[i]; i++) {
         size_t l = strlen(se.cmd);
         snprintf(se.cmd + l, sizeof(se.cmd) - l, "%s%s", i ? " " : "",
@@ -504,7 +512,7 @@ static void handle_files(struct sv *s, struct client *c,
         }
         frame = NULL;
     }
-    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id), false, 0, 0, NULL, ""};
+    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id), false, 0, 0, NULL, "", false};
     c->n_pending++;
 out:
     free(line);
@@ -804,6 +812,56 @@ static json_t *obs(bool on, const char *why)
     return o;
 }
 
+/* The parts of every exec's report that the policy fixes. */
+static json_t *report_static(struct sv *s, bool watched)
+{
+    const struct sp_policy *p = s->a->policy;
+    json_t *r = json_object();
+    json_t *ob = json_object();
+    json_object_set_new(
+        ob, "syscall",
+        obs(watched, !p->seccomp ? "seccomp is off"
+                     : p->seccomp_profile
+                         ? "a custom seccomp profile: its refusals are not "
+                           "watched"
+                         : "the kernel refused a seccomp listener"));
+    json_object_set_new(
+        ob, "network_proxy",
+        obs(p->net == SP_NET_ALLOW,
+            "no egress proxy (--net allow: not in force)"));
+    json_object_set_new(
+        ob, "network_direct",
+        obs(false, p->net == SP_NET_HOST
+                       ? "--net host: no layer refuses connections"
+                       : "own network namespace, only lo: ENETUNREACH, "
+                         "no event"));
+    json_object_set_new(
+        ob, "file",
+        obs(false, "EACCES/EROFS go to the program only: Landlock audit "
+                   "records (Linux >= 6.15) need CAP_AUDIT_READ; not read"));
+    json_object_set_new(r, "observed", ob);
+    static const char *const nets[] = {"none", "host", "allow"};
+    json_t *ly = json_pack(
+        "{s:b,s:{s:b},s:{s:b,s:s},s:s,s:s}", "user_namespace",
+        p->userns || geteuid() != 0, "landlock", "on", p->landlock, "seccomp",
+        "on", p->seccomp, "filter",
+        !p->seccomp ? "none"
+        : p->seccomp_profile ? p->seccomp_profile
+        : p->allow_ptrace    ? "default (ptrace allowed)"
+                             : "default",
+        "limits", s->h.cg ? sp_cgroup_describe(s->h.cg)
+                          : "no cgroup (RLIMIT_NPROC for pids)",
+        "network", p->net <= SP_NET_ALLOW ? nets[p->net] : "?");
+    if (p->limits.memory)
+        json_object_set_new(ly, "memory_limit_bytes",
+                            json_integer((json_int_t)p->limits.memory));
+    if (p->limits.pids)
+        json_object_set_new(ly, "pids_limit",
+                            json_integer((json_int_t)p->limits.pids));
+    json_object_set_new(r, "layers", ly);
+    return r;
+}
+
 /* The report of exec e (docs/report.md), but for its outcome and command,
  * which the client adds (wsend.h): its resources (the agent's "usage": the
  * shepherd reaps the whole exec), its denials (the agent's seccomp watch
@@ -811,7 +869,6 @@ static json_t *obs(bool on, const char *why)
  * denials also go to the workspace's denial log. */
 static void exec_report(struct sv *s, struct sexec *e, json_t *res)
 {
-    const struct sp_policy *p = s->a->policy;
     struct sp_denials *den = e->den;
     struct sp_denials none;
     if (!den) {
@@ -875,6 +932,24 @@ static void exec_report(struct sv *s, struct sexec *e, json_t *res)
     json_object_del(res, "seccomp_dropped");
     json_object_del(res, "seccomp_watched");
 
+    for (size_t k = 0; k < den->n; k++) {
+        json_t *o = audit_entry(&den->e[k], e->cmd);
+        sp_audit_append(&s->audit, o);
+        json_decref(o);
+    }
+    if (den->dropped) {
+        json_t *o = json_pack("{s:s,s:I,s:s}", "kind", "dropped", "count",
+                              (json_int_t)den->dropped, "command", e->cmd);
+        sp_audit_append(&s->audit, o);
+        json_decref(o);
+    }
+    if (!e->want_report) {
+        json_object_del(res, "usage");
+        return;
+    }
+    if (!s->report_static)
+        s->report_static = report_static(s, watched);
+
     json_t *r = json_object();
     json_t *u = json_object_get(res, "usage");
     sp_stats st;
@@ -892,76 +967,17 @@ static void exec_report(struct sv *s, struct sexec *e, json_t *res)
     json_object_del(res, "usage");
     json_object_set_new(
         r, "resources",
-        sp_report_resources(&st, "rusage (the largest process of the exec; "
-                                 "the workspace's cgroup is shared by all "
-                                 "its execs)",
-                            "the workspace's cgroup is shared by all its "
-                            "execs: no peak of one exec",
+        sp_report_resources(&st, "rusage: the exec's largest process",
+                            "the workspace's cgroup is shared by its execs",
                             "not counted per exec"));
     json_object_set_new(r, "denials", sp_denials_json(den));
     json_object_set_new(r, "denials_total", json_integer((json_int_t)den->total));
     json_object_set_new(r, "denials_dropped",
                         json_integer((json_int_t)den->dropped));
-    json_t *ob = json_object();
-    json_object_set_new(
-        ob, "syscall",
-        obs(watched, !p->seccomp ? "seccomp is off"
-                     : p->seccomp_profile
-                         ? "a custom seccomp profile: its refusals are not "
-                           "watched"
-                         : "the agent could not watch the deny list (the "
-                           "kernel refused a seccomp listener)"));
-    json_object_set_new(
-        ob, "network_proxy",
-        obs(p->net == SP_NET_ALLOW,
-            "no egress proxy (--net allow: not in force)"));
-    json_object_set_new(
-        ob, "network_direct",
-        obs(false, p->net == SP_NET_HOST
-                       ? "--net host: no layer refuses connections"
-                       : "a direct connection fails inside the sandbox's own "
-                         "network namespace (only lo: ENETUNREACH) without "
-                         "an event sandpit can see"));
-    json_object_set_new(
-        ob, "file",
-        obs(false, "Landlock and read-only mounts refuse with EACCES or EROFS "
-                   "and leave no event a process can read: Landlock's audit "
-                   "records (Linux >= 6.15) go to the kernel audit log, which "
-                   "only CAP_AUDIT_READ may read, and sandpit does not read "
-                   "it; the command sees the error itself"));
-    json_object_set_new(r, "observed", ob);
-    static const char *const nets[] = {"none", "host", "allow"};
-    json_t *ly = json_pack(
-        "{s:b,s:{s:b},s:{s:b,s:s},s:s,s:s}", "user_namespace",
-        p->userns || geteuid() != 0, "landlock", "on", p->landlock, "seccomp",
-        "on", p->seccomp, "filter",
-        !p->seccomp ? "none"
-        : p->seccomp_profile ? p->seccomp_profile
-        : p->allow_ptrace    ? "default (ptrace allowed)"
-                             : "default",
-        "limits", s->h.cg ? sp_cgroup_describe(s->h.cg)
-                          : "no cgroup (RLIMIT_NPROC for pids)",
-        "network", p->net <= SP_NET_ALLOW ? nets[p->net] : "?");
-    if (p->limits.memory)
-        json_object_set_new(ly, "memory_limit_bytes",
-                            json_integer((json_int_t)p->limits.memory));
-    if (p->limits.pids)
-        json_object_set_new(ly, "pids_limit",
-                            json_integer((json_int_t)p->limits.pids));
-    json_object_set_new(r, "layers", ly);
+    json_object_set(r, "observed",
+                    json_object_get(s->report_static, "observed"));
+    json_object_set(r, "layers", json_object_get(s->report_static, "layers"));
     json_object_set_new(res, "report", r);
-
-    for (size_t k = 0; k < den->n; k++) {
-        json_t *o = audit_entry(&den->e[k], e->cmd);
-        sp_audit_append(&s->audit, o);
-        json_decref(o);
-    }
-    if (den->dropped) {
-        json_t *o = json_pack("{s:s,s:I,s:s}", "kind", "dropped", "count",
-                              (json_int_t)den->dropped, "command", e->cmd);
-        sp_audit_append(&s->audit, o);
-        json_decref(o);
-    }
 }
 
 static void exec_counters(struct sv *s, const struct sexec *e, json_t *res)

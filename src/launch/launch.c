@@ -1173,10 +1173,8 @@ static json_t *obs(bool on, const char *why)
 }
 
 static const char file_why[] =
-    "Landlock and read-only mounts refuse with EACCES or EROFS and leave no "
-    "event a process can read: Landlock's audit records (Linux >= 6.15) go "
-    "to the kernel audit log, which only CAP_AUDIT_READ may read, and "
-    "sandpit does not read it; the command sees the error itself";
+    "EACCES/EROFS go to the program only: Landlock audit records "
+    "(Linux >= 6.15) need CAP_AUDIT_READ; not read";
 
 static json_t *run_report(const struct launch *l, const sp_run_opts *o,
                           const sp_stats *st, int rc,
@@ -1222,9 +1220,8 @@ static json_t *run_report(const struct launch *l, const sp_run_opts *o,
         ob, "network_direct",
         obs(false, p->net == SP_NET_HOST
                        ? "--net host: no layer refuses connections"
-                       : "a direct connection fails inside the sandbox's own "
-                         "network namespace (only lo: ENETUNREACH) without "
-                         "an event sandpit can see"));
+                       : "own network namespace, only lo: ENETUNREACH, "
+                         "no event"));
     json_object_set_new(ob, "file", obs(false, file_why));
     json_object_set_new(r, "observed", ob);
 
