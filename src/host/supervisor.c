@@ -812,6 +812,13 @@ static json_t *obs(bool on, const char *why)
     return o;
 }
 
+static uint64_t u64_of(const json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) > 0
+               ? (uint64_t)json_integer_value(v)
+               : 0;
+}
+
 /* The parts of every exec's report that the policy fixes. */
 static json_t *report_static(struct sv *s, bool watched)
 {
@@ -905,8 +912,7 @@ static void exec_report(struct sv *s, struct sexec *e, json_t *res)
             snprintf(d.arg_name, sizeof(d.arg_name), "%s", an);
             d.arg = (uint64_t)json_integer_value(av);
         }
-        json_t *fm = json_object_get(v, "first_ms");
-        d.first_ms = json_is_integer(fm) ? (uint64_t)json_integer_value(fm) : 0;
+        d.first_ms = u64_of(json_object_get(v, "first_ms"));
         if (den == &none || !e->den) {
             if (!(e->den = calloc(1, sizeof(*e->den))))
                 break;
@@ -954,14 +960,11 @@ static void exec_report(struct sv *s, struct sexec *e, json_t *res)
     json_t *u = json_object_get(res, "usage");
     sp_stats st;
     memset(&st, 0, sizeof(st));
-    if (json_is_object(u)) {
-        st.wall_us = (uint64_t)json_integer_value(json_object_get(u, "wall_us"));
-        st.cpu_user_us =
-            (uint64_t)json_integer_value(json_object_get(u, "cpu_user_us"));
-        st.cpu_sys_us =
-            (uint64_t)json_integer_value(json_object_get(u, "cpu_sys_us"));
-        st.memory_peak =
-            (uint64_t)json_integer_value(json_object_get(u, "maxrss_bytes"));
+    if (json_is_object(u)) { /* from inside: no negative numbers */
+        st.wall_us = u64_of(json_object_get(u, "wall_us"));
+        st.cpu_user_us = u64_of(json_object_get(u, "cpu_user_us"));
+        st.cpu_sys_us = u64_of(json_object_get(u, "cpu_sys_us"));
+        st.memory_peak = u64_of(json_object_get(u, "maxrss_bytes"));
         st.memory_known = st.memory_peak > 0;
     }
     json_object_del(res, "usage");
