@@ -27,7 +27,7 @@ _sandpit_flags() { # verb sub
     policy) echo "$_sandpit_policy_flags" ;;
     create) echo "$_sandpit_policy_flags --idle-timeout --max-lifetime --from
         --read-only-system --publish -p --post-create --allow-post-create --secret" ;;
-    exec) echo "-i --interactive -e --env -w --workdir --timeout --secret-env --no-wait --report" ;;
+    exec) echo "-i --interactive -e --env -w --workdir --timeout --secret-env --no-wait --report --changes" ;;
     ps|shells|diff|snapshots|doctor|stat) echo "--json" ;;
     start) echo "--secret" ;;
     rm) echo "-f --force" ;;

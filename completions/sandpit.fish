@@ -73,6 +73,7 @@ complete -c sandpit -n $c -l timeout -r
 complete -c sandpit -n $c -l secret-env -r
 complete -c sandpit -n $c -l no-wait
 complete -c sandpit -n $c -l report -r
+complete -c sandpit -n $c -l changes
 
 complete -c sandpit -n "__fish_seen_subcommand_from ps shells diff snapshots doctor stat import snapshot image net audit service files ls" -l json
 complete -c sandpit -n "__fish_seen_subcommand_from start restore" -l secret -r

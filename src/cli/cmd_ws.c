@@ -178,8 +178,8 @@ int cmd_exec(int argc, char **argv)
 {
     if (argc < 2 || argv[1][0] == '-') {
         cli_error("exec: usage: sandpit exec NAME [-i] [-e K=V] [-w DIR] "
-                  "[--timeout S] [--secret-env NAME] [--report FILE|-] -- "
-                  "CMD [ARGS...]");
+                  "[--timeout S] [--secret-env NAME] [--report FILE|-] "
+                  "[--changes] -- CMD [ARGS...]");
         return EXIT_SP_FAILURE;
     }
     const char *name = argv[1];
@@ -225,6 +225,8 @@ int cmd_exec(int argc, char **argv)
                 goto out;
         } else if (strcmp(a, "--report") == 0 && i + 1 < argc) {
             report_to = argv[++i];
+        } else if (strcmp(a, "--changes") == 0) {
+            o.changes = true;
         } else if (strcmp(a, "--no-wait") == 0) {
             /* A paused workspace fails at once (docs/snapshots.md). */
             sp_error perr = {0};
@@ -262,6 +264,8 @@ int cmd_exec(int argc, char **argv)
     if (report_to && report && cli_write_report(report_to, report) < 0 &&
         rc == 0)
         rc = EXIT_SP_FAILURE;
+    if (o.changes && !report_to && rc >= 0)
+        cli_error("exec: --changes goes with --report FILE|-");
     if (report_to && !report && rc >= 0)
         cli_error("exec: --report: the workspace's supervisor sent no "
                   "report (restart the workspace after an upgrade)");

@@ -241,6 +241,8 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
                                        o->secret_env);
     if (o->report) /* the supervisor builds one only when asked */
         json_object_set_new(params, "report", json_true());
+    if (o->report && o->changes)
+        json_object_set_new(params, "changes", json_true());
     json_int_t id = ++c->next_id;
     json_t *jid = json_integer(id);
     line = sp_proto_request(jid, "exec", params);

@@ -123,6 +123,8 @@ int sp_wsjob_start(const char *name, const struct sp_wsjob_opts *o,
                                        o->secret_env);
     j->argv = json_incref(json_object_get(params, "argv"));
     json_object_set_new(params, "report", json_true());
+    if (o->changes)
+        json_object_set_new(params, "changes", json_true());
     json_t *jid = json_integer(1);
     line = sp_proto_request(jid, "exec", params);
     json_decref(jid);

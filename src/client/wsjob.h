@@ -39,6 +39,7 @@ struct sp_wsjob_opts {
                                    (the supervisor adds the values), or NULL */
     const char *cwd;
     double timeout;             /* seconds; 0: the workspace's */
+    bool changes;               /* the report lists the paths changed */
     const char *stdin_data;     /* copied; NULL: /dev/null */
     size_t stdin_len;
     size_t keep;                /* bytes kept per stream (<= SP_WSJOB_MAX_KEEP) */

@@ -200,7 +200,8 @@ static const struct tool tools[] = {
      "\"secret_env\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":32,\"description\":\"Names of the workspace's secrets (given when it was created or started) to set as environment variables NAME=value; the values never appear in results.\"},"
      "\"timeout\":{\"type\":\"number\",\"description\":\"Kill the command after this many seconds (exit code 124).\"},"
      "\"stdin\":{\"type\":\"string\",\"description\":\"Text given to the command on its standard input.\"},"
-     "\"max_output\":{\"type\":\"integer\",\"description\":\"Most bytes of output to return (at most the server's bound).\"}"
+     "\"max_output\":{\"type\":\"integer\",\"description\":\"Most bytes of output to return (at most the server's bound).\"},"
+     "\"changes\":{\"type\":\"boolean\",\"description\":\"List in report.changes the paths the command created, changed or deleted (from the workspace's copy-on-write layer).\"}"
      "},\"required\":[\"workspace\",\"command\"],\"additionalProperties\":false}",
      "{\"type\":\"object\",\"properties\":{"
      "\"exit_code\":{\"type\":\"integer\"},\"timed_out\":{\"type\":\"boolean\"},"
@@ -477,6 +478,7 @@ static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
         .secret_env = ex.secret_env,
         .cwd = ex.cwd,
         .timeout = ex.timeout,
+        .changes = ex.changes,
         .stdin_data = ex.stdin_data,
         .stdin_len = ex.stdin_len,
         .keep = SP_OPS_SPOOL_MAX,

@@ -136,6 +136,8 @@ struct sp_ops_exec {
     size_t max_output;
     char **secret_env;          /* "secret_env" names, NULL-terminated
                                    (strings borrowed from args), or NULL */
+    bool changes;               /* "changes": the report lists the paths it
+                                   created, changed, deleted */
 };
 int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *ret,
                       sp_error *err);

@@ -46,6 +46,7 @@
 #include "util.h"
 #include "report.h"
 #include "wsaudit.h"
+#include "wswalk.h"
 #include "wslayers.h"
 
 struct client {
@@ -70,6 +71,7 @@ struct sexec {
     struct sp_denials *den;
     char cmd[128];
     bool want_report;         /* the client asked for the report */
+    json_t *changes0;         /* --changes: the layers' stamps before */
 };
 
 struct sv {
@@ -379,7 +381,11 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
         (json_object_get(m->params, "report") &&
          !json_is_boolean(json_object_get(m->params, "report")) &&
          sp_error_setk(&err, SP_ERR_USAGE, 0,
-                       "\"report\" must be true or false") < 0)) {
+                       "\"report\" must be true or false") < 0) ||
+        (json_object_get(m->params, "changes") &&
+         !json_is_boolean(json_object_get(m->params, "changes")) &&
+         sp_error_setk(&err, SP_ERR_USAGE, 0,
+                       "\"changes\" must be true or false") < 0)) {
         client_send(s, c, sp_proto_error(m->id, SP_RPC_PARAMS, "%s",
                                          err.message));
         goto out;
@@ -427,7 +433,10 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
     line = NULL;
     nf = 0; /* the queue owns the fds now */
     struct sexec se = {aid, c, json_incref(m->id), true, 0, 0, NULL, "",
-                       json_is_true(json_object_get(m->params, "report"))};
+                       json_is_true(json_object_get(m->params, "report")),
+                       NULL};
+    if (se.want_report && json_is_true(json_object_get(m->params, "changes")))
+        se.changes0 = sp_ws_diff_stamps_at(s->a->wsfd, s->a->name, NULL);
     for (size_t i = 0; argv[i]; i++) {
         size_t l = strlen(se.cmd);
         snprintf(se.cmd + l, sizeof(se.cmd) - l, "%s%s", i ? " " : "",
@@ -512,7 +521,7 @@ static void handle_files(struct sv *s, struct client *c,
         }
         frame = NULL;
     }
-    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id), false, 0, 0, NULL, "", false};
+    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id), false, 0, 0, NULL, "", false, NULL};
     c->n_pending++;
 out:
     free(line);
@@ -980,6 +989,14 @@ static void exec_report(struct sv *s, struct sexec *e, json_t *res)
     json_object_set(r, "observed",
                     json_object_get(s->report_static, "observed"));
     json_object_set(r, "layers", json_object_get(s->report_static, "layers"));
+    if (e->changes0) {
+        sp_error err = {0};
+        json_t *after = sp_ws_diff_stamps_at(s->a->wsfd, s->a->name, &err);
+        json_object_set_new(r, "changes",
+                            after ? sp_ws_changes(e->changes0, after)
+                                  : json_pack("{s:s}", "error", err.message));
+        json_decref(after);
+    }
     json_object_set_new(res, "report", r);
 }
 
@@ -1094,6 +1111,8 @@ static void agent_readable(struct sv *s)
                 }
                 free(e->den);
                 e->den = NULL;
+                json_decref(e->changes0);
+                e->changes0 = NULL;
                 if (e->c) {
                     e->c->n_pending--;
                     client_reply(s, e->c, e->cid, &m, frame, flen);

@@ -1369,6 +1369,7 @@ int sp_seccomp_watch_dispatch(struct sp_seccomp_watch *w)
                       ? EAFNOSUPPORT
                       : EPERM;
         den.first_ms = (sp_now_us() - w->t->t0_us) / 1000u;
+        sp_denials_add(w->t, &den);
         memset(w->resp, 0, w->resp_size);
         w->resp->id = w->req->id;
         w->resp->error = -den.err;
@@ -1376,7 +1377,6 @@ int sp_seccomp_watch_dispatch(struct sp_seccomp_watch *w)
         w->resp->flags = 0;
         /* ENOENT: it was killed while we looked; nothing to answer. */
         (void)ioctl(w->fd, SECCOMP_IOCTL_NOTIF_SEND, w->resp);
-        sp_denials_add(w->t, &den);
         done++;
     }
     return done;
@@ -1520,11 +1520,13 @@ static void *bg_main(void *arg)
             b->last_pid = 0;
             sid = 0;
         }
+        /* counted before it is answered: once the caller goes on, its
+         * denial is in the table (its exec's reply may follow at once) */
+        bg_record(b, sid, &den);
         memset(w->resp, 0, w->resp_size);
         w->resp->id = w->req->id;
         w->resp->error = -den.err;
         (void)ioctl(w->fd, SECCOMP_IOCTL_NOTIF_SEND, w->resp);
-        bg_record(b, sid, &den);
     }
 }
 

@@ -330,6 +330,8 @@ typedef struct sp_ws_exec_opts {
     char **report;             /* when set: the report (docs/report.md) as
                                   JSON text, caller frees; NULL when the
                                   supervisor sent none */
+    bool changes;              /* with report: it lists the paths the
+                                  command created, changed or deleted */
 } sp_ws_exec_opts;
 
 /* A connection to a running workspace's supervisor, for many execs. */

@@ -388,3 +388,49 @@ def test_mcp_exec_text_starts_with_denials(state):
         assert r["content"][0]["text"].startswith("exit code 2"), r
     finally:
         m.close()
+
+
+def test_exec_changes(state, tmp_path):
+    """--changes: the paths this exec created, changed and deleted in the
+    workspace's copy-on-write layer, not those of execs before it."""
+    create(state, "c1")
+    assert sp(state, "exec", "c1", "--", "sh", "-c",
+              "echo a > keep.txt; echo y > gone.txt; mkdir d; "
+              "echo o > d/old").returncode == 0
+    out = tmp_path / "rep.json"
+    r = sp(state, "exec", "c1", "--changes", "--report", str(out), "--",
+           "sh", "-c", "echo b >> keep.txt; echo n > d/new; rm gone.txt; "
+           "mkdir e; rm /etc/hostname 2>/dev/null; true")
+    assert r.returncode == 0, r.stderr
+    ch = json.loads(out.read_text())["changes"]
+    assert ch["created"] == ["/workspace/d/new", "/workspace/e"]
+    assert ch["changed"] == ["/workspace/keep.txt"]
+    assert ch["deleted"] == ["/workspace/gone.txt"]
+    assert ch["truncated"] is False
+    # without --changes: no "changes"
+    r = sp(state, "exec", "c1", "--report", str(out), "--", "true")
+    assert "changes" not in json.loads(out.read_text())
+    # --changes alone is said to need --report
+    r = sp(state, "exec", "c1", "--changes", "--", "true")
+    assert r.returncode == 0 and "--changes goes with --report" in r.stderr
+
+
+def test_serve_exec_changes_argument(state, tmp_path):
+    from test_serve import Conn
+    path = str(tmp_path / "s.sock")
+    p = start_serve(state, path)
+    try:
+        c = Conn(path)
+        c.call("workspace.create", {"name": "s2"})
+        r = c.call("exec", {"workspace": "s2", "command": "echo x > n.txt",
+                            "changes": True})
+        assert r["report"]["changes"]["created"] == ["/workspace/n.txt"]
+        e = c.call("exec", {"workspace": "s2", "command": "true",
+                            "changes": "yes"}, raw=True)
+        assert e["error"]["code"] == -32602
+        assert "changes" in e["error"]["message"]
+        c.call("workspace.delete", {"workspace": "s2"})
+        c.close()
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
