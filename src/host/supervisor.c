@@ -35,6 +35,7 @@
 #include "error.h"
 #include "mountplan.h"
 #include "files.h"
+#include "landlock.h"
 #include "launch.h"
 #include "netplumb.h"
 #include "portfwd.h"
@@ -831,6 +832,7 @@ static uint64_t u64_of(const json_t *v)
 /* The parts of every exec's report that the policy fixes. */
 static json_t *report_static(struct sv *s, bool watched)
 {
+    char fwhy[320];
     const struct sp_policy *p = s->a->policy;
     json_t *r = json_object();
     json_t *ob = json_object();
@@ -853,8 +855,7 @@ static json_t *report_static(struct sv *s, bool watched)
                          "no event"));
     json_object_set_new(
         ob, "file",
-        obs(false, "EACCES/EROFS go to the program only: Landlock audit "
-                   "records (Linux >= 6.15) need CAP_AUDIT_READ; not read"));
+        obs(false, sp_report_file_why(sp_landlock_abi(), fwhy, sizeof(fwhy))));
     json_object_set_new(r, "observed", ob);
     static const char *const nets[] = {"none", "host", "allow"};
     json_t *ly = json_pack(

@@ -1172,10 +1172,6 @@ static json_t *obs(bool on, const char *why)
     return o;
 }
 
-static const char file_why[] =
-    "EACCES/EROFS go to the program only: Landlock audit records "
-    "(Linux >= 6.15) need CAP_AUDIT_READ; not read";
-
 static json_t *run_report(const struct launch *l, const sp_run_opts *o,
                           const sp_stats *st, int rc,
                           const struct sp_denials *den, bool watched,
@@ -1222,7 +1218,10 @@ static json_t *run_report(const struct launch *l, const sp_run_opts *o,
                        ? "--net host: no layer refuses connections"
                        : "own network namespace, only lo: ENETUNREACH, "
                          "no event"));
-    json_object_set_new(ob, "file", obs(false, file_why));
+    char fwhy[320];
+    json_object_set_new(
+        ob, "file",
+        obs(false, sp_report_file_why(sp_landlock_abi(), fwhy, sizeof(fwhy))));
     json_object_set_new(r, "observed", ob);
 
     json_t *ly = json_object();

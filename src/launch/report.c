@@ -215,6 +215,23 @@ json_t *sp_report_resources(const sp_stats *st, const char *memory_source,
     return o;
 }
 
+const char *sp_report_file_why(int abi, char *buf, size_t len)
+{
+    if (abi >= 7)
+        snprintf(buf, len,
+                 "EACCES/EROFS go to the program only; this kernel's Landlock "
+                 "(ABI %d) writes audit records, but to the host's audit log "
+                 "(CAP_AUDIT_READ, audit enabled host-wide), which sandpit "
+                 "does not read",
+                 abi);
+    else
+        snprintf(buf, len,
+                 "EACCES/EROFS go to the program only; this kernel's Landlock "
+                 "(ABI %d) has no audit records (Linux >= 6.15, ABI 7)",
+                 abi);
+    return buf;
+}
+
 static int add_line(char **buf, size_t *len, const char *line)
 {
     size_t l = strlen(line);

@@ -72,6 +72,11 @@ json_t *sp_end_json(const sp_exec_end *e);
 json_t *sp_report_resources(const sp_stats *st, const char *memory_source,
                             const char *pids_why, const char *disk_why);
 
+/* Why file refusals (Landlock, read-only mounts) are not observed on this
+ * host, into buf: the kernel's Landlock ABI (`abi`, 0: none) decides
+ * whether audit records exist at all. Returns buf. */
+const char *sp_report_file_why(int abi, char *buf, size_t len);
+
 /* A text block's first lines, one per denial kind and outcome, e.g.
  * "sandbox: syscall bpf refused (seccomp default deny list)\n" — from a
  * report object (as sp_run and the workspace exec make). Caller frees;

@@ -147,6 +147,17 @@ static void test_summary_lines(void **state)
     json_decref(r);
 }
 
+static void test_file_why_depends_on_the_kernel(void **state)
+{
+    (void)state;
+    char b[320];
+    assert_non_null(strstr(sp_report_file_why(7, b, sizeof(b)),
+                           "(ABI 7) writes audit records"));
+    assert_non_null(strstr(sp_report_file_why(3, b, sizeof(b)),
+                           "(ABI 3) has no audit records"));
+    assert_non_null(strstr(sp_report_file_why(0, b, sizeof(b)), "EROFS"));
+}
+
 static void test_watched_variant_differs_only_in_refusals(void **state)
 {
     (void)state;
@@ -253,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_denials_dedup_and_bound),
         cmocka_unit_test(test_end_from_run),
         cmocka_unit_test(test_summary_lines),
+        cmocka_unit_test(test_file_why_depends_on_the_kernel),
         cmocka_unit_test(test_watched_variant_differs_only_in_refusals),
         cmocka_unit_test(test_watched_refusals_keep_their_errno),
     };
