@@ -434,3 +434,23 @@ def test_serve_exec_changes_argument(state, tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_audit_follow_prints_new_entries(state):
+    import time
+    pd = os.path.dirname(PROBE)
+    create(state, "f1", "--ro", pd)
+    from conftest import SANDPIT
+    p = subprocess.Popen([SANDPIT, "audit", "f1", "--follow", "--json"],
+                         stdout=subprocess.PIPE, text=True,
+                         env=dict(os.environ, SANDPIT_STATE=state))
+    try:
+        time.sleep(0.3)  # it is following before the denial
+        assert sp(state, "exec", "f1", "--", PROBE, "bpf", "5").returncode == 0
+        line = p.stdout.readline()
+        e = json.loads(line)
+        assert (e["seq"], e["syscall"], e["count"]) == (1, "bpf", 5)
+        assert p.poll() is None  # still following
+    finally:
+        p.terminate()
+        p.wait(timeout=10)
