@@ -3,12 +3,16 @@
  * times (default 1000) through one connection and prints p50/p99 and
  * execs/s. With RUNC_ID (a container started with `runc run -d`), each
  * sandpit exec alternates with a `runc exec RUNC_ID /bin/true`, and the
- * speed-up of p50 is printed. Create the workspace first (sandpit create
- * NAME); bench/exec-vs-runc does all of it. */
+ * speed-up of p50 is printed. With --report-ab instead of RUNC_ID, each
+ * exec alternates with one that asks for its report (docs/report.md) and
+ * the ratio of p50s (and of minimums) is printed. Create the workspace
+ * first (sandpit create NAME); bench/exec-vs-runc does all of it. */
 #include <fcntl.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,6 +79,12 @@ int main(int argc, char **argv)
     char *cmd[] = {"/bin/true", NULL};
     sp_ws_exec_opts o = {.argv = cmd, .fds = {-1, -1, -1}};
     const char *runc = argc > 3 ? argv[3] : NULL;
+    bool ab = runc && strcmp(runc, "--report-ab") == 0;
+    if (ab)
+        runc = NULL;
+    char *rep = NULL;
+    sp_ws_exec_opts ro = o;
+    ro.report = &rep;
     double *t = calloc((size_t)n, sizeof(*t));
     double *rt = calloc((size_t)n, sizeof(*rt));
     if (!t || !rt)
@@ -90,6 +100,19 @@ int main(int argc, char **argv)
                     r < 0 ? err.message : "non-zero", r);
             return 1;
         }
+        if (ab) {
+            a = now_us();
+            r = sp_ws_client_exec(c, &ro, &err);
+            rt[i] = now_us() - a;
+            rtotal += rt[i];
+            if (r != 0 || !rep) {
+                fprintf(stderr, "bench-exec: exec %d with report: %s\n", i,
+                        r < 0 ? err.message : "no report");
+                return 1;
+            }
+            free(rep);
+            rep = NULL;
+        }
         if (runc) {
             rt[i] = runc_exec(runc);
             if (rt[i] < 0) {
@@ -100,6 +123,11 @@ int main(int argc, char **argv)
         }
     }
     report("sandpit", t, n, total);
+    if (ab) {
+        report("+report", rt, n, rtotal);
+        printf("report on / off: p50 %.3f, min %.3f\n", rt[n / 2] / t[n / 2],
+               rt[0] / t[0]);
+    }
     if (runc) {
         report("runc", rt, n, rtotal);
         printf("speed-up (p50 runc exec / p50 sandpit exec): %.1fx\n",

@@ -7,11 +7,12 @@ _sandpit_policy_flags="--profile --policy --workspace --workspace-ro --no-worksp
  --no-userns --hostname --rootfs --image --pass-fd --timeout --kill-after --net
  --net-policy --net-allow-private --net-log --net-resolver --memory --pids --cpus
  --tmp-size --nofile --fsize --no-landlock --no-seccomp --seccomp-profile
- --allow-ptrace --require --stats --stats-json --verbose -v --quiet -q --help"
+ --allow-ptrace --require --stats --stats-json --report --no-report --verbose -v
+ --quiet -q --help"
 
 _sandpit_verbs="run policy doctor mcp serve create exec ps stop start rm gc shell
  shells service files ls cat write stat patch import export cp diff reset
- snapshot snapshots restore fork pause resume checkpoint image net"
+ snapshot snapshots restore fork pause resume checkpoint image net audit"
 
 # Names from a JSON listing: every "name": "..." value.
 _sandpit_names() {
@@ -26,7 +27,7 @@ _sandpit_flags() { # verb sub
     policy) echo "$_sandpit_policy_flags" ;;
     create) echo "$_sandpit_policy_flags --idle-timeout --max-lifetime --from
         --read-only-system --publish -p --post-create --allow-post-create --secret" ;;
-    exec) echo "-i --interactive -e --env -w --workdir --timeout --secret-env --no-wait" ;;
+    exec) echo "-i --interactive -e --env -w --workdir --timeout --secret-env --no-wait --report --changes" ;;
     ps|shells|diff|snapshots|doctor|stat) echo "--json" ;;
     start) echo "--secret" ;;
     rm) echo "-f --force" ;;
@@ -54,7 +55,7 @@ _sandpit_flags() { # verb sub
     restore) echo "--json --secret" ;;
     checkpoint) echo "--processes" ;;
     image) case "$2" in import) echo "--name" ;; ls) echo "--json" ;; esac ;;
-    net) echo "--follow -f --json" ;;
+    net|audit) echo "--follow -f --json" ;;
     serve) echo "--socket -s --group -g --policy -p --max-output --help -h" ;;
     mcp) echo "--policy -p --max-output --help -h" ;;
     esac
@@ -94,7 +95,7 @@ _sandpit() {
     --net) mapfile -t COMPREPLY < <(compgen -W "none host allow:" -- "$cur"); return ;;
     --restart) mapfile -t COMPREPLY < <(compgen -W "no on-failure" -- "$cur"); return ;;
     --image) mapfile -t COMPREPLY < <(compgen -W "$(_sandpit_names image ls)" -- "$cur"); return ;;
-    --policy|--workspace|--ro|--rw|--rootfs|--from|--seccomp-profile|--net-policy|--net-log|--net-resolver|--stats-json|--socket|-s)
+    --policy|--workspace|--ro|--rw|--rootfs|--from|--seccomp-profile|--net-policy|--net-log|--net-resolver|--stats-json|--report|--socket|-s)
         mapfile -t COMPREPLY < <(compgen -f -- "$cur"); return ;;
     esac
     if [[ "$cur" == -* ]]; then
@@ -132,7 +133,7 @@ _sandpit() {
     checkpoint)
         if [ "$n" -eq 0 ]; then words_now=$(_sandpit_names ps)
         elif [ "$n" -eq 1 ]; then words_now=$(_sandpit_names snapshots "${pos[0]}"); fi ;;
-    exec|stop|start|rm|shell|shells|diff|reset|snapshots|pause|resume|ls|cat|write|stat|patch|import|export)
+    exec|stop|start|rm|shell|shells|diff|reset|snapshots|pause|resume|ls|cat|write|stat|patch|import|export|audit)
         [ "$n" -eq 0 ] && words_now=$(_sandpit_names ps) ;;
     cp)
         mapfile -t COMPREPLY < <(compgen -W "$(_sandpit_names ps | sed 's/$/:/')" -- "$cur")

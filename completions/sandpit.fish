@@ -25,8 +25,8 @@ function __sandpit_npos
     echo $n
 end
 
-set -l verbs run policy doctor mcp serve create exec ps stop start rm gc shell shells service files ls cat write stat patch import export cp diff reset snapshot snapshots restore fork pause resume checkpoint image net
-set -l ws_verbs exec stop start rm shell shells diff reset snapshots pause resume ls cat write stat patch import export restore fork checkpoint snapshot
+set -l verbs run policy doctor mcp serve create exec ps stop start rm gc shell shells service files ls cat write stat patch import export cp diff reset snapshot snapshots restore fork pause resume checkpoint image net audit
+set -l ws_verbs exec stop start rm shell shells diff reset snapshots pause resume ls cat write stat patch import export restore fork checkpoint snapshot audit
 
 complete -c sandpit -f
 complete -c sandpit -n "not __fish_seen_subcommand_from $verbs" -a "$verbs"
@@ -49,6 +49,8 @@ end
 for f in workspace-ro no-workspace clear-env no-userns net-allow-private no-landlock no-seccomp allow-ptrace stats verbose quiet help
     complete -c sandpit -n $pol -l $f
 end
+complete -c sandpit -n "__fish_seen_subcommand_from run" -l report -r
+complete -c sandpit -n "__fish_seen_subcommand_from run" -l no-report
 complete -c sandpit -n $pol -s v
 complete -c sandpit -n $pol -s q
 complete -c sandpit -n $pol -l profile -x -a "minimal standard dev"
@@ -70,8 +72,10 @@ complete -c sandpit -n $c -s w -l workdir -r
 complete -c sandpit -n $c -l timeout -r
 complete -c sandpit -n $c -l secret-env -r
 complete -c sandpit -n $c -l no-wait
+complete -c sandpit -n $c -l report -r
+complete -c sandpit -n $c -l changes
 
-complete -c sandpit -n "__fish_seen_subcommand_from ps shells diff snapshots doctor stat import snapshot image net service files ls" -l json
+complete -c sandpit -n "__fish_seen_subcommand_from ps shells diff snapshots doctor stat import snapshot image net audit service files ls" -l json
 complete -c sandpit -n "__fish_seen_subcommand_from start restore" -l secret -r
 complete -c sandpit -n "__fish_seen_subcommand_from rm" -s f -l force
 complete -c sandpit -n "__fish_seen_subcommand_from shell" -s e -l env -r
@@ -101,7 +105,7 @@ complete -c sandpit -n $c -l gzip -s z
 complete -c sandpit -n $c -l diff
 complete -c sandpit -n "__fish_seen_subcommand_from checkpoint" -l processes
 complete -c sandpit -n "__fish_seen_subcommand_from image" -l name -r
-complete -c sandpit -n "__fish_seen_subcommand_from net" -s f -l follow
+complete -c sandpit -n "__fish_seen_subcommand_from net audit" -s f -l follow
 set -l c "__fish_seen_subcommand_from serve"
 complete -c sandpit -n $c -s s -l socket -r
 complete -c sandpit -n $c -s g -l group -r

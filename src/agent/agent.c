@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -51,6 +52,9 @@ struct job {
     bool done;                 /* the command has exited; status below */
     int status;
     uint64_t reply_by;         /* us: send the status even if relay lives */
+    uint64_t t0_us;            /* when it started */
+    uint64_t wall_us;          /* start to exit */
+    struct rusage ru;          /* the shepherd's, its reaped children in */
 };
 
 struct agent {
@@ -499,6 +503,7 @@ static void do_exec(struct agent *a, json_int_t id, json_t *params)
     j->pid = 0;
     j->report = report;
     j->shep = shep;
+    j->t0_us = sp_now_us();
     j->relay = relay;
     /* The command has started (or could not): read at once, so no exec
      * holds a descriptor here while it runs. */
@@ -584,6 +589,26 @@ static void job_reply(struct agent *a, size_t i)
                             j->timed_out);
     if (j->sig)
         json_object_set_new(res, "signal", json_integer(j->sig));
+    /* For the report (docs/report.md): the shepherd reaps everything the
+     * command started, so its usage is the whole exec's. */
+    json_object_set_new(
+        res, "usage",
+        json_pack("{s:I,s:I,s:I,s:I}", "wall_us", (json_int_t)j->wall_us,
+                  "cpu_user_us",
+                  (json_int_t)(j->ru.ru_utime.tv_sec * 1000000 +
+                               j->ru.ru_utime.tv_usec),
+                  "cpu_sys_us",
+                  (json_int_t)(j->ru.ru_stime.tv_sec * 1000000 +
+                               j->ru.ru_stime.tv_usec),
+                  "maxrss_bytes", (json_int_t)j->ru.ru_maxrss * 1024));
+    json_object_set_new(res, "seccomp_watched",
+                        json_boolean(a->cfg->denials_take != NULL));
+    if (a->cfg->denials_take) {
+        json_t *d = a->cfg->denials_take(a->cfg->denials_ctx, j->pid, j->t0_us);
+        json_object_set(res, "seccomp_denials", json_object_get(d, "denials"));
+        json_object_set(res, "seccomp_dropped", json_object_get(d, "dropped"));
+        json_decref(d);
+    }
     json_t *jid = json_integer(j->id);
     send_line(a, sp_proto_result(jid, res));
     json_decref(jid);
@@ -596,7 +621,9 @@ static void reap(struct agent *a)
 {
     for (;;) {
         int st = 0;
-        pid_t w = waitpid(-1, &st, WNOHANG);
+        struct rusage ru;
+        memset(&ru, 0, sizeof(ru));
+        pid_t w = wait4(-1, &st, WNOHANG, &ru);
         if (w <= 0)
             return;
         if (sp_agent_files_reaped(a->cfg->sock, w, st))
@@ -633,6 +660,8 @@ static void reap(struct agent *a)
                          : WIFSIGNALED(st) ? 128 + WTERMSIG(st)
                                            : 125;
             j->sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0;
+            j->ru = ru;
+            j->wall_us = sp_now_us() - j->t0_us;
             /* Its group ends with it: after a timeout or a cancel, and
              * when something in the sandbox killed the shepherd itself
              * (it has swept the rest otherwise: then this finds none). */

@@ -92,6 +92,10 @@ struct sp_agent_cfg {
                                          relayed and redacted (secrets.h) */
     int gate_fd;               /* >= 0: fork nothing before reading 'x'
                                   here (the cgroup attach is pending) */
+    /* The seccomp deny list's watch (docs/report.md): session sid's
+     * denials as {"denials": [...], "dropped": N}; NULL: not watched. */
+    json_t *(*denials_take)(void *ctx, pid_t sid, uint64_t t0_us);
+    void *denials_ctx;
 };
 
 /* One module of the agent: the methods starting with `prefix`, its poll

@@ -85,4 +85,22 @@
 /* Longest /etc/subuid or /etc/subgid we read. */
 #define SP_MAX_SUBID_FILE (1024 * 1024)
 
+/* Most distinct denials one command's report keeps (docs/report.md); later
+ * ones are counted in "dropped", repeats of a kept one in its count. */
+#define SP_MAX_REPORT_DENIALS 64
+/* Most system call notifications the supervising process answers in one
+ * turn of its loop before it looks at its other fds again. */
+#define SP_SECCOMP_NOTIFY_BATCH 256
+
+/* A workspace's denial log (docs/report.md): the two files of its ring on
+ * disk hold at most this many bytes together; longest line; most entries
+ * one read returns. */
+#define SP_AUDIT_LOG_BYTES (1024 * 1024)
+#define SP_AUDIT_LINE_MAX 4096
+#define SP_AUDIT_READ_MAX 1000
+
+/* Distinct (session, system call, argument) denials a workspace agent's
+ * seccomp watch holds until their exec ends (docs/report.md). */
+#define SP_SECCOMP_BG_ENTRIES 256
+
 #endif

@@ -19,7 +19,7 @@ enum {
     O_HOSTNAME, O_PASS_FD, O_TIMEOUT, O_KILL_AFTER, O_NET, O_MEMORY, O_PIDS,
     O_CPUS, O_TMP_SIZE, O_NOFILE, O_FSIZE, O_DISK, O_INODES, O_NO_LANDLOCK, O_NO_SECCOMP,
     O_SECCOMP_PROFILE, O_ALLOW_PTRACE, O_ALLOW_SYSTEM_RO, O_REQUIRE, O_POLICY, O_PROFILE,
-    O_STATS, O_STATS_JSON, O_VERBOSE, O_QUIET, O_HELP,
+    O_STATS, O_STATS_JSON, O_REPORT, O_NO_REPORT, O_VERBOSE, O_QUIET, O_HELP,
     O_NET_POLICY, O_NET_ALLOW_PRIVATE, O_NET_LOG, O_NET_RESOLVER,
     O_ROOTFS, O_IMAGE, O_TCP_PORTS,
 };
@@ -67,6 +67,8 @@ static const struct option long_opts[] = {
     {"profile", required_argument, NULL, O_PROFILE},
     {"stats", no_argument, NULL, O_STATS},
     {"stats-json", required_argument, NULL, O_STATS_JSON},
+    {"report", required_argument, NULL, O_REPORT},
+    {"no-report", no_argument, NULL, O_NO_REPORT},
     {"rootfs", required_argument, NULL, O_ROOTFS},
     {"image", required_argument, NULL, O_IMAGE},
     {"verbose", no_argument, NULL, O_VERBOSE},
@@ -134,6 +136,11 @@ void cli_policy_help(void)
         "                         idrange\n"
         "  --stats                print wall, CPU, memory and pids use at exit\n"
         "  --stats-json FILE      write the same as JSON\n"
+        "  --report FILE|-        run: write the report (how it ended, resources,\n"
+        "                         denials, layers; docs/report.md) as JSON to FILE\n"
+        "                         or stderr\n"
+        "  --no-report            run: do not watch for denials (no report, no\n"
+        "                         summary line)\n"
         "  -v, --verbose          say which layers are on and what was dropped\n"
         "  -q, --quiet            no warnings\n",
         stdout);
@@ -347,6 +354,17 @@ int cli_parse_policy(int argc, char **argv, sp_policy **ret_policy,
             opts->verbosity = -1;
         else if (c == 'h' || c == O_HELP)
             opts->help = true;
+        else if ((c == O_REPORT || c == O_NO_REPORT) &&
+                 strcmp(argv[0], "run") != 0) {
+            err->kind = SP_ERR_USAGE;
+            snprintf(err->message, sizeof(err->message),
+                     "%s is for sandpit run (and sandpit exec: --report)",
+                     c == O_REPORT ? "--report" : "--no-report");
+            goto fail;
+        } else if (c == O_REPORT)
+            opts->report = optarg;
+        else if (c == O_NO_REPORT)
+            opts->no_report = true;
         else
             items[n++] = (struct item){c, optarg};
     }

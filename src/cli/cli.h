@@ -16,6 +16,8 @@
 struct cli_opts {
     int verbosity;   /* -v: more, -q: -1 */
     bool help;
+    const char *report;  /* --report FILE or "-" (run) */
+    bool no_report;      /* --no-report (run) */
 };
 
 /* Parse the policy flags shared by `run` and `policy show` from argv
@@ -48,11 +50,17 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void cli_log(void *ctx, int level, const char *msg);
 
 int cmd_run(int argc, char **argv);
+/* --report FILE (written whole or not at all) or "-" (stderr); 0 or
+ * -errno, said on stderr. */
+int cli_write_report(const char *dst, const char *text);
+/* A report's denials, one line per kind, on stderr (none: nothing). */
+void cli_print_denials(const char *report_json);
 int cmd_policy(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_mcp(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_net(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
 int cmd_image(int argc, char **argv);
 /* create's setup command (--post-create CMD, else the policy's
  * post_create; caller frees; NULL: none), and running it once the

@@ -3,7 +3,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <unistd.h>
+
 #include "cli.h"
+#include "report.h"
+#include "util.h"
 
 static void fmt_size(unsigned long long b, char *buf, size_t len)
 {
@@ -35,6 +42,58 @@ static void print_stats(const sp_stats *st)
             (double)st->cpu_sys_us / 1000.0, mem, pids);
 }
 
+/* --report FILE: written whole or not at all; "-": stderr. */
+int cli_write_report(const char *dst, const char *text)
+{
+    if (strcmp(dst, "-") == 0) {
+        fprintf(stderr, "%s\n", text);
+        return 0;
+    }
+    char tmp[4200];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", dst, (long)getpid()) >=
+        (int)sizeof(tmp)) {
+        cli_error("--report %s: path too long", dst);
+        return -ENAMETOOLONG;
+    }
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                  0644);
+    int r = fd < 0 ? -errno : 0;
+    size_t len = strlen(text);
+    if (r == 0 && (sp_write_all(fd, text, len) < 0 ||
+                   sp_write_all(fd, "\n", 1) < 0))
+        r = -errno;
+    if (fd >= 0 && close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, dst) < 0)
+        r = -errno;
+    if (r < 0) {
+        if (fd >= 0)
+            unlink(tmp);
+        cli_error("--report %s: %s", dst, strerror(-r));
+    }
+    return r;
+}
+
+/* When the command failed and the sandbox refused something: one line per
+ * kind of denial on stderr, so the reason is not a guess. */
+void cli_print_denials(const char *text)
+{
+    json_t *rep = json_loads(text, 0, NULL);
+    if (!rep)
+        return;
+    json_int_t total = json_integer_value(json_object_get(rep, "denials_total"));
+    if (total > 0) {
+        json_t *only = json_pack("{s:O}", "denials",
+                                 json_object_get(rep, "denials"));
+        char *lines = only ? sp_report_summary(only) : NULL;
+        if (lines)
+            fputs(lines, stderr);
+        free(lines);
+        json_decref(only);
+    }
+    json_decref(rep);
+}
+
 int cmd_run(int argc, char **argv)
 {
     struct cli_opts opts = {0};
@@ -64,7 +123,16 @@ int cmd_run(int argc, char **argv)
         .argv = dflt ? dflt : argv + idx,
         .log = opts.verbosity >= 0 ? cli_log : NULL,
         .verbosity = opts.verbosity,
+        .no_denial_watch = opts.no_report,
     };
+    char *report = NULL;
+    if (!opts.no_report)
+        ro.report = &report;
+    if (opts.report && opts.no_report) {
+        cli_error("run: --report and --no-report conflict");
+        sp_policy_free(p);
+        return EXIT_SP_FAILURE;
+    }
     sp_stats st = {0};
     int rc = sp_run(p, &ro, &st, &err);
     if (rc < 0) {
@@ -81,6 +149,12 @@ int cmd_run(int argc, char **argv)
     }
     if (sp_policy_wants_stats(p))
         print_stats(&st);
+    if (report && rc != 0 && opts.verbosity >= 0)
+        cli_print_denials(report);
+    if (report && opts.report && cli_write_report(opts.report, report) < 0 &&
+        rc == 0)
+        rc = EXIT_SP_FAILURE;
+    free(report);
     sp_policy_free(p);
     return rc;
 }

@@ -181,7 +181,8 @@ int cmd_exec(int argc, char **argv)
     cli_permute(argc, argv, with_value, 1);
     if (argc < 2 || argv[1][0] == '-') {
         cli_error("exec: usage: sandpit exec NAME [-i] [-e K=V] [-w DIR] "
-                  "[--timeout S] [--secret-env NAME] -- CMD [ARGS...]");
+                  "[--timeout S] [--secret-env NAME] [--report FILE|-] "
+                  "[--changes] -- CMD [ARGS...]");
         return EXIT_SP_FAILURE;
     }
     const char *name = argv[1];
@@ -194,6 +195,8 @@ int cmd_exec(int argc, char **argv)
     }
     size_t ne = 0, nse = 0;
     sp_ws_exec_opts o = {.fds = {-1, 1, 2}, .forward_signals = true};
+    const char *report_to = NULL;
+    char *report = NULL;
     int i = 2;
     int rc = EXIT_SP_FAILURE;
     for (; i < argc; i++) {
@@ -223,6 +226,10 @@ int cmd_exec(int argc, char **argv)
         } else if (strcmp(a, "--timeout") == 0 && i + 1 < argc) {
             if (parse_seconds("--timeout", argv[++i], &o.timeout) < 0)
                 goto out;
+        } else if (strcmp(a, "--report") == 0 && i + 1 < argc) {
+            report_to = argv[++i];
+        } else if (strcmp(a, "--changes") == 0) {
+            o.changes = true;
         } else if (strcmp(a, "--no-wait") == 0) {
             /* A paused workspace fails at once (docs/snapshots.md). */
             sp_error perr = {0};
@@ -246,6 +253,7 @@ int cmd_exec(int argc, char **argv)
     sp_error err = {0};
     sp_exec_end end = {0};
     o.ended = &end;
+    o.report = &report;
     rc = sp_ws_exec(name, &o, &err);
     if (rc < 0) {
         rc = fail(&err);
@@ -254,7 +262,18 @@ int cmd_exec(int argc, char **argv)
         char why[256];
         cli_error("exec: %s", sp_exec_end_text(&end, why, sizeof(why)));
     }
+    if (rc > 0 && report)
+        cli_print_denials(report);
+    if (report_to && report && cli_write_report(report_to, report) < 0 &&
+        rc == 0)
+        rc = EXIT_SP_FAILURE;
+    if (o.changes && !report_to && rc >= 0)
+        cli_error("exec: --changes goes with --report FILE|-");
+    if (report_to && !report && rc >= 0)
+        cli_error("exec: --report: the workspace's supervisor sent no "
+                  "report (restart the workspace after an upgrade)");
 out:
+    free(report);
     free(env);
     free(senv);
     return rc;

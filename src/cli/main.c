@@ -48,6 +48,7 @@ static const struct {
     {"checkpoint", cmd_checkpoint, "save processes too (not supported: says so)"},
     {"image", cmd_image, "base images: import FILE|DIR [--name N] | ls | rm NAME"},
     {"net", cmd_net, "a workspace's egress proxy log (net log NAME [-f] [--json])"},
+    {"audit", cmd_audit, "a workspace's denial log (audit NAME [-f] [--json])"},
 };
 
 static void usage(FILE *f)

@@ -257,6 +257,10 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
 
     json_t *params = sp_ws_exec_params(o->argv, o->env, o->cwd, o->timeout,
                                        o->secret_env);
+    if (o->report) /* the supervisor builds one only when asked */
+        json_object_set_new(params, "report", json_true());
+    if (o->report && o->changes)
+        json_object_set_new(params, "changes", json_true());
     json_int_t id = ++c->next_id;
     json_t *jid = json_integer(id);
     line = sp_proto_request(jid, "exec", params);
@@ -357,8 +361,18 @@ SP_EXPORT int sp_ws_client_exec(sp_ws_client *c, const sp_ws_exec_opts *o,
                     rc = json_is_integer(s) ? (int)json_integer_value(s) : 125;
                     if (rc < 0 || rc > 255)
                         rc = 125;
+                    sp_exec_end end;
+                    sp_ws_end_from_reply(m.result, rc, &end);
                     if (o->ended)
-                        sp_ws_end_from_reply(m.result, rc, o->ended);
+                        *o->ended = end;
+                    if (o->report) {
+                        json_t *rep =
+                            sp_ws_report_from_reply(m.result, &end, o->argv);
+                        *o->report = rep ? json_dumps(rep, JSON_COMPACT |
+                                                               JSON_REAL_PRECISION(9))
+                                         : NULL;
+                        json_decref(rep);
+                    }
                 }
                 sp_proto_msg_free(&m);
             } else if (sp_proto_parse(l, len, &m, NULL) == 0) {

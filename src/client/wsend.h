@@ -30,4 +30,11 @@ void sp_ws_end_from_reply(json_t *result, int status, sp_exec_end *e);
 /* The outcome object above (new reference). */
 json_t *sp_ws_end_json(const sp_exec_end *e);
 
+/* The exec's report (docs/report.md): the "report" object the supervisor
+ * put in the reply, with "version", "command" (argv, may be NULL) and
+ * "outcome" (e) added. New reference; NULL when the reply has none (an
+ * older supervisor). */
+json_t *sp_ws_report_from_reply(json_t *result, const sp_exec_end *e,
+                                char *const *argv);
+
 #endif

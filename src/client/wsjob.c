@@ -34,6 +34,7 @@ struct sp_wsjob {
     struct sp_proto_buf buf;
     bool replied;
     uint64_t t0;
+    json_t *argv;               /* for the report's "command" */
     struct sp_wsjob_result res;
 };
 
@@ -50,6 +51,8 @@ void sp_wsjob_free(struct sp_wsjob *j)
     }
     free(j->in_data);
     sp_proto_buf_free(&j->buf);
+    json_decref(j->argv);
+    json_decref(j->res.report);
     free(j);
 }
 
@@ -118,6 +121,10 @@ int sp_wsjob_start(const char *name, const struct sp_wsjob_opts *o,
 
     json_t *params = sp_ws_exec_params(o->argv, o->env, o->cwd, o->timeout,
                                        o->secret_env);
+    j->argv = json_incref(json_object_get(params, "argv"));
+    json_object_set_new(params, "report", json_true());
+    if (o->changes)
+        json_object_set_new(params, "changes", json_true());
     json_t *jid = json_integer(1);
     line = sp_proto_request(jid, "exec", params);
     json_decref(jid);
@@ -286,6 +293,9 @@ int sp_wsjob_step(struct sp_wsjob *j, const struct pollfd *p, size_t n)
             j->res.timed_out =
                 json_is_true(json_object_get(m.result, "timed_out"));
             sp_ws_end_from_reply(m.result, j->res.status, &j->res.end);
+            j->res.report = sp_ws_report_from_reply(m.result, &j->res.end, NULL);
+            if (j->res.report && j->argv)
+                json_object_set(j->res.report, "command", j->argv);
         }
         sp_proto_msg_free(&m);
         finish(j);

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "sandpit.h"
 
 /* Largest stdin a job is given from memory. */
@@ -37,6 +39,7 @@ struct sp_wsjob_opts {
                                    (the supervisor adds the values), or NULL */
     const char *cwd;
     double timeout;             /* seconds; 0: the workspace's */
+    bool changes;               /* the report lists the paths changed */
     const char *stdin_data;     /* copied; NULL: /dev/null */
     size_t stdin_len;
     size_t keep;                /* bytes kept per stream (<= SP_WSJOB_MAX_KEEP) */
@@ -67,6 +70,7 @@ struct sp_wsjob_result {
     size_t kept[3];
     uint64_t total[3];          /* every byte the command wrote */
     uint64_t wall_us;
+    json_t *report;             /* the report (docs/report.md), or NULL */
 };
 /* The outcome once sp_wsjob_step returned 1 (pointers live as long as j). */
 const struct sp_wsjob_result *sp_wsjob_result(const struct sp_wsjob *j);

@@ -4,6 +4,8 @@
  * saved in the workspace for the agent to read on. */
 #include "mcp.h"
 
+#include "report.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -198,7 +200,8 @@ static const struct tool tools[] = {
      "\"secret_env\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":32,\"description\":\"Names of the workspace's secrets (given when it was created or started) to set as environment variables NAME=value; the values never appear in results.\"},"
      "\"timeout\":{\"type\":\"number\",\"description\":\"Kill the command after this many seconds (exit code 124).\"},"
      "\"stdin\":{\"type\":\"string\",\"description\":\"Text given to the command on its standard input.\"},"
-     "\"max_output\":{\"type\":\"integer\",\"description\":\"Most bytes of output to return (at most the server's bound).\"}"
+     "\"max_output\":{\"type\":\"integer\",\"description\":\"Most bytes of output to return (at most the server's bound).\"},"
+     "\"changes\":{\"type\":\"boolean\",\"description\":\"List in report.changes the paths the command created, changed or deleted (from the workspace's copy-on-write layer).\"}"
      "},\"required\":[\"workspace\",\"command\"],\"additionalProperties\":false}",
      "{\"type\":\"object\",\"properties\":{"
      "\"exit_code\":{\"type\":\"integer\"},\"timed_out\":{\"type\":\"boolean\"},"
@@ -207,13 +210,18 @@ static const struct tool tools[] = {
      "\"stdout_bytes\":{\"type\":\"integer\"},\"stderr_bytes\":{\"type\":\"integer\"},"
      "\"output_files\":{\"type\":\"object\"},\"duration_ms\":{\"type\":\"number\"},"
      "\"outcome\":{\"type\":\"object\",\"description\":\"How it ended: ended is exit, signal, timeout, oom, pids or cancelled, with the details (signal, limit_bytes, refused_forks, limit).\","
-     "\"properties\":{\"ended\":{\"type\":\"string\",\"enum\":[\"exit\",\"signal\",\"timeout\",\"oom\",\"pids\",\"cancelled\"]}},\"required\":[\"ended\"]}},"
+     "\"properties\":{\"ended\":{\"type\":\"string\",\"enum\":[\"exit\",\"signal\",\"timeout\",\"oom\",\"pids\",\"cancelled\"]}},\"required\":[\"ended\"]},"
+     "\"report\":{\"type\":\"object\",\"description\":\"What the sandbox did to the command (docs/report.md): outcome, resources, denials (in order, with counts), what could not be observed and why, layers.\"}},"
      "\"required\":[\"exit_code\",\"stdout\",\"stderr\",\"truncated\"]}",
      NULL, false, false},
     {"workspace_diff", "Show changed files",
      "What the workspace changed against its base: the paths added, modified and deleted (inside the sandbox, e.g. /workspace/src/x.py). Long lists come in pages: \\\"next_offset\\\" (null at the end) is the offset to ask for next.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"offset\":{\"type\":\"integer\",\"description\":\"Where to go on from: the next_offset of the previous call (default 0).\"}" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
      NULL, sp_ops_ws_diff, true, false},
+    {"workspace_audit", "Show what the sandbox refused",
+     "The workspace's denial log: system calls the seccomp filter refused and network requests the egress proxy refused, per command, with counts (oldest first; pass after = the last seq seen to read on). Kept across stop and start, bounded.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"after\":{\"type\":\"integer\",\"minimum\":0,\"description\":\"Only entries with a larger seq.\"},\"max\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000}},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     NULL, sp_ops_ws_audit, true, false},
     {"workspace_reset", "Reset a workspace",
      "Throw away every change the workspace made (its files in /workspace, "
      "HOME, installed packages) and start it again from its base. Cannot be "
@@ -470,6 +478,7 @@ static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
         .secret_env = ex.secret_env,
         .cwd = ex.cwd,
         .timeout = ex.timeout,
+        .changes = ex.changes,
         .stdin_data = ex.stdin_data,
         .stdin_len = ex.stdin_len,
         .keep = SP_OPS_SPOOL_MAX,
@@ -527,6 +536,8 @@ static void exec_ended(struct mcp *m, struct call *c)
     json_object_set_new(s, "exit_code", json_integer(res->status));
     json_object_set_new(s, "timed_out", json_boolean(res->timed_out));
     json_object_set_new(s, "outcome", sp_ws_end_json(&res->end));
+    if (res->report)
+        json_object_set(s, "report", res->report);
     bool trunc = false;
     json_t *files = json_object();
     static const char *const names[] = {NULL, "stdout", "stderr"};
@@ -594,6 +605,15 @@ static void exec_reply(struct mcp *m, struct call *c)
     if (f) {
         const char *how = json_string_value(
             json_object_get(json_object_get(s, "outcome"), "text"));
+        /* First what the sandbox refused, one line per kind, so a model
+         * reads the reason before the symptoms (docs/report.md). */
+        json_t *rep = json_object_get(s, "report");
+        if (json_integer_value(json_object_get(rep, "denials_total")) > 0) {
+            char *lines = sp_report_summary(rep);
+            if (lines)
+                fputs(lines, f);
+            free(lines);
+        }
         fprintf(f, "exit code %d%s%s%s\n", code, how ? " (" : "",
                 how ? how : "", how ? ")" : "");
         if (so && *so)

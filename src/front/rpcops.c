@@ -466,7 +466,7 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
 {
     static const char *const keys[] = {"workspace", "command", "cwd", "env",
                                        "secret_env", "timeout", "stdin",
-                                       "max_output", NULL};
+                                       "max_output", "changes", NULL};
     memset(e, 0, sizeof(*e));
     e->max_output = o->max_output;
     double maxo = -1;
@@ -484,6 +484,10 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
         e->max_output = (size_t)maxo;
     if ((r = sp_ops_timeout_check(o, "timeout", e->timeout, err)) < 0)
         return r;
+    json_t *chg = json_object_get(args, "changes");
+    if (chg && !json_is_null(chg) && !json_is_boolean(chg))
+        return bad(err, "argument \"%s\" must be true or false", "changes");
+    e->changes = json_is_true(chg);
     json_t *in = json_object_get(args, "stdin");
     if (in && !json_is_null(in)) {
         if (!json_is_string(in))

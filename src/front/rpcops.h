@@ -69,6 +69,9 @@ json_t *sp_ops_ws_delete(struct sp_ops *o, json_t *args, sp_error *err);
  * their arguments). */
 json_t *sp_ops_ws_diff(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_ws_reset(struct sp_ops *o, json_t *args, sp_error *err);
+/* {workspace, after?, max?}: the denial log's entries with seq > after
+ * (wsaudit.h). */
+json_t *sp_ops_ws_audit(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_file_list(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_file_read(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_file_write(struct sp_ops *o, json_t *args, sp_error *err);
@@ -133,6 +136,8 @@ struct sp_ops_exec {
     size_t max_output;
     char **secret_env;          /* "secret_env" names, NULL-terminated
                                    (strings borrowed from args), or NULL */
+    bool changes;               /* "changes": the report lists the paths it
+                                   created, changed, deleted */
 };
 int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *ret,
                       sp_error *err);

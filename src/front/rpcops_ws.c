@@ -14,6 +14,7 @@
 #include "jsonrpc.h"
 #include "ring.h"
 #include "rpcops.h"
+#include "wsaudit.h"
 #include "workspace.h"
 #include "ws_shell.h"
 
@@ -206,6 +207,23 @@ json_t *sp_ops_ws_diff(struct sp_ops *o, json_t *a, sp_error *err)
         json_object_set_new(r, kinds[k], arr[k]);
     json_decref(all);
     return r;
+}
+
+/* ---- the denial log (docs/report.md) -------------------------------------- */
+
+json_t *sp_ops_ws_audit(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "after", "max", NULL};
+    const char *ws = ws_of(o, a, keys, err);
+    double after = 0, max = SP_AUDIT_READ_MAX;
+    if (!ws || num_arg(a, "after", false, 0, 9007199254740991.0, &after, err) < 0 ||
+        num_arg(a, "max", false, 1, SP_AUDIT_READ_MAX, &max, err) < 0)
+        return NULL;
+    if (after != floor(after) || max != floor(max)) {
+        badk(err, "arguments \"after\" and \"max\" must be whole numbers");
+        return NULL;
+    }
+    return sp_ws_audit_read(ws, (uint64_t)after, (size_t)max, err);
 }
 
 json_t *sp_ops_ws_reset(struct sp_ops *o, json_t *a, sp_error *err)

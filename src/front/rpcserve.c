@@ -36,6 +36,7 @@ static const struct {
     {"workspace.stop", sp_ops_ws_stop},
     {"workspace.delete", sp_ops_ws_delete},
     {"workspace.diff", sp_ops_ws_diff},
+    {"workspace.audit", sp_ops_ws_audit},
     {"workspace.reset", sp_ops_ws_reset},
     {"workspace.snapshot", sp_ops_ws_snapshot},
     {"workspace.snapshots", sp_ops_ws_snapshots},
@@ -219,6 +220,7 @@ static void start_exec(struct srv *s, struct client *cl, json_t *id,
     struct sp_wsjob_opts jo = {.argv = ex.argv, .env = ex.env,
                                .secret_env = ex.secret_env, .cwd = ex.cwd,
                                .timeout = ex.timeout,
+                               .changes = ex.changes,
                                .stdin_data = ex.stdin_data,
                                .stdin_len = ex.stdin_len,
                                .keep = ex.max_output,
@@ -280,6 +282,8 @@ static json_t *exec_result(const struct call *c)
     json_t *o = json_pack("{s:i,s:b,s:o}", "exit_code", res->status,
                           "timed_out", res->timed_out, "outcome",
                           sp_ws_end_json(&res->end));
+    if (res->report)
+        json_object_set(o, "report", res->report);
     bool trunc = false;
     static const char *const names[] = {NULL, "stdout", "stderr"};
     for (int i = 1; i < 3; i++) {

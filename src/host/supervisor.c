@@ -38,6 +38,7 @@
 #include "error.h"
 #include "mountplan.h"
 #include "files.h"
+#include "landlock.h"
 #include "launch.h"
 #include "netplumb.h"
 #include "portfwd.h"
@@ -47,6 +48,9 @@
 #include "secrets.h"
 #include "state.h"
 #include "util.h"
+#include "report.h"
+#include "wsaudit.h"
+#include "wswalk.h"
 #include "wslayers.h"
 
 struct client {
@@ -66,6 +70,12 @@ struct sexec {
     json_t *cid;              /* the client's own id */
     bool is_exec;             /* an exec (not a file request) */
     uint64_t oom0, pids0;     /* the cgroup's counters when it started */
+    /* the report (docs/report.md): what was refused while it ran (NULL:
+     * nothing yet) and its command, for the denial log */
+    struct sp_denials *den;
+    char cmd[128];
+    bool want_report;         /* the client asked for the report */
+    json_t *changes0;         /* --changes: the layers' stamps before */
 };
 
 struct sv {
@@ -84,6 +94,9 @@ struct sv {
     bool agent_dead;
     uint64_t kill_at;         /* stopping: PID 1 is killed then (us) */
     struct sp_portfwd *pf;    /* published ports (portfwd.h), or NULL */
+    struct sp_audit audit;    /* the denial log (wsaudit.h) */
+    json_t *report_static;    /* the report's "observed" and "layers":
+                                 the same for every exec (built once) */
 };
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -422,7 +435,15 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
         sp_proto_get_string(m->params, "cwd", false, SP_MAX_PATH, &cwd,
                             &err) < 0 ||
         sp_proto_get_number(m->params, "timeout", false, 0, SP_MAX_TIMEOUT,
-                            &timeout, &err) < 0) {
+                            &timeout, &err) < 0 ||
+        (json_object_get(m->params, "report") &&
+         !json_is_boolean(json_object_get(m->params, "report")) &&
+         sp_error_setk(&err, SP_ERR_USAGE, 0,
+                       "\"report\" must be true or false") < 0) ||
+        (json_object_get(m->params, "changes") &&
+         !json_is_boolean(json_object_get(m->params, "changes")) &&
+         sp_error_setk(&err, SP_ERR_USAGE, 0,
+                       "\"changes\" must be true or false") < 0)) {
         client_send(s, c, sp_proto_error(m->id, SP_RPC_PARAMS, "%s",
                                          err.message));
         goto out;
@@ -457,7 +478,16 @@ static void handle_exec(struct sv *s, struct client *c, struct sp_proto_msg *m)
     }
     line = NULL;
     nf = 0; /* the queue owns the fds now */
-    struct sexec se = {aid, c, json_incref(m->id), true, 0, 0};
+    struct sexec se = {aid, c, json_incref(m->id), true, 0, 0, NULL, "",
+                       json_is_true(json_object_get(m->params, "report")),
+                       NULL};
+    if (se.want_report && json_is_true(json_object_get(m->params, "changes")))
+        se.changes0 = sp_ws_diff_stamps_at(s->a->wsfd, s->a->name, NULL);
+    for (size_t i = 0; argv[i]; i++) {
+        size_t l = strlen(se.cmd);
+        snprintf(se.cmd + l, sizeof(se.cmd) - l, "%s%s", i ? " " : "",
+                 argv[i]);
+    }
     if (s->h.cg)
         sp_cgroup_event_counts(s->h.cg, &se.oom0, &se.pids0);
     s->execs[s->n_execs++] = se;
@@ -527,7 +557,7 @@ static void handle_files(struct sv *s, struct client *c,
         }
         frame = NULL;
     }
-    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id), false, 0, 0};
+    s->execs[s->n_execs++] = (struct sexec){aid, c, json_incref(m->id), false, 0, 0, NULL, "", false, NULL};
     c->n_pending++;
 out:
     free(line);
@@ -769,6 +799,243 @@ static void accept_client(struct sv *s)
  * the kernel OOM-killed a process of the workspace and the command died
  * of SIGKILL (or exited 137, as a shell does when its child did); "pids_refused" when the pids limit refused forks. The
  * counters are the workspace's: concurrent execs share them. */
+/* One denial as a line of the log. */
+static json_t *audit_entry(const struct sp_denial *d, const char *cmd)
+{
+    struct sp_denials one;
+    memset(&one, 0, sizeof(one));
+    one.e[0] = *d;
+    one.n = 1;
+    json_t *a = sp_denials_json(&one);
+    json_t *o = json_incref(json_array_get(a, 0));
+    json_decref(a);
+    json_object_del(o, "first_ms");
+    if (cmd)
+        json_object_set_new(o, "command", json_string(cmd));
+    return o;
+}
+
+/* The egress proxy's refusals: counted for every exec running (the proxy
+ * cannot tell whose a connection is), logged at once when none runs. */
+static void sv_net_event(void *ctx, const struct sp_proxy_event *ev)
+{
+    struct sv *s = ctx;
+    if (ev->decision != SP_PROXY_DENIED)
+        return;
+    struct sp_denial d;
+    memset(&d, 0, sizeof(d));
+    d.kind = SP_DENIAL_NETWORK;
+    snprintf(d.what, sizeof(d.what), "%s", ev->host);
+    d.port = ev->port;
+    d.err = ev->status;
+    const char *why = strstr(ev->reason, " denied: ");
+    snprintf(d.rule, sizeof(d.rule), "%s",
+             why ? why + 9 : ev->reason[0] ? ev->reason : "refused by the proxy");
+    bool any = false;
+    for (size_t i = 0; i < s->n_execs; i++) {
+        struct sexec *e = &s->execs[i];
+        if (!e->is_exec)
+            continue;
+        if (!e->den && !(e->den = calloc(1, sizeof(*e->den))))
+            continue;
+        d.first_ms = 0;
+        sp_denials_add(e->den, &d);
+        any = true;
+    }
+    if (!any) {
+        json_t *o = audit_entry(&d, NULL);
+        sp_audit_append(&s->audit, o);
+        json_decref(o);
+    }
+}
+
+static json_t *obs(bool on, const char *why)
+{
+    json_t *o = json_pack("{s:b}", "observed", on);
+    if (!on && why)
+        json_object_set_new(o, "why", json_string(why));
+    return o;
+}
+
+static uint64_t u64_of(const json_t *v)
+{
+    return json_is_integer(v) && json_integer_value(v) > 0
+               ? (uint64_t)json_integer_value(v)
+               : 0;
+}
+
+/* The parts of every exec's report that the policy fixes. */
+static json_t *report_static(struct sv *s, bool watched)
+{
+    char fwhy[320];
+    const struct sp_policy *p = s->a->policy;
+    json_t *r = json_object();
+    json_t *ob = json_object();
+    json_object_set_new(
+        ob, "syscall",
+        obs(watched, !p->seccomp ? "seccomp is off"
+                     : p->seccomp_profile
+                         ? "a custom seccomp profile: its refusals are not "
+                           "watched"
+                         : "the kernel refused a seccomp listener"));
+    json_object_set_new(
+        ob, "network_proxy",
+        obs(p->net == SP_NET_ALLOW,
+            "no egress proxy (--net allow: not in force)"));
+    json_object_set_new(
+        ob, "network_direct",
+        obs(false, p->net == SP_NET_HOST
+                       ? "--net host: no layer refuses connections"
+                       : "own network namespace, only lo: ENETUNREACH, "
+                         "no event"));
+    json_object_set_new(
+        ob, "file",
+        obs(false, sp_report_file_why(sp_landlock_abi(), fwhy, sizeof(fwhy))));
+    json_object_set_new(r, "observed", ob);
+    static const char *const nets[] = {"none", "host", "allow"};
+    json_t *ly = json_pack(
+        "{s:b,s:{s:b},s:{s:b,s:s},s:s,s:s}", "user_namespace",
+        p->userns || geteuid() != 0, "landlock", "on", p->landlock, "seccomp",
+        "on", p->seccomp, "filter",
+        !p->seccomp ? "none"
+        : p->seccomp_profile ? p->seccomp_profile
+        : p->allow_ptrace    ? "default (ptrace allowed)"
+                             : "default",
+        "limits", s->h.cg ? sp_cgroup_describe(s->h.cg)
+                          : "no cgroup (RLIMIT_NPROC for pids)",
+        "network", p->net <= SP_NET_ALLOW ? nets[p->net] : "?");
+    if (p->limits.memory)
+        json_object_set_new(ly, "memory_limit_bytes",
+                            json_integer((json_int_t)p->limits.memory));
+    if (p->limits.pids)
+        json_object_set_new(ly, "pids_limit",
+                            json_integer((json_int_t)p->limits.pids));
+    json_object_set_new(r, "layers", ly);
+    return r;
+}
+
+/* The report of exec e (docs/report.md), but for its outcome and command,
+ * which the client adds (wsend.h): its resources (the agent's "usage": the
+ * shepherd reaps the whole exec), its denials (the agent's seccomp watch
+ * and the proxy), what could not be observed and the layers. The
+ * denials also go to the workspace's denial log. */
+static void exec_report(struct sv *s, struct sexec *e, json_t *res)
+{
+    struct sp_denials *den = e->den;
+    struct sp_denials none;
+    if (!den) {
+        memset(&none, 0, sizeof(none));
+        den = &none;
+    }
+    /* The agent's seccomp denials: [{syscall, errno, rule, arg_name, arg,
+     * count}], bounded there; checked here (the agent is inside). */
+    json_t *sd = json_object_get(res, "seccomp_denials");
+    size_t i;
+    json_t *v;
+    bool watched = json_is_true(json_object_get(res, "seccomp_watched"));
+    json_array_foreach(sd, i, v)
+    {
+        if (i >= SP_MAX_REPORT_DENIALS)
+            break;
+        const char *sc = json_string_value(json_object_get(v, "syscall"));
+        const char *rule = json_string_value(json_object_get(v, "rule"));
+        json_t *cnt = json_object_get(v, "count");
+        json_t *en = json_object_get(v, "errno");
+        if (!sc || !rule || !json_is_integer(cnt) ||
+            json_integer_value(cnt) <= 0 || !json_is_integer(en))
+            continue;
+        struct sp_denial d;
+        memset(&d, 0, sizeof(d));
+        d.kind = SP_DENIAL_SYSCALL;
+        snprintf(d.what, sizeof(d.what), "%s", sc);
+        snprintf(d.rule, sizeof(d.rule), "%s", rule);
+        d.err = (int)json_integer_value(en);
+        const char *an = json_string_value(json_object_get(v, "arg_name"));
+        json_t *av = json_object_get(v, "arg");
+        if (an && json_is_integer(av)) {
+            d.has_arg = true;
+            snprintf(d.arg_name, sizeof(d.arg_name), "%s", an);
+            d.arg = (uint64_t)json_integer_value(av);
+        }
+        d.first_ms = u64_of(json_object_get(v, "first_ms"));
+        if (den == &none || !e->den) {
+            if (!(e->den = calloc(1, sizeof(*e->den))))
+                break;
+            den = e->den;
+        }
+        sp_denials_add(den, &d);
+        /* the count as the agent said */
+        for (size_t k = 0; k < den->n; k++)
+            if (den->e[k].kind == SP_DENIAL_SYSCALL &&
+                strcmp(den->e[k].what, d.what) == 0 &&
+                den->e[k].has_arg == d.has_arg && den->e[k].arg == d.arg &&
+                den->e[k].count == 1) {
+                den->e[k].count = (uint64_t)json_integer_value(cnt);
+                den->total += den->e[k].count - 1;
+            }
+    }
+    json_t *sdrop = json_object_get(res, "seccomp_dropped");
+    if (json_is_integer(sdrop) && json_integer_value(sdrop) > 0) {
+        den->dropped += (uint64_t)json_integer_value(sdrop);
+        den->total += (uint64_t)json_integer_value(sdrop);
+    }
+    json_object_del(res, "seccomp_denials");
+    json_object_del(res, "seccomp_dropped");
+    json_object_del(res, "seccomp_watched");
+
+    for (size_t k = 0; k < den->n; k++) {
+        json_t *o = audit_entry(&den->e[k], e->cmd);
+        sp_audit_append(&s->audit, o);
+        json_decref(o);
+    }
+    if (den->dropped) {
+        json_t *o = json_pack("{s:s,s:I,s:s}", "kind", "dropped", "count",
+                              (json_int_t)den->dropped, "command", e->cmd);
+        sp_audit_append(&s->audit, o);
+        json_decref(o);
+    }
+    if (!e->want_report) {
+        json_object_del(res, "usage");
+        return;
+    }
+    if (!s->report_static)
+        s->report_static = report_static(s, watched);
+
+    json_t *r = json_object();
+    json_t *u = json_object_get(res, "usage");
+    sp_stats st;
+    memset(&st, 0, sizeof(st));
+    if (json_is_object(u)) { /* from inside: no negative numbers */
+        st.wall_us = u64_of(json_object_get(u, "wall_us"));
+        st.cpu_user_us = u64_of(json_object_get(u, "cpu_user_us"));
+        st.cpu_sys_us = u64_of(json_object_get(u, "cpu_sys_us"));
+        st.memory_peak = u64_of(json_object_get(u, "maxrss_bytes"));
+        st.memory_known = st.memory_peak > 0;
+    }
+    json_object_del(res, "usage");
+    json_object_set_new(
+        r, "resources",
+        sp_report_resources(&st, "rusage: the exec's largest process",
+                            "the workspace's cgroup is shared by its execs",
+                            "not counted per exec"));
+    json_object_set_new(r, "denials", sp_denials_json(den));
+    json_object_set_new(r, "denials_total", json_integer((json_int_t)den->total));
+    json_object_set_new(r, "denials_dropped",
+                        json_integer((json_int_t)den->dropped));
+    json_object_set(r, "observed",
+                    json_object_get(s->report_static, "observed"));
+    json_object_set(r, "layers", json_object_get(s->report_static, "layers"));
+    if (e->changes0) {
+        sp_error err = {0};
+        json_t *after = sp_ws_diff_stamps_at(s->a->wsfd, s->a->name, &err);
+        json_object_set_new(r, "changes",
+                            after ? sp_ws_changes(e->changes0, after)
+                                  : json_pack("{s:s}", "error", err.message));
+        json_decref(after);
+    }
+    json_object_set_new(res, "report", r);
+}
+
 static void exec_counters(struct sv *s, const struct sexec *e, json_t *res)
 {
     uint64_t oom = 0, pids = 0;
@@ -874,8 +1141,14 @@ static void agent_readable(struct sv *s)
                 if (e->aid != aid)
                     continue;
                 s->last_activity = sp_now_us();
-                if (e->is_exec && !m.is_error && json_is_object(m.result))
+                if (e->is_exec && !m.is_error && json_is_object(m.result)) {
                     exec_counters(s, e, m.result);
+                    exec_report(s, e, m.result);
+                }
+                free(e->den);
+                e->den = NULL;
+                json_decref(e->changes0);
+                e->changes0 = NULL;
                 if (e->c) {
                     e->c->n_pending--;
                     client_reply(s, e->c, e->cid, &m, frame, flen);
@@ -999,6 +1272,8 @@ static _Noreturn void ws_agent(void *arg, const struct sp_launch_pid1_env *env)
         .kill_after = env->kill_after,
         .secrets = w->secrets,
         .gate_fd = env->gate_fd,
+        .denials_take = env->denials_take,
+        .denials_ctx = env->denials_ctx,
     };
     sp_agent_main(&cfg);
 }
@@ -1171,6 +1446,9 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
                 ;
     }
     sp_cgroup_sweep(s.h.cg); /* what supervisors killed by SIGKILL left */
+    sp_audit_open(&s.audit, a->wsfd);
+    if (s.h.proxy)
+        sp_proxy_set_log(s.h.proxy, sv_net_event, &s);
     s.started_us = s.last_activity = sp_now_us();
 
     struct pollfd pfd[5 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];

@@ -10,16 +10,10 @@
 #ifndef SANDPIT_WSDIFF_H
 #define SANDPIT_WSDIFF_H
 
-#include "sandpit.h"
+#include <jansson.h>
 
-/* Most directory entries one diff looks at (all layers together). */
-#define SP_DIFF_MAX_ENTRIES 200000
-/* Deepest directory level below a layer's mount point walked. */
-#define SP_DIFF_MAX_DEPTH 128
-/* Longest path reported (longer ones are left out: truncated). */
-#define SP_DIFF_MAX_PATH 4096
-/* Most layers (upper dirs) read. */
-#define SP_DIFF_MAX_LAYERS 256
+#include "sandpit.h"
+#include "wswalk.h"
 
 /* The same diff for the workspace directory `wsfd` (workspaces/<name>).
  * Returns the JSON text (caller frees) or NULL with err filled. */

@@ -814,6 +814,11 @@ int sp_cgroup_dirfd(const struct sp_cgroup *cg)
     return cg && cg->version == 2 && cg->n_dirs ? cg->dirs[0].fd : -1;
 }
 
+int sp_cgroup_version(const struct sp_cgroup *cg)
+{
+    return cg ? cg->version : 0;
+}
+
 const char *sp_cgroup_describe(const struct sp_cgroup *cg)
 {
     return cg ? cg->desc : "no cgroup";
@@ -981,6 +986,8 @@ int sp_cgroup_kill_all(struct sp_cgroup *cg)
 
 /* ---- stats ------------------------------------------------------------- */
 
+static int read_io_written(int dfd, uint64_t *ret);
+
 int sp_cgroup_read_stats(struct sp_cgroup *cg, sp_stats *st)
 {
     if (!cg || !st)
@@ -1021,9 +1028,36 @@ int sp_cgroup_read_stats(struct sp_cgroup *cg, sp_stats *st)
             } else if (r != -ENOENT) {
                 rc = r;
             }
+            char ev[512] = "";
+            if (read_text_at(d->fd, "pids.events", ev, sizeof(ev)) >= 0 &&
+                find_key_u64(ev, "max", &v) == 0)
+                st->pids_refused = v;
+        }
+        uint64_t io = 0;
+        if (cg->version == 2 && !st->io_known &&
+            read_io_written(d->fd, &io) == 0) {
+            st->io_written = io;
+            st->io_known = true;
         }
     }
     return rc;
+}
+
+/* v2 io.stat: the sum of "wbytes=N" over its devices. Absent where the
+ * io controller is not enabled for the cgroup. */
+static int read_io_written(int dfd, uint64_t *ret)
+{
+    char buf[4096];
+    ssize_t n = read_text_at(dfd, "io.stat", buf, sizeof(buf));
+    if (n < 0)
+        return (int)n;
+    uint64_t sum = 0;
+    for (const char *q = strstr(buf, "wbytes="); q; q = strstr(q, "wbytes=")) {
+        q += 7;
+        sum += strtoull(q, NULL, 10);
+    }
+    *ret = sum;
+    return 0;
 }
 
 int sp_cgroup_event_counts(struct sp_cgroup *cg, uint64_t *oom_kills,

@@ -83,6 +83,9 @@ int sp_cgroup_read_stats(struct sp_cgroup *cg, sp_stats *st);
 int sp_cgroup_event_counts(struct sp_cgroup *cg, uint64_t *oom_kills,
                            uint64_t *pids_max);
 
+/* 1 or 2. */
+int sp_cgroup_version(const struct sp_cgroup *cg);
+
 /* What is enforced, e.g. "cgroup v1: memory, pids, cpu". Owned by cg. */
 const char *sp_cgroup_describe(const struct sp_cgroup *cg);
 

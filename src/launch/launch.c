@@ -43,6 +43,7 @@
 #include "mounts.h"
 #include "mountplan.h"
 #include "netplumb.h"
+#include "report.h"
 #include "seccomp.h"
 #include "util.h"
 
@@ -91,6 +92,13 @@ struct launch {
     int *scratch;                 /* plan.n ints for mounts.c */
     struct sp_seccomp_prog seccomp;
     bool seccomp_on;
+    /* run: the deny list watched (docs/report.md): the watched variant of
+     * the filter, and the socketpair over which the command hands its
+     * listener to us (-1 = not watched) */
+    struct sp_seccomp_prog watched;
+    int watch_rd, watch_wr;
+    bool want_watch;
+    int watch_fd;                 /* agent: its own listener, or -1 */
     struct sp_landlock_plan landlock;
     bool landlock_on;
     int cap_last;
@@ -225,6 +233,10 @@ static _Noreturn void run_command(struct launch *l)
 
     if (l->prune_path)
         sp_env_path_prune(l->envp);
+    if (l->watch_rd >= 0) {
+        close(l->watch_rd);
+        l->watch_rd = -1;
+    }
     harden(l);
 
     int e = sp_exec_search(l->argv, l->envp, l->path_env);
@@ -309,7 +321,21 @@ static void harden(struct launch *l)
         if (fcntl(p->pass_fds[i], F_SETFD, 0) < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_FDS, errno, "pass-fd"), &ce), 125);
 
-    if (l->seccomp_on) {
+    if (l->seccomp_on && l->agent_sock >= 0 && l->watched.filter) {
+        /* the agent answers its own listener from a thread */
+        r = sp_seccomp_install_watched_here(&l->watched, &l->seccomp,
+                                            &l->watch_fd);
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, NULL), &ce), 125);
+        sp_exec_search_hook(p->seccomp_profile ? NULL : sp_seccomp_install_exec);
+    } else if (l->seccomp_on && l->watch_wr >= 0) {
+        r = sp_seccomp_install_watched(&l->watched, &l->seccomp, l->watch_wr);
+        close(l->watch_wr);
+        l->watch_wr = -1;
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, NULL), &ce), 125);
+        sp_exec_search_hook(p->seccomp_profile ? NULL : sp_seccomp_install_exec);
+    } else if (l->seccomp_on) {
         r = sp_seccomp_install(&l->seccomp);
         if (r < 0)
             child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, NULL), &ce), 125);
@@ -347,6 +373,14 @@ static _Noreturn void become_agent(struct launch *l)
         .kill_after = l->p->kill_after,
         .gate_fd = l->gate_fd,
     };
+    if (l->watch_fd >= 0) {
+        struct sp_seccomp_bg *bg = sp_seccomp_bg_start(l->watch_fd);
+        l->watch_fd = -1;
+        if (bg) {
+            env.denials_take = sp_seccomp_bg_take;
+            env.denials_ctx = bg;
+        }
+    }
     close(l->err_wr);
     l->err_wr = -1;
     l->pid1->main(l->pid1->arg, &env);
@@ -1048,6 +1082,10 @@ static void launch_free(struct launch *l)
     free(l->scratch);
     sp_env_free(l->envp);
     sp_seccomp_prog_free(&l->seccomp);
+    sp_seccomp_prog_free(&l->watched);
+    sp_close_keep_errno(l->watch_rd);
+    sp_close_keep_errno(l->watch_wr);
+    l->watch_rd = l->watch_wr = l->watch_fd = -1;
     sp_landlock_plan_free(&l->landlock);
     sp_close_keep_errno(l->sync_rd);
     sp_close_keep_errno(l->sync_wr);
@@ -1197,6 +1235,7 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
     int rc = 0;
     int fds[2];
     l->net_rd = l->net_wr = -1; /* launch_free closes them */
+    l->watch_rd = l->watch_wr = -1;
 
     /* --require: refuse before anything starts when a layer is missing. */
     l->userns = p->userns || geteuid() != 0;
@@ -1280,6 +1319,16 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
             return rc;
         }
         l->seccomp_on = true;
+        if (l->want_watch && !p->seccomp_profile) {
+            if (sp_seccomp_watched_variant(&l->seccomp, &l->watched) < 0)
+                return sp_error_set(err, ENOMEM, "seccomp watch");
+        }
+        if (l->want_watch && !p->seccomp_profile && !l->pid1) {
+            if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
+                return sp_error_set(err, errno, "socketpair");
+            l->watch_rd = fds[0];
+            l->watch_wr = fds[1];
+        }
     } else {
         log_msg(o, SP_LOG_WARN, "seccomp is off (--no-seccomp): the kernel's "
                                 "whole system call surface is reachable");
@@ -1387,6 +1436,8 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
     l->err_wr = -1;
     sp_close_keep_errno(l->net_wr);
     l->net_wr = -1;
+    sp_close_keep_errno(l->watch_wr);
+    l->watch_wr = -1;
 
     bool fell_back = false;
     if (l->userns &&
@@ -1469,7 +1520,8 @@ int sp_launch_agent(const struct sp_policy *p, const sp_run_opts *o,
                        .err_wr = -1, .net_rd = -1, .net_wr = -1,
                        .agent_sock = pid1->sock,
                        .ws_dst = pid1->ws_dst, .pid1 = pid1,
-                       .argv = agent_argv};
+                       .argv = agent_argv, .watch_fd = -1,
+                       .want_watch = !o || !o->no_denial_watch};
     struct sp_cgroup *cg = NULL;
     int pidfd = -1, rc = 0;
     pid_t pid = -1;
@@ -1521,12 +1573,132 @@ fail:
     return rc;
 }
 
+/* ---- the report of sp_run (docs/report.md) ---------------------------- */
+
+struct run_watch {
+    struct sp_denials *den;
+    int net_log_fd;              /* --net-log, or -1 */
+};
+
+/* The proxy's events: every one to --net-log, the refusals counted. */
+static void run_net_event(void *ctx, const struct sp_proxy_event *ev)
+{
+    struct run_watch *rw = ctx;
+    if (rw->net_log_fd >= 0)
+        sp_net_log_to_fd(&rw->net_log_fd, ev);
+    if (ev->decision != SP_PROXY_DENIED)
+        return;
+    struct sp_denial d;
+    memset(&d, 0, sizeof(d));
+    d.kind = SP_DENIAL_NETWORK;
+    snprintf(d.what, sizeof(d.what), "%s", ev->host);
+    d.port = ev->port;
+    d.err = ev->status;
+    /* "egress to H:P denied: WHY" -> "WHY" */
+    const char *why = strstr(ev->reason, " denied: ");
+    snprintf(d.rule, sizeof(d.rule), "%s",
+             why ? why + 9 : ev->reason[0] ? ev->reason : "refused by the proxy");
+    d.first_ms = (sp_now_us() - rw->den->t0_us) / 1000u;
+    sp_denials_add(rw->den, &d);
+}
+
+static json_t *obs(bool on, const char *why)
+{
+    json_t *o = json_pack("{s:b}", "observed", on);
+    if (!on && why)
+        json_object_set_new(o, "why", json_string(why));
+    return o;
+}
+
+static json_t *run_report(const struct launch *l, const sp_run_opts *o,
+                          const sp_stats *st, int rc,
+                          const struct sp_denials *den, bool watched,
+                          const char *watch_why, struct sp_cgroup *cg)
+{
+    const struct sp_policy *p = l->p;
+    sp_exec_end e;
+    sp_end_from_run(st, rc, p->limits.memory, p->limits.pids, &e);
+    json_t *r = json_object();
+    json_t *argv = json_array();
+    for (size_t i = 0; o->argv[i] && i < 64; i++)
+        json_array_append_new(argv, json_string(o->argv[i]));
+    json_object_set_new(r, "version", json_integer(1));
+    json_object_set_new(r, "command", argv);
+    json_object_set_new(r, "outcome", sp_end_json(&e));
+    json_object_set_new(
+        r, "resources",
+        sp_report_resources(
+            st,
+            cg ? (sp_cgroup_version(cg) == 1 ? "memory.max_usage_in_bytes"
+                                             : "memory.peak")
+               : "rusage (the largest single process)",
+            cg ? "pids.peak needs Linux >= 6.13"
+               : "no cgroup: sandpit could not make one on this host",
+            cg ? "the io controller is not enabled for sandpit's cgroup "
+                 "(v2 io.stat wbytes)"
+               : "no cgroup"));
+    json_object_set_new(r, "denials", sp_denials_json(den));
+    json_object_set_new(r, "denials_total",
+                        json_integer((json_int_t)den->total));
+    json_object_set_new(r, "denials_dropped",
+                        json_integer((json_int_t)den->dropped));
+
+    json_t *ob = json_object();
+    json_object_set_new(ob, "syscall", obs(watched, watch_why));
+    json_object_set_new(
+        ob, "network_proxy",
+        obs(p->net == SP_NET_ALLOW,
+            p->net == SP_NET_ALLOW ? NULL : "no egress proxy (--net allow: "
+                                            "not in force)"));
+    json_object_set_new(
+        ob, "network_direct",
+        obs(false, p->net == SP_NET_HOST
+                       ? "--net host: no layer refuses connections"
+                       : "own network namespace, only lo: ENETUNREACH, "
+                         "no event"));
+    char fwhy[320];
+    json_object_set_new(
+        ob, "file",
+        obs(false, sp_report_file_why(sp_landlock_abi(), fwhy, sizeof(fwhy))));
+    json_object_set_new(r, "observed", ob);
+
+    json_t *ly = json_object();
+    json_object_set_new(ly, "user_namespace", json_boolean(l->userns));
+    json_object_set_new(ly, "landlock",
+                        json_pack("{s:b,s:i}", "on", l->landlock_on, "abi",
+                                  l->landlock_on ? l->landlock.abi : 0));
+    json_object_set_new(
+        ly, "seccomp",
+        json_pack("{s:b,s:s}", "on", l->seccomp_on, "filter",
+                  !l->seccomp_on ? "none"
+                  : p->seccomp_profile ? p->seccomp_profile
+                  : p->allow_ptrace    ? "default (ptrace allowed)"
+                                       : "default"));
+    json_object_set_new(ly, "limits",
+                        json_string(cg ? sp_cgroup_describe(cg)
+                                       : "no cgroup (RLIMIT_NPROC for pids)"));
+    static const char *const nets[] = {"none", "host", "allow"};
+    json_object_set_new(ly, "network",
+                        json_string(p->net <= SP_NET_ALLOW ? nets[p->net]
+                                                           : "?"));
+    if (p->limits.memory)
+        json_object_set_new(ly, "memory_limit_bytes",
+                            json_integer((json_int_t)p->limits.memory));
+    if (p->limits.pids)
+        json_object_set_new(ly, "pids_limit",
+                            json_integer((json_int_t)p->limits.pids));
+    if (p->timeout > 0)
+        json_object_set_new(ly, "timeout_s", json_real(p->timeout));
+    json_object_set_new(r, "layers", ly);
+    return r;
+}
+
 SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                      sp_stats *ret_stats, sp_error *err)
 {
     struct launch l = {.p = p, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
                        .err_wr = -1, .net_rd = -1, .net_wr = -1,
-                       .agent_sock = -1};
+                       .agent_sock = -1, .watch_fd = -1};
     struct sp_cgroup *cg = NULL;
     int pidfd = -1, sfd = -1, rc = -SP_EFAIL, net_log_fd = -1;
     sigset_t mask, oldmask;
@@ -1534,6 +1706,11 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
     bool mask_set = false;
     sp_stats stats = {0};
     uint64_t t0 = sp_now_us();
+    struct sp_denials *den = NULL;
+    struct sp_seccomp_watch *watch = NULL;
+    struct run_watch rw = {.net_log_fd = -1};
+    char watch_why[160] = "";
+    bool watched = false;
 
     if (!p->finalized)
         return sp_error_setk(err, SP_ERR_USAGE, 0, "policy not finalized");
@@ -1551,9 +1728,24 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                              "too many arguments (%zu; at most %d)", argc,
                              SP_MAX_ARGS);
     l.argv = o->argv;
+    l.want_watch = !o->no_denial_watch;
+    den = calloc(1, sizeof(*den));
+    if (!den) {
+        rc = sp_error_set(err, ENOMEM, "report");
+        goto out;
+    }
+    den->t0_us = t0;
+    rw.den = den;
 
     if ((rc = launch_prepare(&l, o, err)) < 0)
         goto out;
+    if (!p->seccomp)
+        snprintf(watch_why, sizeof(watch_why), "seccomp is off");
+    else if (p->seccomp_profile)
+        snprintf(watch_why, sizeof(watch_why),
+                 "a custom seccomp profile: its refusals are not watched");
+    else if (o->no_denial_watch)
+        snprintf(watch_why, sizeof(watch_why), "not asked for");
 
     /* Signals arrive through a signalfd and are forwarded to the sandbox;
      * the child starts with them blocked (init waits for them). */
@@ -1579,7 +1771,10 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                                p->net_log);
             goto out;
         }
-        sp_proxy_set_log(l.proxy, sp_net_log_to_fd, &net_log_fd);
+    }
+    if (l.proxy) {
+        rw.net_log_fd = net_log_fd;
+        sp_proxy_set_log(l.proxy, run_net_event, &rw);
     }
 
     pid_t pid = -1;
@@ -1622,13 +1817,43 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
         /* poll skips a negative fd: the proxy's slots are -1 without it.
          * The listener is taken when PID 1 sends it, so a slow sandbox
          * setup never holds up the timeout or signal forwarding. */
-        struct pollfd pfd[4] = {{pidfd, POLLIN, 0},
+        struct pollfd pfd[6] = {{pidfd, POLLIN, 0},
                                 {sfd, POLLIN, 0},
                                 {l.proxy ? sp_proxy_fd(l.proxy) : -1, POLLIN, 0},
-                                {l.net_rd, POLLIN, 0}};
-        int pr = poll(pfd, 4, timeout_ms);
+                                {l.net_rd, POLLIN, 0},
+                                {l.watch_rd, POLLIN, 0},
+                                {sp_seccomp_watch_fd(watch), POLLIN, 0}};
+        int pr = poll(pfd, 6, timeout_ms);
         if (pr < 0 && errno != EINTR)
             break;
+        if (pr > 0 && (pfd[4].revents & (POLLIN | POLLHUP | POLLERR))) {
+            bool refused = false;
+            int lfd = sp_seccomp_recv_listener(l.watch_rd, &refused);
+            close(l.watch_rd);
+            l.watch_rd = -1;
+            if (lfd >= 0) {
+                watch = sp_seccomp_watch_new(lfd, den);
+                watched = watch != NULL;
+                if (!watch)
+                    snprintf(watch_why, sizeof(watch_why),
+                             "out of memory for the watch");
+            } else if (refused) {
+                snprintf(watch_why, sizeof(watch_why),
+                         "the kernel refused a seccomp listener (%s): "
+                         "Linux < 5.0, or one is on the filter chain already",
+                         strerror(-lfd));
+                log_msg(o, SP_LOG_INFO, "report: %s", watch_why);
+            } else {
+                snprintf(watch_why, sizeof(watch_why),
+                         "the command ended before its filter was installed");
+            }
+        }
+        if (pr > 0 && watch && pfd[5].revents &&
+            sp_seccomp_watch_dispatch(watch) < 0) {
+            /* nobody is left under the filter: stop polling it */
+            sp_seccomp_watch_free(watch);
+            watch = NULL;
+        }
         if (pr > 0 && (pfd[3].revents & (POLLIN | POLLHUP | POLLERR)) &&
             (rc = net_take_listener(&l, err)) < 0) {
             syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
@@ -1666,6 +1891,9 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
                 stats.pids_known = true;
             }
             stats.oom_killed = cs.oom_killed;
+            stats.pids_refused = cs.pids_refused;
+            stats.io_written = cs.io_written;
+            stats.io_known = cs.io_known;
         }
     }
 
@@ -1698,8 +1926,19 @@ SP_EXPORT int sp_run(const sp_policy *p, const sp_run_opts *o,
 
     if (p->stats_json)
         write_stats_json(p->stats_json, &stats, rc);
+    if (watch)
+        sp_seccomp_watch_dispatch(watch); /* what is left */
+    if (o->report) {
+        json_t *rep = run_report(&l, o, &stats, rc, den, watched,
+                                 watched ? NULL : watch_why, cg);
+        *o->report =
+            rep ? json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+        json_decref(rep);
+    }
 
 out:
+    sp_seccomp_watch_free(watch);
+    free(den);
     if (cg)
         sp_cgroup_destroy(cg);
     if (pidfd >= 0)

@@ -3,6 +3,7 @@
 #ifndef SANDPIT_LAUNCH_H
 #define SANDPIT_LAUNCH_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -31,6 +32,10 @@ struct sp_launch_pid1_env {
     double kill_after;        /* the policy's TERM-to-KILL grace */
     int gate_fd;              /* >= 0: start no process before reading 'x'
                                  here (the cgroup attach is pending) */
+    /* The seccomp deny list's watch (docs/report.md): take the denials of
+     * session sid (seccomp.h, sp_seccomp_bg_take); NULL when not watched. */
+    json_t *(*denials_take)(void *ctx, pid_t sid, uint64_t t0_us);
+    void *denials_ctx;
 };
 
 /* A sandbox whose PID 1 runs the caller's code instead of a command. The

@@ -19,6 +19,7 @@
 #include <linux/netlink.h>
 #include <linux/seccomp.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -1098,4 +1099,494 @@ int sp_seccomp_install(const struct sp_seccomp_prog *prog)
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fprog, 0, 0) == 0)
         return 0;
     return -errno;
+}
+
+/* ---- watching the deny list (seccomp.h) ------------------------------- */
+
+#include <poll.h>
+
+#include "report.h"
+
+#ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
+#define SECCOMP_FILTER_FLAG_NEW_LISTENER (1UL << 3)
+#endif
+/* Linux 6.6: wake the waiting side on the same CPU (made for supervisors
+ * answering storms of notifications); older headers lack it. */
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#endif
+#ifndef SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
+
+int sp_seccomp_watched_variant(const struct sp_seccomp_prog *in,
+                               struct sp_seccomp_prog *ret)
+{
+    struct sock_filter *f = malloc((size_t)in->len * sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    memcpy(f, in->filter, (size_t)in->len * sizeof(*f));
+    for (unsigned i = 0; i < in->len; i++) {
+        if (f[i].code == (BPF_RET | BPF_K) &&
+            (f[i].k == (SECCOMP_RET_ERRNO | EPERM) ||
+             f[i].k == (SECCOMP_RET_ERRNO | EAFNOSUPPORT)))
+            f[i].k = SECCOMP_RET_USER_NOTIF;
+    }
+    ret->filter = f;
+    ret->len = in->len;
+    return 0;
+}
+
+static void send_watch_msg(int sock, char tag, int err, int fd)
+{
+    char data[1 + sizeof(int)];
+    data[0] = tag;
+    memcpy(data + 1, &err, sizeof(int));
+    struct iovec iov = {data, tag == 'S' ? 1 : sizeof(data)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    memset(&u, 0, sizeof(u));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    if (fd >= 0) {
+        mh.msg_control = u.buf;
+        mh.msg_controllen = sizeof(u.buf);
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+    }
+    while (sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 && errno == EINTR) {
+    }
+}
+
+int sp_seccomp_install_watched(const struct sp_seccomp_prog *watched,
+                               const struct sp_seccomp_prog *plain, int sock)
+{
+    if (!watched || !watched->filter || watched->len == 0)
+        return -EINVAL;
+    struct sock_fprog fprog = {.len = watched->len, .filter = watched->filter};
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                      SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+    if (fd >= 0) {
+        send_watch_msg(sock, 'S', 0, (int)fd);
+        close((int)fd);
+        return 0;
+    }
+    int e = errno;
+    int r = sp_seccomp_install(plain);
+    if (r == 0)
+        send_watch_msg(sock, 'E', e, -1);
+    return r;
+}
+
+int sp_seccomp_recv_listener(int sock, bool *refused)
+{
+    char data[1 + sizeof(int)] = {0};
+    struct iovec iov = {data, sizeof(data)};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    *refused = false;
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    int fd = -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+        cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+    if (n == 1 && data[0] == 'S' && fd >= 0 && !(mh.msg_flags & MSG_CTRUNC))
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    if (n == (ssize_t)sizeof(data) && data[0] == 'E') {
+        int e;
+        memcpy(&e, data + 1, sizeof(int));
+        *refused = true;
+        return e > 0 ? -e : -EPROTO;
+    }
+    return n == 0 ? -ECONNRESET : -EPROTO;
+}
+
+struct sp_seccomp_watch {
+    int fd;
+    struct sp_denials *t;
+    struct seccomp_notif *req;
+    struct seccomp_notif_resp *resp;
+    size_t req_size, resp_size;
+    /* the last syscall number named, so a storm of one call costs no
+     * lookups */
+    int last_nr;
+    char last_name[64];
+};
+
+struct sp_seccomp_watch *sp_seccomp_watch_new(int fd, struct sp_denials *t)
+{
+    struct seccomp_notif_sizes sz = {0};
+    struct sp_seccomp_watch *w = calloc(1, sizeof(*w));
+    if (!w || syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) < 0) {
+        free(w);
+        close(fd);
+        return NULL;
+    }
+    w->req_size = sz.seccomp_notif > sizeof(struct seccomp_notif)
+                      ? sz.seccomp_notif
+                      : sizeof(struct seccomp_notif);
+    w->resp_size = sz.seccomp_notif_resp > sizeof(struct seccomp_notif_resp)
+                       ? sz.seccomp_notif_resp
+                       : sizeof(struct seccomp_notif_resp);
+    w->req = calloc(1, w->req_size);
+    w->resp = calloc(1, w->resp_size);
+    if (!w->req || !w->resp) {
+        sp_seccomp_watch_free(w);
+        close(fd);
+        return NULL;
+    }
+    w->fd = fd;
+    w->t = t;
+    w->last_nr = -1;
+    /* Best effort: without it (Linux < 6.6) a denial costs a little more. */
+    (void)ioctl(fd, SECCOMP_IOCTL_NOTIF_SET_FLAGS,
+                (uint64_t)SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
+    return w;
+}
+
+int sp_seccomp_watch_fd(const struct sp_seccomp_watch *w)
+{
+    return w ? w->fd : -1;
+}
+
+void sp_seccomp_watch_free(struct sp_seccomp_watch *w)
+{
+    if (!w)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w->req);
+    free(w->resp);
+    free(w);
+}
+
+/* What refused it, in words, and the argument that matters. */
+static const char *watch_rule(const char *name, const struct seccomp_data *d,
+                              struct sp_denial *out)
+{
+    static const char *const setid[] = {"chmod", "fchmod", "fchmodat",
+                                        "fchmodat2", "mknod", "mknodat",
+                                        "creat", "open", "openat"};
+    if (strcmp(name, "socket") == 0 || strcmp(name, "socketpair") == 0) {
+        out->has_arg = true;
+        snprintf(out->arg_name, sizeof(out->arg_name), "family");
+        out->arg = d->args[0];
+        return "seccomp: socket family not allowed";
+    }
+    if (strcmp(name, "clone") == 0 || strcmp(name, "unshare") == 0) {
+        out->has_arg = true;
+        snprintf(out->arg_name, sizeof(out->arg_name), "flags");
+        out->arg = d->args[strcmp(name, "clone") == 0 ? SP_CLONE_FLAGS_ARG : 0];
+        return "seccomp: no new namespaces";
+    }
+    if (strcmp(name, "ioctl") == 0) {
+        out->has_arg = true;
+        snprintf(out->arg_name, sizeof(out->arg_name), "request");
+        out->arg = d->args[1] & 0xffffffffu;
+        return "seccomp: terminal injection (TIOCSTI, TIOCLINUX)";
+    }
+    if (strcmp(name, "personality") == 0) {
+        out->has_arg = true;
+        snprintf(out->arg_name, sizeof(out->arg_name), "persona");
+        out->arg = d->args[0] & 0xffffffffu;
+        return "seccomp: personality flags not allowed";
+    }
+    for (size_t i = 0; i < SP_ARRAY_SIZE(setid); i++) {
+        if (strcmp(name, setid[i]) == 0) {
+            for (size_t k = 0; k < SP_ARRAY_SIZE(setid_calls); k++) {
+                if (strcmp(setid_calls[k].name, name) == 0) {
+                    out->has_arg = true;
+                    snprintf(out->arg_name, sizeof(out->arg_name), "mode");
+                    out->arg = d->args[setid_calls[k].mode_arg] & 07777;
+                }
+            }
+            return "seccomp: no set-uid or set-gid modes";
+        }
+    }
+    return "seccomp default deny list";
+}
+
+int sp_seccomp_watch_dispatch(struct sp_seccomp_watch *w)
+{
+    int done = 0;
+    while (done < SP_SECCOMP_NOTIFY_BATCH) {
+        struct pollfd pfd = {w->fd, POLLIN, 0};
+        int pr = poll(&pfd, 1, 0);
+        if (pr <= 0)
+            break;
+        if (!(pfd.revents & POLLIN))
+            return done ? done : -1; /* POLLHUP: nobody is left under it */
+        memset(w->req, 0, w->req_size);
+        if (ioctl(w->fd, SECCOMP_IOCTL_NOTIF_RECV, w->req) < 0) {
+            if (errno == EINTR || errno == ENOENT)
+                continue; /* the caller died meanwhile */
+            break;
+        }
+        const struct seccomp_data *d = &w->req->data;
+        int nr = d->nr;
+        if (nr != w->last_nr) {
+            char *nm = seccomp_syscall_resolve_num_arch(d->arch, nr);
+            if (nm)
+                snprintf(w->last_name, sizeof(w->last_name), "%s", nm);
+            else
+                snprintf(w->last_name, sizeof(w->last_name), "syscall_%d",
+                         nr);
+            free(nm);
+            w->last_nr = nr;
+        }
+        struct sp_denial den;
+        memset(&den, 0, sizeof(den));
+        den.kind = SP_DENIAL_SYSCALL;
+        snprintf(den.what, sizeof(den.what), "%s", w->last_name);
+        const char *rule = watch_rule(w->last_name, d, &den);
+        snprintf(den.rule, sizeof(den.rule), "%s", rule);
+        den.err = strcmp(w->last_name, "socket") == 0 ||
+                          strcmp(w->last_name, "socketpair") == 0
+                      ? EAFNOSUPPORT
+                      : EPERM;
+        den.first_ms = (sp_now_us() - w->t->t0_us) / 1000u;
+        sp_denials_add(w->t, &den);
+        memset(w->resp, 0, w->resp_size);
+        w->resp->id = w->req->id;
+        w->resp->error = -den.err;
+        w->resp->val = 0;
+        w->resp->flags = 0;
+        /* ENOENT: it was killed while we looked; nothing to answer. */
+        (void)ioctl(w->fd, SECCOMP_IOCTL_NOTIF_SEND, w->resp);
+        done++;
+    }
+    return done;
+}
+
+int sp_seccomp_install_watched_here(const struct sp_seccomp_prog *watched,
+                                    const struct sp_seccomp_prog *plain,
+                                    int *ret_fd)
+{
+    *ret_fd = -1;
+    if (!watched || !watched->filter || watched->len == 0)
+        return -EINVAL;
+    struct sock_fprog fprog = {.len = watched->len, .filter = watched->filter};
+    long fd = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                      SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
+    if (fd >= 0) {
+        *ret_fd = (int)fd;
+        return 0;
+    }
+    return sp_seccomp_install(plain);
+}
+
+#include <pthread.h>
+
+struct bg_entry {
+    pid_t sid;
+    struct sp_denial d;  /* first_ms: unused; `at` below */
+    uint64_t at_us;
+};
+
+struct sp_seccomp_bg {
+    struct sp_seccomp_watch *w;
+    pthread_mutex_t mu;
+    struct bg_entry e[SP_SECCOMP_BG_ENTRIES];
+    size_t n;
+    uint64_t evicted;
+    /* the last pid's session, so a storm from one process reads /proc
+     * once */
+    pid_t last_pid, last_sid;
+};
+
+static pid_t sid_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* "pid (comm) state ppid pgrp session": comm may hold anything, so
+     * from the last ')' */
+    char *p = strrchr(buf, ')');
+    int ppid, pgrp, sess;
+    char st;
+    if (!p || sscanf(p + 1, " %c %d %d %d", &st, &ppid, &pgrp, &sess) != 4)
+        return 0;
+    return (pid_t)sess;
+}
+
+static pid_t bg_sid(struct sp_seccomp_bg *b, pid_t pid)
+{
+    if (pid != b->last_pid) {
+        b->last_sid = sid_of(pid);
+        b->last_pid = pid;
+    }
+    return b->last_sid;
+}
+
+static void bg_record(struct sp_seccomp_bg *b, pid_t sid,
+                      const struct sp_denial *d)
+{
+    pthread_mutex_lock(&b->mu);
+    for (size_t i = 0; i < b->n; i++) {
+        struct bg_entry *x = &b->e[i];
+        if (x->sid == sid && x->d.has_arg == d->has_arg &&
+            (!d->has_arg || x->d.arg == d->arg) &&
+            strcmp(x->d.what, d->what) == 0) {
+            x->d.count++;
+            pthread_mutex_unlock(&b->mu);
+            return;
+        }
+    }
+    if (b->n == SP_ARRAY_SIZE(b->e)) {
+        /* full: the oldest goes (entries stay in arrival order) */
+        b->evicted += b->e[0].d.count;
+        memmove(&b->e[0], &b->e[1], (b->n - 1) * sizeof(b->e[0]));
+        b->n--;
+    }
+    struct bg_entry *x = &b->e[b->n++];
+    x->sid = sid;
+    x->d = *d;
+    x->d.count = 1;
+    x->at_us = sp_now_us();
+    pthread_mutex_unlock(&b->mu);
+}
+
+/* One notification: received (blocking), answered, recorded. */
+static void *bg_main(void *arg)
+{
+    struct sp_seccomp_bg *b = arg;
+    struct sp_seccomp_watch *w = b->w;
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    for (;;) {
+        memset(w->req, 0, w->req_size);
+        if (ioctl(w->fd, SECCOMP_IOCTL_NOTIF_RECV, w->req) < 0) {
+            if (errno == EINTR || errno == ENOENT)
+                continue;
+            return NULL;
+        }
+        const struct seccomp_data *d = &w->req->data;
+        struct sp_denial den;
+        memset(&den, 0, sizeof(den));
+        den.kind = SP_DENIAL_SYSCALL;
+        if (d->nr != w->last_nr) {
+            char *nm = seccomp_syscall_resolve_num_arch(d->arch, d->nr);
+            if (nm)
+                snprintf(w->last_name, sizeof(w->last_name), "%s", nm);
+            else
+                snprintf(w->last_name, sizeof(w->last_name), "syscall_%d",
+                         d->nr);
+            free(nm);
+            w->last_nr = d->nr;
+        }
+        snprintf(den.what, sizeof(den.what), "%s", w->last_name);
+        snprintf(den.rule, sizeof(den.rule), "%s",
+                 watch_rule(w->last_name, d, &den));
+        den.err = strcmp(w->last_name, "socket") == 0 ||
+                          strcmp(w->last_name, "socketpair") == 0
+                      ? EAFNOSUPPORT
+                      : EPERM;
+        /* whose it is, while the caller waits for the answer (a pid
+         * reused since is told apart by NOTIF_ID_VALID) */
+        pid_t sid = bg_sid(b, (pid_t)w->req->pid);
+        if (ioctl(w->fd, SECCOMP_IOCTL_NOTIF_ID_VALID, &w->req->id) < 0) {
+            b->last_pid = 0;
+            sid = 0;
+        }
+        /* counted before it is answered: once the caller goes on, its
+         * denial is in the table (its exec's reply may follow at once) */
+        bg_record(b, sid, &den);
+        memset(w->resp, 0, w->resp_size);
+        w->resp->id = w->req->id;
+        w->resp->error = -den.err;
+        (void)ioctl(w->fd, SECCOMP_IOCTL_NOTIF_SEND, w->resp);
+    }
+}
+
+struct sp_seccomp_bg *sp_seccomp_bg_start(int fd)
+{
+    struct sp_seccomp_bg *b = calloc(1, sizeof(*b));
+    if (!b) {
+        close(fd);
+        return NULL;
+    }
+    b->w = sp_seccomp_watch_new(fd, NULL);
+    if (!b->w) {
+        free(b);
+        return NULL;
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_t t;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&at, 64 * 1024);
+    int r = pthread_create(&t, &at, bg_main, b);
+    pthread_attr_destroy(&at);
+    if (r != 0) {
+        sp_seccomp_watch_free(b->w);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+json_t *sp_seccomp_bg_take(void *ctx, pid_t sid, uint64_t t0_us)
+{
+    struct sp_seccomp_bg *b = ctx;
+    json_t *a = json_array();
+    if (!b)
+        return json_pack("{s:o,s:i}", "denials", a, "dropped", 0);
+    pthread_mutex_lock(&b->mu);
+    size_t k = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        struct bg_entry *x = &b->e[i];
+        if (x->sid != sid) {
+            b->e[k++] = *x;
+            continue;
+        }
+        json_t *o = json_pack("{s:s,s:i,s:s,s:I,s:I}", "syscall", x->d.what,
+                              "errno", x->d.err, "rule", x->d.rule, "count",
+                              (json_int_t)x->d.count, "first_ms",
+                              (json_int_t)(x->at_us > t0_us
+                                               ? (x->at_us - t0_us) / 1000u
+                                               : 0));
+        if (x->d.has_arg) {
+            json_object_set_new(o, "arg_name", json_string(x->d.arg_name));
+            json_object_set_new(o, "arg", json_integer((json_int_t)x->d.arg));
+        }
+        json_array_append_new(a, o);
+    }
+    b->n = k;
+    uint64_t ev = b->evicted;
+    b->evicted = 0;
+    pthread_mutex_unlock(&b->mu);
+    return json_pack("{s:o,s:I}", "denials", a, "dropped", (json_int_t)ev);
 }

@@ -4,7 +4,9 @@
 #ifndef SANDPIT_SECCOMP_H
 #define SANDPIT_SECCOMP_H
 
+#include <jansson.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* libseccomp's header has our name too, and wherever src/lib is on the
  * include path (-I) <seccomp.h> finds this file first. seccomp.c, the one
@@ -75,5 +77,73 @@ int sp_seccomp_install(const struct sp_seccomp_prog *prog);
  * thread: with the default filter, right before each command's execve (the
  * workspace agent itself keeps openat2). Same rules as sp_seccomp_install. */
 int sp_seccomp_install_exec(void);
+
+/* ---- watching the deny list (docs/report.md) ---------------------------
+ *
+ * The default filter refuses with SECCOMP_RET_ERRNO. Its watched variant is
+ * the same program, instruction for instruction, with the EPERM and
+ * EAFNOSUPPORT returns turned into SECCOMP_RET_USER_NOTIF: an allowed call
+ * runs exactly the same BPF to the same ALLOW, and only a refused one goes
+ * to the supervising process (outside the sandbox), which records it and
+ * answers the errno the plain filter would have (EAFNOSUPPORT for socket
+ * and socketpair, EPERM for the rest). Should the supervisor go away, the
+ * kernel answers ENOSYS: the call stays refused. */
+
+struct sp_denials;
+
+/* The watched variant of the default program in (same length). 0 or
+ * -ENOMEM. */
+int sp_seccomp_watched_variant(const struct sp_seccomp_prog *in,
+                               struct sp_seccomp_prog *ret);
+
+/* In the child, like sp_seccomp_install: install the watched program with
+ * a listener and send the listener over sock (SCM_RIGHTS, one byte 'S'),
+ * closing our copy. When the kernel refuses a listener (Linux < 5.0, or
+ * another listener on the chain: EBUSY), install the plain program instead
+ * and send 'E' with the errno as 4 bytes after it. Async-signal-safe.
+ * Returns 0 or a negative errno (no filter installed). */
+int sp_seccomp_install_watched(const struct sp_seccomp_prog *watched,
+                               const struct sp_seccomp_prog *plain, int sock);
+
+/* On the host side: receive what sp_seccomp_install_watched sent. Returns
+ * the listener fd (O_CLOEXEC), or -errno: the kernel's refusal (*refused
+ * set true) or a failure to receive (-ECONNRESET on EOF). */
+int sp_seccomp_recv_listener(int sock, bool *refused);
+
+/* The supervisor's side of a listener. */
+struct sp_seccomp_watch;
+
+/* Take over listener fd (closed on failure). t: where denials are counted
+ * (kept by the caller, outlives the watch). NULL on failure. */
+struct sp_seccomp_watch *sp_seccomp_watch_new(int fd, struct sp_denials *t);
+int sp_seccomp_watch_fd(const struct sp_seccomp_watch *w);
+/* Answer the pending notifications (at most SP_SECCOMP_NOTIFY_BATCH),
+ * without blocking. Returns how many, or -1 when the listener is done (no
+ * process left under the filter: stop polling it). */
+int sp_seccomp_watch_dispatch(struct sp_seccomp_watch *w);
+void sp_seccomp_watch_free(struct sp_seccomp_watch *w);
+
+/* Like sp_seccomp_install_watched, but the listener stays with the
+ * caller: *ret_fd (O_CLOEXEC), or -1 when the kernel refused one (the
+ * plain program is then installed). For the workspace agent, which answers
+ * its own listener from a thread (sp_seccomp_bg_start). */
+int sp_seccomp_install_watched_here(const struct sp_seccomp_prog *watched,
+                                    const struct sp_seccomp_prog *plain,
+                                    int *ret_fd);
+
+/* A thread answering listener fd (taken over) in the calling process and
+ * counting each denial under the session id (getsid) of the process that
+ * made it: the workspace agent's, where every exec is a session. The
+ * table is bounded (SP_SECCOMP_BG_ENTRIES; the oldest entry goes when it
+ * is full, counted). NULL on failure (fd closed; the filter's refusals
+ * then answer ENOSYS). */
+struct sp_seccomp_bg;
+struct sp_seccomp_bg *sp_seccomp_bg_start(int fd);
+
+/* Take session sid's denials out of the table as
+ * {"denials": [{"syscall", "errno", "rule", "count", "first_ms"
+ * (after t0_us, sp_now_us's clock), and "arg_name"/"arg" where an argument
+ * matters}...], "dropped": N} (new reference). ctx: the sp_seccomp_bg. */
+json_t *sp_seccomp_bg_take(void *ctx, pid_t sid, uint64_t t0_us);
 
 #endif

@@ -103,6 +103,10 @@ typedef struct sp_stats {
     bool pids_known;
     bool oom_killed;
     bool timed_out;
+    /* added with the report (docs/report.md): */
+    uint64_t pids_refused;    /* forks the pids limit refused */
+    uint64_t io_written;      /* bytes written to block devices (io.stat) */
+    bool io_known;
 } sp_stats;
 
 typedef void (*sp_log_fn)(void *ctx, int level, const char *msg);
@@ -113,6 +117,12 @@ typedef struct sp_run_opts {
     sp_log_fn log;            /* warnings and --verbose notes; may be NULL */
     void *log_ctx;
     int verbosity;            /* 0: warnings only */
+    /* The report (docs/report.md): when set, *report gets it as JSON text
+     * (caller frees) once the command ran. */
+    char **report;
+    /* Do not watch for seccomp denials (no supervising listener): the
+     * report then says they were not observed. */
+    bool no_denial_watch;
 } sp_run_opts;
 
 /* Run argv in a new sandbox built from a finalized policy and wait for it.
@@ -323,6 +333,11 @@ typedef struct sp_ws_exec_opts {
                                   may be NULL */
     sp_exec_end *ended;        /* when set: how it ended, filled when the
                                   call returns >= 0 */
+    char **report;             /* when set: the report (docs/report.md) as
+                                  JSON text, caller frees; NULL when the
+                                  supervisor sent none */
+    bool changes;              /* with report: it lists the paths the
+                                  command created, changed or deleted */
 } sp_ws_exec_opts;
 
 /* A connection to a running workspace's supervisor, for many execs. */

@@ -34,6 +34,7 @@ FAMILY = {
     "checkpoint": "sandpit-snapshots",
     "image": "sandpit-images", "net": "sandpit-net",
     "serve": "sandpit-serve", "mcp": "sandpit-mcp",
+    "audit": "sandpit-report",
 }
 # Commands that take the policy flags: those are in sandpit-run(1).
 POLICY_FLAGS = {"create", "fork"}
@@ -43,7 +44,7 @@ NO_ARGS = ["exec", "ls", "cat", "write", "stat", "patch", "import", "export",
            "cp", "shell", "shells", "start", "stop", "rm", "diff", "reset",
            "snapshot", "snapshots", "restore", "fork", "pause", "resume",
            "checkpoint", "files mkdir", "files mv", "files rm", "service ls",
-           "service stop", "net log", "image import", "policy show --help"]
+           "service stop", "net log", "audit", "image import", "policy show --help"]
 
 FLAG = re.compile(r"(?<![\w/\-=.])(--[a-z][a-z0-9-]*|-[A-Za-z])(?![\w-])")
 

@@ -107,6 +107,32 @@ int main(int argc, char **argv)
                                 .sin_addr.s_addr = htonl(0x7f000001)};
         return report(s < 0 ? -1 : connect(s, (struct sockaddr *)&a, sizeof(a)));
     }
+    if (!strcmp(c, "bpf") && argc > 2) {
+        /* bpf() N times: each must fail with EPERM; prints "ok" when all
+         * did (the report tests: a denial storm stays correct). */
+        long n = atol(argv[2]);
+        for (long i = 0; i < n; i++) {
+            errno = 0;
+            if (syscall(SYS_bpf, 0, 0, 0) != -1 || errno != EPERM) {
+                printf("call %ld: errno %s\n", i,
+                       strerrorname_np(errno) ? strerrorname_np(errno) : "0");
+                return 1;
+            }
+        }
+        puts("ok");
+        return 0;
+    }
+    if (!strcmp(c, "socket-packet")) {
+        return report(socket(AF_PACKET, SOCK_RAW, 0));
+    }
+    if (!strcmp(c, "connect-ip") && argc > 3) {
+        /* a direct connection to IP:PORT (the tests use 127.0.0.0/8) */
+        int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)atoi(argv[3]))};
+        inet_pton(AF_INET, argv[2], &a.sin_addr);
+        return report(s < 0 ? -1 : connect(s, (struct sockaddr *)&a, sizeof(a)));
+    }
     if (!strcmp(c, "exit") && argc > 2)
         return atoi(argv[2]);
     if (!strcmp(c, "signal") && argc > 2) {
