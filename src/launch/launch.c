@@ -408,14 +408,6 @@ static _Noreturn void sandbox_init(struct launch *l)
     /* Nothing in the sandbox may ptrace or read the memory of its init. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, "sandpit-init", 0, 0, 0);
-    if (l->oci && l->userns) {
-        /* Our ids are still the host's (unmapped here): become the
-         * container's root, as runc does, so files we create have an
-         * owner inside. */
-        if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 ||
-            setresuid(0, 0, 0) < 0)
-            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SETUID, errno, "container root (uid 0 must be mapped)"), &ce), 125);
-    }
     if (l->oci && l->oci->sysctl)
         oci_sysctls(l, &ce);
     if (sp_mounts_apply(&l->plan, l->scratch, l->p->limits.tmp_size, &ce) < 0)
@@ -1686,6 +1678,7 @@ static int oci_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
         l->userns = (l->oci->clone_ns & CLONE_NEWUSER) != 0;
         l->plan = *l->oci->plan;
         memset(l->oci->plan, 0, sizeof(*l->oci->plan));
+        l->plan.become_root = l->userns;
     }
     l->scratch = calloc(l->plan.n + 1, sizeof(int));
     size_t n = 0;

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <net/if.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -672,8 +673,14 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
                       ? root_bind(plan->root)
                       : overlay_fs(plan->root, plan, cwd >= 0);
     if (rootmnt < 0)
-        return sp_child_error_set(ce, plan->root ? SP_STEP_OVERLAY : SP_STEP_ROOT,
-                                  -rootmnt, plan->root ? "/" : "tmpfs");
+        return sp_child_error_set(ce, plan->root && plan->root->kind == SP_OP_OVERLAY
+                                          ? SP_STEP_OVERLAY : SP_STEP_ROOT,
+                                  -rootmnt, plan->root ? plan->root->src : "tmpfs");
+    if (plan->become_root && (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 ||
+                              setresuid(0, 0, 0) < 0))
+        return sp_child_error_set(ce, SP_STEP_SETUID, errno,
+                                  "root of the user namespace (uid and gid 0 "
+                                  "must be mapped)");
     if (cwd >= 0 && fchdir(cwd) < 0)
         return sp_child_error_set(ce, SP_STEP_OVERLAY, errno,
                                   "(back from the state dir)");

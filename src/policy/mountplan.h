@@ -62,6 +62,9 @@ struct sp_mount_plan {
                                  read-only after every mount when ro
                                  (owned) */
     bool userxattr;    /* overlays take the userxattr option (in a userns) */
+    bool become_root;  /* OCI: once every host source is open (our host ids
+                          still reach them), become uid/gid 0 of the user
+                          namespace, so what we create has an owner there */
     char *relbase[2];  /* the state dir as named and resolved, or NULLs:
                           overlay layers under it are mounted by relative
                           path (mounts.c), hiding it from mountinfo */
