@@ -443,6 +443,17 @@ struct create_ctx {
 static int on_ready(void *vctx, pid_t pid, sp_error *err)
 {
     struct create_ctx *c = vctx;
+    /* A test hook: stop here, mid-create (the container's processes exist,
+     * its state says "creating"), with our pid in the named file, so a test
+     * can kill -9 the runtime and see that nothing is left behind. */
+    const char *stall = getenv("SANDPIT_TEST_OCI_STALL_CREATE");
+    if (stall && *stall) {
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%d", (int)getpid());
+        write_atomic(stall, buf);
+        for (int i = 0; i < 600; i++)
+            sleep(1);
+    }
     json_object_set_new(c->st, "pid", json_integer(pid));
     json_object_set_new(c->st, "starttime",
                         json_integer((json_int_t)proc_starttime(pid)));
@@ -515,6 +526,13 @@ static int do_create(const char *id, const char *bundle, const char *pid_file,
     }
     if (spec.notes[0])
         logmsg("info", "%s", spec.notes);
+    if (oci_spec_premount(&spec, &err) < 0) {
+        fail("%s", err.message);
+        oci_spec_free(&spec);
+        rm_state(id);
+        free(dir);
+        return 1;
+    }
     json_t *st = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "id", id, "bundle",
                            spec.bundle, "rootfs", spec.rootfs, "status",
                            "creating", "pid", 0, "starttime", 0);

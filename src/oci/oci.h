@@ -84,6 +84,8 @@ int oci_process_parse(const json_t *proc, const char *where, unsigned layers_off
                       struct sp_oci_proc *pr, char ***argv, char ***envp,
                       sp_error *err);
 void oci_spec_free(struct oci_spec *s);
+/* create: make the mount points the rootfs lacks (host side). */
+int oci_spec_premount(struct oci_spec *s, sp_error *err);
 int oci_signal_parse(const char *s);
 
 /* ---- internal: cgroups (oci_cgroup.c) ------------------------------------ */

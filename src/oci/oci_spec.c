@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/mount.h>
+#include <linux/openat2.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "bounds.h"
@@ -786,6 +788,100 @@ static unsigned layers_off_parse(const json_t *ann, sp_error *err, int *rc)
                          OCI_LAYERS_OFF_ANNOTATION, t);
     }
     return off;
+}
+
+static int open_in(int rootfd, const char *path)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    while (*path == '/')
+        path++;
+    int fd = (int)syscall(SYS_openat2, rootfd, *path ? path : ".", &how,
+                          sizeof(how));
+    return fd < 0 ? -errno : fd;
+}
+
+/* Mount points the rootfs lacks, made here by the runtime (host root, as
+ * runc does): inside the container's user namespace the image's
+ * directories, owned by host root, are not writable. Every lookup stays
+ * inside the rootfs (RESOLVE_IN_ROOT). Paths below another mount of the
+ * spec are left to the container's setup, which makes them there. */
+static int premount(struct oci_spec *s, sp_error *err)
+{
+    int rootfd = open(s->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (rootfd < 0)
+        return sp_error_setk(err, SP_ERR_USAGE, errno, "root.path %s", s->rootfs);
+    int rc = 0;
+    for (size_t i = 0; i < s->plan.n && rc == 0; i++) {
+        const struct sp_mount_op *op = &s->plan.ops[i];
+        if (op->kind != SP_OP_BIND && op->kind != SP_OP_FS &&
+            op->kind != SP_OP_PROC && op->kind != SP_OP_DEV)
+            continue;
+        bool below = false;
+        for (size_t j = 0; j < i && !below; j++) {
+            const struct sp_mount_op *o = &s->plan.ops[j];
+            if (o->kind == SP_OP_MASK || o->kind == SP_OP_RONLY)
+                continue;
+            size_t n = strlen(o->dst);
+            below = strncmp(op->dst, o->dst, n) == 0 && op->dst[n] == '/';
+        }
+        if (below)
+            continue;
+        int fd = open_in(rootfd, op->dst);
+        if (fd >= 0) {
+            close(fd);
+            continue;
+        }
+        /* make each missing component */
+        char buf[SP_MAX_PATH];
+        snprintf(buf, sizeof(buf), "%s", op->dst);
+        for (char *c = buf + 1;; c++) {
+            if (*c != '/' && *c != '\0')
+                continue;
+            char save = *c;
+            *c = '\0';
+            int have = open_in(rootfd, buf);
+            if (have >= 0) {
+                close(have);
+            } else {
+                char *slash = strrchr(buf, '/');
+                *slash = '\0';
+                int parent = open_in(rootfd, buf[0] ? buf : "/");
+                *slash = '/';
+                bool last = save == '\0';
+                int r = parent < 0 ? parent : 0;
+                if (r == 0 && last && op->kind == SP_OP_BIND && !op->is_dir) {
+                    int f = openat(parent, slash + 1,
+                                   O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                                   0644);
+                    r = f < 0 ? -errno : 0;
+                    if (f >= 0)
+                        close(f);
+                } else if (r == 0 && mkdirat(parent, slash + 1, 0755) < 0) {
+                    r = -errno;
+                }
+                if (parent >= 0)
+                    close(parent);
+                if (r < 0 && r != -EEXIST) {
+                    rc = sp_error_setk(err, SP_ERR_SYSTEM, -r,
+                                       "mount point %s in the rootfs", op->dst);
+                    break;
+                }
+            }
+            *c = save;
+            if (save == '\0')
+                break;
+        }
+    }
+    close(rootfd);
+    return rc;
+}
+
+int oci_spec_premount(struct oci_spec *s, sp_error *err)
+{
+    return premount(s, err);
 }
 
 int oci_spec_load(const char *bundle, const char *id, bool systemd_cgroup,
