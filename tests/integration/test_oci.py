@@ -111,7 +111,11 @@ def test_exit_code_and_output(cd, rt):
 
 def test_signal_exit_status(cd, rt):
     r = run(cd, rt, "sh", "-c", "kill -TERM $$")
-    assert r.returncode == 143, r.stderr
+    # A difference: under runc the command is PID 1, and PID 1 has no
+    # default action for SIGTERM (it is ignored); under sandpit PID 1 is
+    # sandpit-init, which forwards signals to the command like a shell
+    # would, so the command dies of SIGTERM as it would on a host.
+    assert r.returncode == (143 if rt == "sandpit" else 0), r.stderr
 
 
 def test_command_not_found(cd, rt):
@@ -167,7 +171,7 @@ def test_kill_and_delete(cd, rt):
     name = start(cd, rt, "sleep", "300")
     assert wait_status(cd, name, "RUNNING")
     assert os.path.isdir(runtime_state_dir(name))
-    cd.ctr("task", "kill", "-s", "SIGTERM", name)
+    cd.ctr("task", "kill", "-s", "SIGKILL", name)
     assert wait_status(cd, name, "STOPPED")
     cd.ctr("task", "rm", name)
     cd.ctr("containers", "rm", name)
