@@ -8,7 +8,10 @@ BUILD_PKGS=(gcc clang meson ninja-build pkg-config libseccomp-dev libjansson-dev
             libacl1-dev libzstd-dev liblz4-dev nettle-dev liblzma-dev
             libbz2-dev zlib1g-dev libxml2-dev libicu-dev)
 TEST_PKGS=(libcmocka-dev python3 python3-pytest iproute2 procps util-linux
-           libclang-rt-14-dev curl openssl git diffutils tmux busybox-static)
+           libclang-rt-14-dev curl openssl git diffutils tmux busybox-static
+           # the OCI runtime tests and bench/oci: a real containerd, and runc
+           # to compare with (tests/integration/test_oci.py)
+           containerd runc)
 want=("${BUILD_PKGS[@]}")
 if [ "${1:-}" = "--test" ]; then
     want+=("${TEST_PKGS[@]}")
