@@ -495,7 +495,7 @@ static int connect_console(const char *path, sp_error *err)
 
 /* Create the container; on success *ret_pid is its init. */
 static int do_create(const char *id, const char *bundle, const char *pid_file,
-                     const char *console, const char *preserve,
+                     const char *console, const char *preserve, bool stay,
                      pid_t *ret_pid)
 {
     sp_error err = {0};
@@ -503,6 +503,7 @@ static int do_create(const char *id, const char *bundle, const char *pid_file,
     struct oci_cg cg;
     memset(&cg, 0, sizeof(cg));
     int rc = 1;
+    pid_t helper = -1;
     if (!id_ok(id))
         return fail("bad container id \"%s\" ([A-Za-z0-9][A-Za-z0-9_.+-]*, "
                     "at most %d bytes)", id ? id : "", SP_OCI_ID_MAX);
@@ -526,13 +527,6 @@ static int do_create(const char *id, const char *bundle, const char *pid_file,
     }
     if (spec.notes[0])
         logmsg("info", "%s", spec.notes);
-    if (oci_spec_premount(&spec, &err) < 0) {
-        fail("%s", err.message);
-        oci_spec_free(&spec);
-        rm_state(id);
-        free(dir);
-        return 1;
-    }
     json_t *st = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i}", "id", id, "bundle",
                            spec.bundle, "rootfs", spec.rootfs, "status",
                            "creating", "pid", 0, "starttime", 0);
@@ -551,6 +545,30 @@ static int do_create(const char *id, const char *bundle, const char *pid_file,
         goto out;
     }
     json_object_set_new(st, "cgroupPaths", oci_cg_to_json(&cg));
+    json_object_set_new(st, "hooks",
+                        json_boolean(spec.n_hooks[OCI_HOOK_POSTSTART] ||
+                                     spec.n_hooks[OCI_HOOK_POSTSTOP]));
+    /* The container's init is born in its cgroup by being cloned from a
+     * runtime already in it: a helper moves us there while we go on (on
+     * cgroup v1 the first move waits for an RCU grace period, up to tens
+     * of milliseconds; this overlaps it with the rest of create). */
+    helper = fork();
+    if (helper == 0) {
+        char buf[24];
+        int n = snprintf(buf, sizeof(buf), "%d", (int)getppid());
+        for (size_t i = 0; i < cg.n; i++)
+            if (pwrite(cg.procs[i], buf, (size_t)n, 0) != n)
+                _exit(1);
+        _exit(0);
+    }
+    if (helper < 0) {
+        fail("fork: %s", strerror(errno));
+        goto out;
+    }
+    if (oci_spec_premount(&spec, &err) < 0) {
+        fail("%s", err.message);
+        goto out;
+    }
     /* recorded before anything runs: a runtime killed from here on leaves
      * a state that `delete` cleans up */
     if (state_save(id, st) < 0) {
@@ -592,8 +610,14 @@ static int do_create(const char *id, const char *bundle, const char *pid_file,
         }
         spec.L.proc.preserve_fds = (unsigned)n;
     }
-    spec.L.cg_procs_fds = cg.procs;
-    spec.L.n_cg = cg.n;
+    int hst = 0;
+    pid_t w = waitpid(helper, &hst, 0);
+    helper = -1;
+    if (w < 0 || !WIFEXITED(hst) || WEXITSTATUS(hst) != 0) {
+        fail("cannot enter the container's cgroup %s", cg.dir[0]);
+        goto out;
+    }
+    spec.L.n_cg = 0; /* inherited by the clone */
     sp_run_opts ro = {.argv = spec.argv, .log = run_log, .verbosity = 0};
     struct create_ctx ctx = {id, pid_file, st, &spec};
     pid_t pid = -1;
@@ -604,14 +628,20 @@ static int do_create(const char *id, const char *bundle, const char *pid_file,
     *ret_pid = pid;
     rc = 0;
 out:
+    if (helper > 0)
+        waitpid(helper, NULL, 0);
     if (spec.L.proc.fifo_fd >= 0)
         close(spec.L.proc.fifo_fd);
     if (spec.L.proc.console_fd >= 0)
         close(spec.L.proc.console_fd);
     if (rc) {
+        oci_cg_leave(&cg);
         oci_cg_destroy(&cg);
         rm_state(id);
     } else {
+        /* `run` stays to wait: out of the cgroup it may kill --all */
+        if (stay)
+            oci_cg_leave(&cg);
         oci_cg_free(&cg);
     }
     json_decref(st);
@@ -642,7 +672,7 @@ static int cmd_create(int argc, char **argv)
         return fail("--no-pivot is not supported (sandpit always uses "
                     "pivot_root)");
     pid_t pid;
-    return do_create(pos[0], bundle, pid_file, console, preserve, &pid);
+    return do_create(pos[0], bundle, pid_file, console, preserve, false, &pid);
 }
 
 /* ---- start ------------------------------------------------------------------- */
@@ -700,15 +730,15 @@ static int do_start(const char *id)
     close(fd);
     close(pfd);
     if (rc == 0) {
-        unlink(fifo);
-        json_object_set_new(st, "status", json_string("running"));
-        state_save(id, st);
+        unlink(fifo); /* the status is "running" from now on */
         sp_error err = {0};
         struct oci_spec spec;
         const char *bundle = json_string_value(json_object_get(st, "bundle"));
-        if (bundle && oci_spec_load(bundle, id, G.systemd_cgroup, &spec, &err) == 0)
-            run_hooks(&spec, OCI_HOOK_POSTSTART, id, st, "poststart", false);
-        oci_spec_free(&spec);
+        if (json_is_true(json_object_get(st, "hooks")) && bundle) {
+            if (oci_spec_load(bundle, id, G.systemd_cgroup, &spec, &err) == 0)
+                run_hooks(&spec, OCI_HOOK_POSTSTART, id, st, "poststart", false);
+            oci_spec_free(&spec);
+        }
     } else if (rc) {
         logmsg("error", "the container did not take the start");
     }
@@ -881,7 +911,8 @@ static int do_delete(const char *id, bool force)
         char *d = state_dir(id);
         int gone = d && rmdir(d) == 0;
         free(d);
-        return gone ? 0 : fail("container \"%s\" does not exist", id);
+        /* as runc: --force of a container that is not there succeeds */
+        return gone || force ? 0 : fail("container \"%s\" does not exist", id);
     }
     const char *status = status_of(id, st);
     if (!force && strcmp(status, "stopped") && strcmp(status, "created")) {
@@ -897,9 +928,11 @@ static int do_delete(const char *id, bool force)
     struct oci_spec spec;
     sp_error err = {0};
     json_object_set_new(st, "pid", json_integer(0));
-    if (bundle && oci_spec_load(bundle, id, G.systemd_cgroup, &spec, &err) == 0)
-        run_hooks(&spec, OCI_HOOK_POSTSTOP, id, st, "poststop", false);
-    oci_spec_free(&spec);
+    if (json_is_true(json_object_get(st, "hooks")) && bundle) {
+        if (oci_spec_load(bundle, id, G.systemd_cgroup, &spec, &err) == 0)
+            run_hooks(&spec, OCI_HOOK_POSTSTOP, id, st, "poststop", false);
+        oci_spec_free(&spec);
+    }
     rm_state(id);
     json_decref(st);
     return 0;
@@ -961,7 +994,7 @@ static int cmd_run(int argc, char **argv)
         return fail("--no-pivot is not supported (sandpit always uses "
                     "pivot_root)");
     pid_t pid;
-    if (do_create(pos[0], bundle, pid_file, console, preserve, &pid))
+    if (do_create(pos[0], bundle, pid_file, console, preserve, true, &pid))
         return 1;
     if (do_start(pos[0])) {
         do_delete(pos[0], true);

@@ -112,6 +112,8 @@ int oci_cg_pids(const struct oci_cg *cg, json_t *out);
 void oci_cg_kill(struct oci_cg *cg, int sig);
 json_t *oci_cg_stats(const struct oci_cg *cg);
 void oci_cg_destroy(struct oci_cg *cg);
+/* Move the calling process back to each hierarchy's root. */
+void oci_cg_leave(struct oci_cg *cg);
 void oci_cg_free(struct oci_cg *cg);
 int oci_resources_parse(const json_t *r, struct oci_resources *res, sp_error *err);
 

@@ -347,6 +347,12 @@ int oci_cg_create(const char *path, const struct oci_resources *res,
         for (size_t i = 0; v1_ctrls[i]; i++) {
             char root[SP_MAX_PATH];
             snprintf(root, sizeof(root), CG_ROOT "/%s", v1_ctrls[i]);
+            /* cpuset only when asked: a new cpuset needs cpus and mems
+             * copied down its path first */
+            if (strcmp(v1_ctrls[i], "cpuset") == 0 &&
+                !(res->cpuset_cpus && *res->cpuset_cpus) &&
+                !(res->cpuset_mems && *res->cpuset_mems))
+                continue;
             struct statfs sf;
             if (statfs(root, &sf) < 0 || sf.f_type != 0x27e0eb /* CGROUP */)
                 continue;
@@ -565,4 +571,18 @@ void oci_cg_free(struct oci_cg *cg)
     memset(cg, 0, sizeof(*cg));
     for (size_t i = 0; i < OCI_CG_MAX; i++)
         cg->procs[i] = -1;
+}
+
+void oci_cg_leave(struct oci_cg *cg)
+{
+    /* back to each hierarchy's root, so the directories can go */
+    char root[SP_MAX_PATH], buf[24];
+    snprintf(buf, sizeof(buf), "%d", (int)getpid());
+    for (size_t i = 0; i < cg->n; i++) {
+        if (cg->v2)
+            snprintf(root, sizeof(root), CG_ROOT);
+        else
+            snprintf(root, sizeof(root), CG_ROOT "/%s", cg->ctrl[i]);
+        wfile(root, "cgroup.procs", buf);
+    }
 }
