@@ -1038,7 +1038,7 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
     if (l->oci) {
         flags = l->oci->clone_ns | CLONE_PIDFD;
         for (size_t i = 0; i < l->oci->n_join; i++)
-            if (setns(l->oci->join_fds[i], 0) < 0)
+            if (setns(l->oci->join_fds[i], l->oci->join_types[i]) < 0)
                 return sp_error_setk(err, SP_ERR_SYSTEM, errno,
                                      "cannot join the namespace the spec "
                                      "names (%zu)", i);
@@ -1494,6 +1494,10 @@ static void oci_terminal(struct launch *l)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_TERMINAL, errno, "console socket"), &ce), 125);
     close(m);
     close(l->oproc->console_fd);
+    if (l->oproc->rows && l->oproc->cols) {
+        struct winsize ws = {.ws_row = l->oproc->rows, .ws_col = l->oproc->cols};
+        ioctl(s, TIOCSWINSZ, &ws);
+    }
     if (ioctl(s, TIOCSCTTY, 0) < 0 || dup2(s, 0) < 0 || dup2(s, 1) < 0 ||
         dup2(s, 2) < 0)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_TERMINAL, errno, "controlling terminal"), &ce), 125);
@@ -1871,6 +1875,9 @@ int sp_launch_oci_exec(int init_pidfd, const struct sp_oci_proc *proc,
                                "cannot enter the container's cgroup");
             goto out;
         }
+    /* Nothing in the container may ptrace or read us once we are in its
+     * user namespace. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     uint64_t flags = oci_ns_diff(ipid);
     if (flags && setns(init_pidfd, (int)flags) < 0) {
         rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,

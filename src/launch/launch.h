@@ -73,6 +73,7 @@ struct sp_oci_proc {
         cap_ambient;
     bool no_new_privs;
     bool terminal;                /* a pty, its master sent to console_fd */
+    unsigned short rows, cols;    /* consoleSize (0: leave it) */
     int console_fd;               /* connected console socket, or -1 */
     int fifo_fd;                  /* create: O_PATH of exec.fifo, the
                                      process waits there for `start` (-1:
@@ -93,6 +94,9 @@ struct sp_oci_launch {
                                      them unless disabled by name) */
     int join_fds[8];              /* namespaces to join before clone
                                      (setns, in the runtime process) */
+    int join_types[8];            /* each one's CLONE_NEW* (checked by
+                                     the kernel: a path to another kind
+                                     of namespace is refused) */
     size_t n_join;
     struct sp_idmap uid_map[SP_OCI_MAX_IDMAPS], gid_map[SP_OCI_MAX_IDMAPS];
     size_t n_uid_map, n_gid_map;

@@ -182,6 +182,15 @@ int oci_process_parse(const json_t *proc, const char *where, unsigned layers_off
         return refuse(err, "%s.selinuxLabel: SELinux labels are not applied "
                       "by sandpit-runc", where);
     pr->terminal = json_is_true(json_object_get(proc, "terminal"));
+    const json_t *cs = json_object_get(proc, "consoleSize");
+    if (cs) {
+        json_int_t h = json_integer_value(json_object_get(cs, "height"));
+        json_int_t wd = json_integer_value(json_object_get(cs, "width"));
+        if (h < 0 || h > 65535 || wd < 0 || wd > 65535)
+            return refuse(err, "%s.consoleSize: height and width 0..65535", where);
+        pr->rows = (unsigned short)h;
+        pr->cols = (unsigned short)wd;
+    }
     snprintf(w, sizeof(w), "%s.args", where);
     if ((r = str_array(json_object_get(proc, "args"), w, SP_MAX_ARGS, argv,
                        err)) < 0)
@@ -636,6 +645,7 @@ static int namespaces_parse(struct oci_spec *s, const json_t *linux_,
             if (fd < 0)
                 return sp_error_setk(err, SP_ERR_USAGE, errno,
                                      "linux.namespaces[%zu].path %s", i, path);
+            s->L.join_types[s->L.n_join] = (int)kinds[k].flag;
             s->L.join_fds[s->L.n_join++] = fd;
             continue;
         }

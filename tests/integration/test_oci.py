@@ -454,3 +454,16 @@ def test_unsupported_field_refused_by_name(cd, rt, bundle, tmp_path):
                  "--no-such-flag", "x2")
     assert r.returncode != 0 and "--no-such-flag" in r.stderr
     assert not (tmp_path / "root" / "x1").exists()
+
+
+def test_namespace_path_of_wrong_kind_refused(cd, rt, bundle, tmp_path):
+    # a "network" path that is a pid namespace must not be joined as one
+    def f(c):
+        for ns in c["linux"]["namespaces"]:
+            if ns["type"] == "network":
+                ns["path"] = "/proc/1/ns/pid"
+    edit(bundle, f)
+    r = rtcmd(cd, rt, tmp_path / "root", "run", "--bundle", str(bundle), "n1",
+              stdin=subprocess.DEVNULL)
+    assert r.returncode != 0
+    assert rtcmd(cd, rt, tmp_path / "root", "state", "n1").returncode != 0
