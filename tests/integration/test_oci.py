@@ -30,8 +30,13 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def cd(tmp_path_factory):
-    base = tmp_path_factory.mktemp("containerd")
+def cd():
+    # not under pytest's 0700 basetemp: a container whose user namespace
+    # maps root elsewhere must be able to reach its rootfs
+    import pathlib
+    import tempfile
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sandpit-oci-"))
+    os.chmod(base, 0o755)
     c = ocienv.Containerd(str(base)).start()
     try:
         c.import_image(ocienv.build_image(str(base / "image.tar")))
@@ -42,6 +47,7 @@ def cd(tmp_path_factory):
         yield c
     finally:
         c.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sandpit", "runc"])
@@ -467,3 +473,34 @@ def test_namespace_path_of_wrong_kind_refused(cd, rt, bundle, tmp_path):
               stdin=subprocess.DEVNULL)
     assert r.returncode != 0
     assert rtcmd(cd, rt, tmp_path / "root", "state", "n1").returncode != 0
+
+
+def test_spec_user_namespace(cd, rt):
+    # the spec's own mappings are honoured (containerd chowns the rootfs)
+    r = run(cd, rt, "sh", "-c", "cat /proc/self/uid_map; touch /etc/x && echo wrote",
+            flags=("--uidmap", "0:300000:65536", "--gidmap", "0:300000:65536"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "300000", "65536", "wrote"]
+
+
+def test_hooks(cd, rt, bundle, tmp_path):
+    log = tmp_path / "hooks.log"
+    hook = tmp_path / "hook.sh"
+    hook.write_text("#!/bin/sh\n"
+                    f"echo \"$1 $(cat | tr -d '\\n' | head -c 300)\" >> {log}\n")
+    hook.chmod(0o755)
+
+    def f(c):
+        c["process"]["args"] = ["true"]
+        c["hooks"] = {k: [{"path": str(hook), "args": ["hook.sh", k]}]
+                      for k in ("createRuntime", "poststart", "poststop")}
+    edit(bundle, f)
+    r = rtcmd(cd, rt, tmp_path / "root", "run", "--bundle", str(bundle), "h1",
+              stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    lines = log.read_text().splitlines()
+    assert [line.split()[0] for line in lines] == ["createRuntime",
+                                                   "poststart", "poststop"]
+    st = json.loads(lines[0].split(" ", 1)[1])
+    assert st["id"] == "h1" and st["pid"] > 0
+    assert st["bundle"] == str(bundle)
