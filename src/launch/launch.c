@@ -1840,8 +1840,9 @@ static uint64_t oci_ns_diff(pid_t pid)
 
 int sp_launch_oci_exec(int init_pidfd, const struct sp_oci_proc *proc,
                        const struct sp_mount_plan *plan,
-                       const int *cg_procs_fds, size_t n_cg,
-                       const sp_run_opts *ro, pid_t *ret_pid, sp_error *err)
+                       const int *cg_procs_fds, size_t n_cg, bool wait,
+                       const sp_run_opts *ro, pid_t *ret_pid,
+                       pid_t *ret_waiter, sp_error *err)
 {
     struct sp_policy pol;
     oci_policy(&pol, proc, NULL, true);
@@ -1867,42 +1868,72 @@ int sp_launch_oci_exec(int init_pidfd, const struct sp_oci_proc *proc,
         rc = sp_error_setk(err, SP_ERR_USAGE, ESRCH, "the container is not running");
         goto out;
     }
-    char buf[24];
-    int bl = snprintf(buf, sizeof(buf), "%d", (int)getpid());
-    for (size_t i = 0; i < n_cg; i++)
-        if (pwrite(cg_procs_fds[i], buf, (size_t)bl, 0) != bl) {
-            rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,
-                               "cannot enter the container's cgroup");
-            goto out;
-        }
-    /* Nothing in the container may ptrace or read us once we are in its
-     * user namespace. */
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     uint64_t flags = oci_ns_diff(ipid);
-    if (flags && setns(init_pidfd, (int)flags) < 0) {
-        rc = sp_error_setk(err, SP_ERR_SYSTEM, errno,
-                           "cannot enter the container's namespaces");
-        goto out;
-    }
     l.userns = (flags & CLONE_NEWUSER) != 0;
-    pid_t pid = fork();
-    if (pid < 0) {
-        rc = sp_error_set(err, errno, "fork");
+    /* The caller never enters the container: a child does (cgroup, every
+     * namespace) and forks the process, which is born in the container's
+     * pid namespace; the child hands its pid over and, when asked to
+     * wait, exits with its status. */
+    int pp[2];
+    if (pipe2(pp, O_CLOEXEC) < 0) {
+        rc = sp_error_set(err, errno, "pipe");
         goto out;
     }
-    if (pid == 0) {
-        close(l.err_rd);
-        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        run_command(&l);
+    pid_t c = fork();
+    if (c < 0) {
+        rc = sp_error_set(err, errno, "fork");
+        close(pp[0]);
+        close(pp[1]);
+        goto out;
     }
+    if (c == 0) {
+        close(pp[0]);
+        close(l.err_rd);
+        char buf[24];
+        int bl = snprintf(buf, sizeof(buf), "%d", (int)getpid());
+        struct sp_child_error ce = {0};
+        for (size_t i = 0; i < n_cg; i++)
+            if (pwrite(cg_procs_fds[i], buf, (size_t)bl, 0) != bl)
+                child_fail(&l, (sp_child_error_set(&ce, SP_STEP_NS, errno, "the container's cgroup"), &ce), 125);
+        if (flags && setns(init_pidfd, (int)flags) < 0)
+            child_fail(&l, (sp_child_error_set(&ce, SP_STEP_NS, errno, "the container's namespaces"), &ce), 125);
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        pid_t g = fork();
+        if (g < 0)
+            child_fail(&l, (sp_child_error_set(&ce, SP_STEP_FORK, errno, NULL), &ce), 125);
+        if (g == 0)
+            run_command(&l);
+        close(l.err_wr);
+        ssize_t w = write(pp[1], &g, sizeof(g));
+        close(pp[1]);
+        if (w != (ssize_t)sizeof(g) || !wait)
+            _exit(0);
+        int st = 0;
+        while (waitpid(g, &st, 0) < 0 && errno == EINTR)
+            ;
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+    close(pp[1]);
     close(l.err_wr);
     l.err_wr = -1;
+    pid_t g = -1;
+    ssize_t got;
+    do {
+        got = read(pp[0], &g, sizeof(g));
+    } while (got < 0 && errno == EINTR);
+    close(pp[0]);
     rc = read_record(l.err_rd, err);
+    if (rc == 0 && got != (ssize_t)sizeof(g))
+        rc = sp_error_setk(err, SP_ERR_SYSTEM, EIO,
+                           "the exec helper ended early");
     if (rc < 0) {
-        waitpid(pid, NULL, 0);
+        if (got == (ssize_t)sizeof(g))
+            kill(g, SIGKILL);
+        waitpid(c, NULL, 0);
         goto out;
     }
-    *ret_pid = pid;
+    *ret_pid = g;
+    *ret_waiter = c;
     rc = 0;
 out:
     memset(&l.plan, 0, sizeof(l.plan));

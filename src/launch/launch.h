@@ -120,14 +120,18 @@ int sp_launch_oci_create(struct sp_oci_launch *o, const sp_run_opts *ro,
                          void *ctx, pid_t *ret_pid, sp_error *err);
 
 /* exec: one more process in the running container whose init is
- * init_pid (pidfd): it enters the cgroup (cg_procs_fds), every namespace
- * of the init, and is locked down as proc says (plan: the container's
- * mounts, for Landlock). *ret_pid: its host pid. Returns 0 when it has
- * exec'd, < 0 with err filled. */
+ * init_pidfd: it enters the cgroup (cg_procs_fds), every namespace of the
+ * init, and is locked down as proc says (plan: the container's mounts,
+ * for Landlock). The caller itself enters nothing: a helper child does.
+ * *ret_pid: the process's host pid; *ret_waiter: the helper, our child,
+ * to waitpid: with `wait` it exits with the process's status (128+N for
+ * a signal), else at once. Returns 0 when the process has exec'd, < 0
+ * with err filled. */
 int sp_launch_oci_exec(int init_pidfd, const struct sp_oci_proc *proc,
                        const struct sp_mount_plan *plan,
-                       const int *cg_procs_fds, size_t n_cg,
-                       const sp_run_opts *ro, pid_t *ret_pid, sp_error *err);
+                       const int *cg_procs_fds, size_t n_cg, bool wait,
+                       const sp_run_opts *ro, pid_t *ret_pid,
+                       pid_t *ret_waiter, sp_error *err);
 
 /* execve argv with a PATH search that does not allocate (for a forked
  * child). Returns the errno that decides 126 (anything) vs 127 (ENOENT). */

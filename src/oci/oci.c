@@ -952,8 +952,9 @@ static int cmd_delete(int argc, char **argv)
 
 /* ---- run ------------------------------------------------------------------------ */
 
-/* Wait for pid (our child), forwarding signals; its exit status. */
-static int wait_forward(pid_t pid)
+/* Wait for pid (our child), forwarding signals to target; its exit
+ * status. */
+static int wait_forward(pid_t pid, pid_t target)
 {
     sigset_t all;
     sigfillset(&all);
@@ -967,7 +968,7 @@ static int wait_forward(pid_t pid)
         siginfo_t si;
         int sig = sigtimedwait(&all, &si, &ts);
         if (sig > 0 && sig != SIGCHLD)
-            kill(pid, sig);
+            kill(target, sig);
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
@@ -1002,7 +1003,7 @@ static int cmd_run(int argc, char **argv)
     }
     if (detach)
         return 0;
-    int rc = wait_forward(pid);
+    int rc = wait_forward(pid, pid);
     if (!keep)
         do_delete(pos[0], true);
     return rc;
@@ -1164,9 +1165,9 @@ static int cmd_exec(int argc, char **argv)
         }
     }
     sp_run_opts ro = {.argv = pargv, .log = run_log};
-    pid_t pid = -1;
-    if (sp_launch_oci_exec(pfd, &pr, &spec.plan, cg.procs, cg.n, &ro, &pid,
-                           &err) < 0) {
+    pid_t pid = -1, waiter = -1;
+    if (sp_launch_oci_exec(pfd, &pr, &spec.plan, cg.procs, cg.n, !detach, &ro,
+                           &pid, &waiter, &err) < 0) {
         if (dirfd >= 0)
             close(dirfd);
         fail("%s", err.message);
@@ -1185,11 +1186,16 @@ static int cmd_exec(int argc, char **argv)
         close(dirfd);
         if (!ok) {
             kill(pid, SIGKILL);
+            waitpid(waiter, NULL, 0);
             fail("cannot write --pid-file %s", pid_file);
             goto out;
         }
     }
-    rc = detach ? 0 : wait_forward(pid);
+    /* the helper exits at once (detach) or with the process's status;
+     * our signals go to the process */
+    rc = wait_forward(waiter, pid);
+    if (detach)
+        rc = 0;
 out:
     if (pfd >= 0)
         close(pfd);

@@ -511,6 +511,11 @@ static int mounts_parse(struct oci_spec *s, sp_error *err)
         } else if (strcmp(type, "devpts") == 0 && have_dev &&
                    strcmp(dst, "/dev/pts") == 0) {
             note(s, "/dev/pts: sandpit's /dev has its own devpts instance");
+            for (size_t k = 0; tmp.fsopts && tmp.fsopts[k]; k += 2) {
+                free(tmp.fsopts[k]);
+                free(tmp.fsopts[k + 1]);
+            }
+            free(tmp.fsopts);
             continue;
         } else if (strcmp(type, "tmpfs") == 0 || strcmp(type, "mqueue") == 0 ||
                    strcmp(type, "sysfs") == 0 || strcmp(type, "devpts") == 0 ||
