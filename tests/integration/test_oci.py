@@ -504,3 +504,45 @@ def test_hooks(cd, rt, bundle, tmp_path):
     st = json.loads(lines[0].split(" ", 1)[1])
     assert st["id"] == "h1" and st["pid"] > 0
     assert st["bundle"] == str(bundle)
+
+
+def test_update_pause_ps_events(cd, rt, bundle, tmp_path):
+    root = tmp_path / "root"
+    cg = f"/sandpit-test/{rt}-{os.getpid()}"
+
+    def f(c):
+        c["process"]["args"] = ["sleep", "300"]
+        c["linux"]["cgroupsPath"] = cg
+    edit(bundle, f)
+    with open(tmp_path / "run.err", "w") as err:
+        r = subprocess.run([cd.runtimes[rt], "--root", str(root), "run",
+                            "-d", "--bundle", str(bundle), "p1"],
+                           stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+    assert r.returncode == 0, (tmp_path / "run.err").read_text()
+    try:
+        limit = tmp_path / "res.json"
+        limit.write_text(json.dumps({"memory": {"limit": 50 << 20},
+                                     "pids": {"limit": 77}}))
+        r = rtcmd(cd, rt, root, "update", "--resources", str(limit), "p1")
+        assert r.returncode == 0, r.stderr
+        mem = (f"/sys/fs/cgroup/memory{cg}/memory.limit_in_bytes"
+               if os.path.isdir("/sys/fs/cgroup/memory")
+               else f"/sys/fs/cgroup{cg}/memory.max")
+        assert int(open(mem).read()) == 50 << 20
+        pids = json.loads(rtcmd(cd, rt, root, "ps", "--format", "json",
+                                "p1").stdout)
+        st = json.loads(rtcmd(cd, rt, root, "state", "p1").stdout)
+        assert st["pid"] in pids
+        assert rtcmd(cd, rt, root, "pause", "p1").returncode == 0
+        assert json.loads(rtcmd(cd, rt, root, "state",
+                                "p1").stdout)["status"] == "paused"
+        assert rtcmd(cd, rt, root, "resume", "p1").returncode == 0
+        assert json.loads(rtcmd(cd, rt, root, "state",
+                                "p1").stdout)["status"] == "running"
+        ev = json.loads(rtcmd(cd, rt, root, "events", "--stats", "p1").stdout)
+        assert ev["type"] == "stats" and ev["id"] == "p1"
+        assert ev["data"]["memory"]["usage"]["limit"] == 50 << 20
+    finally:
+        rtcmd(cd, rt, root, "delete", "--force", "p1")
+    assert rtcmd(cd, rt, root, "state", "p1").returncode != 0
