@@ -18,7 +18,11 @@ TEST_PKGS=(libcmocka-dev python3 python3-pytest iproute2 procps util-linux
            libpython3.11-testsuite sqlite3 make gcc
            # newuidmap/newgidmap: an ordinary user's /etc/subuid range inside
            # (docs/security.md); a runtime dependency for packaging too
-           uidmap)
+           uidmap
+           # the OCI runtime tests and bench/oci: a real containerd, and runc
+           # to compare with (tests/integration/test_oci.py)
+           containerd runc)
+
 want=("${BUILD_PKGS[@]}")
 if [ "${1:-}" = "--test" ]; then
     want+=("${TEST_PKGS[@]}")

@@ -103,4 +103,26 @@
  * seccomp watch holds until their exec ends (docs/report.md). */
 #define SP_SECCOMP_BG_ENTRIES 256
 
+/* ---- the OCI runtime (sandpit-runc, docs/kubernetes.md) ---------------- */
+/* Largest config.json and process.json read. */
+#define SP_OCI_MAX_CONFIG (4 * 1024 * 1024)
+/* Longest container id: [A-Za-z0-9][A-Za-z0-9_.+-]*. */
+#define SP_OCI_ID_MAX 128
+/* Most lines of a uid or gid map (the kernel takes 340). */
+#define SP_OCI_MAX_IDMAPS 64
+/* Most additional gids, rlimits, sysctls, mounts, masked plus read-only
+ * paths and hooks per stage of one spec. */
+#define SP_OCI_MAX_GIDS 64
+#define SP_OCI_MAX_RLIMITS 16
+#define SP_OCI_MAX_SYSCTL 64
+#define SP_OCI_MAX_MOUNTS 128
+#define SP_OCI_MAX_PATHS 128
+#define SP_OCI_MAX_HOOKS 16
+/* Without uidMappings in the spec, the container's ids 0..65535 are host
+ * ids SP_OCI_DEFAULT_ID_BASE.. (container root is never host root). */
+#define SP_OCI_DEFAULT_ID_BASE 1000000000u
+#define SP_OCI_DEFAULT_ID_COUNT 65536u
+/* Seconds a hook may run before it is killed and the step fails. */
+#define SP_OCI_HOOK_TIMEOUT 30
+
 #endif

@@ -7,6 +7,12 @@
 #include "cmd_shell.h"
 #include "cmd_snapshot.h"
 #include "cmd_ws.h"
+#include "oci.h"
+
+static int cmd_oci(int argc, char **argv)
+{
+    return sp_oci_main(argc, argv);
+}
 
 static const struct {
     const char *name;
@@ -47,6 +53,7 @@ static const struct {
     {"resume", cmd_resume, "thaw a paused workspace"},
     {"checkpoint", cmd_checkpoint, "save processes too (not supported: says so)"},
     {"image", cmd_image, "base images: import FILE|DIR [--name N] | ls | rm NAME"},
+    {"oci", cmd_oci, "the OCI runtime (runc command line; docs/kubernetes.md)"},
     {"net", cmd_net, "a workspace's egress proxy log (net log NAME [-f] [--json])"},
     {"audit", cmd_audit, "a workspace's denial log (audit NAME [-f] [--json])"},
 };
@@ -64,6 +71,12 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    /* Reached as sandpit-runc (containerd's BinaryName names a path, not
+     * arguments): the runc command line (docs/kubernetes.md). */
+    const char *base = argv[0] ? strrchr(argv[0], '/') : NULL;
+    base = base ? base + 1 : argv[0];
+    if (base && strcmp(base, "sandpit-runc") == 0)
+        return sp_oci_main(argc, argv);
     if (argc < 2) {
         usage(stderr);
         return EXIT_SP_FAILURE;

@@ -27,6 +27,9 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
@@ -125,7 +128,16 @@ struct launch {
      * PID 1 hands it the listening socket it made inside the netns. */
     struct sp_proxy *proxy;
     int net_rd, net_wr;           /* parent end, child end; -1 = none */
+    /* OCI runtime mode (sandpit-runc): the spec's extras, NULL otherwise */
+    const struct sp_oci_launch *oci;
+    const struct sp_oci_proc *oproc;
 };
+
+struct sp_child_error;
+static void oci_sysctls(struct launch *l, struct sp_child_error *ce);
+static int oci_attach(const struct sp_oci_launch *o, pid_t pid, sp_error *err);
+static int oci_prepare(struct launch *l, const sp_run_opts *o, sp_error *err);
+static void oci_terminal(struct launch *l);
 
 static void child_report(struct launch *l, struct sp_child_error *ce)
 {
@@ -237,9 +249,16 @@ static _Noreturn void run_command(struct launch *l)
         close(l->watch_rd);
         l->watch_rd = -1;
     }
+    if (l->oproc && l->oproc->terminal)
+        oci_terminal(l);
     harden(l);
 
     int e = sp_exec_search(l->argv, l->envp, l->path_env);
+    if (l->oproc && l->oproc->fifo_fd >= 0) {
+        /* after start: nobody reads the error pipe any more */
+        dprintf(2, "sandpit-runc: %s: %s\n", l->argv[0],
+                e == ENOENT ? "command not found" : strerror(e));
+    }
     sp_child_error_set(&ce, e == ENOENT ? SP_STEP_EXEC_NOTFOUND : SP_STEP_EXEC, e,
                        l->argv[0]);
     child_fail(l, &ce, e == ENOENT ? 127 : 126);
@@ -250,8 +269,14 @@ static _Noreturn void run_command(struct launch *l)
  * Shared by the one-shot command and the workspace agent (which applies it
  * to itself once, so each exec is a plain fork and execve). Reports and
  * exits 125 on failure. */
+static void harden_oci(struct launch *l);
+
 static void harden(struct launch *l)
 {
+    if (l->oproc) {
+        harden_oci(l);
+        return;
+    }
     struct sp_child_error ce = {0};
     const struct sp_policy *p = l->p;
     struct rlimit rl = {0, 0};
@@ -426,6 +451,8 @@ static _Noreturn void sandbox_init(struct launch *l)
     /* Nothing in the sandbox may ptrace or read the memory of its init. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     prctl(PR_SET_NAME, "sandpit-init", 0, 0, 0);
+    if (l->oci && l->oci->sysctl)
+        oci_sysctls(l, &ce);
     if (sp_mounts_apply(&l->plan, l->scratch, l->p->limits.tmp_size, &ce) < 0)
         child_fail(l, &ce, 125);
     if (l->pid1 && l->pid1->populate) {
@@ -438,7 +465,8 @@ static _Noreturn void sandbox_init(struct launch *l)
      * give it to the sandbox's user (with one, the mapping already does). */
     if ((!l->userns || l->id_switch) && (l->p->uid != 0 || l->p->gid != 0))
         chown_home(l->plan.home, l->p->uid, l->p->gid);
-    if (sethostname(l->p->hostname, strlen(l->p->hostname)) < 0)
+    if (l->p->hostname &&
+        sethostname(l->p->hostname, strlen(l->p->hostname)) < 0)
         child_fail(l, (sp_child_error_set(&ce, SP_STEP_HOSTNAME, errno, l->p->hostname), &ce), 125);
     if (l->p->net != SP_NET_HOST) {
         int r = sp_loopback_up();
@@ -470,7 +498,7 @@ static _Noreturn void sandbox_init(struct launch *l)
     l->gate_fd = -1;
     if (c == 'p' && l->agent_sock >= 0)
         l->gate_fd = l->sync_rd;
-    else
+    else if (!l->oci)
         close(l->sync_rd);
     l->nproc_fallback = c == 'n';
     /* In the cgroup now: let runtimes see its limits (docs/limits.md). */
@@ -485,6 +513,21 @@ static _Noreturn void sandbox_init(struct launch *l)
     if (cmd == 0)
         run_command(l);
     blank_cmdline(l, "sandpit-init");
+    if (l->oci) {
+        /* The command waits for `start`; the runtime has written the
+         * state: from now on the container outlives it ('d'). EOF: it
+         * died first, and so does the container. */
+        do {
+            n = read(l->sync_rd, &c, 1);
+        } while (n < 0 && errno == EINTR);
+        if (n != 1 || c != 'd') {
+            kill(cmd, SIGKILL);
+            _exit(125);
+        }
+        prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+        struct sp_child_error ready = {.step = SP_STEP_READY};
+        child_report(l, &ready);
+    }
 
     /* init keeps no fd: a pipe reader outside must see EOF when the command
      * and its children close their ends, not wait for us. */
@@ -522,6 +565,32 @@ static _Noreturn void sandbox_init(struct launch *l)
                 kill(cmd, sig);
         }
     }
+}
+
+static int write_file(const char *path, const char *text, sp_error *err)
+{
+    _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return sp_error_set(err, errno, "cannot open %s", path);
+    size_t len = strlen(text);
+    if (write(fd, text, len) != (ssize_t)len)
+        return sp_error_set(err, errno, "cannot write %s", path);
+    return 0;
+}
+
+static int write_map_lines(pid_t pid, const char *which,
+                           const struct sp_idmap *m, size_t n, sp_error *err)
+{
+    char path[64];
+    char buf[SP_OCI_MAX_IDMAPS * 36 + 1];
+    size_t len = 0;
+    for (size_t i = 0; i < n && len < sizeof(buf); i++)
+        len += (size_t)snprintf(buf + len, sizeof(buf) - len, "%u %u %u\n",
+                                m[i].inside, m[i].outside, m[i].count);
+    if (len >= sizeof(buf))
+        return sp_error_set(err, E2BIG, "%s too long", which);
+    snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, which);
+    return write_file(path, buf, err);
 }
 
 static const char *step_text(int step)
@@ -656,6 +725,7 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
             break;
         case SP_OP_TMPFS:
         case SP_OP_OVERLAY:
+        case SP_OP_FS:
             paths[n++] = (struct sp_ll_path){op->dst, SP_LL_READ_WRITE};
             break;
         case SP_OP_DEV: {
@@ -673,6 +743,8 @@ static int build_landlock(struct launch *l, const sp_run_opts *o, sp_error *err)
             paths[n++] = (struct sp_ll_path){op->dst, SP_LL_PROC};
             break;
         case SP_OP_HIDE:
+        case SP_OP_MASK:
+        case SP_OP_RONLY:
         case SP_OP_SYMLINK:
         case SP_OP_DIR:
         case SP_OP_COPY:
@@ -1196,6 +1268,8 @@ static int check_sources_fs(const struct sp_policy *p, sp_error *err)
 static int plan_ids(struct launch *l, const sp_run_opts *o, sp_error *err)
 {
     const struct sp_policy *p = l->p;
+    if (l->oci)
+        return 0; /* the spec's maps, or the runtime's default (oci_spec.c) */
     if (!l->userns) {
         if (p->require & (SP_LAYER_IDMAP | SP_LAYER_IDRANGE))
             return sp_error_setk(err, SP_ERR_REQUIRE, 0,
@@ -1237,6 +1311,8 @@ static int launch_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
     l->net_rd = l->net_wr = -1; /* launch_free closes them */
     l->watch_rd = l->watch_wr = -1;
 
+    if (l->oproc)
+        return oci_prepare(l, o, err);
     /* --require: refuse before anything starts when a layer is missing. */
     l->userns = p->userns || geteuid() != 0;
     if ((p->require & SP_LAYER_USERNS) && !l->userns)
@@ -1409,6 +1485,14 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
         flags |= CLONE_NEWUSER;
     if (p->net != SP_NET_HOST)
         flags |= CLONE_NEWNET;
+    if (l->oci) {
+        flags = l->oci->clone_ns | CLONE_PIDFD;
+        for (size_t i = 0; i < l->oci->n_join; i++)
+            if (setns(l->oci->join_fds[i], l->oci->join_types[i]) < 0)
+                return sp_error_setk(err, SP_ERR_SYSTEM, errno,
+                                     "cannot join the namespace the spec "
+                                     "names (%zu)", i);
+    }
     struct clone_args_v2 ca;
     memset(&ca, 0, sizeof(ca));
     ca.flags = flags;
@@ -1440,8 +1524,21 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
     l->watch_wr = -1;
 
     bool fell_back = false;
-    if (l->userns &&
-        (rc = sp_ids_write(pid, &l->ids, p->uid, p->gid, &fell_back, err)) < 0) {
+    if (l->oci && l->userns) {
+        /* setgroups stays allowed: the maps are written by the runtime
+         * (host root), and the spec's additionalGids need it. */
+        if ((rc = write_map_lines(pid, "uid_map", l->oci->uid_map,
+                                  l->oci->n_uid_map, err)) < 0 ||
+            (rc = write_map_lines(pid, "gid_map", l->oci->gid_map,
+                                  l->oci->n_gid_map, err)) < 0) {
+            sp_error_prefix(err, "user namespace maps");
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            return rc;
+        }
+    } else if (l->userns &&
+               (rc = sp_ids_write(pid, &l->ids, p->uid, p->gid, &fell_back,
+                                  err)) < 0) {
         sp_error_prefix(err, "user namespace maps");
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -1485,6 +1582,11 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
         waitpid(pid, NULL, 0);
         return rc;
     }
+    if (l->oci && (rc = oci_attach(l->oci, pid, err)) < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return rc;
+    }
     /* The agent too waits for the move (an RCU grace period, ms): its
      * PID 1 must be in the cgroup before it makes the cgroup namespace
      * whose view runtimes read (sp_cgroup_view), and it is hardened (no
@@ -1497,14 +1599,16 @@ static int launch_clone(struct launch *l, const sp_run_opts *o,
     /* EPIPE: the child failed building its root and exited; its error
      * record is read after the wait below. (SIGPIPE is blocked here and
      * drained before the mask is restored.) */
-    if (write(l->sync_wr, cg ? "x" : "n", 1) != 1 && errno != EPIPE) {
+    if (write(l->sync_wr, cg || l->oci ? "x" : "n", 1) != 1 && errno != EPIPE) {
         rc = sp_error_set(err, errno, "releasing the sandbox");
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         return rc;
     }
-    close(l->sync_wr);
-    l->sync_wr = -1;
+    if (!l->oci) {
+        close(l->sync_wr);
+        l->sync_wr = -1;
+    }
 
     *ret_pid = pid;
     *ret_cg = cg;
@@ -1959,5 +2063,531 @@ out:
         close(net_log_fd);
     if (ret_stats)
         *ret_stats = stats;
+    return rc;
+}
+
+/* ---- the OCI runtime (sandpit-runc) ------------------------------------ */
+
+/* Decimal text of v into buf (no snprintf between clone and execve). */
+static void oci_utoa(unsigned long v, char *buf, size_t len)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < sizeof(tmp));
+    size_t i = 0;
+    while (n && i + 1 < len)
+        buf[i++] = tmp[--n];
+    buf[i] = '\0';
+}
+
+/* The spec's sysctls, written in our own namespaces through the host's
+ * /proc (before pivot): "net.ipv4.ip_forward=1" -> /proc/sys/net/ipv4/
+ * ip_forward. Keys were checked by src/oci (namespaced ones only). */
+static void oci_sysctls(struct launch *l, struct sp_child_error *ce)
+{
+    for (size_t i = 0; l->oci->sysctl[i]; i++) {
+        const char *kv = l->oci->sysctl[i];
+        char path[512] = "/proc/sys/";
+        size_t n = strlen(path);
+        const char *eq = strchr(kv, '=');
+        if (!eq)
+            continue;
+        for (const char *k = kv; k < eq && n + 1 < sizeof(path); k++)
+            path[n++] = *k == '.' ? '/' : *k;
+        path[n] = '\0';
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        size_t vl = strlen(eq + 1);
+        if (fd < 0 || write(fd, eq + 1, vl) != (ssize_t)vl) {
+            int e = errno;
+            if (fd >= 0)
+                close(fd);
+            child_fail(l, (sp_child_error_set(ce, SP_STEP_SYSCTL, e, kv), ce), 125);
+        }
+        close(fd);
+    }
+}
+
+/* A pty from the container's own devpts; the master goes to the console
+ * socket (SCM_RIGHTS, as runc sends it), the peer becomes the controlling
+ * terminal and stdio. Runs after setsid. */
+static void oci_terminal(struct launch *l)
+{
+    struct sp_child_error ce = {0};
+    int m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    int unlock = 0;
+    if (m < 0 || ioctl(m, TIOCSPTLCK, &unlock) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_TERMINAL, errno, "/dev/ptmx"), &ce), 125);
+    int s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (s < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_TERMINAL, errno, "pty peer"), &ce), 125);
+    char name[] = "/dev/ptmx";
+    struct iovec iov = {name, sizeof(name) - 1};
+    union {
+        struct cmsghdr h;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+                         .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &m, sizeof(int));
+    ssize_t r;
+    do {
+        r = sendmsg(l->oproc->console_fd, &msg, MSG_NOSIGNAL);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_TERMINAL, errno, "console socket"), &ce), 125);
+    close(m);
+    close(l->oproc->console_fd);
+    if (l->oproc->rows && l->oproc->cols) {
+        struct winsize ws = {.ws_row = l->oproc->rows, .ws_col = l->oproc->cols};
+        ioctl(s, TIOCSWINSZ, &ws);
+    }
+    if (ioctl(s, TIOCSCTTY, 0) < 0 || dup2(s, 0) < 0 || dup2(s, 1) < 0 ||
+        dup2(s, 2) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_TERMINAL, errno, "controlling terminal"), &ce), 125);
+    if (s > 2)
+        close(s);
+}
+
+/* Is argv[0] there to run (so `create` fails as runc's does, not the
+ * process after `start`)? 0 or an errno. */
+static int oci_find(const char *cmd, const char *path_env)
+{
+    if (strchr(cmd, '/'))
+        return access(cmd, X_OK) == 0 ? 0 : errno;
+    const char *path = path_env ? path_env : SP_DEFAULT_PATH;
+    char buf[SP_MAX_PATH];
+    size_t clen = strlen(cmd);
+    int saw = ENOENT;
+    while (*path) {
+        const char *end = strchrnul(path, ':');
+        size_t dlen = (size_t)(end - path);
+        if (dlen == 0) {
+            buf[0] = '.';
+            dlen = 1;
+        } else if (dlen < sizeof(buf)) {
+            memcpy(buf, path, dlen);
+        }
+        if (dlen + 1 + clen + 1 <= sizeof(buf)) {
+            buf[dlen] = '/';
+            memcpy(buf + dlen + 1, cmd, clen + 1);
+            struct stat st;
+            if (stat(buf, &st) == 0 && !S_ISDIR(st.st_mode)) {
+                if (access(buf, X_OK) == 0)
+                    return 0;
+                saw = EACCES;
+            }
+        }
+        path = *end ? end + 1 : end;
+    }
+    return saw;
+}
+
+static void oci_locks(struct launch *l)
+{
+    struct sp_child_error ce = {0};
+    if (l->landlock_on) {
+        int idx = -1;
+        int r = sp_landlock_apply(&l->landlock, &idx);
+        if (r < 0) {
+            const char *what = idx >= 0 && (size_t)idx < l->landlock.n_rules
+                                   ? l->landlock.rules[idx].path
+                                   : "ruleset";
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_LANDLOCK, -r, what), &ce), 125);
+        }
+    }
+    if (l->seccomp_on) {
+        int r = sp_seccomp_install(&l->seccomp);
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, "sandpit"), &ce), 125);
+    }
+    if (l->oproc->spec_seccomp) {
+        /* Stacked: the kernel runs both, the stricter action wins. */
+        int r = sp_seccomp_install(l->oproc->spec_seccomp);
+        if (r < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_SECCOMP, -r, "spec"), &ce), 125);
+    }
+}
+
+/* The OCI process's lock-down: the spec's rlimits, user, capabilities
+ * and no_new_privs, then (create) wait for `start`, then sandpit's
+ * Landlock and seccomp layers stacked with the spec's filter. */
+static void harden_oci(struct launch *l)
+{
+    struct sp_child_error ce = {0};
+    const struct sp_oci_proc *pr = l->oproc;
+    bool core = false;
+    for (size_t i = 0; i < pr->n_rlimits; i++) {
+        struct rlimit rl = {pr->rlimits[i].soft, pr->rlimits[i].hard};
+        if (pr->rlimits[i].resource == RLIMIT_CORE)
+            core = true;
+        if (setrlimit(pr->rlimits[i].resource, &rl) < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_RLIMIT, errno, "rlimits"), &ce), 125);
+    }
+    if (!core) {
+        struct rlimit rl = {0, 0};
+        setrlimit(RLIMIT_CORE, &rl);
+    }
+    for (int c = 0; c <= l->cap_last && c < 64; c++)
+        if (!(pr->cap_bounding & (1ull << c)) &&
+            prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_CAPS, errno, "bounding"), &ce), 125);
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+
+    if (chdir(pr->cwd) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_CWD, errno, pr->cwd), &ce), 125);
+    if (pr->fifo_fd >= 0) {
+        int e = oci_find(l->argv[0], l->path_env);
+        if (e)
+            child_fail(l, (sp_child_error_set(&ce, e == ENOENT ? SP_STEP_EXEC_NOTFOUND : SP_STEP_EXEC, e, l->argv[0]), &ce), e == ENOENT ? 127 : 126);
+        /* Ready: the runtime records the container; we wait for start. */
+        struct sp_child_error ready = {.step = SP_STEP_READY};
+        child_report(l, &ready);
+        char path[48] = "/proc/self/fd/";
+        oci_utoa((unsigned long)pr->fifo_fd, path + 14, sizeof(path) - 14);
+        int w;
+        do {
+            w = open(path, O_WRONLY | O_CLOEXEC);
+        } while (w < 0 && errno == EINTR);
+        if (w < 0 || write(w, "0", 1) != 1) {
+            dprintf(2, "sandpit-runc: waiting for start: %s\n", strerror(errno));
+            _exit(125);
+        }
+        close(w);
+        close(pr->fifo_fd);
+    }
+    if (!pr->no_new_privs)
+        oci_locks(l); /* both need privilege in the namespace without NNP */
+
+    if (setgroups(pr->n_gids, (const gid_t *)pr->gids) < 0 &&
+        !(errno == EPERM && pr->n_gids == 0))
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_SETUID, errno, "additionalGids"), &ce), 125);
+    prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+    if (setresgid(pr->gid, pr->gid, pr->gid) < 0 ||
+        setresuid(pr->uid, pr->uid, pr->uid) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_SETUID, errno, "user"), &ce), 125);
+    prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    for (int i = 0; i < 2; i++) {
+        data[i].effective = (uint32_t)(pr->cap_effective >> (32 * i));
+        data[i].permitted = (uint32_t)(pr->cap_permitted >> (32 * i));
+        data[i].inheritable = (uint32_t)(pr->cap_inheritable >> (32 * i));
+    }
+    if (syscall(SYS_capset, &hdr, data) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_CAPS, errno, "capset"), &ce), 125);
+    for (int c = 0; c <= l->cap_last && c < 64; c++)
+        if ((pr->cap_ambient & (1ull << c)) &&
+            prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+            child_fail(l, (sp_child_error_set(&ce, SP_STEP_CAPS, errno, "ambient"), &ce), 125);
+    if (pr->umask >= 0)
+        umask((mode_t)pr->umask);
+    /* the user's own view of the working directory */
+    if (chdir(pr->cwd) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_CWD, errno, pr->cwd), &ce), 125);
+    if (pr->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        child_fail(l, (sp_child_error_set(&ce, SP_STEP_NNP, errno, NULL), &ce), 125);
+    unsigned first = 3 + pr->preserve_fds;
+    if (syscall(SYS_close_range, first, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+        for (int fd = (int)first; fd < 65536; fd++)
+            fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    for (unsigned fd = 3; fd < first; fd++)
+        fcntl((int)fd, F_SETFD, 0);
+    if (pr->no_new_privs)
+        oci_locks(l);
+}
+
+static int oci_attach(const struct sp_oci_launch *o, pid_t pid, sp_error *err)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
+    for (size_t i = 0; i < o->n_cg; i++)
+        if (pwrite(o->cg_procs_fds[i], buf, (size_t)n, 0) != n)
+            return sp_error_setk(err, SP_ERR_SYSTEM, errno,
+                                 "cannot move the container into its cgroup");
+    if (o->has_oom_score_adj) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)pid);
+        snprintf(buf, sizeof(buf), "%d", o->oom_score_adj);
+        int r = write_file(path, buf, err);
+        if (r < 0)
+            return sp_error_prefix(err, "oomScoreAdj");
+    }
+    return 0;
+}
+
+static int oci_prepare(struct launch *l, const sp_run_opts *o, sp_error *err)
+{
+    const struct sp_oci_proc *pr = l->oproc;
+    int fds[2], rc;
+    if (l->oci) {
+        l->userns = (l->oci->clone_ns & CLONE_NEWUSER) != 0;
+        l->plan = *l->oci->plan;
+        memset(l->oci->plan, 0, sizeof(*l->oci->plan));
+        l->plan.become_root = l->userns;
+    }
+    l->scratch = calloc(l->plan.n + 1, sizeof(int));
+    size_t n = 0;
+    while (pr->envp && pr->envp[n])
+        n++;
+    l->envp = calloc(n + 1, sizeof(char *));
+    if (!l->scratch || !l->envp)
+        return sp_error_set(err, ENOMEM, "launch");
+    for (size_t i = 0; i < n; i++)
+        if (!(l->envp[i] = strdup(pr->envp[i])))
+            return sp_error_set(err, ENOMEM, "environment");
+    l->path_env = sp_env_get(l->envp, "PATH");
+    l->prune_path = false;
+    l->cap_last = read_cap_last();
+    l->cmdline_len = read_cmdline_len();
+    if (pr->seccomp_default) {
+        if ((rc = sp_seccomp_default_cached(false, &l->seccomp)) < 0)
+            return sp_error_set(err, -rc, "seccomp");
+        l->seccomp_on = true;
+    }
+    if (pr->landlock && (rc = build_landlock(l, o, err)) < 0)
+        return rc;
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return sp_error_set(err, errno, "pipe");
+    l->sync_rd = fds[0];
+    l->sync_wr = fds[1];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return sp_error_set(err, errno, "pipe");
+    l->err_rd = fds[0];
+    l->err_wr = fds[1];
+    return 0;
+}
+
+static void oci_policy(struct sp_policy *pol, const struct sp_oci_proc *pr,
+                       const char *hostname, bool netns)
+{
+    memset(pol, 0, sizeof(*pol));
+    pol->finalized = true;
+    pol->hostname = (char *)hostname;
+    pol->net = netns ? SP_NET_NONE : SP_NET_HOST;
+    pol->limits.tmp_size = 64ull * 1024 * 1024;
+    pol->seccomp = pr->seccomp_default;
+    pol->landlock = pr->landlock;
+}
+
+/* An error record from the child as text; kind by its step. */
+static int child_error(const struct sp_child_error *ce, sp_error *err)
+{
+    char path[sizeof(ce->path)];
+    memcpy(path, ce->path, sizeof(path));
+    path[sizeof(path) - 1] = '\0';
+    if (ce->step == SP_STEP_EXEC_NOTFOUND)
+        return sp_error_setk(err, SP_ERR_NOTFOUND, 0,
+                             "%s: executable file not found in $PATH", path);
+    return sp_error_setk(err, ce->step == SP_STEP_EXEC ? SP_ERR_NOEXEC
+                                                       : SP_ERR_SYSTEM,
+                         ce->err, "%s%s%s", step_text(ce->step),
+                         path[0] ? " " : "", path);
+}
+
+/* The next record on the error pipe: 1 READY, 0 EOF, < 0 an error. */
+static int read_record(int fd, sp_error *err)
+{
+    struct sp_child_error ce;
+    memset(&ce, 0, sizeof(ce));
+    ssize_t got;
+    do {
+        got = read(fd, &ce, sizeof(ce));
+    } while (got < 0 && errno == EINTR);
+    if (got == 0)
+        return 0;
+    if (got != (ssize_t)sizeof(ce))
+        return sp_error_setk(err, SP_ERR_SYSTEM, EIO,
+                             "short record from the container");
+    if (ce.step == SP_STEP_READY)
+        return 1;
+    return child_error(&ce, err);
+}
+
+int sp_launch_oci_create(struct sp_oci_launch *o, const sp_run_opts *ro,
+                         int (*on_ready)(void *ctx, pid_t pid, sp_error *err),
+                         void *ctx, pid_t *ret_pid, sp_error *err)
+{
+    struct sp_policy pol;
+    oci_policy(&pol, &o->proc,
+               (o->clone_ns & CLONE_NEWUTS) ? o->hostname : NULL,
+               (o->clone_ns & CLONE_NEWNET) != 0);
+    struct launch l = {.p = &pol, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
+                       .err_wr = -1, .net_rd = -1, .net_wr = -1,
+                       .agent_sock = -1, .oci = o, .oproc = &o->proc,
+                       .argv = o->proc.argv};
+    struct sp_cgroup *cg = NULL;
+    int pidfd = -1, rc;
+    pid_t pid = -1;
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, NULL);
+    if ((rc = launch_prepare(&l, ro, err)) < 0)
+        goto fail;
+    if ((rc = launch_clone(&l, ro, &pid, &pidfd, &cg, err)) < 0)
+        goto fail;
+    rc = read_record(l.err_rd, err);
+    if (rc == 0)
+        rc = sp_error_setk(err, SP_ERR_SYSTEM, 0,
+                           "the container's init ended during setup");
+    if (rc > 0 && on_ready)
+        rc = on_ready(ctx, pid, err);
+    if (rc > 0 || (rc == 0 && !on_ready)) {
+        if (write(l.sync_wr, "d", 1) != 1)
+            rc = sp_error_set(err, errno, "releasing the container");
+        else if ((rc = read_record(l.err_rd, err)) == 0)
+            rc = sp_error_setk(err, SP_ERR_SYSTEM, 0,
+                               "the container's init ended during setup");
+    }
+    if (rc < 0) {
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        waitpid(pid, NULL, 0);
+        goto fail;
+    }
+    close(pidfd);
+    launch_free(&l);
+    *ret_pid = pid;
+    return 0;
+fail:
+    if (cg)
+        sp_cgroup_destroy(cg);
+    if (pidfd >= 0)
+        close(pidfd);
+    launch_free(&l);
+    return rc < 0 ? rc : -SP_EFAIL;
+}
+
+/* Which of the init's namespaces differ from ours (CLONE_NEW* bits). */
+static uint64_t oci_ns_diff(pid_t pid)
+{
+    static const struct {
+        const char *name;
+        uint64_t flag;
+    } ns[] = {{"user", CLONE_NEWUSER}, {"mnt", CLONE_NEWNS},
+              {"pid", CLONE_NEWPID},   {"net", CLONE_NEWNET},
+              {"ipc", CLONE_NEWIPC},   {"uts", CLONE_NEWUTS},
+              {"cgroup", CLONE_NEWCGROUP}};
+    uint64_t flags = 0;
+    for (size_t i = 0; i < SP_ARRAY_SIZE(ns); i++) {
+        char a[64], b[64];
+        snprintf(a, sizeof(a), "/proc/self/ns/%s", ns[i].name);
+        snprintf(b, sizeof(b), "/proc/%d/ns/%s", (int)pid, ns[i].name);
+        struct stat sa, sb;
+        if (stat(a, &sa) == 0 && stat(b, &sb) == 0 &&
+            (sa.st_ino != sb.st_ino || sa.st_dev != sb.st_dev))
+            flags |= ns[i].flag;
+    }
+    return flags;
+}
+
+int sp_launch_oci_exec(int init_pidfd, const struct sp_oci_proc *proc,
+                       const struct sp_mount_plan *plan,
+                       const int *cg_procs_fds, size_t n_cg, bool wait,
+                       const sp_run_opts *ro, pid_t *ret_pid,
+                       pid_t *ret_waiter, sp_error *err)
+{
+    struct sp_policy pol;
+    oci_policy(&pol, proc, NULL, true);
+    struct launch l = {.p = &pol, .sync_rd = -1, .sync_wr = -1, .err_rd = -1,
+                       .err_wr = -1, .net_rd = -1, .net_wr = -1,
+                       .agent_sock = -1, .oproc = proc, .argv = proc->argv};
+    int rc;
+    l.plan = *plan; /* borrowed: zeroed again before launch_free */
+    l.scratch = NULL;
+    if ((rc = oci_prepare(&l, ro, err)) < 0)
+        goto out;
+    /* the init's pid in our namespace, from its pidfd */
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", init_pidfd);
+    FILE *f = fopen(path, "re");
+    pid_t ipid = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "Pid: %d", &ipid) == 1)
+            break;
+    if (f)
+        fclose(f);
+    if (ipid <= 0) {
+        rc = sp_error_setk(err, SP_ERR_USAGE, ESRCH, "the container is not running");
+        goto out;
+    }
+    uint64_t flags = oci_ns_diff(ipid);
+    l.userns = (flags & CLONE_NEWUSER) != 0;
+    /* The caller never enters the container: a child does (cgroup, every
+     * namespace) and forks the process, which is born in the container's
+     * pid namespace; the child hands its pid over and, when asked to
+     * wait, exits with its status. */
+    int pp[2];
+    if (pipe2(pp, O_CLOEXEC) < 0) {
+        rc = sp_error_set(err, errno, "pipe");
+        goto out;
+    }
+    pid_t c = fork();
+    if (c < 0) {
+        rc = sp_error_set(err, errno, "fork");
+        close(pp[0]);
+        close(pp[1]);
+        goto out;
+    }
+    if (c == 0) {
+        close(pp[0]);
+        close(l.err_rd);
+        char buf[24];
+        int bl = snprintf(buf, sizeof(buf), "%d", (int)getpid());
+        struct sp_child_error ce = {0};
+        for (size_t i = 0; i < n_cg; i++)
+            if (pwrite(cg_procs_fds[i], buf, (size_t)bl, 0) != bl)
+                child_fail(&l, (sp_child_error_set(&ce, SP_STEP_NS, errno, "the container's cgroup"), &ce), 125);
+        if (flags && setns(init_pidfd, (int)flags) < 0)
+            child_fail(&l, (sp_child_error_set(&ce, SP_STEP_NS, errno, "the container's namespaces"), &ce), 125);
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        pid_t g = fork();
+        if (g < 0)
+            child_fail(&l, (sp_child_error_set(&ce, SP_STEP_FORK, errno, NULL), &ce), 125);
+        if (g == 0)
+            run_command(&l);
+        close(l.err_wr);
+        ssize_t w = write(pp[1], &g, sizeof(g));
+        close(pp[1]);
+        if (w != (ssize_t)sizeof(g) || !wait)
+            _exit(0);
+        int st = 0;
+        while (waitpid(g, &st, 0) < 0 && errno == EINTR)
+            ;
+        _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+    }
+    close(pp[1]);
+    close(l.err_wr);
+    l.err_wr = -1;
+    pid_t g = -1;
+    ssize_t got;
+    do {
+        got = read(pp[0], &g, sizeof(g));
+    } while (got < 0 && errno == EINTR);
+    close(pp[0]);
+    rc = read_record(l.err_rd, err);
+    if (rc == 0 && got != (ssize_t)sizeof(g))
+        rc = sp_error_setk(err, SP_ERR_SYSTEM, EIO,
+                           "the exec helper ended early");
+    if (rc < 0) {
+        if (got == (ssize_t)sizeof(g))
+            kill(g, SIGKILL);
+        waitpid(c, NULL, 0);
+        goto out;
+    }
+    *ret_pid = g;
+    *ret_waiter = c;
+    rc = 0;
+out:
+    memset(&l.plan, 0, sizeof(l.plan));
+    launch_free(&l);
     return rc;
 }

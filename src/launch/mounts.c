@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <net/if.h>
 #include <sched.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <linux/openat2.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -454,7 +456,7 @@ static const char *const dev_nodes[] = {"null", "zero", "full", "random",
  * a private devpts instance, /dev/shm and the usual symlinks. Returns the
  * fd of the bound /dev/null (for masking) in *ret_null. */
 static int setup_dev(int rootfd, const char *dst, uint64_t shm_size,
-                     int *ret_null, struct sp_child_error *ce)
+                     bool ro, int *ret_null, struct sp_child_error *ce)
 {
     int devmnt = -1;
     int r = tmpfs_at(rootfd, dst, 65536, 0755, 0, &devmnt);
@@ -521,7 +523,7 @@ static int setup_dev(int rootfd, const char *dst, uint64_t shm_size,
             return sp_child_error_set(ce, SP_STEP_DEV, e, links[i][1]);
         }
     /* Nothing new can be created in /dev itself. */
-    r = set_attr(devmnt, MOUNT_ATTR_RDONLY, false);
+    r = ro ? set_attr(devmnt, MOUNT_ATTR_RDONLY, false) : 0;
     close(devmnt);
     if (r < 0)
         return sp_child_error_set(ce, SP_STEP_DEV, -r, dst);
@@ -541,6 +543,118 @@ static int copy_fd(int in, int out)
             return 0;
     }
     return -EFBIG;
+}
+
+/* OCI: the bundle's rootfs, cloned with its submounts (read-only is set
+ * after the spec's mounts are made in it). */
+static int root_bind(const struct sp_mount_op *op)
+{
+    int fd = clone_tree(AT_FDCWD, op->src, true);
+    if (fd < 0)
+        return fd;
+    int r = set_attr(fd, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | op->attrs,
+                     true);
+    if (r < 0) {
+        close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* A new filesystem of type op->src at op->dst. sysfs in a network
+ * namespace we do not own cannot be mounted: the host's /sys is bound
+ * read-only instead, as runc does. */
+static int fs_at(int rootfd, const struct sp_mount_op *op)
+{
+    int t = mkpath_at(rootfd, op->dst, true, 0755);
+    if (t < 0)
+        return t;
+    unsigned attrs = op->attrs;
+    int m = new_fs(op->src, (const char *const *)op->fsopts, attrs);
+    if (m == -EPERM && strcmp(op->src, "sysfs") == 0) {
+        m = clone_tree(AT_FDCWD, "/sys", true);
+        if (m >= 0) {
+            int r = set_attr(m, attrs | MOUNT_ATTR_RDONLY, true);
+            if (r < 0) {
+                close(m);
+                m = r;
+            }
+        }
+    }
+    if (m < 0) {
+        close(t);
+        return m;
+    }
+    int r = attach(m, t);
+    close(m);
+    close(t);
+    return r;
+}
+
+/* dst inside the new root, every symlink resolved inside it; -ENOENT
+ * when it does not exist. */
+static int open_in_root(int rootfd, const char *dst)
+{
+    struct open_how how;
+    memset(&how, 0, sizeof(how));
+    how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    while (*dst == '/')
+        dst++;
+    int fd = (int)syscall(SYS_openat2, rootfd, *dst ? dst : ".", &how,
+                          sizeof(how));
+    return fd < 0 ? -errno : fd;
+}
+
+static int mask_at(int rootfd, const char *dst, int nullfd)
+{
+    int t = open_in_root(rootfd, dst);
+    if (t == -ENOENT)
+        return 0;
+    if (t < 0)
+        return t;
+    struct stat st;
+    int r = fstat(t, &st) < 0 ? -errno : 0;
+    int c = -1;
+    if (r == 0 && S_ISDIR(st.st_mode)) {
+        const char *opts[] = {"size", "4096", "mode", "0755", NULL, NULL};
+        c = new_fs("tmpfs", opts,
+                   MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+                       MOUNT_ATTR_NOEXEC);
+    } else if (r == 0) {
+        c = nullfd >= 0 ? clone_tree(nullfd, "", false)
+                        : clone_tree(AT_FDCWD, "/dev/null", false);
+        if (c >= 0 && (r = set_attr(c, MOUNT_ATTR_RDONLY, false)) < 0) {
+            close(c);
+            c = -1;
+        }
+    }
+    if (r == 0 && c < 0)
+        r = c;
+    if (r == 0)
+        r = attach(c, t);
+    if (c >= 0)
+        close(c);
+    close(t);
+    return r;
+}
+
+static int ronly_at(int rootfd, const char *dst)
+{
+    int t = open_in_root(rootfd, dst);
+    if (t == -ENOENT)
+        return 0;
+    if (t < 0)
+        return t;
+    int c = open_tree(t, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+                                 AT_RECURSIVE | AT_EMPTY_PATH);
+    int r = c < 0 ? -errno : set_attr(c, MOUNT_ATTR_RDONLY, true);
+    if (r == 0)
+        r = attach(c, t);
+    if (c >= 0)
+        close(c);
+    close(t);
+    return r;
 }
 
 int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
@@ -581,14 +695,14 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
         }
         if (op->kind != SP_OP_BIND)
             continue;
-        r = clone_tree(AT_FDCWD, op->src, true);
+        r = clone_tree(AT_FDCWD, op->src, !op->norec);
         if (r < 0) {
             if (op->optional)
                 continue;
             return sp_child_error_set(ce, SP_STEP_OPEN_SOURCE, -r, op->src);
         }
         fds[i] = r;
-        uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+        uint64_t attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | op->attrs;
         if (op->ro)
             attrs |= MOUNT_ATTR_RDONLY;
         r = set_attr(fds[i], attrs, true);
@@ -600,13 +714,20 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
      * /tmp of our private namespace (every source is already open). */
     char rootsz[] = "4194304";
     const char *root_opts[] = {"size", rootsz, "mode", "0755", NULL, NULL};
-    int rootmnt = plan->root
-                      ? overlay_fs(plan->root, plan, cwd >= 0)
-                      : new_fs("tmpfs", root_opts,
-                               MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    int rootmnt = !plan->root ? new_fs("tmpfs", root_opts,
+                                       MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV)
+                  : plan->root->kind == SP_OP_BIND
+                      ? root_bind(plan->root)
+                      : overlay_fs(plan->root, plan, cwd >= 0);
     if (rootmnt < 0)
-        return sp_child_error_set(ce, plan->root ? SP_STEP_OVERLAY : SP_STEP_ROOT,
-                                  -rootmnt, plan->root ? "/" : "tmpfs");
+        return sp_child_error_set(ce, plan->root && plan->root->kind == SP_OP_OVERLAY
+                                          ? SP_STEP_OVERLAY : SP_STEP_ROOT,
+                                  -rootmnt, plan->root ? plan->root->src : "tmpfs");
+    if (plan->become_root && (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 ||
+                              setresuid(0, 0, 0) < 0))
+        return sp_child_error_set(ce, SP_STEP_SETUID, errno,
+                                  "root of the user namespace (uid and gid 0 "
+                                  "must be mapped)");
     if (cwd >= 0 && fchdir(cwd) < 0)
         return sp_child_error_set(ce, SP_STEP_OVERLAY, errno,
                                   "(back from the state dir)");
@@ -678,7 +799,7 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
                 return r;
             break;
         case SP_OP_DEV:
-            r = setup_dev(rootmnt, op->dst, shm_size, &nullfd, ce);
+            r = setup_dev(rootmnt, op->dst, shm_size, !op->keep_rw, &nullfd, ce);
             if (r < 0)
                 return r;
             break;
@@ -709,6 +830,21 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
             if (r < 0)
                 return sp_child_error_set(ce, SP_STEP_HIDE, -r, op->dst);
             break;
+        case SP_OP_FS:
+            r = fs_at(rootmnt, op);
+            if (r < 0)
+                return sp_child_error_set(ce, SP_STEP_FS, -r, op->dst);
+            break;
+        case SP_OP_MASK:
+            r = mask_at(rootmnt, op->dst, nullfd);
+            if (r < 0)
+                return sp_child_error_set(ce, SP_STEP_HIDE, -r, op->dst);
+            break;
+        case SP_OP_RONLY:
+            r = ronly_at(rootmnt, op->dst);
+            if (r < 0)
+                return sp_child_error_set(ce, SP_STEP_RONLY, -r, op->dst);
+            break;
         default:
             break;
         }
@@ -717,8 +853,12 @@ int sp_mounts_apply(const struct sp_mount_plan *plan, int *fds,
         close(nullfd);
 
     /* Nothing may be created in the root itself (a workspace's overlay
-     * root is its copy-on-write filesystem: writable). */
-    r = plan->root ? 0 : set_attr(rootmnt, MOUNT_ATTR_RDONLY, false);
+     * root is its copy-on-write filesystem: writable; an OCI rootfs is
+     * read-only when its spec says so). */
+    r = !plan->root ? set_attr(rootmnt, MOUNT_ATTR_RDONLY, false)
+        : plan->root->kind == SP_OP_BIND && plan->root->ro
+            ? set_attr(rootmnt, MOUNT_ATTR_RDONLY, false)
+            : 0;
     if (r < 0)
         return sp_child_error_set(ce, SP_STEP_ROOT, -r, "/");
 

@@ -38,6 +38,13 @@ enum sp_step {
     SP_STEP_FDS,
     SP_STEP_EXEC_NOTFOUND,
     SP_STEP_EXEC,
+    SP_STEP_FS,        /* OCI: a filesystem the spec mounts */
+    SP_STEP_RONLY,     /* OCI: a readonlyPaths entry */
+    SP_STEP_SYSCTL,    /* OCI: a sysctl */
+    SP_STEP_TERMINAL,  /* OCI: the console (pty) */
+    SP_STEP_FIFO,      /* OCI: waiting for `start` */
+    SP_STEP_NS,        /* OCI: joining a namespace */
+    SP_STEP_READY,     /* OCI: not an error: set up, waiting for start */
 };
 
 struct sp_child_error {

@@ -1590,3 +1590,133 @@ json_t *sp_seccomp_bg_take(void *ctx, pid_t sid, uint64_t t0_us)
     pthread_mutex_unlock(&b->mu);
     return json_pack("{s:o,s:I}", "denials", a, "dropped", (json_int_t)ev);
 }
+
+/* ---- the OCI runtime spec's linux.seccomp -------------------------------- */
+
+static int oci_action(const char *name, uint32_t errnum, uint32_t *ret,
+                      const char *where, sp_error *err)
+{
+    static const struct {
+        const char *name;
+        uint32_t act;
+    } acts[] = {{"SCMP_ACT_ALLOW", SCMP_ACT_ALLOW},
+                {"SCMP_ACT_KILL", SCMP_ACT_KILL_THREAD},
+                {"SCMP_ACT_KILL_THREAD", SCMP_ACT_KILL_THREAD},
+                {"SCMP_ACT_KILL_PROCESS", SCMP_ACT_KILL_PROCESS},
+                {"SCMP_ACT_TRAP", SCMP_ACT_TRAP},
+                {"SCMP_ACT_LOG", SCMP_ACT_LOG}};
+    if (!name)
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "linux.seccomp%s: no action", where);
+    if (strcmp(name, "SCMP_ACT_ERRNO") == 0 ||
+        strcmp(name, "SCMP_ACT_TRACE") == 0) {
+        /* no tracer is attached: TRACE would fail with ENOSYS anyway */
+        *ret = SCMP_ACT_ERRNO(errnum);
+        return 0;
+    }
+    for (size_t i = 0; i < SP_ARRAY_SIZE(acts); i++)
+        if (strcmp(name, acts[i].name) == 0) {
+            *ret = acts[i].act;
+            return 0;
+        }
+    return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                         "linux.seccomp%s: action \"%s\" is not supported",
+                         where, name);
+}
+
+int sp_seccomp_build_oci(const struct json_t *spec, struct sp_seccomp_prog *ret,
+                         sp_error *err)
+{
+    const json_t *s = spec;
+    if (!json_is_object(s))
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                             "linux.seccomp: not an object");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)s, key, v) {
+        if (strcmp(key, "defaultAction") && strcmp(key, "defaultErrnoRet") &&
+            strcmp(key, "architectures") && strcmp(key, "syscalls") &&
+            !(strcmp(key, "flags") == 0 && json_array_size(v) == 0))
+            return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                                 "linux.seccomp.%s is not supported", key);
+    }
+    uint32_t def_errno = EPERM;
+    json_t *de = json_object_get(s, "defaultErrnoRet");
+    if (json_is_integer(de))
+        def_errno = (uint32_t)json_integer_value(de);
+    uint32_t def;
+    int r = oci_action(json_string_value(json_object_get(s, "defaultAction")),
+                       def_errno, &def, ".defaultAction", err);
+    if (r < 0)
+        return r;
+    _cleanup_scmp_ scmp_filter_ctx ctx = NULL;
+    if ((r = new_ctx(def, &ctx, err)) < 0)
+        return r;
+    json_t *calls = json_object_get(s, "syscalls");
+    size_t i;
+    json_t *rule;
+    if (json_array_size(calls) > SP_MAX_SECCOMP_RULES)
+        return sp_error_setk(err, SP_ERR_USAGE, EFBIG,
+                             "linux.seccomp.syscalls: more than %d rules",
+                             SP_MAX_SECCOMP_RULES);
+    json_array_foreach(calls, i, rule) {
+        char where[48];
+        snprintf(where, sizeof(where), ".syscalls[%zu]", i);
+        uint32_t en = EPERM;
+        json_t *er = json_object_get(rule, "errnoRet");
+        if (json_is_integer(er))
+            en = (uint32_t)json_integer_value(er);
+        uint32_t act;
+        if ((r = oci_action(json_string_value(json_object_get(rule, "action")),
+                            en, &act, where, err)) < 0)
+            return r;
+        if (act == def)
+            continue; /* libseccomp refuses a rule that changes nothing */
+        struct scmp_arg_cmp cmp[6];
+        unsigned n_cmp = 0;
+        json_t *args = json_object_get(rule, "args"), *a;
+        size_t k;
+        if (json_array_size(args) > 6)
+            return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                                 "linux.seccomp%s.args: more than 6", where);
+        json_array_foreach(args, k, a) {
+            static const struct {
+                const char *name;
+                enum scmp_compare op;
+            } ops[] = {{"SCMP_CMP_NE", SCMP_CMP_NE}, {"SCMP_CMP_LT", SCMP_CMP_LT},
+                       {"SCMP_CMP_LE", SCMP_CMP_LE}, {"SCMP_CMP_EQ", SCMP_CMP_EQ},
+                       {"SCMP_CMP_GE", SCMP_CMP_GE}, {"SCMP_CMP_GT", SCMP_CMP_GT},
+                       {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ}};
+            const char *op = json_string_value(json_object_get(a, "op"));
+            json_int_t idx = json_integer_value(json_object_get(a, "index"));
+            size_t o;
+            for (o = 0; op && o < SP_ARRAY_SIZE(ops); o++)
+                if (strcmp(op, ops[o].name) == 0)
+                    break;
+            if (!op || o == SP_ARRAY_SIZE(ops) || idx < 0 || idx > 5)
+                return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
+                                     "linux.seccomp%s.args[%zu]: bad op or "
+                                     "index", where, k);
+            cmp[n_cmp++] = (struct scmp_arg_cmp){
+                (unsigned)idx, ops[o].op,
+                (scmp_datum_t)json_integer_value(json_object_get(a, "value")),
+                (scmp_datum_t)json_integer_value(json_object_get(a, "valueTwo"))};
+        }
+        json_t *names = json_object_get(rule, "names"), *nm;
+        size_t j;
+        json_array_foreach(names, j, nm) {
+            const char *name = json_string_value(nm);
+            if (!name)
+                continue;
+            int nr = seccomp_syscall_resolve_name(name);
+            if (nr == __NR_SCMP_ERROR)
+                continue; /* unknown here: runc skips these too */
+            r = seccomp_rule_add_array(ctx, act, nr, n_cmp, n_cmp ? cmp : NULL);
+            if (r < 0 && r != -EEXIST)
+                return sp_error_setk(err, SP_ERR_USAGE, -r,
+                                     "linux.seccomp%s: rule for %s", where,
+                                     name);
+        }
+    }
+    return export_prog(ctx, NULL, 0, ret, err);
+}

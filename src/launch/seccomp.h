@@ -62,6 +62,15 @@ int sp_seccomp_build_profile_text(const char *json, size_t len,
  * without a profile, without running libseccomp. 0 or -ENOMEM. */
 int sp_seccomp_default_cached(bool allow_ptrace, struct sp_seccomp_prog *ret);
 
+/* The filter an OCI runtime spec's linux.seccomp object describes
+ * (defaultAction, defaultErrnoRet, syscalls with names, action, errnoRet,
+ * args); its own default action, not sandpit's. A key or action it cannot
+ * honour (listenerPath, flags, SCMP_ACT_NOTIFY) is refused by name.
+ * Syscall names libseccomp does not know are skipped, as runc does. */
+struct json_t;
+int sp_seccomp_build_oci(const struct json_t *spec, struct sp_seccomp_prog *ret,
+                         sp_error *err);
+
 /* Free the program and zero the struct. Accepts NULL and a zeroed struct. */
 void sp_seccomp_prog_free(struct sp_seccomp_prog *prog);
 

@@ -63,6 +63,11 @@ static void op_free(struct sp_mount_op *op)
     free((char *)op->upper);
     free((char *)op->work);
     free((char *)op->append);
+    for (size_t i = 0; op->fsopts && op->fsopts[i]; i += 2) {
+        free(op->fsopts[i]);
+        free(op->fsopts[i + 1]);
+    }
+    free(op->fsopts);
 }
 
 static void remove_at_or_below(struct builder *b, const char *dst)

@@ -22,6 +22,11 @@ enum sp_op_kind {
                        (cheaper than a bind to set up and tear down) */
     SP_OP_OVERLAY,  /* overlayfs at dst: src the read-only lower dir, upper
                        and work dirs on the host (workspaces, wslayers.c) */
+    SP_OP_FS,       /* a new filesystem of type src at dst (OCI: tmpfs,
+                       mqueue, sysfs, cgroup2, devpts), fsopts its options */
+    SP_OP_MASK,     /* OCI maskedPaths: cover dst if it exists (a directory
+                       with an empty read-only tmpfs, a file with /dev/null) */
+    SP_OP_RONLY,    /* OCI readonlyPaths: dst, if it exists, read-only */
 };
 
 /* Default files up to this size are copied, not bound. */
@@ -40,6 +45,12 @@ struct sp_mount_op {
     const char *work;  /* OVERLAY: work dir (owned by the plan) */
     const char *append; /* COPY: text written after the copy, or NULL
                            (/etc/hosts: the sandbox's hostname; owned) */
+    unsigned attrs;    /* BIND, FS: MOUNT_ATTR_* bits added to the defaults */
+    bool norec;        /* BIND: the mount alone, not its submounts ("bind") */
+    bool keep_rw;      /* DEV: leave /dev itself writable (OCI: a tmpfs the
+                          spec mounts more on) */
+    char **fsopts;     /* FS: key, value (NULL: a flag) pairs, ended by a
+                          NULL key (owned by the plan) */
 };
 
 struct sp_mount_plan {
@@ -48,9 +59,15 @@ struct sp_mount_plan {
     char *home;        /* HOME inside the sandbox */
     char *workdir;     /* the working directory inside */
     struct sp_mount_op *root; /* NULL: the root is a tmpfs; else an
-                                 SP_OP_OVERLAY whose dst is "/" (owned) */
+                                 SP_OP_OVERLAY whose dst is "/", or (OCI)
+                                 an SP_OP_BIND of the bundle's rootfs,
+                                 read-only after every mount when ro
+                                 (owned) */
     bool userxattr;    /* overlays take the userxattr option (in a userns) */
     uint64_t tmp_inodes; /* nr_inodes of every tmpfs op; 0 = tmpfs default */
+    bool become_root;  /* OCI: once every host source is open (our host ids
+                          still reach them), become uid/gid 0 of the user
+                          namespace, so what we create has an owner there */
     char *relbase[2];  /* the state dir as named and resolved, or NULLs:
                           overlay layers under it are mounted by relative
                           path (mounts.c), hiding it from mountinfo */
