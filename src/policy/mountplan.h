@@ -54,6 +54,10 @@ struct sp_mount_plan {
     char *relbase[2];  /* the state dir as named and resolved, or NULLs:
                           overlay layers under it are mounted by relative
                           path (mounts.c), hiding it from mountinfo */
+    char *relws;       /* with relbase: the workspace's directory below it
+                          ("workspaces/NAME"): the mount is made from there
+                          and names even the state dir's other layers from
+                          it ("../../..."), so no workspace name shows */
 };
 
 /* Build the plan for a finalized policy. Ops come in an order where every
