@@ -391,7 +391,7 @@ static int adopt(const char *name, json_t *params, sp_error *err)
     if (fd < 0)
         return fd;
     json_t *id = json_integer(1);
-    char *line = sp_proto_request(id, "pool_adopt", params);
+    char *line = sp_proto_request(id, "pool_adopt", json_incref(params));
     json_decref(id);
     int r = line ? sp_proto_send(fd, line, strlen(line), NULL, 0)
                  : sp_error_set(err, ENOMEM, "request");
