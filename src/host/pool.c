@@ -365,6 +365,9 @@ static bool fits(struct sp_pool *pl, const sp_policy *want, json_t **ret_pol,
             ok = false;
             *why = "a limit is wider than the pool's";
         }
+        /* Only what differs is written into the cgroup. */
+        if (json_equal(pv, wv) || (!pv && wn <= 0))
+            json_object_del(wl, narrowable[i]);
     }
     json_decref(w);
     if (ok)
@@ -497,7 +500,7 @@ int sp_pool_take(struct sp_pool *pl, const sp_policy *want, const char *name,
             stored = sp_policy_to_json(wp, err);
         free(pj);
         sp_policy_free(wp);
-        json_t *params = json_pack("{s:s,s:f,s:f,s:O,s:o?}", "name", target,
+        json_t *params = json_pack("{s:s,s:f,s:f,s:O?,s:o?}", "name", target,
                                    "idle_timeout", idle_timeout,
                                    "max_lifetime", max_lifetime, "limits", wl,
                                    "policy",
