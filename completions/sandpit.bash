@@ -16,7 +16,7 @@ _sandpit_verbs="run policy doctor mcp serve create exec ps stop start rm gc shel
 # Names from a JSON listing: every "name": "..." value.
 _sandpit_names() {
     "${_sandpit_bin:-sandpit}" "$@" --json 2>/dev/null |
-        grep -o '"name": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'
+        grep -o '"name": *"[^".][^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'
 }
 
 # The flags of one verb (sub: its sub-verb, for service, files, image, net).

@@ -3,7 +3,7 @@
 # sandpit at completion time.
 
 function __sandpit_names
-    command sandpit $argv --json 2>/dev/null | string match -r -a -g '"name": *"([^"]*)"'
+    command sandpit $argv --json 2>/dev/null | string match -r -a -g '"name": *"([^".][^"]*)"'
 end
 
 # The workspace named after the verb (or the verb and its sub-verb).

@@ -752,7 +752,11 @@ SP_EXPORT char *sp_ws_list_json(sp_error *err)
     struct dirent *de;
     int64_t now = sp_unix_now();
     while ((de = readdir(d))) {
-        if (!sp_ws_name_valid(de->d_name))
+        /* A warm pool's workspaces (pool.h) are listed as "pooled" (ready)
+         * or "refilling" (being created), never as workspaces to use. */
+        bool slot = strncmp(de->d_name, SP_POOL_SLOT_PREFIX,
+                            strlen(SP_POOL_SLOT_PREFIX)) == 0;
+        if (!slot && !sp_ws_name_valid(de->d_name))
             continue;
         int wsfd = openat(dirfd(d), de->d_name,
                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -779,10 +783,24 @@ SP_EXPORT char *sp_ws_list_json(sp_error *err)
                                 AT_SYMLINK_NOFOLLOW) == 0;
         if (paused)
             state = "paused"; /* snapshot.h */
+        if (slot && !alive) {
+            sp_state_free(&st);
+            close(wsfd);
+            continue;
+        }
+        bool pooled = slot && strcmp(state, "running") == 0;
+        if (slot)
+            state = pooled ? "pooled" : "refilling";
         json_t *o = json_pack("{s:s,s:s,s:I,s:I}", "name", de->d_name, "state",
                               state, "created", (json_int_t)st.created, "age",
                               (json_int_t)(now - st.created));
-        bool running = alive && (strcmp(state, "running") == 0 || paused);
+        bool running = alive && (strcmp(state, "running") == 0 || paused ||
+                                 pooled);
+        if (slot)
+            json_object_set_new(o, "pool_owner",
+                                json_integer(strtol(de->d_name +
+                                                        strlen(SP_POOL_SLOT_PREFIX),
+                                                    NULL, 10)));
         json_object_set_new(o, "supervisor_pid",
                             running ? json_integer(st.supervisor_pid)
                                     : json_null());

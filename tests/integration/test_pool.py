@@ -105,10 +105,19 @@ def exec_out(c, ws, cmd):
 
 
 def test_create_takes_a_warm_workspace_and_the_pool_refills(state, serve):
-    c, _ = serve("--pool", "2")
+    c, _ = serve("--pool", "2")  # _: the server's Popen
     st = ready(c, 2)
     assert st["size"] == 2 and st["hits"] == 0 and st["keeper"] is True
     assert len(slots(state)) == 2
+    # ps --json and doctor show the pool
+    env = {"SANDPIT_STATE": state}
+    ps = json.loads(sandpit("ps", "--json", env=env).stdout)
+    pooled = [w for w in ps if w["state"] == "pooled"]
+    assert sorted(w["name"] for w in pooled) == slots(state), ps
+    assert all(w["pool_owner"] == _.pid and w["supervisor_pid"] for w in pooled)
+    d = json.loads(sandpit("doctor", "--json", env=env).stdout)["pool"]
+    assert d["slots"] == 2 and d["ready"] == 2 and d["owners"] == [_.pid], d
+    assert "2 ready of 2 pooled" in sandpit("doctor", env=env).stdout
     r = c.call("workspace.create", {"name": "p1"})
     assert r["workspace"] == "p1" and r["state"] == "running", r
     st = pool(c)
