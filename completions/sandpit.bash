@@ -55,8 +55,8 @@ _sandpit_flags() { # verb sub
     checkpoint) echo "--processes" ;;
     image) case "$2" in import) echo "--name" ;; ls) echo "--json" ;; esac ;;
     net) echo "--follow -f --json" ;;
-    serve) echo "--socket -s --group -g --policy -p --max-output --help -h" ;;
-    mcp) echo "--policy -p --max-output --help -h" ;;
+    serve) echo "--socket -s --group -g --policy -p --max-output --pool --help -h" ;;
+    mcp) echo "--policy -p --max-output --pool --help -h" ;;
     esac
 }
 

@@ -78,6 +78,9 @@
  * long as the create took, and never less than this (ms), so it uses at
  * most half of one CPU however many are missing. */
 #define SP_POOL_REFILL_GAP_MS 5
+/* ms the keeper waits after a take before it refills, so that the new
+ * holder's first requests do not meet a create on the other core. */
+#define SP_POOL_REFILL_DELAY_MS 20
 /* Seconds a `run --pool` pool keeper lives without a take. */
 #define SP_POOL_RUN_IDLE 60
 

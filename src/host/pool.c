@@ -183,6 +183,10 @@ static _Noreturn void keeper_main(const sp_policy *p, unsigned want,
             for (ssize_t i = 0; i < k; i++)
                 if (have > 0)
                     have--;
+            /* Let the holder's first requests run before the refill. */
+            uint64_t soon = sp_now_us() + SP_POOL_REFILL_DELAY_MS * 1000u;
+            if (next_at < soon)
+                next_at = soon;
             continue;
         }
         if (have >= want || sp_now_us() < next_at)
@@ -488,7 +492,6 @@ int sp_pool_take(struct sp_pool *pl, const sp_policy *want, const char *name,
             free(slot); /* gone (its owner's end, a crash): the next */
             continue;
         }
-        used_one(pl);
         /* Its stored policy, as a fresh create stores it. */
         char datadir[SP_MAX_PATH * 2];
         snprintf(datadir, sizeof(datadir), "%s/%s/%s/%s", sd, SP_WS_DIR, target,
@@ -511,6 +514,9 @@ int sp_pool_take(struct sp_pool *pl, const sp_policy *want, const char *name,
                 ? adopt(target, params, &aerr)
                 : sp_error_set(&aerr, ENOMEM, "pool");
         json_decref(params);
+        /* Only now is the keeper told: its refill does not compete with
+         * the handing out. */
+        used_one(pl);
         if (r < 0) {
             /* Not handed out: it goes, the name is free again, and the
              * caller creates a fresh one. */
