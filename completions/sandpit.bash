@@ -22,7 +22,8 @@ _sandpit_names() {
 # The flags of one verb (sub: its sub-verb, for service, files, image, net).
 _sandpit_flags() { # verb sub
     case "$1" in
-    run|fork) echo "$_sandpit_policy_flags" ;;
+    run) echo "$_sandpit_policy_flags --pool" ;;
+    fork) echo "$_sandpit_policy_flags" ;;
     policy) echo "$_sandpit_policy_flags" ;;
     create) echo "$_sandpit_policy_flags --idle-timeout --max-lifetime --from
         --read-only-system --publish -p --post-create --allow-post-create --secret" ;;

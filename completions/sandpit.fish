@@ -109,3 +109,4 @@ complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s p -l policy -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l max-output -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l pool -r -d "keep N workspaces warm"
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s h -l help
+complete -c sandpit -n "__fish_seen_subcommand_from run" -l pool -d "one-shot workspace from the warm pool"

@@ -83,5 +83,7 @@
 #define SP_POOL_REFILL_DELAY_MS 20
 /* Seconds a `run --pool` pool keeper lives without a take. */
 #define SP_POOL_RUN_IDLE 60
+/* Workspaces a `run --pool` pool keeps ready. */
+#define SP_POOL_RUN_SIZE 2
 
 #endif

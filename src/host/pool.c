@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -220,7 +221,7 @@ static _Noreturn void keeper_main(const sp_policy *p, unsigned want,
     }
     /* Stop what is still pooled; each removes itself. */
     if (rootfd >= 0) {
-        DIR *d = fdopendir(dup(rootfd));
+        DIR *d = fdopendir(openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         struct dirent *de;
         while (d && (de = readdir(d)))
             if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
@@ -614,4 +615,216 @@ json_t *sp_pool_scan(sp_error *err)
     closedir(d);
     return json_pack("{s:i,s:i,s:o}", "slots", slots, "ready", ready, "owners",
                      owners);
+}
+
+/* ---- the per-user pool of `run --pool` ----------------------------------- */
+
+#define RUN_LOCK "pool-run.lock"
+
+/* ".pool-PID-rXXXXXXXX": a ready slot of a run pool (a serve pool's slots
+ * end in 8 hex digits, which never hold an 'r'). */
+static bool run_ready_name(const char *n, pid_t *owner)
+{
+    size_t pl = strlen(SP_POOL_SLOT_PREFIX);
+    if (strncmp(n, SP_POOL_SLOT_PREFIX, pl))
+        return false;
+    char *e = NULL;
+    long p = strtol(n + pl, &e, 10);
+    if (!e || e[0] != '-' || e[1] != 'r' || strlen(e + 2) != 8)
+        return false;
+    if (owner)
+        *owner = (pid_t)p;
+    return true;
+}
+
+static _Noreturn void run_keeper_main(int lockfd)
+{
+    prctl(PR_SET_NAME, "sandpit-pool", 0, 0, 0);
+    char sd[SP_MAX_PATH];
+    int rootfd = root_fd(sd, sizeof(sd), NULL);
+    int ofd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    int ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    char root[SP_MAX_PATH + 16];
+    snprintf(root, sizeof(root), "%s/%s", sd, SP_WS_DIR);
+    if (rootfd < 0 || ofd < 0 || ino < 0 ||
+        inotify_add_watch(ino, root, IN_MOVED_FROM | IN_DELETE) < 0)
+        _exit(1);
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul >= 0) {
+        dup2(nul, 0);
+        dup2(nul, 1);
+        dup2(nul, 2);
+    }
+    int keep[] = {rootfd, ofd, ino, lockfd};
+    sp_close_all_except(keep, SP_ARRAY_SIZE(keep), 3);
+    if (chdir("/") < 0)
+        _exit(1);
+    char pid[24];
+    int pn = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(lockfd, 0) < 0 || pwrite(lockfd, pid, (size_t)pn, 0) < 0) {
+        /* the pid is for people; the lock is what counts */
+    }
+    sp_policy *p = sp_policy_new();
+    if (!p)
+        _exit(1);
+    char prefix[48];
+    snprintf(prefix, sizeof(prefix), "%s%d-", SP_POOL_SLOT_PREFIX,
+             (int)getpid());
+    uint64_t last_take = sp_now_us(), next_at = 0;
+    unsigned backoff = 0;
+    for (;;) {
+        /* How many are ours (ready or being made)? */
+        unsigned have = 0;
+        DIR *d = fdopendir(openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+            have += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+        if (d)
+            closedir(d);
+        uint64_t now = sp_now_us();
+        uint64_t idle_end = last_take + (uint64_t)SP_POOL_RUN_IDLE * 1000000u;
+        if (now >= idle_end)
+            break;
+        if (have < SP_POOL_RUN_SIZE && now >= next_at) {
+            unsigned char r[4] = {0};
+            if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+                memcpy(r, &now, sizeof(r));
+            char slot[SP_WS_NAME_MAX + 1], ready[SP_WS_NAME_MAX + 1];
+            snprintf(slot, sizeof(slot), "%sc%02x%02x%02x%02x", prefix, r[0],
+                     r[1], r[2], r[3]);
+            snprintf(ready, sizeof(ready), "%sr%02x%02x%02x%02x", prefix,
+                     r[0], r[1], r[2], r[3]);
+            uint64_t t0 = sp_now_us();
+            if (sp_ws_create_slot(p, slot, ofd, NULL) == 0 &&
+                renameat(rootfd, slot, rootfd, ready) == 0) {
+                uint64_t dt = sp_now_us() - t0;
+                backoff = 0;
+                next_at = sp_now_us() +
+                          (dt > SP_POOL_REFILL_GAP_MS * 1000u
+                               ? dt
+                               : SP_POOL_REFILL_GAP_MS * 1000u);
+            } else {
+                backoff = backoff ? (backoff >= 30000 ? 30000 : backoff * 2)
+                                  : 100;
+                next_at = sp_now_us() + (uint64_t)backoff * 1000u;
+            }
+            continue;
+        }
+        uint64_t until = idle_end;
+        if (have < SP_POOL_RUN_SIZE && next_at < until)
+            until = next_at;
+        struct pollfd pf = {ino, POLLIN, 0};
+        int to = until <= now ? 0 : (int)((until - now + 999) / 1000);
+        if (poll(&pf, 1, to) > 0) {
+            char ev[4096] __attribute__((aligned(8)));
+            ssize_t k;
+            while ((k = read(ino, ev, sizeof(ev))) > 0) {
+                for (char *q = ev; q < ev + k;) {
+                    struct inotify_event *ie = (struct inotify_event *)q;
+                    if (ie->len && (ie->mask & IN_MOVED_FROM) &&
+                        strncmp(ie->name, prefix, strlen(prefix)) == 0) {
+                        last_take = sp_now_us(); /* a take */
+                        uint64_t soon = last_take +
+                                        SP_POOL_REFILL_DELAY_MS * 1000u;
+                        if (next_at < soon)
+                            next_at = soon;
+                    }
+                    q += sizeof(*ie) + ie->len;
+                }
+            }
+        }
+    }
+    /* Idle: the pool ends; each pooled supervisor sees us exit too. */
+    DIR *d = fdopendir(openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+        if (strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+            stop_slot(rootfd, de->d_name);
+    if (d)
+        closedir(d);
+    _exit(0);
+}
+
+int sp_pool_run_ensure(sp_error *err)
+{
+    char sd[SP_MAX_PATH];
+    int r = sp_state_dir(sd, sizeof(sd), err);
+    if (r < 0)
+        return r;
+    char path[SP_MAX_PATH + 32];
+    snprintf(path, sizeof(path), "%s/%s", sd, RUN_LOCK);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return sp_error_set(err, errno, "cannot open %s", path);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        close(fd);
+        return errno == EWOULDBLOCK ? 0 : sp_error_set(err, errno, "%s", path);
+    }
+    pid_t c = fork();
+    if (c < 0) {
+        int e = errno;
+        close(fd);
+        return sp_error_set(err, e, "cannot fork the pool keeper");
+    }
+    if (c == 0) {
+        setsid();
+        pid_t g = fork();
+        if (g != 0)
+            _exit(g < 0 ? 1 : 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        run_keeper_main(fd);
+    }
+    close(fd); /* the keeper holds the lock */
+    waitpid(c, NULL, 0);
+    return 1;
+}
+
+int sp_pool_run_take(char *ret_name, size_t ret_len, sp_error *err)
+{
+    char sd[SP_MAX_PATH];
+    _cleanup_close_ int rootfd = root_fd(sd, sizeof(sd), err);
+    if (rootfd < 0)
+        return rootfd;
+    int dfd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return 0;
+    }
+    struct dirent *de;
+    int got = 0;
+    char target[SP_WS_NAME_MAX + 1];
+    while (!got && (de = readdir(d))) {
+        if (!run_ready_name(de->d_name, NULL))
+            continue;
+        unsigned char r[3] = {0};
+        if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+            uint64_t t = sp_now_us();
+            memcpy(r, &t, sizeof(r));
+        }
+        snprintf(target, sizeof(target), "run-%d-%02x%02x%02x", (int)getpid(),
+                 r[0], r[1], r[2]);
+        if (syscall(SYS_renameat2, rootfd, de->d_name, rootfd, target,
+                    1 /* RENAME_NOREPLACE */) == 0)
+            got = 1; /* ours; another run took the others first */
+    }
+    closedir(d);
+    if (!got)
+        return 0;
+    json_t *params = json_pack("{s:s,s:b,s:f}", "name", target, "oneshot", 1,
+                               "idle_timeout", (double)SP_POOL_RUN_IDLE);
+    sp_error aerr = {0};
+    int r = params ? adopt(target, params, &aerr)
+                   : sp_error_set(&aerr, ENOMEM, "pool");
+    json_decref(params);
+    if (r < 0) {
+        sp_ws_rm(target, true, NULL);
+        return 0;
+    }
+    snprintf(ret_name, ret_len, "%s", target);
+    return 1;
 }

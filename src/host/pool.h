@@ -51,4 +51,14 @@ void sp_pool_free(struct sp_pool *pl);
  * NULL with err. */
 json_t *sp_pool_scan(sp_error *err);
 
+/* `run --pool` (docs/pool.md): the caller's per-user pool, kept by a
+ * detached keeper (holding <state>/pool-run.lock) that exits after
+ * SP_POOL_RUN_IDLE seconds without a take. sp_pool_run_ensure starts it
+ * when none runs (1: started, 0: one runs, < 0: err). sp_pool_run_take
+ * claims a ready one, named run-PID-XXXXXX, handed out as a one-shot (it
+ * stops and removes itself once its exec and clients are gone): 1 with
+ * its name, 0 when none is ready. */
+int sp_pool_run_ensure(sp_error *err);
+int sp_pool_run_take(char *ret_name, size_t ret_len, sp_error *err);
+
 #endif

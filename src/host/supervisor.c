@@ -82,6 +82,9 @@ struct sv {
     uint64_t kill_at;         /* stopping: PID 1 is killed then (us) */
     struct sp_portfwd *pf;    /* published ports (portfwd.h), or NULL */
     bool pooled;              /* in a warm pool, not handed out (pool.h) */
+    bool oneshot;             /* handed to `run --pool`: ends, and removes
+                                 itself, once its exec and clients are gone */
+    bool ran;                 /* oneshot: an exec has started */
 };
 
 /* Our name: a pooled workspace learns its real one when handed out. */
@@ -660,6 +663,7 @@ static void handle_adopt(struct sv *s, struct client *c, struct sp_proto_msg *m)
         r = sp_error_set(&err, EINVAL, "invalid workspace name");
     else if (pol && !json_is_object(pol))
         r = sp_error_set(&err, EINVAL, "\"policy\" must be an object");
+    bool oneshot = json_is_true(json_object_get(m->params, "oneshot"));
     struct sp_limits l = {.memory = (uint64_t)mem, .pids = (uint64_t)pids,
                           .cpus = cpus};
     if (r == 0 && (l.memory || l.pids || l.cpus > 0))
@@ -674,6 +678,7 @@ static void handle_adopt(struct sv *s, struct client *c, struct sp_proto_msg *m)
     snprintf(slot, sizeof(slot), "%s", sv_name);
     snprintf(sv_name, sizeof(sv_name), "%s", name);
     s->pooled = false;
+    s->oneshot = oneshot;
     s->a->idle_timeout = idle;
     s->a->max_lifetime = life;
     s->a->created = sp_unix_now();
@@ -723,6 +728,7 @@ static void handle_line(struct sv *s, struct client *c, const char *line,
                                              "workspace %s is in a pool",
                                              s->a->name));
     } else if (strcmp(m.method, "exec") == 0) {
+        s->ran = true;
         handle_exec(s, c, &m);
     } else if (sp_files_method(m.method, &nfd)) {
         handle_files(s, c, &m, frame, flen, nfd);
@@ -981,8 +987,18 @@ static void agent_readable(struct sv *s)
 /* A pooled workspace never handed out leaves nothing (pool.h). */
 static void remove_slot(struct sv *s)
 {
-    char sd[SP_MAX_PATH], root[SP_MAX_PATH + 16];
-    if (strncmp(sv_name, SP_POOL_SLOT_PREFIX, strlen(SP_POOL_SLOT_PREFIX)) ||
+    char sd[SP_MAX_PATH], root[SP_MAX_PATH + 16], self[64], cur[SP_MAX_PATH];
+    /* Its name now (a keeper renames a slot once it is ready). */
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", s->a->wsfd);
+    ssize_t k = readlink(self, cur, sizeof(cur) - 1);
+    if (k <= 0)
+        return;
+    cur[k] = '\0';
+    const char *base = strrchr(cur, '/');
+    base = base ? base + 1 : cur;
+    if ((s->pooled ? strncmp(base, SP_POOL_SLOT_PREFIX,
+                             strlen(SP_POOL_SLOT_PREFIX)) != 0
+                   : strcmp(base, sv_name) != 0) ||
         sp_state_dir(sd, sizeof(sd), NULL) < 0)
         return;
     snprintf(root, sizeof(root), "%s/%s", sd, SP_WS_DIR);
@@ -990,7 +1006,7 @@ static void remove_slot(struct sv *s)
     if (rfd < 0)
         return;
     sp_ws_disk_release(s->a->wsfd);
-    sp_rm_rf_at(rfd, sv_name);
+    sp_rm_rf_at(rfd, base);
     close(rfd);
 }
 
@@ -1012,7 +1028,7 @@ static _Noreturn void finish(struct sv *s)
         sp_cgroup_destroy(s->h.cg);
     unlinkat(s->a->wsfd, SP_WS_SOCKET, 0);
     write_state(s, state);
-    if (s->pooled)
+    if (s->pooled || s->oneshot)
         remove_slot(s);
     for (size_t i = 0; i < s->n_execs; i++) {
         struct sexec *e = &s->execs[i];
@@ -1367,6 +1383,13 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
             s.agent_dead = true;
         }
 
+        if (s.oneshot && s.ran && !s.stopping && s.n_execs == 0) {
+            size_t nc = 0;
+            for (size_t i = 0; i < SP_WS_MAX_CLIENTS; i++)
+                nc += s.clients[i] != NULL;
+            if (nc == 0)
+                begin_stop(&s, "the one-shot run ended");
+        }
         if (!s.stopping) {
             bool busy = s.n_execs > 0;
             if (a->idle_timeout > 0 && !busy &&

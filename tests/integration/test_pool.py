@@ -335,3 +335,46 @@ def test_mcp_pool(state):
     finally:
         assert m.close() == 0
     wait_for(lambda: not slots(state), "the MCP pool's slots to go")
+
+
+# ---- run --pool ---------------------------------------------------------
+
+def run_slots(state):
+    return [n for n in slots(state) if re.fullmatch(r"\.pool-\d+-r[0-9a-f]{8}", n)]
+
+
+def test_run_pool(state, tmp_path):
+    """run --pool: a one-shot workspace from the user's pool (the first
+    run, finding none, uses a fresh one and starts the keeper); stdin,
+    stdout and the exit status pass as with run; nothing is left after
+    the run; the keeper's end takes the pool with it."""
+    env = {"SANDPIT_STATE": state}
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    (wd / "mine").write_text("host file")
+    cmd = ["run", "--pool", "--", "sh", "-c",
+           "hostname; pwd; ls -A; cat; exit 7"]
+    r = sandpit(*cmd, cwd=str(wd), input="from stdin\n", env=env)
+    assert (r.returncode, r.stdout) == (7, "sandpit\n/workspace\nfrom stdin\n"), r
+    lock = os.path.join(state, "pool-run.lock")
+    keeper = wait_for(lambda: open(lock).read().strip(), "the keeper's pid")
+    wait_for(lambda: len(run_slots(state)) >= 1, "a pooled one")
+    before = set(run_slots(state))
+    r = sandpit(*cmd, cwd=str(wd), input="again\n", env=env)
+    assert (r.returncode, r.stdout) == (7, "sandpit\n/workspace\nagain\n"), r
+    assert before - set(run_slots(state)), "no pooled workspace was taken"
+    # the one-shot workspace removes itself; no workspace is left
+    wait_for(lambda: not [n for n in os.listdir(os.path.join(state, "workspaces"))
+                          if not n.startswith(".pool-")], "the run's workspace to go")
+    ps = json.loads(sandpit("ps", "--json", env=env).stdout)
+    assert all(w["state"] in ("pooled", "refilling") for w in ps), ps
+    # policy flags are refused with --pool (the pool's policy is fixed)
+    r = sandpit("run", "--pool", "--memory", "1G", "--", "true", env=env)
+    assert r.returncode != 0 and "--pool" in r.stderr, r
+    # the keeper ends (it would after SP_POOL_RUN_IDLE): the pool goes too
+    pids = slot_pids(state)
+    assert pids
+    os.kill(int(keeper), signal.SIGTERM)
+    wait_for(lambda: not any(alive(x) for x in pids + [int(keeper)]),
+             "the pool's processes to end")
+    wait_for(lambda: not slots(state), "the run pool's slots to go")
