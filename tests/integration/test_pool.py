@@ -150,7 +150,7 @@ def test_pooled_workspace_shows_nothing_of_the_pool(state, serve):
     probe = ("hostname; echo; env | sort; echo; "
              "ls -A /workspace /tmp \"$HOME\"; echo; "
              "cut -d' ' -f5- /proc/self/mountinfo | sed 's/ - / /'; echo; "
-             "ps -e -o comm= 2>/dev/null | sort")
+             "ps -e -o comm= > /tmp/.procs 2>/dev/null; sort /tmp/.procs")
     a = exec_out(c, "pooled", probe)
     b = exec_out(fresh, "fresh", probe)
     assert a == b, (a, b)
