@@ -1,7 +1,9 @@
 /* timecmd.c — time commands side by side: `timecmd N :: CMD_A ... :: CMD_B
  * ...` runs A and B alternately N times each (posix_spawn + waitpid, no
  * shell), and prints min/median/p90 per command and the ratio of medians.
- * Alternating keeps both under the same machine conditions. */
+ * Alternating keeps both under the same machine conditions. With
+ * TIMECMD_PAUSE_MS set, each run waits that long first (untimed): commands
+ * that come one at a time, as an agent's do (bench/pool). */
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,8 +72,15 @@ int main(int argc, char **argv)
         run_once(a);
         run_once(b);
     }
+    const char *pz = getenv("TIMECMD_PAUSE_MS");
+    long pause_ms = pz ? atol(pz) : 0;
+    struct timespec ps = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
     for (int i = 0; i < n; i++) {
+        if (pause_ms > 0)
+            nanosleep(&ps, NULL);
         ta[i] = run_once(a);
+        if (pause_ms > 0)
+            nanosleep(&ps, NULL);
         tb[i] = run_once(b);
     }
     qsort(ta, (size_t)n, sizeof(double), cmp);

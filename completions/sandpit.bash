@@ -17,13 +17,14 @@ _sandpit_verbs="run policy doctor mcp serve create exec ps stop start rm gc shel
 # Names from a JSON listing: every "name": "..." value.
 _sandpit_names() {
     "${_sandpit_bin:-sandpit}" "$@" --json 2>/dev/null |
-        grep -o '"name": *"[^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'
+        grep -o '"name": *"[^".][^"]*"' | sed 's/.*"\([^"]*\)"$/\1/'
 }
 
 # The flags of one verb (sub: its sub-verb, for service, files, image, net).
 _sandpit_flags() { # verb sub
     case "$1" in
-    run|fork) echo "$_sandpit_policy_flags" ;;
+    run) echo "$_sandpit_policy_flags --pool" ;;
+    fork) echo "$_sandpit_policy_flags" ;;
     policy) echo "$_sandpit_policy_flags" ;;
     create) echo "$_sandpit_policy_flags --idle-timeout --max-lifetime --from
         --read-only-system --publish -p --post-create --allow-post-create --secret" ;;
@@ -56,8 +57,8 @@ _sandpit_flags() { # verb sub
     checkpoint) echo "--processes" ;;
     image) case "$2" in import) echo "--name" ;; ls) echo "--json" ;; esac ;;
     net|audit) echo "--follow -f --json" ;;
-    serve) echo "--socket -s --group -g --policy -p --max-output --help -h" ;;
-    mcp) echo "--policy -p --max-output --help -h" ;;
+    serve) echo "--socket -s --group -g --policy -p --max-output --pool --help -h" ;;
+    mcp) echo "--policy -p --max-output --pool --help -h" ;;
     esac
 }
 

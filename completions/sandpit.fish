@@ -3,7 +3,7 @@
 # sandpit at completion time.
 
 function __sandpit_names
-    command sandpit $argv --json 2>/dev/null | string match -r -a -g '"name": *"([^"]*)"'
+    command sandpit $argv --json 2>/dev/null | string match -r -a -g '"name": *"([^".][^"]*)"'
 end
 
 # The workspace named after the verb (or the verb and its sub-verb).
@@ -111,4 +111,6 @@ complete -c sandpit -n $c -s s -l socket -r
 complete -c sandpit -n $c -s g -l group -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s p -l policy -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l max-output -r
+complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l pool -r -d "keep N workspaces warm"
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s h -l help
+complete -c sandpit -n "__fish_seen_subcommand_from run" -l pool -d "one-shot workspace from the warm pool"

@@ -125,4 +125,21 @@
 /* Seconds a hook may run before it is killed and the step fails. */
 #define SP_OCI_HOOK_TIMEOUT 30
 
+/* Warm pools (docs/pool.md). Most workspaces one pool keeps ready. */
+#define SP_POOL_MAX 64
+/* Bytes of a pooled workspace's log read back when it is handed out (the
+ * lines naming its pool slot are dropped). */
+#define SP_POOL_LOG_KEEP (64 * 1024)
+/* The refill pace: after each pooled create the keeper rests at least as
+ * long as the create took, and never less than this (ms), so it uses at
+ * most half of one CPU however many are missing. */
+#define SP_POOL_REFILL_GAP_MS 5
+/* ms the keeper waits after a take before it refills, so that the new
+ * holder's first requests do not meet a create on the other core. */
+#define SP_POOL_REFILL_DELAY_MS 20
+/* Seconds a `run --pool` pool keeper lives without a take. */
+#define SP_POOL_RUN_IDLE 60
+/* Workspaces a `run --pool` pool keeps ready. */
+#define SP_POOL_RUN_SIZE 2
+
 #endif

@@ -26,6 +26,9 @@
 #define SP_WS_SOCKET "control.sock"
 #define SP_WS_LOG "supervisor.log"
 #define SP_WS_DATA "workspace"
+/* A pooled workspace's directory (pool.h): not a valid workspace name, so
+ * ps, gc and clients pass it by until it is handed out and renamed. */
+#define SP_POOL_SLOT_PREFIX ".pool-"
 /* Where the workspace directory appears inside. */
 #define SP_WS_MOUNT "/workspace"
 

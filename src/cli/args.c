@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bounds.h"
 #include "cli.h"
 
 enum {
@@ -422,6 +423,20 @@ int cli_exit_code(const sp_error *err)
     case SP_ERR_NONE:
     default: return EXIT_SP_FAILURE;
     }
+}
+
+int cli_pool_size(const char *cmd, const char *arg, unsigned *ret)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long n = strtoul(arg, &end, 10);
+    if (!arg[0] || arg[0] == '-' || *end || errno || n < 1 || n > SP_POOL_MAX) {
+        cli_error("%s: --pool: expected a number of workspaces from 1 to %d, "
+                  "got '%s'", cmd, SP_POOL_MAX, arg);
+        return -1;
+    }
+    *ret = (unsigned)n;
+    return 0;
 }
 
 void cli_error(const char *fmt, ...)

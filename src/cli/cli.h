@@ -45,6 +45,8 @@ int cli_exit_code(const sp_error *err);
 
 /* "sandpit: MESSAGE" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* --pool N (1 to SP_POOL_MAX) into *ret; < 0 after saying what was wrong. */
+int cli_pool_size(const char *cmd, const char *arg, unsigned *ret);
 
 /* Log callback for the library: warnings as "sandpit: warning: ...". */
 void cli_log(void *ctx, int level, const char *msg);

@@ -31,6 +31,7 @@ int cmd_mcp(int argc, char **argv)
     static const struct option lo[] = {
         {"policy", required_argument, NULL, 'p'},
         {"max-output", required_argument, NULL, 'o'},
+        {"pool", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -49,16 +50,26 @@ int cmd_mcp(int argc, char **argv)
                 return EXIT_SP_FAILURE;
             }
             break;
+        case 'P':
+            if (cli_pool_size("mcp", optarg, &o.pool) < 0)
+                return EXIT_SP_FAILURE;
+            break;
         case 'h':
-            puts("usage: sandpit mcp [--policy FILE] [--max-output BYTES]\n\n"
+            puts("usage: sandpit mcp [--policy FILE] [--max-output BYTES] "
+                 "[--pool N]\n\n"
                  "An MCP server on stdin/stdout (docs/mcp.md). --policy sets "
                  "the most an agent\nmay ask for (and limits it to the "
                  "workspaces it creates); --max-output\nbounds the output one "
-                 "result carries (default 64K).");
+                 "result carries (default 64K).\n\n"
+                 "  -p, --policy FILE       the operator's ceiling\n"
+                 "      --max-output BYTES  output one result carries\n"
+                 "      --pool N            keep N workspaces of the policy "
+                 "warm (1 to 64; docs/pool.md)\n"
+                 "  -h, --help              this help");
             return 0;
         default:
             cli_error("mcp: usage: sandpit mcp [--policy FILE] "
-                      "[--max-output BYTES]");
+                      "[--max-output BYTES] [--pool N]");
             return EXIT_SP_FAILURE;
         }
     }

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +12,52 @@
 #include "cli.h"
 #include "report.h"
 #include "util.h"
+#include "bounds.h"
+#include "pool.h"
+
+/* `run --pool` (docs/pool.md): the command in a one-shot workspace from
+ * the caller's pool, or in a fresh one when none is ready (the pool's
+ * keeper is started then for the next run). */
+static int run_pooled(char **cmd)
+{
+    sp_error err = {0};
+    char name[64];
+    int t = sp_pool_run_take(name, sizeof(name), &err);
+    bool fresh = t <= 0;
+    if (fresh) {
+        sp_error e2 = {0};
+        if (sp_pool_run_ensure(&e2) < 0)
+            cli_error("run --pool: cannot start the pool: %s", e2.message);
+        snprintf(name, sizeof(name), "run-%d", (int)getpid());
+        sp_policy *p = sp_policy_new();
+        sp_ws_create_opts co = {.name = name,
+                                .idle_timeout = SP_POOL_RUN_IDLE};
+        char got[64];
+        memset(&err, 0, sizeof(err));
+        if (!p || sp_ws_create(p, &co, got, sizeof(got), &err) < 0) {
+            sp_policy_free(p);
+            cli_error("run --pool: %s", err.message[0] ? err.message
+                                                       : "out of memory");
+            return cli_exit_code(&err);
+        }
+        sp_policy_free(p);
+    }
+    sp_exec_end end = {0};
+    sp_ws_exec_opts o = {.argv = cmd, .fds = {0, 1, 2},
+                         .forward_signals = true, .ended = &end};
+    memset(&err, 0, sizeof(err));
+    int rc = sp_ws_exec(name, &o, &err);
+    if (rc < 0) {
+        cli_error("run --pool: %s", err.message);
+        rc = cli_exit_code(&err);
+    } else if (end.how != SP_ENDED_EXIT) {
+        char why[256];
+        cli_error("%s", sp_exec_end_text(&end, why, sizeof(why)));
+    }
+    if (fresh)
+        sp_ws_rm(name, true, NULL);
+    return rc;
+}
 
 static void fmt_size(unsigned long long b, char *buf, size_t len)
 {
@@ -96,6 +143,28 @@ void cli_print_denials(const char *text)
 
 int cmd_run(int argc, char **argv)
 {
+    /* --pool: only with no policy flag (the pool's policy is the default
+     * workspace's); taken out before the policy flags are parsed. */
+    bool pool = false, others = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0 || argv[i][0] != '-')
+            break;
+        if (strcmp(argv[i], "--pool") == 0) {
+            pool = true;
+            memmove(argv + i, argv + i + 1, (size_t)(argc - i) * sizeof(*argv));
+            argc--;
+            i--;
+        } else if (strcmp(argv[i], "-q") && strcmp(argv[i], "-v") &&
+                   strcmp(argv[i], "-h") && strcmp(argv[i], "--help") &&
+                   strcmp(argv[i], "--quiet") && strcmp(argv[i], "--verbose")) {
+            others = true;
+        }
+    }
+    if (pool && others) {
+        cli_error("run: --pool takes no policy flags (a pooled sandbox has "
+                  "the default workspace policy; docs/pool.md)");
+        return EXIT_SP_FAILURE;
+    }
     struct cli_opts opts = {0};
     sp_error err = {0};
     sp_policy *p = NULL;
@@ -105,7 +174,10 @@ int cmd_run(int argc, char **argv)
         return cli_exit_code(&err);
     }
     if (opts.help) {
-        puts("usage: sandpit run [POLICY FLAGS] [--] CMD [ARGS...]\n");
+        puts("usage: sandpit run [POLICY FLAGS] [--] CMD [ARGS...]\n"
+             "       sandpit run --pool [--] CMD [ARGS...]\n\n"
+             "  --pool                 run in a one-shot workspace from your "
+             "warm pool (docs/pool.md)\n");
         cli_policy_help();
         sp_policy_free(p);
         return 0;
@@ -118,6 +190,14 @@ int cmd_run(int argc, char **argv)
                   "[ARGS...])");
         sp_policy_free(p);
         return EXIT_SP_FAILURE;
+    }
+    if (pool) {
+        sp_policy_free(p);
+        if (dflt) {
+            cli_error("run --pool: no command given");
+            return EXIT_SP_FAILURE;
+        }
+        return run_pooled(argv + idx);
     }
     sp_run_opts ro = {
         .argv = dflt ? dflt : argv + idx,

@@ -51,6 +51,7 @@ int cmd_serve(int argc, char **argv)
         {"group", required_argument, NULL, 'g'},
         {"policy", required_argument, NULL, 'p'},
         {"max-output", required_argument, NULL, 'o'},
+        {"pool", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -92,9 +93,14 @@ int cmd_serve(int argc, char **argv)
             o.max_output = (size_t)n;
             break;
         }
+        case 'P':
+            if (cli_pool_size("serve", optarg, &o.pool) < 0)
+                return EXIT_SP_FAILURE;
+            break;
         case 'h':
             puts("usage: sandpit serve [--socket PATH] [--group G] "
-                 "[--policy FILE] [--max-output BYTES]\n\n"
+                 "[--policy FILE] [--max-output BYTES]\n"
+                 "                    [--pool N]\n\n"
                  "JSON-RPC 2.0 on a Unix socket (docs/serve.md); the socket "
                  "is mode 0600,\n0660 with --group. Default socket: "
                  "$XDG_RUNTIME_DIR/sandpit.sock.\n"
@@ -108,11 +114,13 @@ int cmd_serve(int argc, char **argv)
                  "create and fork\n"
                  "      --max-output BYTES  output kept per exec stream "
                  "(256 to 16777216; 65536)\n"
+                 "      --pool N            keep N workspaces of the policy "
+                 "warm (1 to 64; docs/pool.md)\n"
                  "  -h, --help              this help");
             return 0;
         default:
             cli_error("serve: usage: sandpit serve [--socket PATH] [--group G] "
-                      "[--policy FILE] [--max-output BYTES]");
+                      "[--policy FILE] [--max-output BYTES] [--pool N]");
             return EXIT_SP_FAILURE;
         }
     }

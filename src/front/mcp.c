@@ -161,6 +161,14 @@ static const struct tool tools[] = {
      "{\"type\":\"object\",\"properties\":{\"workspaces\":{\"type\":\"array\","
      "\"items\":{\"type\":\"object\"}}},\"required\":[\"workspaces\"]}",
      sp_ops_ws_list, true, false},
+    {"pool_status", "Warm pool state",
+     "The warm pool of ready workspaces (sandpit mcp --pool N): its size, "
+     "how many are ready and refilling, and how many creates it served "
+     "(hits) or not (misses). pool is null without one.",
+     "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"pool\":{\"type\":[\"object\",\"null\"]}},"
+     "\"required\":[\"pool\"]}",
+     sp_ops_pool_status, true, false},
     {"workspace_start", "Start a workspace",
      "Start a stopped workspace again; its /workspace files are as they were "
      "left.",
@@ -1010,6 +1018,10 @@ int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err)
     int r = sp_ops_init(&m.ops, o->policy_file, o->max_output, err);
     if (r < 0)
         return r;
+    if ((r = sp_ops_pool_start(&m.ops, o->pool, err)) < 0) {
+        sp_ops_free(&m.ops);
+        return r;
+    }
     sp_jrpc_in_init(&m.in, o->max_message);
     sp_jrpc_out_init(&m.out, 0);
     signal(SIGPIPE, SIG_IGN);

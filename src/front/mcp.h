@@ -19,6 +19,8 @@ struct sp_mcp_opts {
     const char *policy_file;    /* the operator's ceiling, or NULL */
     size_t max_output;          /* bytes of output per result; 0: 64 KiB */
     size_t max_message;         /* bytes of one message; 0: SP_JRPC_MAX_MSG */
+    unsigned pool;              /* warm workspaces (docs/pool.md); 0: the
+                                   policy's "pool" key, else none */
 };
 
 /* Serve until in_fd reaches EOF. Returns 0, or < 0 with err when the

@@ -2,6 +2,7 @@
  * (rpcops.h): argument checks, the operator's policy as a ceiling, and the
  * sp_ws_* calls. */
 #include "rpcops.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -125,8 +126,35 @@ json_t *sp_ops_take_err_data(struct sp_ops *o)
     return d;
 }
 
+int sp_ops_pool_start(struct sp_ops *o, unsigned n, sp_error *err)
+{
+    json_t *pv = json_object_get(o->ceiling, "pool");
+    if (!n && json_is_integer(pv))
+        n = (unsigned)json_integer_value(pv);
+    if (!n)
+        return 0;
+    sp_policy *p = sp_policy_new();
+    int r = p ? 0 : sp_error_set(err, ENOMEM, "policy");
+    if (r == 0 && o->policy_file)
+        r = sp_policy_apply_file(p, o->policy_file, err);
+    if (r == 0)
+        r = sp_pool_start(p, n, &o->pool, err);
+    sp_policy_free(p);
+    return r;
+}
+
+json_t *sp_ops_pool_status(struct sp_ops *o, json_t *args, sp_error *err)
+{
+    static const char *const keys[] = {NULL};
+    if (sp_ops_only_keys(args, keys, err) < 0)
+        return NULL;
+    return json_pack("{s:o}", "pool", sp_pool_stats(o->pool));
+}
+
 void sp_ops_free(struct sp_ops *o)
 {
+    sp_pool_free(o->pool);
+    o->pool = NULL;
     json_decref(o->err_data);
     for (size_t i = 0; i < o->n_owned; i++)
         free(o->owned[i]);
@@ -336,8 +364,15 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
         else if ((r = sp_snap_fork(src, snap, name, p, idle, err)) == 0)
             snprintf(ret_name, sizeof(ret_name), "%s", name);
     } else if (r == 0) {
-        sp_ws_create_opts co = {.name = name, .idle_timeout = idle};
-        r = sp_ws_create(p, &co, ret_name, sizeof(ret_name), err);
+        /* A warm one when the pool's satisfy the request (docs/pool.md). */
+        r = sp_pool_take(o->pool, p, name, idle, 0, ret_name,
+                         sizeof(ret_name), NULL, err);
+        if (r == 0) {
+            sp_ws_create_opts co = {.name = name, .idle_timeout = idle};
+            r = sp_ws_create(p, &co, ret_name, sizeof(ret_name), err);
+        } else if (r > 0) {
+            r = 0;
+        }
     }
     sp_policy_free(p);
     if (r < 0) {
@@ -397,7 +432,7 @@ json_t *sp_ops_ws_list(struct sp_ops *o, json_t *args, sp_error *err)
     json_t *v;
     json_array_foreach(all, i, v) {
         const char *n = json_string_value(json_object_get(v, "name"));
-        if (!n || (o->owned_only && !owned(o, n)))
+        if (!n || n[0] == '.' || (o->owned_only && !owned(o, n)))
             continue;
         json_array_append(list, v);
     }

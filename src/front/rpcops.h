@@ -36,6 +36,7 @@ struct sp_ops {
      * message (a patch's report): {"kind": ..., ...}; the front end takes
      * it (sp_ops_take_err_data) into error.data or the tool's result. */
     json_t *err_data;
+    struct sp_pool *pool;       /* warm pool (docs/pool.md), or NULL */
 };
 
 /* The details the last failed operation left (caller decrefs), or NULL. */
@@ -44,6 +45,12 @@ json_t *sp_ops_take_err_data(struct sp_ops *o);
 int sp_ops_init(struct sp_ops *o, const char *policy_file, size_t max_output,
                 sp_error *err);
 void sp_ops_free(struct sp_ops *o);
+/* Start the warm pool of the operator's policy (docs/pool.md): n
+ * workspaces, or (n == 0) the policy's "pool" key; none when both are 0.
+ * Forks: call before the front end makes threads or listens. */
+int sp_ops_pool_start(struct sp_ops *o, unsigned n, sp_error *err);
+/* {"pool": {size, ready, refilling, hits, misses, ...} or null}. */
+json_t *sp_ops_pool_status(struct sp_ops *o, json_t *args, sp_error *err);
 
 /* The operator's policy "timeout" (seconds; 0: none), the ceiling of
  * every exec's timeout, a service's readiness wait and a client's

@@ -43,6 +43,7 @@ static const struct {
     {"workspace.restore", sp_ops_ws_restore},
     {"workspace.snapshot_delete", sp_ops_ws_snapshot_delete},
     {"workspace.fork", sp_ops_ws_fork},
+    {"pool.status", sp_ops_pool_status},
     {"exec", NULL},
     {"file.list", sp_ops_file_list},
     {"file.read", sp_ops_file_read},
@@ -632,6 +633,10 @@ int sp_rpc_serve(const struct sp_serve_opts *o, sp_error *err)
     int r = sp_ops_init(&s.ops, o->policy_file, o->max_output, err);
     if (r < 0)
         return r;
+    if ((r = sp_ops_pool_start(&s.ops, o->pool, err)) < 0) {
+        sp_ops_free(&s.ops);
+        return r;
+    }
     int lfd = o->listen_fd >= 0 ? adopt_listener(o->listen_fd, err)
                                 : listen_on(o, err);
     if (lfd < 0) {

@@ -29,6 +29,8 @@ struct sp_serve_opts {
                                    which is then neither made nor removed */
     int ready_fd;               /* >= 0: "ready\n" is written here once
                                    listening, then closed */
+    unsigned pool;              /* warm workspaces (docs/pool.md); 0: the
+                                   policy's "pool" key, else none */
 };
 
 /* Serve until SIGINT or SIGTERM. Returns 0, or < 0 with err when the

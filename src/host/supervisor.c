@@ -97,7 +97,14 @@ struct sv {
     struct sp_audit audit;    /* the denial log (wsaudit.h) */
     json_t *report_static;    /* the report's "observed" and "layers":
                                  the same for every exec (built once) */
+    bool pooled;              /* in a warm pool, not handed out (pool.h) */
+    bool oneshot;             /* handed to `run --pool`: ends, and removes
+                                 itself, once its exec and clients are gone */
+    bool ran;                 /* oneshot: an exec has started */
 };
+
+/* Our name: a pooled workspace learns its real one when handed out. */
+static char sv_name[SP_WS_NAME_MAX + 1];
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -120,15 +127,16 @@ static void sv_log(void *ctx, int level, const char *msg)
     logf_("%s%s", level == SP_LOG_WARN ? "warning: " : "", msg);
 }
 
-static void write_state(struct sv *s, const char *state)
+static void write_state_p(struct sv *s, const char *state, json_t *newpol)
 {
     struct sp_ws_state st;
     memset(&st, 0, sizeof(st));
     sp_error err = {0};
     struct sp_ws_state old;
-    json_t *policy = NULL, *cgroups = NULL;
+    json_t *policy = newpol ? json_incref(newpol) : NULL, *cgroups = NULL;
     if (sp_state_read(s->a->wsfd, &old, NULL) == 0) {
-        policy = json_incref(old.policy);
+        if (!policy)
+            policy = json_incref(old.policy);
         cgroups = json_incref(old.cgroups);
         sp_state_free(&old);
     }
@@ -167,6 +175,11 @@ static void write_state(struct sv *s, const char *state)
         json_decref(st.cgroups);
     json_decref(policy);
     json_decref(cgroups);
+}
+
+static void write_state(struct sv *s, const char *state)
+{
+    write_state_p(s, state, NULL);
 }
 
 static void ready_report(struct sv *s, const char *msg)
@@ -651,6 +664,102 @@ static void begin_stop(struct sv *s, const char *why)
     syscall(SYS_pidfd_send_signal, s->h.pidfd, SIGKILL, NULL, 0);
 }
 
+/* The log as a fresh workspace's: the lines naming the pool slot go. */
+static void rewrite_log(struct sv *s, const char *slot)
+{
+    int fd = openat(s->a->wsfd, SP_WS_LOG, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    char *buf = malloc(SP_POOL_LOG_KEEP + 1);
+    ssize_t n = buf ? pread(fd, buf, SP_POOL_LOG_KEEP, 0) : -1;
+    if (ftruncate(fd, 0) < 0 || n < 0) {
+        free(buf);
+        close(fd);
+        return;
+    }
+    buf[n] = '\0';
+    size_t out = 0;
+    for (char *l = buf, *e; l < buf + n; l = e + 1) {
+        e = memchr(l, '\n', (size_t)(buf + n - l));
+        if (!e)
+            break; /* a partial last line is dropped */
+        *e = '\0';
+        if (strstr(l, slot))
+            continue;
+        size_t k = (size_t)(e - l);
+        l[k] = '\n';
+        if (pwrite(fd, l, k + 1, (off_t)out) < 0)
+            break;
+        out += k + 1;
+    }
+    free(buf);
+    close(fd);
+}
+
+/* "pool_adopt" {name, idle_timeout, max_lifetime, limits: {memory, pids,
+ * cpus}, policy}: a pooled workspace is handed out (pool.h). It narrows
+ * its cgroup, takes its name, the holder's timeouts and stored policy, and
+ * starts its clocks now; its log keeps nothing of the pool. Only once. */
+static void handle_adopt(struct sv *s, struct client *c, struct sp_proto_msg *m)
+{
+    sp_error err = {0};
+    const char *name = NULL;
+    double idle = 0, life = 0, mem = 0, pids = 0, cpus = 0;
+    json_t *lim = json_object_get(m->params, "limits");
+    json_t *pol = json_object_get(m->params, "policy");
+    int r = 0;
+    if (!s->pooled)
+        r = sp_error_set(&err, EBUSY, "workspace %s is not in a pool",
+                         s->a->name);
+    else if (sp_proto_get_string(m->params, "name", true, SP_WS_NAME_MAX,
+                                    &name, &err) < 0 ||
+             sp_proto_get_number(m->params, "idle_timeout", false, 0,
+                                 SP_MAX_TIMEOUT, &idle, &err) < 0 ||
+             sp_proto_get_number(m->params, "max_lifetime", false, 0,
+                                 SP_MAX_TIMEOUT, &life, &err) < 0 ||
+             sp_proto_get_number(lim, "memory", false, 0, 9007199254740992.0,
+                                 &mem, &err) < 0 ||
+             sp_proto_get_number(lim, "pids", false, 0, 4194304, &pids,
+                                 &err) < 0 ||
+             sp_proto_get_number(lim, "cpus", false, 0, 4096, &cpus,
+                                 &err) < 0)
+        r = -EINVAL;
+    else if (!sp_ws_name_valid(name))
+        r = sp_error_set(&err, EINVAL, "invalid workspace name");
+    else if (pol && !json_is_object(pol))
+        r = sp_error_set(&err, EINVAL, "\"policy\" must be an object");
+    bool oneshot = json_is_true(json_object_get(m->params, "oneshot"));
+    struct sp_limits l = {.memory = (uint64_t)mem, .pids = (uint64_t)pids,
+                          .cpus = cpus};
+    if (r == 0 && (l.memory || l.pids || l.cpus > 0))
+        r = sp_cgroup_set_limits(s->h.cg, &l, &err);
+    if (r < 0) {
+        if (m->id)
+            client_send(s, c, sp_proto_error(m->id, SP_RPC_PARAMS, "%s",
+                                             err.message));
+        return;
+    }
+    char slot[sizeof(sv_name)];
+    snprintf(slot, sizeof(slot), "%s", sv_name);
+    snprintf(sv_name, sizeof(sv_name), "%s", name);
+    s->pooled = false;
+    s->oneshot = oneshot;
+    s->a->idle_timeout = idle;
+    s->a->max_lifetime = life;
+    s->a->created = sp_unix_now();
+    s->started_us = s->last_activity = sp_now_us();
+    if (s->a->owner_fd >= 0) {
+        close(s->a->owner_fd);
+        s->a->owner_fd = -1;
+    }
+    rewrite_log(s, slot);
+    write_state_p(s, "running", pol);
+    logf_("workspace %s running: agent pid %d", s->a->name, (int)s->h.pid);
+    if (m->id)
+        client_send(s, c, sp_proto_result(m->id, json_pack("{s:s}", "name",
+                                                           s->a->name)));
+}
+
 static void handle_line(struct sv *s, struct client *c, const char *line,
                         size_t len, char *frame, size_t flen)
 {
@@ -673,7 +782,18 @@ static void handle_line(struct sv *s, struct client *c, const char *line,
             client_send(s, c, sp_proto_error(m.id, SP_RPC_GONE,
                                              "workspace %s is stopping",
                                              s->a->name));
+    } else if (strcmp(m.method, "pool_adopt") == 0) {
+        handle_adopt(s, c, &m);
+    } else if (s->pooled && strcmp(m.method, "stop") != 0 &&
+               strcmp(m.method, "info") != 0 &&
+               strcmp(m.method, "ping") != 0) {
+        /* Nothing runs in a pooled workspace before it is handed out. */
+        if (m.id)
+            client_send(s, c, sp_proto_error(m.id, SP_RPC_DENIED,
+                                             "workspace %s is in a pool",
+                                             s->a->name));
     } else if (strcmp(m.method, "exec") == 0) {
+        s->ran = true;
         handle_exec(s, c, &m);
     } else if (sp_files_method(m.method, &nfd)) {
         handle_files(s, c, &m, frame, flen, nfd);
@@ -1172,6 +1292,32 @@ static void agent_readable(struct sv *s)
     }
 }
 
+/* A pooled workspace never handed out leaves nothing (pool.h). */
+static void remove_slot(struct sv *s)
+{
+    char sd[SP_MAX_PATH], root[SP_MAX_PATH + 16], self[64], cur[SP_MAX_PATH];
+    /* Its name now (a keeper renames a slot once it is ready). */
+    snprintf(self, sizeof(self), "/proc/self/fd/%d", s->a->wsfd);
+    ssize_t k = readlink(self, cur, sizeof(cur) - 1);
+    if (k <= 0)
+        return;
+    cur[k] = '\0';
+    const char *base = strrchr(cur, '/');
+    base = base ? base + 1 : cur;
+    if ((s->pooled ? strncmp(base, SP_POOL_SLOT_PREFIX,
+                             strlen(SP_POOL_SLOT_PREFIX)) != 0
+                   : strcmp(base, sv_name) != 0) ||
+        sp_state_dir(sd, sizeof(sd), NULL) < 0)
+        return;
+    snprintf(root, sizeof(root), "%s/%s", sd, SP_WS_DIR);
+    int rfd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (rfd < 0)
+        return;
+    sp_ws_disk_release(s->a->wsfd);
+    sp_rm_rf_at(rfd, base);
+    close(rfd);
+}
+
 static _Noreturn void finish(struct sv *s)
 {
     int st = 0;
@@ -1190,6 +1336,8 @@ static _Noreturn void finish(struct sv *s)
         sp_cgroup_destroy(s->h.cg);
     unlinkat(s->a->wsfd, SP_WS_SOCKET, 0);
     write_state(s, state);
+    if (s->pooled || s->oneshot)
+        remove_slot(s);
     for (size_t i = 0; i < s->n_execs; i++) {
         struct sexec *e = &s->execs[i];
         if (e->c)
@@ -1283,6 +1431,9 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
     struct sv s;
     memset(&s, 0, sizeof(s));
     s.a = a;
+    snprintf(sv_name, sizeof(sv_name), "%s", a->name);
+    a->name = sv_name;
+    s.pooled = a->owner_fd >= 0;
     s.sfd = s.lfd = s.agent = -1;
     s.h.pidfd = -1;
     sp_proto_buf_init(&s.ain);
@@ -1451,8 +1602,8 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
         sp_proxy_set_log(s.h.proxy, sv_net_event, &s);
     s.started_us = s.last_activity = sp_now_us();
 
-    struct pollfd pfd[5 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];
-    struct client *pc[5 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];
+    struct pollfd pfd[6 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];
+    struct client *pc[6 + SP_WS_MAX_CLIENTS + SP_PORTFWD_MAX_FDS];
     for (;;) {
         size_t n = 0;
         pfd[n++] = (struct pollfd){s.sfd, POLLIN, 0};
@@ -1464,6 +1615,8 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
         /* --net allow: the egress proxy (poll skips -1). */
         pfd[n++] = (struct pollfd){s.h.proxy ? sp_proxy_fd(s.h.proxy) : -1,
                                    POLLIN, 0};
+        /* Pooled: the pool's owner (its pidfd reads when it exits). */
+        pfd[n++] = (struct pollfd){s.pooled ? a->owner_fd : -1, POLLIN, 0};
         for (size_t i = 0; i < SP_WS_MAX_CLIENTS; i++) {
             struct client *c = s.clients[i];
             if (!c)
@@ -1530,7 +1683,9 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
             accept_client(&s);
         if (s.h.proxy)
             sp_proxy_dispatch(s.h.proxy, 0);
-        for (size_t i = 5; i < pf_base; i++) {
+        if (s.pooled && (pfd[5].revents & (POLLIN | POLLHUP)))
+            begin_stop(&s, "the pool's owner exited");
+        for (size_t i = 6; i < pf_base; i++) {
             struct client *c = pc[i];
             if (pfd[i].revents & (POLLIN | POLLHUP | POLLERR))
                 client_readable(&s, c);
@@ -1555,6 +1710,13 @@ _Noreturn void sp_supervisor_main(struct sp_supervisor_args *a)
             s.agent_dead = true;
         }
 
+        if (s.oneshot && s.ran && !s.stopping && s.n_execs == 0) {
+            size_t nc = 0;
+            for (size_t i = 0; i < SP_WS_MAX_CLIENTS; i++)
+                nc += s.clients[i] != NULL;
+            if (nc == 0)
+                begin_stop(&s, "the one-shot run ended");
+        }
         if (!s.stopping) {
             bool busy = s.n_execs > 0;
             if (a->idle_timeout > 0 && !busy &&

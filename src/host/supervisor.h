@@ -22,6 +22,11 @@ struct sp_supervisor_args {
     double max_lifetime;       /* seconds; 0 = none */
     int64_t created;           /* unix seconds */
     const struct sp_secrets *secrets; /* NULL: none (secrets.h); memory only */
+    int owner_fd;              /* >= 0: a pooled workspace (docs/pool.md):
+                                  a pidfd of the pool's owner; it stops
+                                  and removes itself when the owner exits
+                                  before a "pool_adopt" hands it out.
+                                  -1: an ordinary workspace */
 };
 
 /* Run the workspace until it is stopped, idles out, reaches its lifetime

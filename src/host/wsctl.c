@@ -106,7 +106,7 @@ int sp_ws_policy_from_json(const char *json, const char *datadir,
 static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
                             struct sp_policy *p, double idle, double life,
                             int64_t created, const struct sp_secrets *secrets,
-                            sp_error *err)
+                            int owner_fd, sp_error *err)
 {
     int pp[2];
     if (pipe2(pp, O_CLOEXEC) < 0)
@@ -133,7 +133,7 @@ static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
         if (nul < 0 || log < 0 || dup2(nul, 0) < 0 || dup2(log, 1) < 0 ||
             dup2(log, 2) < 0)
             _exit(1);
-        int keep[] = {wsfd, lock_fd, pp[1]};
+        int keep[] = {wsfd, lock_fd, pp[1], owner_fd};
         sp_close_all_except(keep, SP_ARRAY_SIZE(keep), 3);
         if (chdir("/") < 0)
             _exit(1);
@@ -148,6 +148,7 @@ static int spawn_supervisor(const char *name, int wsfd, int lock_fd,
             .max_lifetime = life,
             .created = created,
             .secrets = secrets, /* memory only: the fork's copy */
+            .owner_fd = owner_fd,
         };
         sp_supervisor_main(&a);
     }
@@ -208,8 +209,11 @@ static void random_name(char *buf, size_t len)
     snprintf(buf, len, "ws-%02x%02x%02x", r[0], r[1], r[2]);
 }
 
-SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
-                           char *ret_name, size_t ret_len, sp_error *err)
+/* sp_ws_create; with slot set, a pooled workspace in that directory
+ * whose supervisor watches owner_fd (pool.h). */
+static int ws_create(const sp_policy *p, const sp_ws_create_opts *o,
+                     const char *slot, int owner_fd, char *ret_name,
+                     size_t ret_len, sp_error *err)
 {
     char statedir[SP_MAX_PATH], name[SP_WS_NAME_MAX + 1];
     int r;
@@ -253,13 +257,15 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
     /* mkdir is the atomic claim on a name: a second create of the same
      * name fails here, before anything is touched. */
     for (int tries = 0;; tries++) {
-        if (o && o->name)
+        if (slot)
+            snprintf(name, sizeof(name), "%s", slot);
+        else if (o && o->name)
             snprintf(name, sizeof(name), "%s", o->name);
         else
             random_name(name, sizeof(name));
         if (mkdirat(rootfd, name, 0700) == 0)
             break;
-        if (errno == EEXIST && o && o->name)
+        if (errno == EEXIST && (slot || (o && o->name)))
             return sp_error_setk(err, SP_ERR_USAGE, EEXIST,
                                  "workspace %s already exists", name);
         if (errno != EEXIST || tries > 16)
@@ -324,7 +330,7 @@ SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
         goto fail;
     if ((r = spawn_supervisor(name, wsfd, lockfd, wp, o ? o->idle_timeout : 0,
                               o ? o->max_lifetime : 0, created, secrets,
-                              err)) < 0)
+                              owner_fd, err)) < 0)
         goto fail;
     free(pj);
     sp_policy_free(wp);
@@ -338,6 +344,22 @@ fail:
         sp_ws_disk_release(wsfd);
     sp_rm_rf_at(rootfd, name);
     return r;
+}
+
+SP_EXPORT int sp_ws_create(const sp_policy *p, const sp_ws_create_opts *o,
+                           char *ret_name, size_t ret_len, sp_error *err)
+{
+    return ws_create(p, o, NULL, -1, ret_name, ret_len, err);
+}
+
+int sp_ws_create_slot(const sp_policy *p, const char *slot, int owner_fd,
+                      sp_error *err)
+{
+    char n[SP_WS_NAME_MAX + 1];
+    if (strncmp(slot, SP_POOL_SLOT_PREFIX, strlen(SP_POOL_SLOT_PREFIX)) ||
+        strlen(slot) > SP_WS_NAME_MAX || strchr(slot, '/') || owner_fd < 0)
+        return sp_error_setk(err, SP_ERR_USAGE, EINVAL, "bad pool slot");
+    return ws_create(p, NULL, slot, owner_fd, n, sizeof(n), err);
 }
 
 /* What a dead supervisor left: cgroups, the socket; the state becomes
@@ -411,7 +433,7 @@ SP_EXPORT int sp_ws_start_secrets(const char *name, const sp_secret *secrets,
         r = sp_ws_disk_ensure(wsfd, err);
     if (r == 0)
         r = spawn_supervisor(name, wsfd, lockfd, p, st.idle_timeout,
-                             st.max_lifetime, st.created, sec, err);
+                             st.max_lifetime, st.created, sec, -1, err);
     sp_policy_free(p);
     sp_state_free(&st);
     return r;
@@ -548,6 +570,33 @@ static void release_disk_at(int rootfd, const char *n)
     }
 }
 
+int sp_pool_slot_reap(int rootfd, const char *n)
+{
+    int wsfd = openat(rootfd, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (wsfd < 0)
+        return 0;
+    int lockfd = sp_state_lock(wsfd, false);
+    if (lockfd < 0) {
+        close(wsfd); /* alive: its supervisor removes it when done */
+        return 0;
+    }
+    /* Unlocked: a supervisor killed by SIGKILL, or a create cut short
+     * (a create holds the lock from its mkdir on; a moment without one
+     * is under a second old). */
+    struct stat sb;
+    bool old = fstat(wsfd, &sb) == 0 && sb.st_mtime + 1 < sp_unix_now();
+    if (!old && faccessat(wsfd, SP_WS_STATE_FILE, F_OK, AT_SYMLINK_NOFOLLOW)) {
+        close(lockfd);
+        close(wsfd);
+        return 0;
+    }
+    clean_dead(wsfd, "stopped"); /* its cgroups */
+    sp_ws_disk_release(wsfd);
+    close(lockfd);
+    close(wsfd);
+    return sp_rm_rf_at(rootfd, n) == 0 ? 1 : 0;
+}
+
 SP_EXPORT int sp_ws_gc(sp_error *err)
 {
     char statedir[SP_MAX_PATH], root[SP_MAX_PATH + 16];
@@ -570,6 +619,11 @@ SP_EXPORT int sp_ws_gc(sp_error *err)
         if (strncmp(n, ".rm-", 4) == 0) {
             release_disk_at(dirfd(d), n);
             if (sp_rm_rf_at(dirfd(d), n) == 0)
+                reaped++;
+            continue;
+        }
+        if (strncmp(n, SP_POOL_SLOT_PREFIX, strlen(SP_POOL_SLOT_PREFIX)) == 0) {
+            if (sp_pool_slot_reap(dirfd(d), n) == 1)
                 reaped++;
             continue;
         }
@@ -708,7 +762,11 @@ SP_EXPORT char *sp_ws_list_json(sp_error *err)
     struct dirent *de;
     int64_t now = sp_unix_now();
     while ((de = readdir(d))) {
-        if (!sp_ws_name_valid(de->d_name))
+        /* A warm pool's workspaces (pool.h) are listed as "pooled" (ready)
+         * or "refilling" (being created), never as workspaces to use. */
+        bool slot = strncmp(de->d_name, SP_POOL_SLOT_PREFIX,
+                            strlen(SP_POOL_SLOT_PREFIX)) == 0;
+        if (!slot && !sp_ws_name_valid(de->d_name))
             continue;
         int wsfd = openat(dirfd(d), de->d_name,
                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -735,10 +793,24 @@ SP_EXPORT char *sp_ws_list_json(sp_error *err)
                                 AT_SYMLINK_NOFOLLOW) == 0;
         if (paused)
             state = "paused"; /* snapshot.h */
+        if (slot && !alive) {
+            sp_state_free(&st);
+            close(wsfd);
+            continue;
+        }
+        bool pooled = slot && strcmp(state, "running") == 0;
+        if (slot)
+            state = pooled ? "pooled" : "refilling";
         json_t *o = json_pack("{s:s,s:s,s:I,s:I}", "name", de->d_name, "state",
                               state, "created", (json_int_t)st.created, "age",
                               (json_int_t)(now - st.created));
-        bool running = alive && (strcmp(state, "running") == 0 || paused);
+        bool running = alive && (strcmp(state, "running") == 0 || paused ||
+                                 pooled);
+        if (slot)
+            json_object_set_new(o, "pool_owner",
+                                json_integer(strtol(de->d_name +
+                                                        strlen(SP_POOL_SLOT_PREFIX),
+                                                    NULL, 10)));
         json_object_set_new(o, "supervisor_pid",
                             running ? json_integer(st.supervisor_pid)
                                     : json_null());

@@ -19,4 +19,16 @@ int sp_ws_policy_from_json(const char *json, const char *datadir,
  * filled (a bad name, an unknown or stopped workspace). */
 int sp_ws_connect_fd(const char *name, sp_error *err);
 
+/* Create a pooled workspace (pool.h) in workspaces/<slot> (a name with
+ * SP_POOL_SLOT_PREFIX) whose supervisor watches owner_fd, a pidfd of the
+ * pool's owner, and stops and removes itself when that exits first.
+ * Blocks until it is ready, like sp_ws_create. */
+int sp_ws_create_slot(const sp_policy *p, const char *slot, int owner_fd,
+                      sp_error *err);
+
+/* Remove workspaces/<n>, a pool slot, when no supervisor holds it: its
+ * cgroups, disk mounts and files. 1 when removed, 0 when alive or not
+ * there (rootfd: the workspaces directory). */
+int sp_pool_slot_reap(int rootfd, const char *n);
+
 #endif

@@ -365,8 +365,18 @@ int sp_ws_layers_apply(const struct sp_ws_layers *ly, const char *ws_dst,
         free(plan->relbase[1]);
         plan->relbase[1] = realpath(sd, NULL);
         plan->relbase[0] = plan->relbase[1] ? sd : NULL;
-        if (!plan->relbase[1])
+        free(plan->relws);
+        plan->relws = NULL;
+        if (!plan->relbase[1]) {
             free(sd);
+        } else {
+            /* "workspaces/<name>": mounted from there (mounts.c) */
+            const char *tail = ly->dir + strlen(sd);
+            size_t tl = strlen(tail);
+            if (tl > 8 && tail[0] == '/' &&
+                strcmp(tail + tl - 7, "/layers") == 0)
+                plan->relws = strndup(tail + 1, tl - 8);
+        }
     }
     const char *home = plan->home;
     recipe.n = 0;

@@ -593,6 +593,28 @@ static int write_limits_v2(const struct cg_dir *d,
     return 0;
 }
 
+int sp_cgroup_set_limits(struct sp_cgroup *cg, const struct sp_limits *lim,
+                         sp_error *err)
+{
+    if (!cg)
+        return sp_error_set(err, EOPNOTSUPP,
+                            "the workspace has no cgroup; limits cannot be "
+                            "set");
+    unsigned need = (lim->memory ? CG_MEMORY : 0) | (lim->pids ? CG_PIDS : 0) |
+                    (lim->cpus > 0 ? CG_CPU : 0);
+    if ((need & cg->ctrls) != need)
+        return sp_error_set(err, EOPNOTSUPP,
+                            "the workspace's cgroup lacks a controller the "
+                            "new limits need");
+    for (size_t i = 0; i < cg->n_dirs; i++) {
+        int r = cg->version == 1 ? write_limits_v1(&cg->dirs[i], lim, err)
+                                 : write_limits_v2(&cg->dirs[i], lim, err);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 /* Is our process the only one in the cgroup open at dirfd? */
 static bool alone_in(int dirfd)
 {

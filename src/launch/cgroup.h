@@ -51,6 +51,13 @@ int sp_cgroup_create(const struct sp_limits *lim, const char *name,
  * clone3(CLONE_INTO_CGROUP); owned by cg. -1 on v1. */
 int sp_cgroup_dirfd(const struct sp_cgroup *cg);
 
+/* Write the limits of `lim` (0 = leave that one as it is) into an existing
+ * cgroup, as sp_cgroup_create does: the warm pool narrows a pooled
+ * workspace this way (docs/pool.md). -EOPNOTSUPP when cg is NULL or lacks
+ * a controller a limit needs; nothing is written then. */
+int sp_cgroup_set_limits(struct sp_cgroup *cg, const struct sp_limits *lim,
+                         sp_error *err);
+
 /* The directories of the cgroup (one per v1 hierarchy, one on v2), at
  * most max of them, into out (owned by cg). Returns how many. */
 size_t sp_cgroup_paths(const struct sp_cgroup *cg, const char **out,

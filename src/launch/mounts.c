@@ -228,13 +228,28 @@ static int tmpfs_at(int rootfd, const char *dst, uint64_t size, mode_t mode,
  * inside shows them as given, and must not show where on the host the
  * state lives (a home directory, a user name). */
 static const char *state_rel(const struct sp_mount_plan *plan, bool rel,
-                             const char *p)
+                             const char *p, char *buf, size_t len)
 {
     for (int k = 0; rel && k < 2; k++) {
         const char *b = plan->relbase[k];
         size_t n = b ? strlen(b) : 0;
-        if (n > 1 && strncmp(p, b, n) == 0 && p[n] == '/' && p[n + 1])
-            return p + n + 1;
+        if (!(n > 1 && strncmp(p, b, n) == 0 && p[n] == '/' && p[n + 1]))
+            continue;
+        const char *rest = p + n + 1, *w = plan->relws;
+        if (!w)
+            return rest;
+        /* From the workspace's own directory (enter_state_dir), so that
+         * not even its name shows: a pooled workspace is renamed when it
+         * is handed out (docs/pool.md). */
+        size_t wn = strlen(w);
+        if (strncmp(rest, w, wn) == 0 && rest[wn] == '/' && rest[wn + 1])
+            return rest + wn + 1;
+        size_t used = 0;
+        buf[0] = '\0';
+        for (const char *c = w; c && used + 3 < len; c = strchr(c + 1, '/'))
+            used += (size_t)snprintf(buf + used, len - used, "../");
+        int k2 = snprintf(buf + used, len - used, "%s", rest);
+        return k2 < 0 || (size_t)k2 >= len - used ? p : buf;
     }
     return p;
 }
@@ -248,9 +263,14 @@ static int overlay_fs(const struct sp_mount_op *op,
 {
     if (!op->src || !op->upper || !op->work)
         return -EINVAL;
-    const char *opts[] = {"lowerdir", state_rel(plan, rel, op->src),
-                          "upperdir", state_rel(plan, rel, op->upper),
-                          "workdir", state_rel(plan, rel, op->work),
+    static char b1[SP_MAX_PATH], b2[SP_MAX_PATH], b3[SP_MAX_PATH],
+        b4[SP_MAX_PATH];
+    const char *opts[] = {"lowerdir", state_rel(plan, rel, op->src, b1,
+                                                sizeof(b1)),
+                          "upperdir", state_rel(plan, rel, op->upper, b2,
+                                                sizeof(b2)),
+                          "workdir", state_rel(plan, rel, op->work, b3,
+                                               sizeof(b3)),
                           "redirect_dir", "nofollow",
                           "index", "off", "metacopy", "off",
                           plan->userxattr ? "userxattr" : NULL, NULL, NULL, NULL};
@@ -272,7 +292,7 @@ static int overlay_fs(const struct sp_mount_op *op,
         memcpy(one, p, n);
         one[n] = '\0';
         if (fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+",
-                     state_rel(plan, rel, one), 0) < 0) {
+                     state_rel(plan, rel, one, b4, sizeof(b4)), 0) < 0) {
             int er = errno;
             close(fs);
             return -er;
@@ -309,7 +329,11 @@ static int enter_state_dir(const struct sp_mount_plan *plan)
     if (!plan->relbase[1])
         return -1;
     int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (cwd >= 0 && chdir(plan->relbase[1]) < 0) {
+    if (cwd >= 0 && (chdir(plan->relbase[1]) < 0 ||
+                     (plan->relws && chdir(plan->relws) < 0))) {
+        if (fchdir(cwd) < 0) {
+            /* absolute names work from anywhere */
+        }
         close(cwd);
         cwd = -1;
     }

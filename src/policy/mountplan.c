@@ -464,5 +464,6 @@ void sp_mount_plan_free(struct sp_mount_plan *plan)
     free(plan->workdir);
     free(plan->relbase[0]);
     free(plan->relbase[1]);
+    free(plan->relws);
     memset(plan, 0, sizeof(*plan));
 }

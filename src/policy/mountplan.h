@@ -82,6 +82,10 @@ struct sp_mount_plan {
      * namespace before any overlay is made; layer paths name them. */
     int n_idm;
     int idm_fd[3];
+    char *relws;       /* with relbase: the workspace's directory below it
+                          ("workspaces/NAME"): the mount is made from there
+                          and names even the state dir's other layers from
+                          it ("../../..."), so no workspace name shows */
 };
 
 /* Build the plan for a finalized policy. Ops come in an order where every

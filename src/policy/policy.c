@@ -884,6 +884,9 @@ static int apply_object(struct sp_policy *p, const json_t *root,
             r = get_duration(v, origin, key, &p->timeout, err);
         } else if (strcmp(key, "kill_after") == 0) {
             r = get_duration(v, origin, key, &p->kill_after, err);
+        } else if (strcmp(key, "pool") == 0) {
+            if ((r = get_uint(v, origin, key, SP_POOL_MAX, &u, err)) == 0)
+                p->pool = (unsigned)u;
         } else if (strcmp(key, "publish") == 0) {
             r = sp_publish_parse_json(p->publish, &p->n_publish, v, origin,
                                       err);
@@ -1325,6 +1328,8 @@ SP_EXPORT char *sp_policy_to_json(const sp_policy *p, sp_error *err)
     json_object_set_new(o, "pass_fds", fds);
     json_object_set_new(o, "timeout", json_real(p->timeout));
     json_object_set_new(o, "kill_after", json_real(p->kill_after));
+    if (p->pool)
+        json_object_set_new(o, "pool", json_integer(p->pool));
     json_object_set_new(o, "publish", sp_publish_to_json(p->publish, p->n_publish));
     json_t *tp = json_array();
     for (size_t i = 0; i < p->n_tcp_ports; i++)

@@ -77,6 +77,8 @@ struct sp_policy {
     size_t n_pass_fds;
     double timeout;                /* seconds; 0 = none */
     double kill_after;             /* seconds from SIGTERM to SIGKILL */
+    unsigned pool;                 /* serve/mcp: workspaces kept warm for
+                                      this policy (docs/pool.md); 0 = none */
 
     /* network */
     enum sp_net_mode net;

@@ -108,6 +108,8 @@ static void test_apply_bad(void **state)
         {"{\"timeout\": \"forever\"}", "not a duration"},
         {"{\"hostname\": \"a b\"}", "not a host name"},
         {"{\"uid\": 70000}", "out of range"},
+        {"{\"pool\": 65}", "out of range"},
+        {"{\"pool\": -1}", "pool"},
         {"{\"workspace\": \"relative\"}", "absolute path"},
         {"[1, 2]", "must be a JSON object"},
         {"{\"a\": 1, \"a\": 2}", "invalid JSON"},
@@ -255,6 +257,25 @@ static void test_profiles(void **state)
     sp_policy_free(p);
 }
 
+/* The warm pool's size (docs/pool.md): kept, shown only when set. */
+static void test_pool_key(void **state)
+{
+    (void)state;
+    struct sp_policy *p = sp_policy_new();
+    sp_error err = {0};
+    char *j = sp_policy_to_json(p, &err);
+    assert_non_null(j);
+    assert_null(strstr(j, "\"pool\""));
+    free(j);
+    assert_int_equal(sp_policy_apply_json_text(p, "{\"pool\": 64}", "t", &err),
+                     0);
+    assert_int_equal(p->pool, 64);
+    j = sp_policy_to_json(p, &err);
+    assert_non_null(strstr(j, "\"pool\": 64"));
+    free(j);
+    sp_policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -264,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_file_and_finalize),
         cmocka_unit_test(test_system_sources),
         cmocka_unit_test(test_profiles),
+        cmocka_unit_test(test_pool_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
