@@ -6,8 +6,8 @@ _sandpit_policy_flags="--profile --policy --workspace --workspace-ro --no-worksp
  --ro --rw --tmpfs --hide --env --env-pass --clear-env --cwd --uid --gid
  --no-userns --hostname --rootfs --image --pass-fd --timeout --kill-after --net
  --net-policy --net-allow-private --net-log --net-resolver --memory --pids --cpus
- --tmp-size --nofile --fsize --no-landlock --no-seccomp --seccomp-profile
- --allow-ptrace --require --stats --stats-json --report --no-report --verbose -v
+ --tmp-size --nofile --fsize --disk --inodes --tcp-ports --no-landlock
+ --no-seccomp --seccomp-profile --allow-ptrace --allow-system-ro --require --stats --stats-json --report --no-report --verbose -v
  --quiet -q --help"
 
 _sandpit_verbs="run policy doctor mcp serve create exec ps stop start rm gc shell
@@ -32,7 +32,7 @@ _sandpit_flags() { # verb sub
     ps|shells|diff|snapshots|doctor|stat) echo "--json" ;;
     start) echo "--secret" ;;
     rm) echo "-f --force" ;;
-    shell) echo "-e --env -w --workdir --detach-key" ;;
+    shell) echo "-e --env -w --workdir --detach-key --close" ;;
     service)
         case "$2" in
         start) echo "--cwd -w -e --env --secret-env --ready --ready-timeout --restart" ;;

@@ -43,10 +43,10 @@ complete -c sandpit -n "__fish_seen_subcommand_from policy; and test (__sandpit_
 
 # The policy flags of run, create, fork and policy show.
 set -l pol "__fish_seen_subcommand_from run create fork policy"
-for f in profile policy workspace ro rw tmpfs hide env env-pass cwd uid gid hostname rootfs image pass-fd timeout kill-after net net-policy net-log net-resolver memory pids cpus tmp-size nofile fsize seccomp-profile require stats-json
+for f in profile policy workspace ro rw tmpfs hide env env-pass cwd uid gid hostname rootfs image pass-fd timeout kill-after net net-policy net-log net-resolver memory pids cpus tmp-size nofile fsize disk inodes tcp-ports seccomp-profile require stats-json
     complete -c sandpit -n $pol -l $f -r
 end
-for f in workspace-ro no-workspace clear-env no-userns net-allow-private no-landlock no-seccomp allow-ptrace stats verbose quiet help
+for f in workspace-ro no-workspace clear-env no-userns net-allow-private no-landlock no-seccomp allow-ptrace allow-system-ro stats verbose quiet help
     complete -c sandpit -n $pol -l $f
 end
 complete -c sandpit -n "__fish_seen_subcommand_from run" -l report -r
