@@ -12,7 +12,7 @@ _sandpit_policy_flags="--profile --policy --workspace --workspace-ro --no-worksp
 
 _sandpit_verbs="run policy doctor mcp serve create exec ps stop start rm gc shell
  shells service files ls cat write stat patch import export cp diff reset
- snapshot snapshots restore fork pause resume checkpoint image net audit"
+ snapshot snapshots restore fork pause resume checkpoint image net audit oci"
 
 # Names from a JSON listing: every "name": "..." value.
 _sandpit_names() {
@@ -57,6 +57,7 @@ _sandpit_flags() { # verb sub
     checkpoint) echo "--processes" ;;
     image) case "$2" in import) echo "--name" ;; ls) echo "--json" ;; esac ;;
     net|audit) echo "--follow -f --json" ;;
+    oci) echo "--root --log --log-format --systemd-cgroup" ;;
     serve) echo "--socket -s --group -g --policy -p --max-output --pool --help -h" ;;
     mcp) echo "--policy -p --max-output --pool --help -h" ;;
     esac

@@ -25,7 +25,7 @@ function __sandpit_npos
     echo $n
 end
 
-set -l verbs run policy doctor mcp serve create exec ps stop start rm gc shell shells service files ls cat write stat patch import export cp diff reset snapshot snapshots restore fork pause resume checkpoint image net audit
+set -l verbs run policy doctor mcp serve create exec ps stop start rm gc shell shells service files ls cat write stat patch import export cp diff reset snapshot snapshots restore fork pause resume checkpoint image net audit oci
 set -l ws_verbs exec stop start rm shell shells diff reset snapshots pause resume ls cat write stat patch import export restore fork checkpoint snapshot audit
 
 complete -c sandpit -f
@@ -114,3 +114,7 @@ complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l max-output -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l pool -r -d "keep N workspaces warm"
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s h -l help
 complete -c sandpit -n "__fish_seen_subcommand_from run" -l pool -d "one-shot workspace from the warm pool"
+complete -c sandpit -n "__fish_seen_subcommand_from oci" -l root -r
+complete -c sandpit -n "__fish_seen_subcommand_from oci" -l log -r
+complete -c sandpit -n "__fish_seen_subcommand_from oci" -l log-format -r -a "text json"
+complete -c sandpit -n "__fish_seen_subcommand_from oci" -l systemd-cgroup

@@ -35,6 +35,7 @@ FAMILY = {
     "image": "sandpit-images", "net": "sandpit-net",
     "serve": "sandpit-serve", "mcp": "sandpit-mcp",
     "audit": "sandpit-report",
+    "oci": "sandpit-oci",
 }
 # Commands that take the policy flags: those are in sandpit-run(1).
 POLICY_FLAGS = {"create", "fork"}
