@@ -3,6 +3,8 @@
 #ifndef SANDPIT_CLI_H
 #define SANDPIT_CLI_H
 
+#include <jansson.h>
+#include <stdint.h>
 #include <stdbool.h>
 
 #include "sandpit.h"
@@ -72,5 +74,24 @@ char *cli_post_create_cmd(const sp_policy *p, const char *flag);
 int cli_post_create(const char *ws, char *cmd, bool allowed);
 /* create: the loud --net host warning (a workspace's own log has it too). */
 void cli_net_warn(const sp_policy *p, int verbosity);
+
+/* A log read by cursor (follow.c): `net log`, `audit`. read returns
+ * {KEY: [...], "first_kept": N, "last": N} for the entries after `after`
+ * (new reference), or NULL with err filled; print writes one entry as
+ * text (--json prints it as a JSON line). */
+struct cli_log {
+    const char *what;     /* "net log": for messages */
+    const char *usage;    /* "sandpit net log NAME [--follow] [--json]" */
+    const char *help;     /* what --help prints after the usage line */
+    const char *key;      /* the array's key: "events", "entries" */
+    const char *dropped;  /* what was dropped: "requests", "entries" */
+    json_t *(*read)(const char *name, uint64_t after, sp_error *err);
+    void (*print)(json_t *e);
+};
+int cli_log_cmd(const struct cli_log *l, int argc, char **argv);
+/* One JSON value on a line of stdout. */
+void cli_json_line(json_t *e);
+/* A time in ms since the epoch as local "YYYY-MM-DDTHH:MM:SS". */
+void cli_time_ms(json_int_t ms, char *buf, size_t len);
 
 #endif
