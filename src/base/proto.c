@@ -463,6 +463,41 @@ static ssize_t send_some(int sock, const char *data, size_t len,
     return n < 0 ? -errno : n;
 }
 
+ssize_t sp_recv_fd(int sock, void *buf, size_t len, int flags, int *fd)
+{
+    *fd = -1;
+    struct iovec iov = {buf, len};
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    memset(&u, 0, sizeof(u));
+    struct msghdr mh;
+    memset(&mh, 0, sizeof(mh));
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    ssize_t n;
+    do {
+        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0)
+        return -errno;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+        cm->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(fd, CMSG_DATA(cm), sizeof(int));
+    if (mh.msg_flags & MSG_CTRUNC) {
+        /* more fds than one: none of them is taken */
+        if (*fd >= 0)
+            close(*fd);
+        *fd = -1;
+        return -EPROTO;
+    }
+    return n;
+}
+
 int sp_proto_send(int sock, const char *line, size_t len, const int *fds,
                   size_t n_fds)
 {

@@ -120,6 +120,11 @@ char *sp_proto_error(json_t *id, int code, const char *fmt, ...)
  * ENOMEM). For messages the helpers above do not build (a "frame"). */
 char *sp_proto_line(json_t *o);
 
+/* One recvmsg() of at most len bytes and at most one fd (O_CLOEXEC) into
+ * *fd (-1: none; flags: e.g. MSG_DONTWAIT). Returns the bytes read (0 at
+ * EOF), or -errno (-EPROTO, no fd, when more than one came). */
+ssize_t sp_recv_fd(int sock, void *buf, size_t len, int flags, int *fd);
+
 /* Send all of line on a blocking or non-blocking socket (waits with poll
  * when the socket is full); fds ride with the first byte. MSG_NOSIGNAL.
  * Returns 0 or -errno. */

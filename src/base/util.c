@@ -278,18 +278,11 @@ void sp_exec_search_hook(int (*fn)(void))
     exec_hook = fn;
 }
 
-int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
+int sp_path_search(const char *cmd, const char *path_env,
+                   int (*try_one)(const char *file, void *arg), void *arg)
 {
-    if (exec_hook) {
-        int r = exec_hook();
-        if (r < 0)
-            return -r;
-    }
-    const char *cmd = argv[0];
-    if (strchr(cmd, '/')) {
-        execve(cmd, argv, envp);
-        return errno;
-    }
+    if (strchr(cmd, '/'))
+        return try_one(cmd, arg);
     char buf[SP_MAX_PATH];
     const char *path = path_env ? path_env : SP_DEFAULT_PATH;
     int saw = ENOENT;
@@ -307,16 +300,43 @@ int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
         if (dlen + 1 + clen + 1 <= sizeof(buf)) {
             buf[dlen] = '/';
             memcpy(buf + dlen + 1, cmd, clen + 1);
-            execve(buf, argv, envp);
-            if (errno != ENOENT && errno != ENOTDIR)
-                saw = errno;
-            if (errno == ENOEXEC || errno == E2BIG || errno == ENOMEM ||
-                errno == ETXTBSY)
-                return errno;
+            int e = try_one(buf, arg);
+            if (e <= 0)
+                return -e; /* found (0), or a failure that ends the search */
+            if (e != ENOENT && e != ENOTDIR)
+                saw = e;
         }
         path = *end ? end + 1 : end;
     }
     return saw;
+}
+
+struct exec_args {
+    char *const *argv, *const *envp;
+};
+
+static int try_exec(const char *file, void *arg)
+{
+    const struct exec_args *a = arg;
+    execve(file, a->argv, a->envp);
+    int e = errno;
+    /* These end the search: the file is there but cannot run. */
+    return e == ENOEXEC || e == E2BIG || e == ENOMEM || e == ETXTBSY ? -e : e;
+}
+
+int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
+{
+    if (exec_hook) {
+        int r = exec_hook();
+        if (r < 0)
+            return -r;
+    }
+    struct exec_args a = {argv, envp};
+    if (strchr(argv[0], '/')) {
+        execve(argv[0], argv, envp);
+        return errno;
+    }
+    return sp_path_search(argv[0], path_env, try_exec, &a);
 }
 
 int sp_open_dir_at(int at, const char *name)

@@ -101,6 +101,14 @@ int sp_exec_search(char *const argv[], char *const envp[], const char *path_env)
  * in the child just before each execve of sp_exec_search: launch sets it
  * to stack the per-command seccomp filter. NULL: none. */
 void sp_exec_search_hook(int (*fn)(void));
+/* The PATH search under sp_exec_search, for other uses: try_one(FILE) for
+ * cmd itself when it holds a '/', else for each DIR/cmd of path_env
+ * (SP_DEFAULT_PATH when NULL; an empty entry is "."). try_one returns 0
+ * (found: the search returns 0), a positive errno (go on; ENOENT and
+ * ENOTDIR are not remembered), or a negative errno (stop: returned
+ * positive). Returns the errno that decides 126 vs 127. No allocation. */
+int sp_path_search(const char *cmd, const char *path_env,
+                   int (*try_one)(const char *file, void *arg), void *arg);
 /* In a forked child: sp_exec_search, and when it fails say why on fd 2
  * ("sandpit: CMD: command not found" and eol: "\n", or "\r\n" on a
  * terminal) and _exit with 127 (not found) or 126. No allocation. */

@@ -2158,36 +2158,19 @@ static void oci_terminal(struct launch *l)
 
 /* Is argv[0] there to run (so `create` fails as runc's does, not the
  * process after `start`)? 0 or an errno. */
+static int try_find(const char *file, void *arg)
+{
+    struct stat st;
+    if (stat(file, &st) < 0 || S_ISDIR(st.st_mode))
+        return ENOENT;
+    return access(file, X_OK) == 0 ? 0 : EACCES;
+}
+
 static int oci_find(const char *cmd, const char *path_env)
 {
     if (strchr(cmd, '/'))
         return access(cmd, X_OK) == 0 ? 0 : errno;
-    const char *path = path_env ? path_env : SP_DEFAULT_PATH;
-    char buf[SP_MAX_PATH];
-    size_t clen = strlen(cmd);
-    int saw = ENOENT;
-    while (*path) {
-        const char *end = strchrnul(path, ':');
-        size_t dlen = (size_t)(end - path);
-        if (dlen == 0) {
-            buf[0] = '.';
-            dlen = 1;
-        } else if (dlen < sizeof(buf)) {
-            memcpy(buf, path, dlen);
-        }
-        if (dlen + 1 + clen + 1 <= sizeof(buf)) {
-            buf[dlen] = '/';
-            memcpy(buf + dlen + 1, cmd, clen + 1);
-            struct stat st;
-            if (stat(buf, &st) == 0 && !S_ISDIR(st.st_mode)) {
-                if (access(buf, X_OK) == 0)
-                    return 0;
-                saw = EACCES;
-            }
-        }
-        path = *end ? end + 1 : end;
-    }
-    return saw;
+    return sp_path_search(cmd, path_env, try_find, NULL);
 }
 
 static void oci_locks(struct launch *l)

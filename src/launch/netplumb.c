@@ -115,30 +115,11 @@ int sp_net_child_send_listener(int sock, unsigned port)
 int sp_net_recv_listener(int sock)
 {
     char byte = 0;
-    struct iovec iov = {&byte, 1};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr mh;
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof(u.buf);
-    ssize_t n;
-    do {
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    } while (n < 0 && errno == EINTR);
+    int fd;
+    ssize_t n = sp_recv_fd(sock, &byte, 1, 0, &fd);
     if (n < 0)
-        return -errno;
-    int fd = -1;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-        cm->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-    if (n != 1 || byte != 'L' || (mh.msg_flags & MSG_CTRUNC) || fd < 0) {
+        return (int)n;
+    if (n != 1 || byte != 'L' || fd < 0) {
         if (fd >= 0)
             close(fd);
         return n == 0 ? -ECONNRESET : -EPROTO;

@@ -1105,6 +1105,7 @@ int sp_seccomp_install(const struct sp_seccomp_prog *prog)
 
 #include <poll.h>
 
+#include "proto.h"
 #include "report.h"
 
 #ifndef SECCOMP_FILTER_FLAG_NEW_LISTENER
@@ -1188,31 +1189,12 @@ int sp_seccomp_install_watched(const struct sp_seccomp_prog *watched,
 int sp_seccomp_recv_listener(int sock, bool *refused)
 {
     char data[1 + sizeof(int)] = {0};
-    struct iovec iov = {data, sizeof(data)};
-    union {
-        char buf[CMSG_SPACE(sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    memset(&u, 0, sizeof(u));
-    struct msghdr mh;
-    memset(&mh, 0, sizeof(mh));
-    mh.msg_iov = &iov;
-    mh.msg_iovlen = 1;
-    mh.msg_control = u.buf;
-    mh.msg_controllen = sizeof(u.buf);
+    int fd;
     *refused = false;
-    ssize_t n;
-    do {
-        n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = sp_recv_fd(sock, data, sizeof(data), MSG_DONTWAIT, &fd);
     if (n < 0)
-        return -errno;
-    int fd = -1;
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-        cm->cmsg_len == CMSG_LEN(sizeof(int)))
-        memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-    if (n == 1 && data[0] == 'S' && fd >= 0 && !(mh.msg_flags & MSG_CTRUNC))
+        return (int)n;
+    if (n == 1 && data[0] == 'S' && fd >= 0)
         return fd;
     if (fd >= 0)
         close(fd);
