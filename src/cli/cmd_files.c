@@ -160,6 +160,26 @@ static sp_ws_client *connect_or_fail(const char *name, int *rc)
     return c;
 }
 
+/* The common start of a file command: its arguments parsed, min..max
+ * operands (a usage error otherwise; --help prints the usage), and a
+ * connection to the workspace named first. NULL with *rc the exit status
+ * (0 after --help). */
+static sp_ws_client *open_cmd(int argc, char **argv, struct args *a,
+                              int min, int max, const char *usage,
+                              int *rc)
+{
+    *rc = 0;
+    if (parse_args(argc, argv, a) < 0) {
+        *rc = EXIT_SP_FAILURE;
+        return NULL;
+    }
+    if (a->n_pos < min || a->n_pos > max) {
+        *rc = usage_error(usage);
+        return NULL;
+    }
+    return connect_or_fail(a->pos[0], rc);
+}
+
 static int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
@@ -253,12 +273,9 @@ static void print_entry(json_t *e)
 static int files_ls(int argc, char **argv)
 {
     struct args a;
-    if (parse_args(argc, argv, &a) < 0)
-        return EXIT_SP_FAILURE;
-    if (a.n_pos < 1 || a.n_pos > 2)
-        return usage_error("sandpit ls NAME [PATH] [-R] [--json]");
-    int rc = 0;
-    sp_ws_client *c = connect_or_fail(a.pos[0], &rc);
+    int rc;
+    sp_ws_client *c = open_cmd(argc, argv, &a, 1, 2,
+                               "sandpit ls NAME [PATH] [-R] [--json]", &rc);
     if (!c)
         return rc;
     sp_error err = {0};
@@ -283,12 +300,9 @@ static int files_ls(int argc, char **argv)
 static int files_stat(int argc, char **argv)
 {
     struct args a;
-    if (parse_args(argc, argv, &a) < 0)
-        return EXIT_SP_FAILURE;
-    if (a.n_pos != 2)
-        return usage_error("sandpit stat NAME PATH [--json]");
-    int rc = 0;
-    sp_ws_client *c = connect_or_fail(a.pos[0], &rc);
+    int rc;
+    sp_ws_client *c = open_cmd(argc, argv, &a, 2, 2,
+                               "sandpit stat NAME PATH [--json]", &rc);
     if (!c)
         return rc;
     sp_error err = {0};
@@ -340,13 +354,9 @@ static int cat_to(sp_ws_client *c, const char *path, long long offset,
 static int files_cat(int argc, char **argv)
 {
     struct args a;
-    if (parse_args(argc, argv, &a) < 0)
-        return EXIT_SP_FAILURE;
-    if (a.n_pos != 2)
-        return usage_error(
-            "sandpit cat NAME PATH [--offset N] [--length N]");
-    int rc = 0;
-    sp_ws_client *c = connect_or_fail(a.pos[0], &rc);
+    int rc;
+    sp_ws_client *c = open_cmd(argc, argv, &a, 2, 2,
+                               "sandpit cat NAME PATH [--offset N] [--length N]", &rc);
     if (!c)
         return rc;
     sp_error err = {0};
@@ -507,12 +517,9 @@ int cmd_patch(int argc, char **argv)
 int cmd_import(int argc, char **argv)
 {
     struct args a;
-    if (parse_args(argc, argv, &a) < 0)
-        return EXIT_SP_FAILURE;
-    if (a.n_pos < 1 || a.n_pos > 2)
-        return usage_error("sandpit import NAME [DEST] [--json] < ARCHIVE");
-    int rc = 0;
-    sp_ws_client *c = connect_or_fail(a.pos[0], &rc);
+    int rc;
+    sp_ws_client *c = open_cmd(argc, argv, &a, 1, 2,
+                               "sandpit import NAME [DEST] [--json] < ARCHIVE", &rc);
     if (!c)
         return rc;
     sp_error err = {0};
