@@ -19,6 +19,14 @@
  *                argv, env, cwd, ready, ready_timeout, secret_env names)
  *   service.logs {name,stream?,cursor?,tail?,max?,wait?} (like shell.read)
  *   service.stop {name,grace?} -> {stopped_by:"TERM"|"KILL"|null}
+ *   job.start {argv,cwd?,env?,timeout?,stdin?(bool)} (a background exec:
+ *                a service without name, probe or restart, with a stdin
+ *                pipe when stdin is true) -> the job's status at once
+ *   job.status {job}  job.list {} -> {jobs:[..]}
+ *   job.logs {job,stream?,cursor?,tail?,max?,wait?} (like service.logs)
+ *   job.wait {job,wait?} -> the status once it ended, or after wait s
+ *   job.write {job,data(base64)?,eof?}  job.signal {job,signal}
+ *   job.remove {job} (an ended job only)
  *   shutdown {} (supervisor only): services stopped, then the agent exits
  * Every input is hostile: sizes, counts and names are bounded below. */
 #ifndef SANDPIT_AGENT_EXT_H
@@ -71,10 +79,21 @@
  * fit in this many bytes of JSON; later ones say "spec_omitted": true
  * (service.status NAME has theirs), so the list fits in one line. */
 #define SP_SERVICE_LIST_FULL (512 * 1024)
+/* Background execs (jobs) kept at once: when full, starting one forgets
+ * the oldest ended one; with none ended, it is refused. */
+#define SP_JOB_MAX 64
+/* Output kept per stream of a job. */
+#define SP_JOB_RING (1024 * 1024)
+/* Stdin queued for a job that does not read it. */
+#define SP_JOB_INPUT_MAX (256 * 1024)
+/* Default seconds from SIGTERM to SIGKILL when a job is killed for its
+ * timeout or at shutdown. */
+#define SP_JOB_KILL_GRACE 2.0
 /* Modules of the agent's loop (agent.c's table). */
 #define SP_AGENT_MODULES_MAX 8
 /* Poll fds the extensions may add to the agent's loop. */
-#define SP_AGENT_EXT_MAX_FDS (SP_SHELL_MAX + 3 * SP_SERVICE_MAX + 128)
+#define SP_AGENT_EXT_MAX_FDS \
+    (SP_SHELL_MAX + 3 * SP_SERVICE_MAX + 3 * SP_JOB_MAX + 128)
 
 struct sp_secrets;
 
@@ -113,6 +132,7 @@ struct sp_agent_module {
 extern const struct sp_agent_module sp_agent_pty_module;
 extern const struct sp_agent_module sp_agent_svc_module;
 extern const struct sp_agent_module sp_agent_port_module;
+extern const struct sp_agent_module sp_agent_job_module;
 
 /* ---- the loop's side (called by agent.c) ---- */
 void sp_agent_ext_init(const struct sp_agent_cfg *cfg,

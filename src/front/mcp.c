@@ -189,7 +189,9 @@ static const struct tool tools[] = {
      "error. `command` is an array (program and arguments, no shell) or one "
      "string run by /bin/sh -c. Runs in /workspace unless `cwd` is given. "
      "Long output is cut (\"truncated\": true) and saved whole in the "
-     "workspace at the paths in \"output_files\": read it there.",
+     "workspace at the paths in \"output_files\": read it there. For "
+     "work that may take longer than about a minute (a test suite, a build), "
+     "use exec_start and exec_wait instead, so the call does not time out.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ","
      "\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],"
      "\"description\":\"[\\\"pytest\\\", \\\"-q\\\"] or \\\"make test 2>&1 | tail\\\" (a string runs under /bin/sh -c).\"},"
@@ -319,6 +321,77 @@ static const struct tool tools[] = {
      "Stop a service: SIGTERM, then SIGKILL after grace seconds.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name.\"},\"grace\":{\"type\":\"number\",\"description\":\"Seconds between SIGTERM and SIGKILL (default 5).\"}" "},\"required\":[\"workspace\",\"name\"],\"additionalProperties\":false}",
      NULL, sp_ops_service_stop, false, true},
+    {"exec_start", "Start a command in the background",
+     "Start a command in a workspace and return at once with its number "
+     "(job), for work that may outlast the client's timeout (test "
+     "suites, builds, installs) or that runs alongside other calls. Then: "
+     "exec_wait (until it ends, at most 30 s a call: call again while "
+     "ended is false), exec_poll (new output by cursor), exec_write "
+     "(stdin), exec_kill, exec_list. Output is kept in a 1 MiB ring per "
+     "stream.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],\"description\":\"Program and arguments, or one string run by /bin/sh -c.\"},"
+     "\"cwd\":{\"type\":\"string\",\"description\":\"Working directory, relative to /workspace or absolute.\"},"
+     "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},"
+     "\"secret_env\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":32,\"description\":\"Names of the workspace's secrets to set as environment variables.\"},"
+     "\"timeout\":{\"type\":\"number\",\"minimum\":0.001,\"description\":\"Kill it after this many seconds (default: the operator's limit, else none).\"},"
+     "\"stdin\":{\"type\":\"string\",\"description\":\"Text given on its standard input (then closed unless stdin_open).\"},"
+     "\"stdin_open\":{\"type\":\"boolean\",\"default\":false,\"description\":\"Keep stdin open for exec_write.\"}"
+     "},\"required\":[\"workspace\",\"command\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"job\":{\"type\":\"integer\"},"
+     "\"state\":{\"type\":\"string\"},\"workspace\":{\"type\":\"string\"}},"
+     "\"required\":[\"job\",\"state\"]}",
+     sp_ops_exec_start, false, false},
+    {"exec_poll", "Read a background command's output",
+     "New stdout and stderr of a background exec since the cursors (0: the "
+     "start); pass cursor and stderr_cursor from the result to "
+     "the next call. wait: seconds to wait for new stdout or the end.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"job\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The background exec's number (from exec_start or exec_list).\"},"
+     "\"cursor\":{\"type\":\"integer\",\"minimum\":0,\"default\":0,\"description\":\"Where to read stdout from.\"},"
+     "\"stderr_cursor\":{\"type\":\"integer\",\"minimum\":0,\"default\":0,\"description\":\"Where to read stderr from.\"},"
+     "\"wait\":{\"type\":\"number\",\"minimum\":0,\"maximum\":30,\"default\":0,\"description\":\"Seconds to wait for new output.\"},"
+     "\"max_bytes\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"Most bytes per stream.\"}"
+     "},\"required\":[\"workspace\",\"job\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"job\":{\"type\":\"integer\"},"
+     "\"state\":{\"type\":\"string\"},\"ended\":{\"type\":\"boolean\"},"
+     "\"stdout\":{\"type\":\"string\"},\"stderr\":{\"type\":\"string\"},"
+     "\"cursor\":{\"type\":\"integer\"},\"stderr_cursor\":{\"type\":\"integer\"},"
+     "\"dropped\":{\"type\":\"integer\"}},"
+     "\"required\":[\"job\",\"state\",\"ended\",\"stdout\",\"stderr\",\"cursor\",\"stderr_cursor\"]}",
+     sp_ops_exec_poll, true, false},
+    {"exec_wait", "Wait for a background command",
+     "Wait until a background exec ends, at most `timeout` seconds (default "
+     "and at most 30). Returns its state, ended, exit_code once "
+     "ended, and the last lines of stdout and stderr. Call again while "
+     "ended is false.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"job\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The background exec's number (from exec_start or exec_list).\"},"
+     "\"timeout\":{\"type\":\"number\",\"minimum\":0,\"maximum\":30,\"default\":30,\"description\":\"Most seconds to wait.\"}"
+     "},\"required\":[\"workspace\",\"job\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"job\":{\"type\":\"integer\"},"
+     "\"state\":{\"type\":\"string\"},\"ended\":{\"type\":\"boolean\"},"
+     "\"timed_out\":{\"type\":\"boolean\"},"
+     "\"stdout_tail\":{\"type\":\"string\"},\"stderr_tail\":{\"type\":\"string\"}},"
+     "\"required\":[\"job\",\"state\",\"ended\"]}",
+     sp_ops_exec_wait, true, false},
+    {"exec_write", "Write to a background command's stdin",
+     "Send text to the stdin of a background exec started with stdin_open; "
+     "eof: true closes it.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"job\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The background exec's number (from exec_start or exec_list).\"},"
+     "\"input\":{\"type\":\"string\",\"maxLength\":65536,\"description\":\"Text to send.\"},"
+     "\"eof\":{\"type\":\"boolean\",\"default\":false,\"description\":\"Close stdin after the input.\"}"
+     "},\"required\":[\"workspace\",\"job\"],\"additionalProperties\":false}",
+     NULL, sp_ops_exec_write, false, false},
+    {"exec_kill", "Signal a background command",
+     "Send a signal to a background exec and its process group (default "
+     "KILL).",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"job\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The background exec's number (from exec_start or exec_list).\"},"
+     "\"signal\":{\"type\":\"string\",\"enum\":[\"KILL\",\"TERM\",\"INT\",\"HUP\",\"QUIT\"],\"default\":\"KILL\"}"
+     "},\"required\":[\"workspace\",\"job\"],\"additionalProperties\":false}",
+     NULL, sp_ops_exec_kill, false, true},
+    {"exec_list", "List background commands",
+     "The workspace's background execs: number, command, state, exit code.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"jobs\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}}},\"required\":[\"jobs\"]}",
+     sp_ops_exec_list, true, false},
 };
 
 static const struct tool *find_tool(const char *name)

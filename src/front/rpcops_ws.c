@@ -437,12 +437,14 @@ json_t *sp_ops_shell_write(struct sp_ops *o, json_t *a, sp_error *err)
 
 /* ---- what waits in the workspace: a request, and its reply as an event -- */
 
-enum req_kind { REQ_SHELL_READ, REQ_SERVICE_LOGS, REQ_SERVICE_START };
+enum req_kind { REQ_SHELL_READ, REQ_SERVICE_LOGS, REQ_SERVICE_START,
+                REQ_OTHER /* finish: rpcops_bg.c */ };
 
 struct sp_ops_pending {
     enum req_kind kind;
     struct sp_ws_acall *call;
     json_t *ctx;                /* what finishing needs: shell, name, stream */
+    sp_ops_finish_fn finish;    /* REQ_OTHER's */
 };
 
 /* A waiting operation's request: ws (in a), the agent's method and params
@@ -454,6 +456,7 @@ struct req {
     json_t *params;
     json_t *ctx;
     bool waits;
+    sp_ops_finish_fn finish;    /* REQ_OTHER's */
 };
 
 static void req_free(struct req *rq)
@@ -481,7 +484,7 @@ static int shell_read_req(struct sp_ops *o, json_t *a, struct req *rq,
     *rq = (struct req){REQ_SHELL_READ, ws, "shell.read",
                        sp_ws_shell_read_params(sh, (uint64_t)cur, (size_t)max,
                                                wait),
-                       json_integer(sh), wait > 0};
+                       json_integer(sh), wait > 0, NULL};
     return 0;
 }
 
@@ -508,7 +511,7 @@ static int service_logs_req(struct sp_ops *o, json_t *a, struct req *rq,
                                                  (int64_t)cur, (long)tail,
                                                  (size_t)max, wait),
                        json_pack("{s:s,s:s}", "name", name, "stream", stream),
-                       wait > 0};
+                       wait > 0, NULL};
     return 0;
 }
 
@@ -546,7 +549,7 @@ static int service_start_req(struct sp_ops *o, json_t *a, struct req *rq,
     if (r < 0)
         return r;
     *rq = (struct req){REQ_SERVICE_START, ws, "service.start", p,
-                       json_string(name), true};
+                       json_string(name), true, NULL};
     return 0;
 }
 
@@ -560,13 +563,20 @@ static int req_of(struct sp_ops *o, sp_ops_fn fn, json_t *a, struct req *rq,
         return service_logs_req(o, a, rq, err);
     if (fn == sp_ops_service_start)
         return service_start_req(o, a, rq, err);
-    return 1; /* not one that waits */
+    struct sp_ops_bg_req bg;
+    int r = sp_ops_bg_req(o, fn, a, &bg, err);
+    if (r == 0)
+        *rq = (struct req){REQ_OTHER, bg.ws, bg.method, bg.params, bg.ctx,
+                           bg.waits, bg.finish};
+    return r; /* 1: not one that waits */
 }
 
 /* The tool's result from the agent's reply (r: borrowed). */
 static json_t *req_finish(enum req_kind kind, json_t *ctx, json_t *r,
-                          sp_error *err)
+                          sp_ops_finish_fn finish, sp_error *err)
 {
+    if (kind == REQ_OTHER)
+        return finish(ctx, r, err);
     if (kind == REQ_SERVICE_START) {
         char *js = NULL;
         if (sp_ws_service_start_reply(json_string_value(ctx), r, &js, err) < 0) {
@@ -600,7 +610,7 @@ static json_t *req_run(struct sp_ops *o, sp_ops_fn fn, json_t *a,
     json_t *r = NULL;
     json_t *res = NULL;
     if (sp_ws_call(rq.ws, rq.method, json_incref(rq.params), &r, err) == 0)
-        res = req_finish(rq.kind, rq.ctx, r, err);
+        res = req_finish(rq.kind, rq.ctx, r, rq.finish, err);
     json_decref(r);
     req_free(&rq);
     return res;
@@ -625,6 +635,7 @@ int sp_ops_start(struct sp_ops *o, sp_ops_fn fn, json_t *a,
     }
     p->kind = rq.kind;
     p->ctx = json_incref(rq.ctx);
+    p->finish = rq.finish;
     r = sp_ws_acall_start(rq.ws, rq.method, json_incref(rq.params), &p->call,
                           err);
     req_free(&rq);
@@ -651,7 +662,7 @@ json_t *sp_ops_pending_finish(struct sp_ops_pending *p, sp_error *err)
     json_t *r = sp_ws_acall_result(p->call, err);
     if (!r)
         return NULL;
-    json_t *res = req_finish(p->kind, p->ctx, r, err);
+    json_t *res = req_finish(p->kind, p->ctx, r, p->finish, err);
     json_decref(r);
     return res;
 }

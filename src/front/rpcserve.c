@@ -57,6 +57,12 @@ static const struct {
     {"service.status", sp_ops_service_status},
     {"service.logs", sp_ops_service_logs},
     {"service.stop", sp_ops_service_stop},
+    {"exec.start", sp_ops_exec_start},
+    {"exec.poll", sp_ops_exec_poll},
+    {"exec.wait", sp_ops_exec_wait},
+    {"exec.write", sp_ops_exec_write},
+    {"exec.kill", sp_ops_exec_kill},
+    {"exec.list", sp_ops_exec_list},
 };
 
 struct batch {
