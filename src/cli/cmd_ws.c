@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "cmd_secrets.h"
+#include "cmd_jobs.h"
 #include "cmd_ws.h"
 
 static int fail(const sp_error *err)
@@ -177,8 +178,10 @@ int cmd_create(int argc, char **argv)
 int cmd_exec(int argc, char **argv)
 {
     if (argc < 2 || argv[1][0] == '-') {
-        cli_error("exec: usage: sandpit exec NAME [-i] [-e K=V] [-w DIR] "
-                  "[--timeout S] [--secret-env NAME] -- CMD [ARGS...]");
+        cli_error("exec: usage: sandpit exec NAME [-i|-d] [-e K=V] [-w DIR] "
+                  "[--timeout S] [--secret-env NAME] -- CMD [ARGS...]\n"
+                  "  -d, --detach: run it in the background and print its "
+                  "number (sandpit wait, logs, jobs)");
         return EXIT_SP_FAILURE;
     }
     const char *name = argv[1];
@@ -193,6 +196,7 @@ int cmd_exec(int argc, char **argv)
     sp_ws_exec_opts o = {.fds = {-1, 1, 2}, .forward_signals = true};
     int i = 2;
     int rc = EXIT_SP_FAILURE;
+    bool detach = false;
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) {
@@ -203,6 +207,8 @@ int cmd_exec(int argc, char **argv)
             break;
         if (strcmp(a, "-i") == 0 || strcmp(a, "--interactive") == 0) {
             o.fds[0] = 0;
+        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--detach") == 0) {
+            detach = true;
         } else if ((strcmp(a, "-e") == 0 || strcmp(a, "--env") == 0) &&
                    i + 1 < argc) {
             const char *kv = argv[++i];
@@ -235,6 +241,16 @@ int cmd_exec(int argc, char **argv)
     if (i >= argc) {
         cli_error("exec: no command given (sandpit exec NAME [OPTIONS] -- "
                   "CMD [ARGS...])");
+        goto out;
+    }
+    if (detach && o.fds[0] == 0) {
+        cli_error("exec: -i and --detach together: a background exec's "
+                  "stdin is not this terminal");
+        goto out;
+    }
+    if (detach) {
+        rc = cli_exec_detach(name, argv + i, ne ? env : NULL,
+                             nse ? senv : NULL, o.cwd, o.timeout);
         goto out;
     }
     o.argv = argv + i;
