@@ -108,7 +108,7 @@ int cmd_wait(int argc, char **argv)
 
 /* Write what one read of a stream brought; its next cursor in *cur. */
 static int drain(const char *ws, int job, bool want_err, uint64_t *cur,
-                 double wait, bool *ended, sp_error *err)
+                 double wait, bool *ended, size_t *got, sp_error *err)
 {
     json_t *r = NULL;
     if (sp_ws_call(ws, "job.logs",
@@ -133,6 +133,7 @@ static int drain(const char *ws, int job, bool want_err, uint64_t *cur,
     }
     *cur = out.next_cursor;
     *ended = out.ended;
+    *got = out.len;
     sp_ws_output_free(&out);
     return 0;
 }
@@ -175,8 +176,13 @@ int cmd_logs(int argc, char **argv)
             /* Following, the first wanted stream waits a little for more
              * (a second: output of the other comes at most that late). */
             double w = follow && (k == 0 || !want[0] || ended[0]) ? 1.0 : 0;
-            if (drain(argv[1], job, k == 1, &cur[k], w, &ended[k], &err) < 0)
-                return fail(&err);
+            size_t got = 0;
+            do {
+                if (drain(argv[1], job, k == 1, &cur[k], w, &ended[k], &got,
+                          &err) < 0)
+                    return fail(&err);
+                w = 0; /* then all there is, in reads of 256 KiB */
+            } while (got > 0);
         }
     } while (follow && !(ended[0] && ended[1]));
     return 0;
