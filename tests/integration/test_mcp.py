@@ -460,3 +460,10 @@ def test_failed_patch_report_is_whole(mcp):
     assert r["structuredContent"]["kind"] == "patch"
     assert "report" in r["structuredContent"]
     assert "a.txt" in r["content"][0]["text"]
+
+
+def test_background_execs_sdk(state):
+    """Background execs (exec_start, exec_poll, exec_wait, exec_write,
+    exec_kill, exec_list) through the official SDK client, with valid and
+    invalid arguments (tests/mcp/jobs.mjs asserts every result)."""
+    sdk_script("jobs.mjs", 180, SANDPIT_STATE=state)

@@ -748,3 +748,55 @@ def test_systemd_socket_refusals(state, tmp_path):
         assert p.wait(timeout=10) == 125
         assert b"not a listening Unix stream socket" in p.stderr.read()
         s.close()
+
+
+def test_background_execs_over_serve(server, state):
+    """exec.start returns a number at once; exec.poll, exec.wait (an event:
+    the connection answers other calls meanwhile), exec.write, exec.kill,
+    exec.list; bad arguments are -32602 and start nothing."""
+    c = Conn(server)
+    methods = c.call("rpc.methods")["methods"]
+    assert {"exec.start", "exec.poll", "exec.wait", "exec.write", "exec.kill",
+            "exec.list"} <= set(methods)
+    c.call("workspace.create", {"name": "bg"})
+    r = c.call("exec.start", {"workspace": "bg", "command": ["cat"],
+                              "stdin_open": True})
+    j = r["job"]
+    assert r["state"] == "running" and r["stdin_open"] is True, r
+    # A wait parked in the workspace while another connection is served.
+    c.send({"jsonrpc": "2.0", "id": "w", "method": "exec.wait",
+            "params": {"workspace": "bg", "job": j, "timeout": 20}})
+    c2 = Conn(server)
+    r = c2.call("exec.write", {"workspace": "bg", "job": j, "input": "hi\n"})
+    assert r["written"] == 3, r
+    r = c2.call("exec.poll", {"workspace": "bg", "job": j, "wait": 10})
+    assert r["stdout"] == "hi\n" and r["cursor"] == 3 and r["ended"] is False, r
+    assert c2.call("exec.write", {"workspace": "bg", "job": j, "eof": True})["stdin_open"] is False
+    r = c.recv()
+    assert r["id"] == "w" and r["result"]["ended"] is True, r
+    assert r["result"]["exit_code"] == 0 and r["result"]["stdout_tail"] == "hi\n"
+    r = c2.call("exec.start", {"workspace": "bg", "command": "sleep 600"})
+    k = r["job"]
+    assert c2.call("exec.kill", {"workspace": "bg", "job": k})["signal"] == "KILL"
+    r = c2.call("exec.wait", {"workspace": "bg", "job": k})
+    assert r["ended"] is True and r["exit_code"] == 137 and r["stopped_by"] == "KILL", r
+    listed = c2.call("exec.list", {"workspace": "bg"})["jobs"]
+    assert [x["job"] for x in listed] == [j, k], listed
+
+    def err(method, params):
+        r = c2.call(method, params, raw=True)
+        assert "error" in r and r["error"]["code"] == -32602, (method, params, r)
+        return r["error"]["message"]
+    assert "command" in err("exec.start", {"workspace": "bg"})
+    assert "command" in err("exec.start", {"workspace": "bg", "command": 5})
+    assert "stdin_open" in err("exec.start", {"workspace": "bg", "command": "true",
+                                              "stdin_open": 1})
+    assert "job" in err("exec.poll", {"workspace": "bg", "job": -1})
+    assert "job" in err("exec.wait", {"workspace": "bg"})
+    assert "timeout" in err("exec.wait", {"workspace": "bg", "job": j, "timeout": 31})
+    assert "signal" in err("exec.kill", {"workspace": "bg", "job": k, "signal": 9})
+    assert "input" in err("exec.write", {"workspace": "bg", "job": k})
+    assert "extra" in err("exec.list", {"workspace": "bg", "extra": 1})
+    assert len(c2.call("exec.list", {"workspace": "bg"})["jobs"]) == 2
+    c.close()
+    c2.close()
