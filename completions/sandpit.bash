@@ -9,7 +9,7 @@ _sandpit_policy_flags="--profile --policy --workspace --workspace-ro --no-worksp
  --tmp-size --nofile --fsize --no-landlock --no-seccomp --seccomp-profile
  --allow-ptrace --require --stats --stats-json --verbose -v --quiet -q --help"
 
-_sandpit_verbs="run policy doctor mcp serve create exec ps stop start rm gc shell
+_sandpit_verbs="run policy doctor mcp serve create exec jobs wait logs ps stop start rm gc shell
  shells service files ls cat write stat patch import export cp diff reset
  snapshot snapshots restore fork pause resume checkpoint image net"
 
@@ -26,7 +26,10 @@ _sandpit_flags() { # verb sub
     policy) echo "$_sandpit_policy_flags" ;;
     create) echo "$_sandpit_policy_flags --idle-timeout --max-lifetime --from
         --read-only-system --publish -p --post-create --allow-post-create --secret" ;;
-    exec) echo "-i --interactive -e --env -w --workdir --timeout --secret-env --no-wait" ;;
+    exec) echo "-i --interactive -d --detach -e --env -w --workdir --timeout --secret-env --no-wait" ;;
+    jobs) echo "--json" ;;
+    wait) echo "--timeout" ;;
+    logs) echo "--follow -f --stdout --stderr" ;;
     ps|shells|diff|snapshots|doctor|stat) echo "--json" ;;
     start) echo "--secret" ;;
     rm) echo "-f --force" ;;
@@ -132,7 +135,7 @@ _sandpit() {
     checkpoint)
         if [ "$n" -eq 0 ]; then words_now=$(_sandpit_names ps)
         elif [ "$n" -eq 1 ]; then words_now=$(_sandpit_names snapshots "${pos[0]}"); fi ;;
-    exec|stop|start|rm|shell|shells|diff|reset|snapshots|pause|resume|ls|cat|write|stat|patch|import|export)
+    exec|jobs|wait|logs|stop|start|rm|shell|shells|diff|reset|snapshots|pause|resume|ls|cat|write|stat|patch|import|export)
         [ "$n" -eq 0 ] && words_now=$(_sandpit_names ps) ;;
     cp)
         mapfile -t COMPREPLY < <(compgen -W "$(_sandpit_names ps | sed 's/$/:/')" -- "$cur")

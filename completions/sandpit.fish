@@ -25,8 +25,8 @@ function __sandpit_npos
     echo $n
 end
 
-set -l verbs run policy doctor mcp serve create exec ps stop start rm gc shell shells service files ls cat write stat patch import export cp diff reset snapshot snapshots restore fork pause resume checkpoint image net
-set -l ws_verbs exec stop start rm shell shells diff reset snapshots pause resume ls cat write stat patch import export restore fork checkpoint snapshot
+set -l verbs run policy doctor mcp serve create exec jobs wait logs ps stop start rm gc shell shells service files ls cat write stat patch import export cp diff reset snapshot snapshots restore fork pause resume checkpoint image net
+set -l ws_verbs exec jobs wait logs stop start rm shell shells diff reset snapshots pause resume ls cat write stat patch import export restore fork checkpoint snapshot
 
 complete -c sandpit -f
 complete -c sandpit -n "not __fish_seen_subcommand_from $verbs" -a "$verbs"
@@ -65,13 +65,18 @@ complete -c sandpit -n $c -s p -r
 
 set -l c "__fish_seen_subcommand_from exec"
 complete -c sandpit -n $c -s i -l interactive
+complete -c sandpit -n $c -s d -l detach
 complete -c sandpit -n $c -s e -l env -r
 complete -c sandpit -n $c -s w -l workdir -r
 complete -c sandpit -n $c -l timeout -r
 complete -c sandpit -n $c -l secret-env -r
 complete -c sandpit -n $c -l no-wait
 
-complete -c sandpit -n "__fish_seen_subcommand_from ps shells diff snapshots doctor stat import snapshot image net service files ls" -l json
+complete -c sandpit -n "__fish_seen_subcommand_from wait" -l timeout -r
+complete -c sandpit -n "__fish_seen_subcommand_from logs" -s f -l follow
+complete -c sandpit -n "__fish_seen_subcommand_from logs" -l stdout
+complete -c sandpit -n "__fish_seen_subcommand_from logs" -l stderr
+complete -c sandpit -n "__fish_seen_subcommand_from ps jobs shells diff snapshots doctor stat import snapshot image net service files ls" -l json
 complete -c sandpit -n "__fish_seen_subcommand_from start restore" -l secret -r
 complete -c sandpit -n "__fish_seen_subcommand_from rm" -s f -l force
 complete -c sandpit -n "__fish_seen_subcommand_from shell" -s e -l env -r
