@@ -19,6 +19,7 @@
 #include "error.h"
 #include "jsonrpc.h"
 #include "rpcops.h"
+#include "util.h"
 #include "wsend.h"
 #include "wsjob.h"
 
@@ -47,6 +48,13 @@ struct call {
     unsigned seq;
     json_t *structured;         /* built when the command ended */
     char *text;
+    /* An exec's progress (the client's _meta.progressToken, or NULL):
+     * bytes and lines so far, the last complete line. */
+    struct mcp *m;
+    json_t *progress;
+    uint64_t p_bytes, p_lines, p_sent_at, p_sent_bytes;
+    char p_cur[SP_MCP_PROGRESS_LINE + 1], p_last[SP_MCP_PROGRESS_LINE + 1];
+    size_t p_cur_len;
 };
 
 struct mcp {
@@ -506,6 +514,7 @@ static void call_free(struct call *c)
     for (int i = 1; i < 3; i++)
         sp_wsjob_free(c->save[i]);
     json_decref(c->id);
+    json_decref(c->progress);
     json_decref(c->structured);
     free(c->text);
     free(c);
@@ -519,8 +528,48 @@ static int call_slot(struct mcp *m)
     return -1;
 }
 
+/* An exec's output as it arrives (wsjob's sink): counted, and told to a
+ * client that asked for progress at most once per
+ * SP_MCP_PROGRESS_INTERVAL_US (the first output at once), so that a long
+ * command keeps the client's timeout from firing. */
+static void exec_progress(void *ctx, int stream, const char *data, size_t len)
+{
+    (void)stream;
+    struct call *c = ctx;
+    c->p_bytes += len;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '\n') {
+            c->p_lines++;
+            if (c->p_cur_len) {
+                memcpy(c->p_last, c->p_cur, c->p_cur_len);
+                c->p_last[c->p_cur_len] = '\0';
+            }
+            c->p_cur_len = 0;
+        } else if (c->p_cur_len < SP_MCP_PROGRESS_LINE) {
+            c->p_cur[c->p_cur_len++] = data[i];
+        }
+    }
+    uint64_t now = sp_now_us();
+    if (!c->progress || c->p_bytes == c->p_sent_bytes ||
+        (c->p_sent_at && now - c->p_sent_at < SP_MCP_PROGRESS_INTERVAL_US))
+        return;
+    c->p_sent_at = now;
+    c->p_sent_bytes = c->p_bytes;
+    char msg[SP_MCP_PROGRESS_LINE + 128];
+    int n = snprintf(msg, sizeof(msg), "%llu lines, %llu bytes of output so far%s%s",
+                     (unsigned long long)c->p_lines,
+                     (unsigned long long)c->p_bytes,
+                     c->p_last[0] ? "; last line: " : "", c->p_last);
+    size_t ml = n < 0 ? 0 : (size_t)n >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)n;
+    send_obj(c->m, sp_jrpc_request(
+                       NULL, "notifications/progress",
+                       json_pack("{s:O,s:I,s:o}", "progressToken", c->progress,
+                                 "progress", (json_int_t)c->p_bytes, "message",
+                                 sp_jrpc_string_lossy(msg, ml))));
+}
+
 static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
-                          json_t *args)
+                          json_t *args, json_t *progress)
 {
     struct sp_ops_exec ex;
     sp_error err = {0};
@@ -546,13 +595,19 @@ static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
         .stdin_data = ex.stdin_data,
         .stdin_len = ex.stdin_len,
         .keep = SP_OPS_SPOOL_MAX,
+        .sink = exec_progress,
+        .sink_ctx = c,
     };
+    c->m = m;
+    if (json_is_string(progress) || json_is_integer(progress))
+        c->progress = json_incref(progress);
     int r = sp_wsjob_start(ex.workspace, &jo, &c->job, &err);
     snprintf(c->ws, sizeof(c->ws), "%s", ex.workspace);
     c->max_output = ex.max_output;
     mlog(m, LOG_DEBUG_, "exec in %s: %s", c->ws, ex.argv[0]);
     sp_ops_exec_free(&ex);
     if (r < 0) {
+        json_decref(c->progress);
         free(c);
         return lib_error(&err);
     }
@@ -811,7 +866,10 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
             return;
         }
         if (!t->fn) {
-            json_t *r = start_exec(m, msg->id, b, args);
+            json_t *r = start_exec(
+                m, msg->id, b, args,
+                json_object_get(json_object_get(params, "_meta"),
+                                "progressToken"));
             if (r)
                 reply(m, b, sp_jrpc_result(msg->id, r));
             return;

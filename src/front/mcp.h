@@ -13,6 +13,11 @@
 #define SP_MCP_PROTOCOL_LATEST "2025-11-25"
 /* Tool calls running at once (execs); more are refused with an error. */
 #define SP_MCP_MAX_CALLS 32
+/* An exec called with _meta.progressToken: notifications/progress at
+ * most this often while it writes output (its first output at once),
+ * with the last complete line cut to SP_MCP_PROGRESS_LINE bytes. */
+#define SP_MCP_PROGRESS_INTERVAL_US 1000000u
+#define SP_MCP_PROGRESS_LINE 160
 
 struct sp_mcp_opts {
     int in_fd, out_fd;

@@ -26,6 +26,17 @@ try {
   let r = await call("workspace_create", { name: ws });
   check(!r.isError, "workspace_create", r);
 
+  // A foreground exec called with a progress token reports progress:
+  // bytes so far (increasing) and the last line.
+  const notes = [];
+  r = await client.callTool({ name: "exec", arguments: { workspace: ws,
+    command: "for i in 1 2 3; do echo line$i; sleep 0.6; done" } },
+    CallToolResultSchema, { onprogress: (p) => notes.push(p) });
+  check(!r.isError && r.structuredContent.stdout === "line1\nline2\nline3\n", "exec with progress", r);
+  check(notes.length >= 1 && notes.every((p, i) => i === 0 || p.progress > notes[i - 1].progress) &&
+    /lines?, \d+ bytes of output so far; last line: line\d/.test(notes[notes.length - 1].message),
+    "progress notifications count the output and give the last line", notes);
+
   // Started at once, while the command still waits for a file.
   r = await call("exec_start", { workspace: ws,
     command: "echo one; echo e1 >&2; while [ ! -e go ]; do sleep 0.05; done; echo two; exit 7" });
