@@ -26,7 +26,7 @@ _sandpit_flags() { # verb sub
     policy) echo "$_sandpit_policy_flags" ;;
     create) echo "$_sandpit_policy_flags --idle-timeout --max-lifetime --from
         --read-only-system --publish -p --post-create --allow-post-create --secret" ;;
-    exec) echo "-i --interactive -d --detach -e --env -w --workdir --timeout --secret-env --no-wait" ;;
+    exec) echo "-i --interactive -t --tty -d --detach -e --env -w --workdir --timeout --secret-env --no-wait" ;;
     jobs) echo "--json" ;;
     wait) echo "--timeout" ;;
     logs) echo "--follow -f --stdout --stderr" ;;

@@ -66,6 +66,7 @@ complete -c sandpit -n $c -s p -r
 set -l c "__fish_seen_subcommand_from exec"
 complete -c sandpit -n $c -s i -l interactive
 complete -c sandpit -n $c -s d -l detach
+complete -c sandpit -n $c -s t -l tty
 complete -c sandpit -n $c -s e -l env -r
 complete -c sandpit -n $c -s w -l workdir -r
 complete -c sandpit -n $c -l timeout -r

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "cmd_secrets.h"
 #include "cmd_jobs.h"
+#include "cmd_shell.h"
 #include "cmd_ws.h"
 
 static int fail(const sp_error *err)
@@ -178,10 +179,12 @@ int cmd_create(int argc, char **argv)
 int cmd_exec(int argc, char **argv)
 {
     if (argc < 2 || argv[1][0] == '-') {
-        cli_error("exec: usage: sandpit exec NAME [-i|-d] [-e K=V] [-w DIR] "
+        cli_error("exec: usage: sandpit exec NAME [-i|-t|-d] [-e K=V] [-w DIR] "
                   "[--timeout S] [--secret-env NAME] -- CMD [ARGS...]\n"
                   "  -d, --detach: run it in the background and print its "
-                  "number (sandpit wait, logs, jobs)");
+                  "number (sandpit wait, logs, jobs)\n"
+                  "  -t, --tty: run it on a terminal (a PTY sized as this "
+                  "one; stdin, stdout and stderr all go through it)");
         return EXIT_SP_FAILURE;
     }
     const char *name = argv[1];
@@ -196,7 +199,7 @@ int cmd_exec(int argc, char **argv)
     sp_ws_exec_opts o = {.fds = {-1, 1, 2}, .forward_signals = true};
     int i = 2;
     int rc = EXIT_SP_FAILURE;
-    bool detach = false;
+    bool detach = false, tty = false;
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) {
@@ -209,6 +212,11 @@ int cmd_exec(int argc, char **argv)
             o.fds[0] = 0;
         } else if (strcmp(a, "-d") == 0 || strcmp(a, "--detach") == 0) {
             detach = true;
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--tty") == 0) {
+            tty = true;
+        } else if (strcmp(a, "-it") == 0 || strcmp(a, "-ti") == 0) {
+            tty = true;
+            o.fds[0] = 0;
         } else if ((strcmp(a, "-e") == 0 || strcmp(a, "--env") == 0) &&
                    i + 1 < argc) {
             const char *kv = argv[++i];
@@ -241,6 +249,17 @@ int cmd_exec(int argc, char **argv)
     if (i >= argc) {
         cli_error("exec: no command given (sandpit exec NAME [OPTIONS] -- "
                   "CMD [ARGS...])");
+        goto out;
+    }
+    if (tty && (detach || o.timeout > 0 || nse)) {
+        cli_error("exec: -t runs the command on a terminal as a shell does: "
+                  "not with %s", detach ? "--detach" : o.timeout > 0
+                                            ? "--timeout"
+                                            : "--secret-env");
+        goto out;
+    }
+    if (tty) {
+        rc = cli_exec_tty(name, argv + i, ne ? env : NULL, o.cwd);
         goto out;
     }
     if (detach && o.fds[0] == 0) {

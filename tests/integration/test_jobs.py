@@ -88,3 +88,53 @@ def test_rings_and_count_are_bounded(state):
     j2 = detach(state, "bb", "true")
     jobs = [x["job"] for x in json.loads(sp(state, "jobs", "bb", "--json").stdout)]
     assert first[0] not in jobs and j2 in jobs and len(jobs) == 64
+
+
+def _on_pty(state, args, rows, cols, timeout=60):
+    """Run sandpit ARGS with a terminal of rows x cols as its stdin,
+    stdout and stderr; returns (exit code, what it wrote)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+    from conftest import SANDPIT
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = dict(os.environ, SANDPIT_STATE=state, TERM="xterm")
+    p = subprocess.Popen([SANDPIT, *args], stdin=slave, stdout=slave,
+                         stderr=slave, env=env, start_new_session=True)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            b = os.read(master, 65536)
+        except OSError:
+            break
+        if not b:
+            break
+        out += b
+    rc = p.wait(timeout=timeout)
+    os.close(master)
+    return rc, out.decode(errors="replace")
+
+
+def test_exec_tty(state):
+    """exec -t: the command runs on a PTY sized as the caller's terminal,
+    exits with its own status, and leaves no shell behind."""
+    create(state, "bt")
+    rc, out = _on_pty(state, ["exec", "bt", "-t", "--", "sh", "-c",
+                              "test -t 0 && test -t 1 && echo on-a-tty; "
+                              "stty size; echo $TERM; exit 3"], 33, 101)
+    assert rc == 3, out
+    assert "on-a-tty" in out and "33 101" in out and "xterm" in out, out
+    r = sp(state, "shells", "bt")
+    assert r.returncode == 0 and r.stdout.splitlines()[1:] == [], r.stdout
+    # Without a terminal it still runs on one inside (24 x 80).
+    r = sp(state, "exec", "bt", "--tty", "--", "sh", "-c", "test -t 1 && stty size")
+    assert r.returncode == 0 and r.stdout.strip() == "24 80", r
+    for flags, want in [(["-t", "-d"], "--detach"), (["-t", "--timeout", "5"], "--timeout"),
+                        (["-t", "--secret-env", "X"], "--secret-env")]:
+        r = sp(state, "exec", "bt", *flags, "--", "true")
+        assert r.returncode == 125 and want in r.stderr, (flags, r.stderr)
