@@ -86,6 +86,17 @@ json_t *sp_ops_service_stop(struct sp_ops *o, json_t *args, sp_error *err);
 
 typedef json_t *(*sp_ops_fn)(struct sp_ops *, json_t *, sp_error *);
 
+/* rpcops_fs.c: file_stat {path}, file_mkdir {path, parents, mode},
+ * file_move {from, to, overwrite}, file_glob {pattern, path, max_results,
+ * dirs}, file_search {pattern, path, glob, literal, ignore_case,
+ * max_results}, file_edit {path, old_string, new_string, replace_all}. */
+json_t *sp_ops_file_stat(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_mkdir(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_move(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_glob(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_search(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_edit(struct sp_ops *o, json_t *args, sp_error *err);
+
 /* rpcops_bg.c: background execs (docs/mcp.md "Background execs"):
  * exec_start {workspace, command, cwd, env, secret_env, timeout, stdin,
  * stdin_open} returns {job, ...} at once; exec_poll {job, cursor,

@@ -32,7 +32,10 @@ static int bad(sp_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
+    int r = sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
+    if (err) /* the message says it all: no ": Invalid argument" */
+        snprintf(err->message, sizeof(err->message), "%s", msg);
+    return r;
 }
 
 static int num(json_t *a, const char *k, bool req, double min, double max,
