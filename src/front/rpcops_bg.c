@@ -100,8 +100,12 @@ static json_t *call(const char *ws, const char *method, json_t *p,
         sp_error_set(err, ENOMEM, "%s", method);
         return NULL;
     }
-    if (sp_ws_call(ws, method, p, &r, err) < 0)
+    if (sp_ws_call(ws, method, p, &r, err) < 0) {
+        /* The agent refused the arguments: a bad request (-32602). */
+        if (err->kind == SP_ERR_USAGE && err->code == 0)
+            err->code = EINVAL;
         return NULL;
+    }
     return r;
 }
 

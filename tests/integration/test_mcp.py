@@ -467,3 +467,10 @@ def test_background_execs_sdk(state):
     exec_kill, exec_list) through the official SDK client, with valid and
     invalid arguments (tests/mcp/jobs.mjs asserts every result)."""
     sdk_script("jobs.mjs", 180, SANDPIT_STATE=state)
+
+
+def test_file_tools_sdk(state):
+    """file_stat, file_mkdir, file_move, file_glob, file_search, file_edit
+    through the official SDK client, valid and invalid arguments
+    (tests/mcp/files.mjs asserts every result)."""
+    sdk_script("files.mjs", 180, SANDPIT_STATE=state)

@@ -800,3 +800,38 @@ def test_background_execs_over_serve(server, state):
     assert len(c2.call("exec.list", {"workspace": "bg"})["jobs"]) == 2
     c.close()
     c2.close()
+
+
+def test_file_tools_over_serve(server, state):
+    """file.stat, file.mkdir, file.move, file.glob, file.search, file.edit:
+    the same operations as MCP's file_* tools; refusals are -32602 and
+    change nothing."""
+    c = Conn(server)
+    assert {"file.stat", "file.mkdir", "file.move", "file.glob", "file.search",
+            "file.edit"} <= set(c.call("rpc.methods")["methods"])
+    c.call("workspace.create", {"name": "fx"})
+    c.call("file.write", {"workspace": "fx", "path": "a/m.c",
+                          "content": "int x = 1;\nint y = 1;\n"})
+    assert c.call("file.stat", {"workspace": "fx", "path": "a/m.c"})["size"] == 22
+    assert c.call("file.mkdir", {"workspace": "fx", "path": "b"})["created"] is True
+    assert c.call("file.move", {"workspace": "fx", "from": "a/m.c", "to": "b/m.c"})["moved"]
+    r = c.call("file.glob", {"workspace": "fx", "pattern": "b/*.c"})
+    assert [p["path"] for p in r["paths"]] == ["b/m.c"], r
+    r = c.call("file.search", {"workspace": "fx", "pattern": "y = [0-9]"})
+    assert [(m["path"], m["line"], m["text"]) for m in r["matches"]] == [("b/m.c", 2, "int y = 1;")], r
+    r = c.call("file.edit", {"workspace": "fx", "path": "b/m.c", "old_string": "int y = 1;",
+                             "new_string": "int y = 2;"})
+    assert r["replacements"] == 1 and r["first_line"] == 2, r
+    r = c.call("file.edit", {"workspace": "fx", "path": "b/m.c", "old_string": " = ",
+                             "new_string": "="}, raw=True)
+    assert r["error"]["code"] == -32602 and "occurs 2 times" in r["error"]["message"], r
+    assert c.call("file.read", {"workspace": "fx", "path": "b/m.c"})["content"] == \
+        "int x = 1;\nint y = 2;\n"
+    for m, p, want in [("file.search", {"workspace": "fx", "pattern": "["}, "literal"),
+                       ("file.glob", {"workspace": "fx", "pattern": 5}, "pattern"),
+                       ("file.move", {"workspace": "fx", "from": "b/m.c", "to": 1}, "to"),
+                       ("file.edit", {"workspace": "fx", "path": "b/m.c", "old_string": "",
+                                      "new_string": "x"}, "empty")]:
+        r = c.call(m, p, raw=True)
+        assert r["error"]["code"] == -32602 and want in r["error"]["message"], (m, r)
+    c.close()
