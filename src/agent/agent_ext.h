@@ -8,7 +8,7 @@
  * Methods (client -> supervisor -> agent, forwarded with a fresh id):
  *   shell.open   {argv?,cwd?,env?,rows?,cols?}       -> {shell,pid}
  *   shell.write  {shell,data(base64)}               -> {}
- *   shell.read   {shell,cursor,max?,wait?}          -> {cursor,next_cursor,
+ *   shell.read   {shell,cursor,max?,wait?,quiet?,until?} -> {cursor,next_cursor,
  *                data(base64),truncated,dropped,state,exit_code}
  *   shell.resize {shell,rows,cols}  shell.signal {shell,signal}
  *   shell.close  {shell}  shell.list {}             -> {shells:[..]}
@@ -178,6 +178,15 @@ typedef void (*sp_ext_status_fn)(void *target, int stream, json_t *reply);
 void sp_ext_read(json_int_t id, struct sp_ring *ring, void *target, int stream,
                  uint64_t cursor, size_t max, double wait, bool ended,
                  sp_ext_status_fn status);
+/* sp_ext_read that waits for what a reader of a terminal needs: the
+ * output since cursor (control sequences stripped) matching regex (POSIX
+ * extended; NULL: none), or quiet seconds without new output (0: none),
+ * or the end, bounded by wait. -1 with *why (a static string) for a bad
+ * regex, nothing answered; else 0 (answered now or parked). */
+int sp_ext_read_until(json_int_t id, struct sp_ring *ring, void *target,
+                      int stream, uint64_t cursor, size_t max, double wait,
+                      bool ended, sp_ext_status_fn status, double quiet,
+                      const char *regex, const char **why);
 /* New bytes (or the end) for target/stream: answer its parked reads. */
 void sp_ext_wake(void *target, int stream, bool ended);
 /* target is going away: answer its parked reads first. */

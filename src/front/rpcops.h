@@ -108,6 +108,9 @@ json_t *sp_ops_exec_wait(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_exec_write(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_exec_kill(struct sp_ops *o, json_t *args, sp_error *err);
 json_t *sp_ops_exec_list(struct sp_ops *o, json_t *args, sp_error *err);
+/* {workspace, shell, rows, cols}; {workspace} -> {shells: [...]}. */
+json_t *sp_ops_shell_resize(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_shell_list(struct sp_ops *o, json_t *args, sp_error *err);
 
 /* The request of a background exec's operation that waits (exec_poll,
  * exec_wait), for sp_ops_start: 0 filled (params and ctx owned), 1 fn is

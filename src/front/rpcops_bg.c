@@ -391,3 +391,39 @@ json_t *sp_ops_exec_list(struct sp_ops *o, json_t *a, sp_error *err)
         json_object_set_new(r, "workspace", json_string(ws));
     return r;
 }
+
+/* ---- shells: resize and list (the rest is rpcops_ws.c) ---- */
+
+json_t *sp_ops_shell_resize(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", "shell", "rows", "cols",
+                                       NULL};
+    const char *ws = ws_job(o, a, keys, NULL, err);
+    double sh = 0, rows = 0, cols = 0;
+    if (!ws || num(a, "shell", true, 1, 1e9, &sh, err) < 0 ||
+        num(a, "rows", true, 1, 1000, &rows, err) < 0 ||
+        num(a, "cols", true, 1, 1000, &cols, err) < 0)
+        return NULL;
+    if (sp_ws_shell_resize(ws, (int)sh, (unsigned)rows, (unsigned)cols, err) < 0)
+        return NULL;
+    return json_pack("{s:i,s:i,s:i}", "shell", (int)sh, "rows", (int)rows,
+                     "cols", (int)cols);
+}
+
+json_t *sp_ops_shell_list(struct sp_ops *o, json_t *a, sp_error *err)
+{
+    static const char *const keys[] = {"workspace", NULL};
+    const char *ws = ws_job(o, a, keys, NULL, err);
+    if (!ws)
+        return NULL;
+    char *text = sp_ws_shell_list_json(ws, err);
+    if (!text)
+        return NULL;
+    json_t *j = json_loads(text, 0, NULL);
+    free(text);
+    if (!j) {
+        sp_error_setk(err, SP_ERR_SYSTEM, EPROTO, "the workspace sent bad JSON");
+        return NULL;
+    }
+    return json_is_array(j) ? json_pack("{s:o}", "shells", j) : j;
+}

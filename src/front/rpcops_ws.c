@@ -14,6 +14,7 @@
 #include "jsonrpc.h"
 #include "ring.h"
 #include "rpcops.h"
+#include "util.h"
 #include "workspace.h"
 #include "ws_shell.h"
 
@@ -470,21 +471,35 @@ static int shell_read_req(struct sp_ops *o, json_t *a, struct req *rq,
                           sp_error *err)
 {
     static const char *const keys[] = {"workspace", "shell", "cursor", "wait",
-                                       "max_bytes", NULL};
-    const char *ws = ws_of(o, a, keys, err);
+                                       "max_bytes", "until", "quiet_ms",
+                                       "raw", NULL};
+    const char *ws = ws_of(o, a, keys, err), *until = NULL;
     int sh = 0;
-    double cur = 0, wait = 0, max = (double)o->max_output;
+    double cur = 0, wait = -1, max = (double)o->max_output, quiet = 0;
+    bool raw = false;
     if (!ws || shell_of(a, &sh, err) < 0 ||
         num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
         num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
-        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
+        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0 ||
+        str_arg(a, "until", false, 1024, &until, err) < 0 ||
+        num_arg(a, "quiet_ms", false, 1, SP_OPS_MAX_WAIT * 1000, &quiet, err) < 0 ||
+        bool_arg(a, "raw", &raw, err) < 0)
         return -1;
+    if (until && !*until)
+        until = NULL;
+    /* until or quiet_ms without wait: up to the longest wait. */
+    if (wait < 0)
+        wait = until || quiet > 0 ? SP_OPS_MAX_WAIT : 0;
     if (max > 256 * 1024)
         max = 256 * 1024;
-    *rq = (struct req){REQ_SHELL_READ, ws, "shell.read",
-                       sp_ws_shell_read_params(sh, (uint64_t)cur, (size_t)max,
-                                               wait),
-                       json_integer(sh), wait > 0, NULL};
+    json_t *p = sp_ws_shell_read_params(sh, (uint64_t)cur, (size_t)max, wait);
+    if (until)
+        json_object_set_new(p, "until", json_string(until));
+    if (quiet > 0)
+        json_object_set_new(p, "quiet", json_real(quiet / 1000.0));
+    *rq = (struct req){REQ_SHELL_READ, ws, "shell.read", p,
+                       json_pack("{s:i,s:b}", "shell", sh, "raw", raw),
+                       wait > 0, NULL};
     return 0;
 }
 
@@ -590,7 +605,11 @@ static json_t *req_finish(enum req_kind kind, json_t *ctx, json_t *r,
         return NULL;
     json_t *res;
     if (kind == REQ_SHELL_READ) {
-        res = output_json(&out, "shell", json_incref(ctx));
+        /* Screen text unless raw: control sequences stripped. */
+        if (!json_is_true(json_object_get(ctx, "raw")) && out.data)
+            out.len = sp_strip_terminal(out.data, out.len);
+        res = output_json(&out, "shell",
+                          json_incref(json_object_get(ctx, "shell")));
     } else {
         res = output_json(&out, "name",
                           json_incref(json_object_get(ctx, "name")));

@@ -59,6 +59,8 @@ static const struct {
     {"shell.read", sp_ops_shell_read},
     {"shell.signal", sp_ops_shell_signal},
     {"shell.close", sp_ops_shell_close},
+    {"shell.resize", sp_ops_shell_resize},
+    {"shell.list", sp_ops_shell_list},
     {"service.start", sp_ops_service_start},
     {"service.status", sp_ops_service_status},
     {"service.logs", sp_ops_service_logs},
