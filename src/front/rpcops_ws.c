@@ -15,6 +15,8 @@
 #include "ring.h"
 #include "rpcops.h"
 #include "util.h"
+
+#include <regex.h>
 #include "workspace.h"
 #include "ws_shell.h"
 
@@ -487,6 +489,12 @@ static int shell_read_req(struct sp_ops *o, json_t *a, struct req *rq,
         return -1;
     if (until && !*until)
         until = NULL;
+    regex_t re; /* checked here too: a bad one is a bad argument (-32602) */
+    if (until && regcomp(&re, until, REG_EXTENDED | REG_NOSUB) != 0)
+        return badk(err, "argument \"until\" is not an extended regular "
+                         "expression");
+    if (until)
+        regfree(&re);
     /* until or quiet_ms without wait: up to the longest wait. */
     if (wait < 0)
         wait = until || quiet > 0 ? SP_OPS_MAX_WAIT : 0;

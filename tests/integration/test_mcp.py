@@ -474,3 +474,10 @@ def test_file_tools_sdk(state):
     through the official SDK client, valid and invalid arguments
     (tests/mcp/files.mjs asserts every result)."""
     sdk_script("files.mjs", 180, SANDPIT_STATE=state)
+
+
+def test_shell_reads_until_resize_list_sdk(state):
+    """shell_read with until and quiet_ms, stripped screen text (raw on
+    request), shell_resize, shell_list through the official SDK client
+    (tests/mcp/shells.mjs asserts every result)."""
+    sdk_script("shells.mjs", 180, SANDPIT_STATE=state)

@@ -835,3 +835,27 @@ def test_file_tools_over_serve(server, state):
         r = c.call(m, p, raw=True)
         assert r["error"]["code"] == -32602 and want in r["error"]["message"], (m, r)
     c.close()
+
+
+def test_shell_until_resize_list_over_serve(server, state):
+    """shell.read with until (answered once the prompt is there, text
+    stripped), shell.resize, shell.list; bad arguments are -32602."""
+    c = Conn(server)
+    assert {"shell.resize", "shell.list"} <= set(c.call("rpc.methods")["methods"])
+    c.call("workspace.create", {"name": "sx"})
+    sh = c.call("shell.open", {"workspace": "sx", "command": ["sh"]})["shell"]
+    c.call("shell.write", {"workspace": "sx", "shell": sh,
+                           "input": "PS1='P> '; printf '\\033[1mB\\033[0m\\n'\n"})
+    r = c.call("shell.read", {"workspace": "sx", "shell": sh, "until": "P> $"})
+    assert r["output"].endswith("B\nP> ") and "\x1b" not in r["output"], r
+    assert c.call("shell.resize", {"workspace": "sx", "shell": sh, "rows": 7,
+                                   "cols": 33})["cols"] == 33
+    c.call("shell.write", {"workspace": "sx", "shell": sh, "input": "stty size\n"})
+    r = c.call("shell.read", {"workspace": "sx", "shell": sh, "cursor": r["next_cursor"],
+                              "until": "7 33"})
+    assert "7 33" in r["output"], r
+    assert [s["shell"] for s in c.call("shell.list", {"workspace": "sx"})["shells"]] == [sh]
+    for p in [{"until": "["}, {"quiet_ms": -1}, {"raw": 1}]:
+        r = c.call("shell.read", dict({"workspace": "sx", "shell": sh}, **p), raw=True)
+        assert r["error"]["code"] == -32602 and list(p)[0] in r["error"]["message"], (p, r)
+    c.close()
