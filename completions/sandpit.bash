@@ -59,7 +59,7 @@ _sandpit_flags() { # verb sub
     image) case "$2" in import) echo "--name" ;; ls) echo "--json" ;; esac ;;
     net) echo "--follow -f --json" ;;
     serve) echo "--socket -s --group -g --policy -p --max-output --help -h" ;;
-    mcp) echo "--policy -p --max-output --help -h" ;;
+    mcp) echo "--policy -p --max-output --tools -t --help -h" ;;
     esac
 }
 

@@ -113,4 +113,5 @@ complete -c sandpit -n $c -s s -l socket -r
 complete -c sandpit -n $c -s g -l group -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s p -l policy -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l max-output -r
+complete -c sandpit -n "__fish_seen_subcommand_from mcp" -s t -l tools -x -a "core files full"
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s h -l help

@@ -1,4 +1,4 @@
-/* cmd_mcp.c — `sandpit mcp [--policy FILE] [--max-output BYTES]`: the MCP
+/* cmd_mcp.c — `sandpit mcp [--policy FILE] [--max-output BYTES] [--tools ..]`: the MCP
  * server on stdin/stdout for agents (docs/mcp.md). Diagnostics go to
  * stderr; stdout carries protocol messages only. */
 #include <getopt.h>
@@ -31,14 +31,18 @@ int cmd_mcp(int argc, char **argv)
     static const struct option lo[] = {
         {"policy", required_argument, NULL, 'p'},
         {"max-output", required_argument, NULL, 'o'},
+        {"tools", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct sp_mcp_opts o = {.in_fd = 0, .out_fd = 1};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+p:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+p:t:h", lo, NULL)) != -1) {
         switch (c) {
+        case 't':
+            o.tools = optarg;
+            break;
         case 'p':
             o.policy_file = optarg;
             break;
@@ -50,15 +54,18 @@ int cmd_mcp(int argc, char **argv)
             }
             break;
         case 'h':
-            puts("usage: sandpit mcp [--policy FILE] [--max-output BYTES]\n\n"
+            puts("usage: sandpit mcp [--policy FILE] [--max-output BYTES] "
+                 "[--tools core|files|full|LIST]\n\n"
                  "An MCP server on stdin/stdout (docs/mcp.md). --policy sets "
                  "the most an agent\nmay ask for (and limits it to the "
                  "workspaces it creates); --max-output\nbounds the output one "
-                 "result carries (default 64K).");
+                 "result carries (default 64K); --tools picks the tools\n"
+                 "offered: a profile (core, files, full: the default) or a "
+                 "comma-separated list\nof tool names and profiles.");
             return 0;
         default:
             cli_error("mcp: usage: sandpit mcp [--policy FILE] "
-                      "[--max-output BYTES]");
+                      "[--max-output BYTES] [--tools core|files|full|LIST]");
             return EXIT_SP_FAILURE;
         }
     }

@@ -35,6 +35,9 @@ struct batch {
     int pending;
 };
 
+/* Room for the tool table (checked at start). */
+#define MCP_TOOLS_CAP 96
+
 struct call {
     json_t *id;
     struct batch *batch;
@@ -68,6 +71,9 @@ struct mcp {
     int log_level;
     unsigned seq;
     bool out_dead;
+    bool hidden[MCP_TOOLS_CAP];  /* tools left out by --tools */
+    bool compact;               /* --tools core: no outputSchema, title or
+                                   annotations in tools/list */
 };
 
 /* ---- sending ------------------------------------------------------------ */
@@ -453,14 +459,83 @@ static const struct tool *find_tool(const char *name)
     return NULL;
 }
 
+/* Tool profiles (sandpit mcp --tools; docs/mcp.md "Tool profiles"):
+ * core is what an agent needs to run and edit code in a workspace; files
+ * adds the rest of the file tools; full is every tool. */
+static const char *const profile_core =
+    "workspace_create,workspace_list,workspace_delete,exec,exec_start,"
+    "exec_wait,file_read,file_write,file_edit";
+static const char *const profile_files =
+    "core,file_list,file_stat,file_mkdir,file_move,file_delete,file_glob,"
+    "file_search,patch_apply,workspace_diff";
+
+/* Mark what spec offers (names and profiles, comma-separated). */
+static int tools_offer(bool *offered, const char *spec, int depth,
+                       sp_error *err)
+{
+    size_t n = sizeof(tools) / sizeof(tools[0]);
+    while (*spec) {
+        size_t len = strcspn(spec, ",");
+        char name[64];
+        if (len == 0 || len >= sizeof(name))
+            return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                 "--tools: an empty or too long name in the "
+                                 "list");
+        memcpy(name, spec, len);
+        name[len] = '\0';
+        spec += len + (spec[len] == ',');
+        if (strcmp(name, "full") == 0) {
+            for (size_t i = 0; i < n; i++)
+                offered[i] = true;
+        } else if (depth < 2 && strcmp(name, "core") == 0) {
+            tools_offer(offered, profile_core, depth + 1, err);
+        } else if (depth < 2 && strcmp(name, "files") == 0) {
+            tools_offer(offered, profile_files, depth + 1, err);
+        } else {
+            const struct tool *t = find_tool(name);
+            if (!t)
+                return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                     "--tools: no tool or profile named "
+                                     "\"%.60s\" (profiles: core, files, "
+                                     "full; tools: as tools/list names them)",
+                                     name);
+            offered[t - tools] = true;
+        }
+    }
+    return 0;
+}
+
+/* A tool this server offers (--tools), or NULL. */
+static const struct tool *offered_tool(const struct mcp *m, const char *name)
+{
+    const struct tool *t = find_tool(name);
+    return t && !m->hidden[t - tools] ? t : NULL;
+}
+
 static json_t *tools_list(struct mcp *m)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
         const struct tool *t = &tools[i];
+        if (m->hidden[i])
+            continue;
         json_t *o = json_pack("{s:s,s:s,s:s,s:o}", "name", t->name, "title",
                               t->title, "description", t->description,
                               "inputSchema", json_loads(t->input, 0, NULL));
+        if (m->compact) {
+            /* The core profile's budget (docs/mcp.md "Tool profiles"):
+             * the arguments' descriptions go (their names and the tool's
+             * description say enough); results still carry
+             * structuredContent. */
+            json_object_del(o, "title");
+            const char *k;
+            json_t *v;
+            json_object_foreach(json_object_get(json_object_get(o, "inputSchema"),
+                                                "properties"), k, v)
+                json_object_del(v, "description");
+            json_array_append_new(arr, o);
+            continue;
+        }
         if (m->structured && t->output)
             json_object_set_new(o, "outputSchema",
                                 json_loads(t->output, 0, NULL));
@@ -895,7 +970,7 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
     } else if (strcmp(meth, "tools/call") == 0) {
         const char *name = json_string_value(json_object_get(params, "name"));
         json_t *args = json_object_get(params, "arguments");
-        const struct tool *t = name ? find_tool(name) : NULL;
+        const struct tool *t = name ? offered_tool(m, name) : NULL;
         if (!t) {
             reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_PARAMS, NULL,
                                       "unknown tool \"%.100s\" (tools/list "
@@ -1121,6 +1196,16 @@ int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err)
 {
     struct mcp m = {.in_fd = o->in_fd, .out_fd = o->out_fd,
                     .log_level = LOG_WARNING_};
+    _Static_assert(sizeof(tools) / sizeof(tools[0]) <= MCP_TOOLS_CAP,
+                   "MCP_TOOLS_CAP is too small for the tool table");
+    if (o->tools) {
+        bool offered[MCP_TOOLS_CAP] = {false};
+        if (tools_offer(offered, o->tools, 0, err) < 0)
+            return -1;
+        for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+            m.hidden[i] = !offered[i];
+        m.compact = strcmp(o->tools, "core") == 0;
+    }
     int r = sp_ops_init(&m.ops, o->policy_file, o->max_output, err);
     if (r < 0)
         return r;

@@ -24,6 +24,9 @@ struct sp_mcp_opts {
     const char *policy_file;    /* the operator's ceiling, or NULL */
     size_t max_output;          /* bytes of output per result; 0: 64 KiB */
     size_t max_message;         /* bytes of one message; 0: SP_JRPC_MAX_MSG */
+    const char *tools;          /* the tools offered: "core", "files",
+                                   "full" or a comma-separated list of
+                                   names and profiles; NULL: full */
 };
 
 /* Serve until in_fd reaches EOF. Returns 0, or < 0 with err when the

@@ -481,3 +481,41 @@ def test_shell_reads_until_resize_list_sdk(state):
     request), shell_resize, shell_list through the official SDK client
     (tests/mcp/shells.mjs asserts every result)."""
     sdk_script("shells.mjs", 180, SANDPIT_STATE=state)
+
+
+def _tools_list(state, *args):
+    m = Mcp(state, *args)
+    try:
+        m.init()
+        r = m.request("tools/list", {})["result"]
+        call = m.request("tools/call", {"name": "shell_open",
+                                        "arguments": {"workspace": "x"}})
+        return r, len(json.dumps(r, separators=(",", ":"))), call
+    finally:
+        m.close()
+
+
+def test_tool_profiles(state):
+    """--tools core|files|full|LIST: tools/list offers that set (core
+    within 1.5k tokens, bytes/4), a tool left out cannot be called, and a
+    name that is no tool or profile stops the server with a message."""
+    core = {"workspace_create", "workspace_list", "workspace_delete", "exec",
+            "exec_start", "exec_wait", "file_read", "file_write", "file_edit"}
+    r, size, call = _tools_list(state, "--tools", "core")
+    assert {t["name"] for t in r["tools"]} == core
+    assert size // 4 <= 1500, size
+    assert call["error"]["code"] == -32602 and "shell_open" in call["error"]["message"]
+    r, size_files, _ = _tools_list(state, "--tools", "files")
+    names = {t["name"] for t in r["tools"]}
+    assert core | {"file_search", "file_glob", "file_move", "patch_apply"} <= names
+    assert "shell_open" not in names and all("title" in t for t in r["tools"])
+    r, size_full, call = _tools_list(state)
+    assert len(r["tools"]) >= 40 and "error" not in call
+    assert size < size_files < size_full
+    r, _, call = _tools_list(state, "--tools", "core,shell_open")
+    assert {t["name"] for t in r["tools"]} == core | {"shell_open"}
+    assert "error" not in call
+    for bad in ["bogus", "core,,exec", "exec,nope"]:
+        p = sandpit("mcp", "--tools", bad, input="",
+                    env={"SANDPIT_STATE": state})
+        assert p.returncode == 125 and "--tools" in p.stderr, (bad, p.stderr)
