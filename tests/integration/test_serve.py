@@ -859,3 +859,25 @@ def test_shell_until_resize_list_over_serve(server, state):
         r = c.call("shell.read", dict({"workspace": "sx", "shell": sh}, **p), raw=True)
         assert r["error"]["code"] == -32602 and list(p)[0] in r["error"]["message"], (p, r)
     c.close()
+
+
+def test_background_exec_secret_env_is_redacted(server, state, tmp_path):
+    """exec.start takes secret_env as exec does: the command gets the
+    value, its output (poll, wait's tails, list) shows it redacted, and an
+    unknown secret name is refused with nothing started."""
+    ws = _secret_ws(state, tmp_path, "bsw")
+    c = Conn(server)
+    r = c.call("exec.start", {"workspace": ws, "secret_env": ["TOKEN"],
+                              "command": "echo $TOKEN; echo $TOKEN >&2; "
+                                         "test \"$TOKEN\" = \"$(cat /run/secrets/TOKEN)\""})
+    j = r["job"]
+    r = c.call("exec.wait", {"workspace": ws, "job": j})
+    assert r["ended"] and r["exit_code"] == 0, r
+    assert SVALUE not in json.dumps(r) and "[REDACTED:TOKEN]" in r["stdout_tail"], r
+    r = c.call("exec.poll", {"workspace": ws, "job": j})
+    assert SVALUE not in json.dumps(r) and "[REDACTED:TOKEN]" in r["stderr"], r
+    r = c.call("exec.start", {"workspace": ws, "secret_env": ["NOPE"], "command": "true"},
+               raw=True)
+    assert r["error"]["code"] == -32602 and "NOPE" in r["error"]["message"], r
+    assert len(c.call("exec.list", {"workspace": ws})["jobs"]) == 1
+    c.close()
