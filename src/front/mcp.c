@@ -55,7 +55,7 @@ struct call {
      * bytes and lines so far, the last complete line. */
     struct mcp *m;
     json_t *progress;
-    uint64_t p_bytes, p_lines, p_sent_at, p_sent_bytes;
+    uint64_t p_bytes, p_lines, p_sent_at, p_sent_bytes, p_start;
     char p_cur[SP_MCP_PROGRESS_LINE + 1], p_last[SP_MCP_PROGRESS_LINE + 1];
     size_t p_cur_len;
 };
@@ -650,6 +650,8 @@ static int call_slot(struct mcp *m)
  * client that asked for progress at most once per
  * SP_MCP_PROGRESS_INTERVAL_US (the first output at once), so that a long
  * command keeps the client's timeout from firing. */
+static void progress_send(struct call *c, uint64_t now);
+
 static void exec_progress(void *ctx, int stream, const char *data, size_t len)
 {
     (void)stream;
@@ -671,6 +673,14 @@ static void exec_progress(void *ctx, int stream, const char *data, size_t len)
     if (!c->progress || c->p_bytes == c->p_sent_bytes ||
         (c->p_sent_at && now - c->p_sent_at < SP_MCP_PROGRESS_INTERVAL_US))
         return;
+    progress_send(c, now);
+}
+
+/* One notifications/progress: "progress" is the milliseconds since the
+ * command started (it grows with every notification, as the protocol
+ * wants, output or not); the message has the output so far. */
+static void progress_send(struct call *c, uint64_t now)
+{
     c->p_sent_at = now;
     c->p_sent_bytes = c->p_bytes;
     char msg[SP_MCP_PROGRESS_LINE + 128];
@@ -682,7 +692,9 @@ static void exec_progress(void *ctx, int stream, const char *data, size_t len)
     send_obj(c->m, sp_jrpc_request(
                        NULL, "notifications/progress",
                        json_pack("{s:O,s:I,s:o}", "progressToken", c->progress,
-                                 "progress", (json_int_t)c->p_bytes, "message",
+                                 "progress",
+                                 (json_int_t)((now - c->p_start) / 1000 + 1),
+                                 "message",
                                  sp_jrpc_string_lossy(msg, ml))));
 }
 
@@ -717,6 +729,7 @@ static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
         .sink_ctx = c,
     };
     c->m = m;
+    c->p_start = sp_now_us();
     if (json_is_string(progress) || json_is_integer(progress))
         c->progress = json_incref(progress);
     int r = sp_wsjob_start(ex.workspace, &jo, &c->job, &err);
@@ -1144,6 +1157,26 @@ static bool job_done(struct sp_wsjob *j)
     return sp_wsjob_pollfds(j, none, SP_WSJOB_POLLFDS) == 0;
 }
 
+/* Execs called with a progress token that said nothing for
+ * SP_MCP_PROGRESS_HEARTBEAT_US (a quiet command) say so now, so that a
+ * client resetting its timeout on progress keeps waiting. Returns the
+ * poll timeout: 1 s while any such exec runs, else -1. */
+static int progress_heartbeat(struct mcp *m)
+{
+    int timeout = -1;
+    uint64_t now = sp_now_us();
+    for (int i = 0; i < SP_MCP_MAX_CALLS; i++) {
+        struct call *c = m->calls[i];
+        if (!c || !c->job || !c->progress || c->structured)
+            continue;
+        timeout = 1000;
+        uint64_t last = c->p_sent_at ? c->p_sent_at : c->p_start;
+        if (now - last >= SP_MCP_PROGRESS_HEARTBEAT_US)
+            progress_send(c, now);
+    }
+    return timeout;
+}
+
 static void settle_calls(struct mcp *m)
 {
     for (int i = 0; i < SP_MCP_MAX_CALLS; i++) {
@@ -1240,7 +1273,7 @@ int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err)
          * crashed), and what it started ends at once. */
         pfd[n++] = (struct pollfd){m.out_fd, fr == 1 ? POLLOUT : 0, 0};
         step_calls(&m, pfd, &n, false);
-        int pr = poll(pfd, n, -1);
+        int pr = poll(pfd, n, progress_heartbeat(&m));
         if (pr < 0) {
             if (errno == EINTR)
                 continue;

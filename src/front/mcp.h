@@ -18,6 +18,8 @@
  * with the last complete line cut to SP_MCP_PROGRESS_LINE bytes. */
 #define SP_MCP_PROGRESS_INTERVAL_US 1000000u
 #define SP_MCP_PROGRESS_LINE 160
+/* A quiet exec called with a progressToken still reports every 5 s. */
+#define SP_MCP_PROGRESS_HEARTBEAT_US 5000000u
 
 struct sp_mcp_opts {
     int in_fd, out_fd;

@@ -36,6 +36,12 @@ try {
   check(notes.length >= 1 && notes.every((p, i) => i === 0 || p.progress > notes[i - 1].progress) &&
     /lines?, \d+ bytes of output so far; last line: line\d/.test(notes[notes.length - 1].message),
     "progress notifications count the output and give the last line", notes);
+  // A quiet command still reports (every 5 s), so the client keeps waiting.
+  const quiet = [];
+  r = await client.callTool({ name: "exec", arguments: { workspace: ws, command: "sleep 8" } },
+    CallToolResultSchema, { onprogress: (p) => quiet.push(p), resetTimeoutOnProgress: true });
+  check(!r.isError && quiet.length >= 1 && /^0 lines, 0 bytes/.test(quiet[0].message),
+    "a quiet exec sends progress too", quiet);
 
   // Started at once, while the command still waits for a file.
   r = await call("exec_start", { workspace: ws,
