@@ -10,7 +10,7 @@ _sandpit_policy_flags="--profile --policy --workspace --workspace-ro --no-worksp
  --no-seccomp --seccomp-profile --allow-ptrace --allow-system-ro --require --stats --stats-json --report --no-report --verbose -v
  --quiet -q --help"
 
-_sandpit_verbs="run policy doctor mcp serve create exec ps stop start rm gc shell
+_sandpit_verbs="run policy doctor mcp serve create exec jobs wait logs ps stop start rm gc shell
  shells service files ls cat write stat patch import export cp diff reset
  snapshot snapshots restore fork pause resume checkpoint image net audit oci"
 
@@ -28,7 +28,10 @@ _sandpit_flags() { # verb sub
     policy) echo "$_sandpit_policy_flags" ;;
     create) echo "$_sandpit_policy_flags --idle-timeout --max-lifetime --from
         --read-only-system --publish -p --post-create --allow-post-create --secret" ;;
-    exec) echo "-i --interactive -e --env -w --workdir --timeout --secret-env --no-wait --report --changes" ;;
+    exec) echo "-i --interactive -t --tty -d --detach -e --env -w --workdir --timeout --secret-env --no-wait --report --changes" ;;
+    jobs) echo "--json" ;;
+    wait) echo "--timeout" ;;
+    logs) echo "--follow -f --stdout --stderr" ;;
     ps|shells|diff|snapshots|doctor|stat) echo "--json" ;;
     start) echo "--secret" ;;
     rm) echo "-f --force" ;;
@@ -59,7 +62,7 @@ _sandpit_flags() { # verb sub
     net|audit) echo "--follow -f --json" ;;
     oci) echo "--root --log --log-format --systemd-cgroup" ;;
     serve) echo "--socket -s --group -g --policy -p --max-output --pool --help -h" ;;
-    mcp) echo "--policy -p --max-output --pool --help -h" ;;
+    mcp) echo "--policy -p --max-output --pool --tools -t --help -h" ;;
     esac
 }
 
@@ -135,7 +138,7 @@ _sandpit() {
     checkpoint)
         if [ "$n" -eq 0 ]; then words_now=$(_sandpit_names ps)
         elif [ "$n" -eq 1 ]; then words_now=$(_sandpit_names snapshots "${pos[0]}"); fi ;;
-    exec|stop|start|rm|shell|shells|diff|reset|snapshots|pause|resume|ls|cat|write|stat|patch|import|export|audit)
+    exec|jobs|wait|logs|stop|start|rm|shell|shells|diff|reset|snapshots|pause|resume|ls|cat|write|stat|patch|import|export|audit)
         [ "$n" -eq 0 ] && words_now=$(_sandpit_names ps) ;;
     cp)
         mapfile -t COMPREPLY < <(compgen -W "$(_sandpit_names ps | sed 's/$/:/')" -- "$cur")

@@ -25,8 +25,8 @@ function __sandpit_npos
     echo $n
 end
 
-set -l verbs run policy doctor mcp serve create exec ps stop start rm gc shell shells service files ls cat write stat patch import export cp diff reset snapshot snapshots restore fork pause resume checkpoint image net audit oci
-set -l ws_verbs exec stop start rm shell shells diff reset snapshots pause resume ls cat write stat patch import export restore fork checkpoint snapshot audit
+set -l verbs run policy doctor mcp serve create exec jobs wait logs ps stop start rm gc shell shells service files ls cat write stat patch import export cp diff reset snapshot snapshots restore fork pause resume checkpoint image net audit oci
+set -l ws_verbs exec jobs wait logs stop start rm shell shells diff reset snapshots pause resume ls cat write stat patch import export restore fork checkpoint snapshot audit
 
 complete -c sandpit -f
 complete -c sandpit -n "not __fish_seen_subcommand_from $verbs" -a "$verbs"
@@ -67,6 +67,8 @@ complete -c sandpit -n $c -s p -r
 
 set -l c "__fish_seen_subcommand_from exec"
 complete -c sandpit -n $c -s i -l interactive
+complete -c sandpit -n $c -s d -l detach
+complete -c sandpit -n $c -s t -l tty
 complete -c sandpit -n $c -s e -l env -r
 complete -c sandpit -n $c -s w -l workdir -r
 complete -c sandpit -n $c -l timeout -r
@@ -75,7 +77,11 @@ complete -c sandpit -n $c -l no-wait
 complete -c sandpit -n $c -l report -r
 complete -c sandpit -n $c -l changes
 
-complete -c sandpit -n "__fish_seen_subcommand_from ps shells diff snapshots doctor stat import snapshot image net audit service files ls" -l json
+complete -c sandpit -n "__fish_seen_subcommand_from wait" -l timeout -r
+complete -c sandpit -n "__fish_seen_subcommand_from logs" -s f -l follow
+complete -c sandpit -n "__fish_seen_subcommand_from logs" -l stdout
+complete -c sandpit -n "__fish_seen_subcommand_from logs" -l stderr
+complete -c sandpit -n "__fish_seen_subcommand_from ps jobs shells diff snapshots doctor stat import snapshot image net audit service files ls" -l json
 complete -c sandpit -n "__fish_seen_subcommand_from start restore" -l secret -r
 complete -c sandpit -n "__fish_seen_subcommand_from rm" -s f -l force
 complete -c sandpit -n "__fish_seen_subcommand_from shell" -s e -l env -r
@@ -112,6 +118,7 @@ complete -c sandpit -n $c -s g -l group -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s p -l policy -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l max-output -r
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -l pool -r -d "keep N workspaces warm"
+complete -c sandpit -n "__fish_seen_subcommand_from mcp" -s t -l tools -x -a "core files full"
 complete -c sandpit -n "__fish_seen_subcommand_from serve mcp" -s h -l help
 complete -c sandpit -n "__fish_seen_subcommand_from run" -l pool -d "one-shot workspace from the warm pool"
 complete -c sandpit -n "__fish_seen_subcommand_from oci" -l root -r

@@ -733,6 +733,7 @@ _Noreturn void sp_agent_main(const struct sp_agent_cfg *cfg)
     sp_secrets_agent_set(cfg->secrets);
     static const struct sp_agent_module *const mods[] = {
         &sp_agent_pty_module, &sp_agent_svc_module, &sp_agent_port_module,
+        &sp_agent_job_module,
     };
     sp_agent_ext_init(cfg, mods, SP_ARRAY_SIZE(mods));
 

@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <regex.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -32,6 +33,12 @@ struct waiter {
     size_t max;
     uint64_t deadline;
     sp_ext_status_fn status;
+    /* A read "until" (sp_ext_read_until): answered when the output since
+     * cursor matches re, or after quiet_us without new output, or at
+     * final (the wait); deadline is the nearer of the last two. */
+    regex_t *re;
+    uint64_t quiet_us, final;
+    bool until;
 };
 
 static struct {
@@ -196,6 +203,11 @@ void sp_ext_kill_session(pid_t sid, int sig)
 
 static void answer(struct waiter *w)
 {
+    if (w->re) {
+        regfree(w->re);
+        free(w->re);
+        w->re = NULL;
+    }
     size_t max = w->max;
     char *raw = malloc(max ? max : 1);
     char *b64 = malloc(sp_b64_encoded_len(max) + 1);
@@ -226,7 +238,8 @@ void sp_ext_read(json_int_t id, struct sp_ring *ring, void *target, int stream,
                  uint64_t cursor, size_t max, double wait, bool ended,
                  sp_ext_status_fn status)
 {
-    struct waiter w = {id, ring, target, stream, cursor, max, 0, status};
+    struct waiter w = {id, ring, target, stream, cursor, max, 0, status,
+                       NULL, 0, 0, false};
     if (cursor < ring->end || ended || wait <= 0) {
         answer(&w);
         return;
@@ -240,10 +253,79 @@ void sp_ext_read(json_int_t id, struct sp_ring *ring, void *target, int stream,
     X.waiters[X.n_waiters++] = w;
 }
 
+/* Does the output of w since its cursor (up to max bytes, control
+ * sequences stripped) match its regex? */
+static bool until_matches(struct waiter *w)
+{
+    if (!w->re)
+        return false;
+    char *buf = malloc(w->max + 1);
+    if (!buf)
+        return false;
+    size_t n = sp_ring_read(w->ring, w->cursor, w->max, buf, NULL, NULL);
+    n = sp_strip_terminal(buf, n);
+    buf[n] = '\0';
+    bool m = regexec(w->re, buf, 0, NULL, 0) == 0;
+    free(buf);
+    return m;
+}
+
+int sp_ext_read_until(json_int_t id, struct sp_ring *ring, void *target,
+                      int stream, uint64_t cursor, size_t max, double wait,
+                      bool ended, sp_ext_status_fn status, double quiet,
+                      const char *regex, const char **why)
+{
+    static char msg[200];
+    struct waiter w = {id, ring, target, stream, cursor, max, 0, status,
+                       NULL, (uint64_t)(quiet * 1e6), 0, true};
+    if (regex && *regex) {
+        w.re = malloc(sizeof(*w.re));
+        int rc = w.re ? regcomp(w.re, regex, REG_EXTENDED | REG_NOSUB) : -1;
+        if (rc != 0) {
+            if (w.re && rc > 0) {
+                char e[120];
+                regerror(rc, w.re, e, sizeof(e));
+                snprintf(msg, sizeof(msg), "until is not an extended regular "
+                                           "expression (%s)", e);
+            } else {
+                snprintf(msg, sizeof(msg), "out of memory");
+            }
+            free(w.re);
+            *why = msg;
+            return -1;
+        }
+    }
+    uint64_t now = sp_now_us();
+    /* Answered now (what there is) when it cannot wait: ended, no wait,
+     * a match already, or every waiter slot taken. */
+    if (ended || wait <= 0 || until_matches(&w) ||
+        X.n_waiters >= SP_EXT_MAX_WAITERS) {
+        answer(&w);
+        return 0;
+    }
+    w.final = now + (uint64_t)(wait * 1e6);
+    w.deadline = w.quiet_us && now + w.quiet_us < w.final ? now + w.quiet_us
+                                                          : w.final;
+    X.waiters[X.n_waiters++] = w;
+    return 0;
+}
+
 void sp_ext_wake(void *target, int stream, bool ended)
 {
     for (size_t i = 0; i < X.n_waiters;) {
         struct waiter *w = &X.waiters[i];
+        if (w->until && !ended && w->target == target && w->stream == stream &&
+            w->cursor < w->ring->end) {
+            /* More output: a match answers; else quiet starts again. */
+            if (!until_matches(w)) {
+                if (w->quiet_us) {
+                    uint64_t q = sp_now_us() + w->quiet_us;
+                    w->deadline = q < w->final ? q : w->final;
+                }
+                i++;
+                continue;
+            }
+        }
         if (w->target == target && (w->stream == stream || ended) &&
             (ended || w->cursor < w->ring->end)) {
             struct waiter c = *w;

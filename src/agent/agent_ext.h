@@ -8,7 +8,7 @@
  * Methods (client -> supervisor -> agent, forwarded with a fresh id):
  *   shell.open   {argv?,cwd?,env?,rows?,cols?}       -> {shell,pid}
  *   shell.write  {shell,data(base64)}               -> {}
- *   shell.read   {shell,cursor,max?,wait?}          -> {cursor,next_cursor,
+ *   shell.read   {shell,cursor,max?,wait?,quiet?,until?} -> {cursor,next_cursor,
  *                data(base64),truncated,dropped,state,exit_code}
  *   shell.resize {shell,rows,cols}  shell.signal {shell,signal}
  *   shell.close  {shell}  shell.list {}             -> {shells:[..]}
@@ -19,6 +19,14 @@
  *                argv, env, cwd, ready, ready_timeout, secret_env names)
  *   service.logs {name,stream?,cursor?,tail?,max?,wait?} (like shell.read)
  *   service.stop {name,grace?} -> {stopped_by:"TERM"|"KILL"|null}
+ *   job.start {argv,cwd?,env?,timeout?,stdin?(bool)} (a background exec:
+ *                a service without name, probe or restart, with a stdin
+ *                pipe when stdin is true) -> the job's status at once
+ *   job.status {job}  job.list {} -> {jobs:[..]}
+ *   job.logs {job,stream?,cursor?,tail?,max?,wait?} (like service.logs)
+ *   job.wait {job,wait?} -> the status once it ended, or after wait s
+ *   job.write {job,data(base64)?,eof?}  job.signal {job,signal}
+ *   job.remove {job} (an ended job only)
  *   shutdown {} (supervisor only): services stopped, then the agent exits
  * Every input is hostile: sizes, counts and names are bounded below. */
 #ifndef SANDPIT_AGENT_EXT_H
@@ -71,13 +79,24 @@
  * fit in this many bytes of JSON; later ones say "spec_omitted": true
  * (service.status NAME has theirs), so the list fits in one line. */
 #define SP_SERVICE_LIST_FULL (512 * 1024)
+/* Background execs (jobs) kept at once: when full, starting one forgets
+ * the oldest ended one; with none ended, it is refused. */
+#define SP_JOB_MAX 64
+/* Output kept per stream of a job. */
+#define SP_JOB_RING (1024 * 1024)
+/* Stdin queued for a job that does not read it. */
+#define SP_JOB_INPUT_MAX (256 * 1024)
+/* Default seconds from SIGTERM to SIGKILL when a job is killed for its
+ * timeout or at shutdown. */
+#define SP_JOB_KILL_GRACE 2.0
 /* Modules of the agent's loop (agent.c's table). */
 #define SP_AGENT_MODULES_MAX 8
 /* Most bytes of an http: probe's response read before closing (past it
  * the rest is left unread: the service may see a reset connection). */
 #define SP_SERVICE_PROBE_READ_MAX (64 * 1024)
 /* Poll fds the extensions may add to the agent's loop. */
-#define SP_AGENT_EXT_MAX_FDS (SP_SHELL_MAX + 3 * SP_SERVICE_MAX + 128)
+#define SP_AGENT_EXT_MAX_FDS \
+    (SP_SHELL_MAX + 3 * SP_SERVICE_MAX + 3 * SP_JOB_MAX + 128)
 
 struct sp_secrets;
 
@@ -120,6 +139,7 @@ struct sp_agent_module {
 extern const struct sp_agent_module sp_agent_pty_module;
 extern const struct sp_agent_module sp_agent_svc_module;
 extern const struct sp_agent_module sp_agent_port_module;
+extern const struct sp_agent_module sp_agent_job_module;
 
 /* ---- the loop's side (called by agent.c) ---- */
 void sp_agent_ext_init(const struct sp_agent_cfg *cfg,
@@ -165,6 +185,15 @@ typedef void (*sp_ext_status_fn)(void *target, int stream, json_t *reply);
 void sp_ext_read(json_int_t id, struct sp_ring *ring, void *target, int stream,
                  uint64_t cursor, size_t max, double wait, bool ended,
                  sp_ext_status_fn status);
+/* sp_ext_read that waits for what a reader of a terminal needs: the
+ * output since cursor (control sequences stripped) matching regex (POSIX
+ * extended; NULL: none), or quiet seconds without new output (0: none),
+ * or the end, bounded by wait. -1 with *why (a static string) for a bad
+ * regex, nothing answered; else 0 (answered now or parked). */
+int sp_ext_read_until(json_int_t id, struct sp_ring *ring, void *target,
+                      int stream, uint64_t cursor, size_t max, double wait,
+                      bool ended, sp_ext_status_fn status, double quiet,
+                      const char *regex, const char **why);
 /* New bytes (or the end) for target/stream: answer its parked reads. */
 void sp_ext_wake(void *target, int stream, bool ended);
 /* target is going away: answer its parked reads first. */

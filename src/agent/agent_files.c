@@ -11,6 +11,8 @@
 #include "files.h"
 
 #include <dirent.h>
+#include <fnmatch.h>
+#include <regex.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -41,7 +43,7 @@ static const struct {
     {"file.stat", 0},      {"file.list", 0},      {"file.read", 0},
     {"file.write", 0},     {"file.mkdir", 0},     {"file.remove", 0},
     {"file.rename", 0},    {"patch.apply", 0},    {"archive.import", 1},
-    {"archive.export", 1},
+    {"archive.export", 1}, {"file.glob", 0},     {"file.search", 0},
 };
 
 bool sp_files_method(const char *method, int *ret_n_fds)
@@ -1126,6 +1128,265 @@ bool sp_agent_files_reaped(int sock, pid_t pid, int status)
 
 /* ---- dispatch ----------------------------------------------------------- */
 
+/* ---- glob and search ---------------------------------------------------- */
+
+/* Does rel (a path below the searched directory) match pattern? Without
+ * a '/', the pattern matches the last component ("*.py" anywhere); with
+ * one, the whole path, a star crossing slashes (src/STAR.c matches src/a/b.c) and
+ * a leading "**" + "/" also matching at the top. */
+static bool glob_match(const char *pattern, const char *rel)
+{
+    if (!strchr(pattern, '/')) {
+        const char *b = strrchr(rel, '/');
+        return fnmatch(pattern, b ? b + 1 : rel, FNM_PERIOD) == 0;
+    }
+    if (fnmatch(pattern, rel, 0) == 0)
+        return true;
+    return strncmp(pattern, "**/", 3) == 0 && fnmatch(pattern + 3, rel, 0) == 0;
+}
+
+struct scan {
+    const char *glob;           /* NULL: every file */
+    bool want_dirs;             /* glob: directories match too */
+    regex_t *re;                /* search: NULL for glob */
+    const char *literal;        /* search: a fixed string instead */
+    bool icase;
+    json_t *out;
+    size_t max, found, files, skipped, walked;
+    uint64_t bytes;
+    bool truncated;
+    int err;
+};
+
+static bool line_matches(struct scan *sc, char *line)
+{
+    if (sc->re)
+        return regexec(sc->re, line, 0, NULL, 0) == 0;
+    return sc->icase ? strcasestr(line, sc->literal) != NULL
+                     : strstr(line, sc->literal) != NULL;
+}
+
+static void search_file(struct scan *sc, int dfd, const char *name,
+                        const char *shown, const struct stat *sb)
+{
+    if (sb->st_size > SP_FILE_SEARCH_FILE_MAX ||
+        sc->bytes + (uint64_t)sb->st_size > SP_FILE_SEARCH_BYTES_MAX) {
+        sc->skipped++;
+        if (sc->bytes + (uint64_t)sb->st_size > SP_FILE_SEARCH_BYTES_MAX)
+            sc->truncated = true;
+        return;
+    }
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    size_t cap = (size_t)sb->st_size + 1, n = 0;
+    char *buf = malloc(cap);
+    while (buf && n < cap - 1) {
+        ssize_t k = read(fd, buf + n, cap - 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    close(fd);
+    if (!buf)
+        return;
+    buf[n] = '\0';
+    sc->files++;
+    sc->bytes += n;
+    if (memchr(buf, '\0', n < 8192 ? n : 8192)) {
+        sc->skipped++; /* binary */
+        free(buf);
+        return;
+    }
+    size_t lineno = 0;
+    for (char *l = buf; l < buf + n && !sc->truncated;) {
+        char *nl = memchr(l, '\n', (size_t)(buf + n - l));
+        if (nl)
+            *nl = '\0';
+        lineno++;
+        if (line_matches(sc, l)) {
+            if (sc->found >= sc->max) {
+                sc->truncated = true;
+                break;
+            }
+            sc->found++;
+            /* Redacted whole, then cut: a secret is never half shown. */
+            json_t *t = sp_jrpc_string_lossy(l, strlen(l));
+            if (sp_secrets_agent())
+                sp_secrets_redact_json(sp_secrets_agent(), t);
+            const char *ts = json_string_value(t);
+            size_t tl = strlen(ts);
+            bool cut = tl > SP_FILE_SEARCH_LINE_MAX;
+            if (cut)
+                tl = sp_jrpc_utf8_cut(ts, SP_FILE_SEARCH_LINE_MAX);
+            json_array_append_new(
+                sc->out, json_pack("{s:o,s:I,s:o,s:b}", "path", jstr(shown),
+                                   "line", (json_int_t)lineno, "text",
+                                   sp_jrpc_string_lossy(ts, tl), "cut", cut));
+            json_decref(t);
+        }
+        if (!nl)
+            break;
+        l = nl + 1;
+    }
+    free(buf);
+}
+
+static void scan_dir(struct scan *sc, int dfd, const char *prefix,
+                     unsigned depth)
+{
+    int fd = fcntl(dfd, F_DUPFD_CLOEXEC, 3);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && !sc->err) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (++sc->walked > SP_FILE_MAX_WALK) {
+            sc->truncated = true;
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            char **nn = realloc(names, cap * sizeof(*nn));
+            if (!nn) {
+                sc->err = -ENOMEM;
+                break;
+            }
+            names = nn;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            sc->err = -ENOMEM;
+            break;
+        }
+        n++;
+    }
+    if (n > 1)
+        qsort(names, n, sizeof(*names), cmp_str);
+    for (size_t i = 0; i < n && !sc->err && !sc->truncated; i++) {
+        struct stat sb;
+        if (fstatat(dirfd(d), names[i], &sb, AT_SYMLINK_NOFOLLOW) < 0)
+            continue;
+        char shown[SP_MAX_PATH * 2];
+        int sl = snprintf(shown, sizeof(shown), "%s%s%s", prefix,
+                          *prefix ? "/" : "", names[i]);
+        if (sl < 0 || (size_t)sl >= sizeof(shown))
+            continue;
+        bool is_dir = S_ISDIR(sb.st_mode);
+        bool hit = !sc->glob || glob_match(sc->glob, shown);
+        if (!sc->re && !sc->literal) {
+            if (hit && (S_ISREG(sb.st_mode) || (is_dir && sc->want_dirs))) {
+                if (sc->found >= sc->max) {
+                    sc->truncated = true;
+                    break;
+                }
+                sc->found++;
+                json_array_append_new(sc->out, entry_json(dirfd(d), names[i],
+                                                          shown, &sb));
+            }
+        } else if (hit && S_ISREG(sb.st_mode)) {
+            search_file(sc, dirfd(d), names[i], shown, &sb);
+        }
+        /* .git holds a repository's objects, not its files. */
+        if (is_dir && strcmp(names[i], ".git") != 0 &&
+            depth + 1 < SP_FILE_MAX_DEPTH) {
+            int sub = openat(dirfd(d), names[i],
+                             O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub >= 0) {
+                scan_dir(sc, sub, shown, depth + 1);
+                close(sub);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    closedir(d);
+}
+
+/* file.glob {path, pattern, max?, dirs?} and file.search {path, pattern,
+ * glob?, literal?, ignore_case?, max?}: bounded walks below path (no
+ * symlink followed, .git skipped). */
+static void do_find(int sock, int rootfd, json_int_t id, const char *rel,
+                    json_t *params, bool search)
+{
+    const char *pattern = NULL, *glob = NULL;
+    double max = SP_FILE_SEARCH_DEFAULT;
+    sp_error err = {0};
+    if (sp_proto_get_string(params, "pattern", true, SP_FILE_PATTERN_MAX,
+                            &pattern, &err) < 0 ||
+        sp_proto_get_string(params, "glob", false, SP_FILE_PATTERN_MAX, &glob,
+                            &err) < 0 ||
+        sp_proto_get_number(params, "max", false, 1, SP_FILE_SEARCH_MAX, &max,
+                            &err) < 0) {
+        reply_err(sock, id, SP_RPC_PARAMS, 0, "%s", err.message);
+        return;
+    }
+    if (!*pattern) {
+        reply_err(sock, id, SP_RPC_PARAMS, EINVAL, "the pattern is empty");
+        return;
+    }
+    struct scan sc = {.out = json_array(), .max = (size_t)max,
+                      .icase = jbool(params, "ignore_case")};
+    regex_t re;
+    if (search) {
+        sc.glob = glob && *glob ? glob : NULL;
+        if (jbool(params, "literal")) {
+            sc.literal = pattern;
+        } else {
+            int rc = regcomp(&re, pattern, REG_EXTENDED | REG_NOSUB |
+                                               (sc.icase ? REG_ICASE : 0));
+            if (rc != 0) {
+                char msg[200];
+                regerror(rc, &re, msg, sizeof(msg));
+                json_decref(sc.out);
+                reply_err(sock, id, SP_RPC_PARAMS, EINVAL,
+                          "the pattern is not an extended regular expression "
+                          "(%s); pass literal: true to search for it as text",
+                          msg);
+                return;
+            }
+            sc.re = &re;
+        }
+    } else {
+        sc.glob = pattern;
+        sc.want_dirs = jbool(params, "dirs");
+    }
+    int fd = open_beneath(rootfd, rel, O_RDONLY | O_DIRECTORY, 0);
+    if (fd < 0) {
+        if (sc.re)
+            regfree(&re);
+        json_decref(sc.out);
+        reply_err(sock, id, SP_RPC_FILE, -fd, "%s: %s", rel,
+                  -fd == ENOTDIR ? "not a directory" : why(-fd));
+        return;
+    }
+    scan_dir(&sc, fd, strcmp(rel, ".") == 0 ? "" : rel, 0);
+    close(fd);
+    if (sc.re)
+        regfree(&re);
+    if (sc.err) {
+        json_decref(sc.out);
+        reply_err(sock, id, SP_RPC_FILE, -sc.err, "%s: %s", rel, why(-sc.err));
+        return;
+    }
+    json_t *r = json_pack("{s:o,s:b}", search ? "matches" : "paths", sc.out,
+                          "truncated", sc.truncated);
+    if (search) {
+        json_object_set_new(r, "files_searched", json_integer((json_int_t)sc.files));
+        json_object_set_new(r, "files_skipped", json_integer((json_int_t)sc.skipped));
+    }
+    reply(sock, id, r, NULL, 0);
+}
+
 void sp_agent_files_handle(int sock, int rootfd, json_int_t id,
                            const char *method, json_t *params,
                            const char *frame, size_t frame_len, int fd)
@@ -1168,6 +1429,9 @@ void sp_agent_files_handle(int sock, int rootfd, json_int_t id,
         do_mkdir(sock, rootfd, id, rel, params);
     else if (strcmp(method, "file.remove") == 0)
         do_remove(sock, rootfd, id, rel, params);
+    else if (strcmp(method, "file.glob") == 0 ||
+             strcmp(method, "file.search") == 0)
+        do_find(sock, rootfd, id, rel, params, method[5] == 's');
     else
         reply_err(sock, id, SP_RPC_METHOD, 0, "unknown method");
 }

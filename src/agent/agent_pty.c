@@ -361,16 +361,27 @@ static bool sp_pty_handle(json_int_t id, const char *method, json_t *params)
     if (strcmp(m, "write") == 0) {
         do_write(id, params, s);
     } else if (strcmp(m, "read") == 0) {
-        double cursor = 0, max = SP_SHELL_READ_MAX, wait = 0;
+        double cursor = 0, max = SP_SHELL_READ_MAX, wait = 0, quiet = 0;
+        const char *until = NULL, *why = NULL;
         sp_error err = {0};
         if (sp_proto_get_number(params, "cursor", false, 0, 9e15, &cursor, &err) < 0 ||
             sp_proto_get_number(params, "max", false, 1, SP_SHELL_READ_MAX, &max, &err) < 0 ||
-            sp_proto_get_number(params, "wait", false, 0, SP_EXT_MAX_WAIT, &wait, &err) < 0) {
+            sp_proto_get_number(params, "wait", false, 0, SP_EXT_MAX_WAIT, &wait, &err) < 0 ||
+            sp_proto_get_number(params, "quiet", false, 0, SP_EXT_MAX_WAIT, &quiet, &err) < 0 ||
+            sp_proto_get_string(params, "until", false, 1024, &until, &err) < 0) {
             sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
             return true;
         }
-        sp_ext_read(id, &s->out, s, 0, (uint64_t)cursor, (size_t)max, wait,
-                    s->exited && s->master < 0, status_of);
+        bool ended = s->exited && s->master < 0;
+        if (quiet > 0 || (until && *until)) {
+            if (sp_ext_read_until(id, &s->out, s, 0, (uint64_t)cursor,
+                                  (size_t)max, wait, ended, status_of, quiet,
+                                  until, &why) < 0)
+                sp_ext_error(id, SP_RPC_PARAMS, "%s", why);
+        } else {
+            sp_ext_read(id, &s->out, s, 0, (uint64_t)cursor, (size_t)max,
+                        wait, ended, status_of);
+        }
     } else if (strcmp(m, "resize") == 0) {
         unsigned rows, cols;
         if (!get_dim(params, "rows", s->rows, &rows) ||

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "bounds.h"
+#include "jsonrpc.h"
 #include "envbuild.h"
 #include "proto.h"
 #include "ring.h"
@@ -36,6 +37,10 @@ static const char *const st_names[] = {"starting", "running", "ready",
                                        "failed"};
 enum probe_kind { PR_NONE, PR_FILE, PR_TCP, PR_HTTP, PR_CMD };
 #define PROBE_INTERVAL_US 50000u
+/* Services and background execs (jobs) share one table: a job is a
+ * service with a number instead of a name, no probe and no restart, and
+ * a stdin pipe (job.* methods, at the end of this file). */
+#define SLOTS (SP_SERVICE_MAX + SP_JOB_MAX)
 
 struct service {
     char name[SP_SERVICE_NAME_MAX + 1];
@@ -73,11 +78,22 @@ struct service {
     size_t ptotal;             /* bytes of the response read */
     pid_t ppid;                /* cmd probe child */
     uint64_t next_probe;
+    /* a job's */
+    int job;                   /* > 0: a job's number; 0: a service */
+    int in_fd;                 /* stdin pipe's write end; -1: none/closed */
+    char *in;                  /* stdin queued for it */
+    size_t in_len;
+    bool in_eof;               /* close in_fd once in is written */
+    uint64_t deadline;         /* its timeout; 0 none */
+    bool timed_out;
+    struct sp_ring done;       /* a job's: one byte once it ended (job.wait
+                                  parks a read of it) */
 };
 
 static struct {
-    struct service *sv[SP_SERVICE_MAX];
+    struct service *sv[SLOTS];
     bool shutting_down;
+    int next_job;
 } S;
 
 static bool name_ok(const char *n)
@@ -97,8 +113,8 @@ static bool name_ok(const char *n)
 
 static struct service *find_name(const char *name)
 {
-    for (size_t i = 0; i < SP_SERVICE_MAX; i++)
-        if (S.sv[i] && strcmp(S.sv[i]->name, name) == 0)
+    for (size_t i = 0; i < SLOTS; i++)
+        if (S.sv[i] && !S.sv[i]->job && strcmp(S.sv[i]->name, name) == 0)
             return S.sv[i];
     return NULL;
 }
@@ -200,6 +216,10 @@ static void svc_free(size_t slot)
         sp_redact_stream_free(s->rs[i]);
         sp_ring_free(&s->log[i]);
     }
+    sp_ring_free(&s->done);
+    if (s->in_fd >= 0)
+        close(s->in_fd);
+    free(s->in);
     json_decref(s->params);
     free(s);
     S.sv[slot] = NULL;
@@ -315,8 +335,9 @@ static int exit_code_of(int status)
 }
 
 /* Fork a command in its own session (so its process group is its own and
- * no terminal is shared), stdin /dev/null, out/err as given. */
-static pid_t spawn(char *const *argv, char **envp, int cwdfd, int out, int err)
+ * no terminal is shared), stdin /dev/null unless given, out/err as given. */
+static pid_t spawn(char *const *argv, char **envp, int cwdfd, int in, int out,
+                   int err)
 {
     sp_agent_gate(); /* in the cgroup first */
     pid_t pid = fork();
@@ -324,7 +345,7 @@ static pid_t spawn(char *const *argv, char **envp, int cwdfd, int out, int err)
         return pid;
     setsid();
     int nul = open("/dev/null", O_RDWR);
-    if (nul < 0 || dup2(nul, 0) < 0 || dup2(out >= 0 ? out : nul, 1) < 0 ||
+    if (nul < 0 || dup2(in >= 0 ? in : nul, 0) < 0 || dup2(out >= 0 ? out : nul, 1) < 0 ||
         dup2(err >= 0 ? err : nul, 2) < 0) {
         dprintf(err, "sandpit: cannot set up the service's stdio: %s\n",
                 strerror(errno));
@@ -391,7 +412,7 @@ static const char *svc_spawn(struct service *s, char *why, size_t wl)
     const char **argv = NULL, *cwd = NULL, *ew = NULL;
     sp_error err = {0};
     char **envp = NULL;
-    int cwdfd = -1, po[2] = {-1, -1}, pe[2] = {-1, -1};
+    int cwdfd = -1, po[2] = {-1, -1}, pe[2] = {-1, -1}, pi[2] = {-1, -1};
     const char *r = NULL;
     if (sp_proto_get_strv(s->params, "argv", true, 1, SP_MAX_ARGS,
                           SP_MAX_ENV_LEN, &argv, &err) < 0 ||
@@ -411,12 +432,13 @@ static const char *svc_spawn(struct service *s, char *why, size_t wl)
         r = why;
         goto out;
     }
-    if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0) {
+    if (pipe2(po, O_CLOEXEC) < 0 || pipe2(pe, O_CLOEXEC) < 0 ||
+        (s->job && s->in_fd == -2 && pipe2(pi, O_CLOEXEC) < 0)) {
         snprintf(why, wl, "pipe: %s", strerror(errno));
         r = why;
         goto out;
     }
-    pid_t pid = spawn((char *const *)argv, envp, cwdfd, po[1], pe[1]);
+    pid_t pid = spawn((char *const *)argv, envp, cwdfd, pi[0], po[1], pe[1]);
     if (pid < 0) {
         snprintf(why, wl, "cannot fork: %s", strerror(errno));
         r = why;
@@ -428,6 +450,13 @@ static const char *svc_spawn(struct service *s, char *why, size_t wl)
     s->fd[0] = po[0];
     s->fd[1] = pe[0];
     po[0] = pe[0] = -1;
+    if (pi[1] >= 0) {
+        s->in_fd = pi[1];
+        pi[1] = -1;
+        fcntl(s->in_fd, F_SETFL, O_NONBLOCK);
+    } else if (s->in_fd == -2) {
+        s->in_fd = -1;
+    }
     fcntl(s->fd[0], F_SETFL, O_NONBLOCK);
     fcntl(s->fd[1], F_SETFL, O_NONBLOCK);
     s->pid = pid;
@@ -452,6 +481,8 @@ out:
             close(po[i]);
         if (pe[i] >= 0)
             close(pe[i]);
+        if (pi[i] >= 0)
+            close(pi[i]);
     }
     if (cwdfd >= 0)
         close(cwdfd);
@@ -578,22 +609,25 @@ static void do_start(json_int_t id, json_t *params)
         sp_ext_error(id, SP_RPC_PARAMS, "restart must be no or on-failure");
         return;
     }
-    size_t slot = SP_SERVICE_MAX;
+    size_t slot = SLOTS;
     struct service *old = find_name(name);
     if (old && !st_final(old->state)) {
         sp_ext_error(id, SP_RPC_PARAMS, "service %s is already %s", name,
                      st_names[old->state]);
         return;
     }
-    for (size_t i = 0; i < SP_SERVICE_MAX; i++)
+    for (size_t i = 0; i < SLOTS; i++)
         if (S.sv[i] == old && old)
             slot = i;
-    if (slot == SP_SERVICE_MAX) {
-        for (size_t i = 0; i < SP_SERVICE_MAX && slot == SP_SERVICE_MAX; i++)
+    size_t nsvc = 0;
+    for (size_t i = 0; i < SLOTS; i++)
+        nsvc += S.sv[i] && !S.sv[i]->job;
+    if (slot == SLOTS && nsvc < SP_SERVICE_MAX) {
+        for (size_t i = 0; i < SLOTS && slot == SLOTS; i++)
             if (!S.sv[i])
                 slot = i;
     }
-    if (slot == SP_SERVICE_MAX) {
+    if (slot == SLOTS) {
         sp_ext_error(id, SP_RPC_BUSY, "too many services (at most %d)",
                      SP_SERVICE_MAX);
         return;
@@ -609,7 +643,7 @@ static void do_start(json_int_t id, json_t *params)
         return;
     }
     snprintf(s->name, sizeof(s->name), "%s", name);
-    s->fd[0] = s->fd[1] = s->pfd = -1;
+    s->fd[0] = s->fd[1] = s->pfd = s->in_fd = -1;
     s->start_id = s->stop_id = -1;
     s->ready_timeout = rt;
     s->timeout = lifetime;
@@ -648,6 +682,33 @@ static void logs_status(void *target, int stream, json_t *r)
                         s->has_exit ? json_integer(s->exit_code) : json_null());
 }
 
+/* service.logs and job.logs: a read of one stream's ring. */
+static void do_logs(json_int_t id, struct service *s, json_t *params)
+{
+    sp_error err = {0};
+    const char *stream = "stdout";
+    double cursor = -1, tail = -1, max = SP_SHELL_READ_MAX, wait = 0;
+    if (sp_proto_get_string(params, "stream", false, 16, &stream, &err) < 0 ||
+        sp_proto_get_number(params, "cursor", false, 0, 9e15, &cursor, &err) < 0 ||
+        sp_proto_get_number(params, "tail", false, 0, 1e9, &tail, &err) < 0 ||
+        sp_proto_get_number(params, "max", false, 1, SP_SHELL_READ_MAX, &max, &err) < 0 ||
+        sp_proto_get_number(params, "wait", false, 0, SP_EXT_MAX_WAIT, &wait, &err) < 0) {
+        sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+        return;
+    }
+    int k = strcmp(stream, "stdout") == 0 ? 0 : strcmp(stream, "stderr") == 0 ? 1 : -1;
+    if (k < 0) {
+        sp_ext_error(id, SP_RPC_PARAMS, "stream must be stdout or stderr");
+        return;
+    }
+    uint64_t c = cursor >= 0   ? (uint64_t)cursor
+                 : tail >= 0   ? sp_ring_tail_lines(&s->log[k], (size_t)tail)
+                               : 0;
+    bool ended = st_final(s->state) && s->fd[k] < 0;
+    sp_ext_read(id, &s->log[k], s, k, c, (size_t)max, wait, ended,
+                logs_status);
+}
+
 static bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
 {
     const char *m = method + 8;
@@ -663,8 +724,8 @@ static bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
     if (strcmp(m, "list") == 0) {
         json_t *a = json_array();
         size_t used = 0;
-        for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
-            if (!S.sv[i])
+        for (size_t i = 0; i < SLOTS; i++) {
+            if (!S.sv[i] || S.sv[i]->job)
                 continue;
             json_t *o = svc_json(S.sv[i]);
             size_t n = json_dumpb(o, NULL, 0,
@@ -702,27 +763,7 @@ static bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
     if (strcmp(m, "status") == 0) {
         sp_ext_reply(id, svc_json(s));
     } else if (strcmp(m, "logs") == 0) {
-        const char *stream = "stdout";
-        double cursor = -1, tail = -1, max = SP_SHELL_READ_MAX, wait = 0;
-        if (sp_proto_get_string(params, "stream", false, 16, &stream, &err) < 0 ||
-            sp_proto_get_number(params, "cursor", false, 0, 9e15, &cursor, &err) < 0 ||
-            sp_proto_get_number(params, "tail", false, 0, 1e9, &tail, &err) < 0 ||
-            sp_proto_get_number(params, "max", false, 1, SP_SHELL_READ_MAX, &max, &err) < 0 ||
-            sp_proto_get_number(params, "wait", false, 0, SP_EXT_MAX_WAIT, &wait, &err) < 0) {
-            sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
-            return true;
-        }
-        int k = strcmp(stream, "stdout") == 0 ? 0 : strcmp(stream, "stderr") == 0 ? 1 : -1;
-        if (k < 0) {
-            sp_ext_error(id, SP_RPC_PARAMS, "stream must be stdout or stderr");
-            return true;
-        }
-        uint64_t c = cursor >= 0   ? (uint64_t)cursor
-                     : tail >= 0   ? sp_ring_tail_lines(&s->log[k], (size_t)tail)
-                                   : 0;
-        bool ended = st_final(s->state) && s->fd[k] < 0;
-        sp_ext_read(id, &s->log[k], s, k, c, (size_t)max, wait, ended,
-                    logs_status);
+        do_logs(id, s, params);
     } else {
         double grace = SP_SERVICE_STOP_GRACE;
         if (sp_proto_get_number(params, "grace", false, 0, 3600, &grace, &err) < 0) {
@@ -760,13 +801,15 @@ static bool sp_svc_handle(json_int_t id, const char *method, json_t *params)
 static size_t sp_svc_pollfds(struct pollfd *pfd, size_t max)
 {
     size_t n = 0;
-    for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+    for (size_t i = 0; i < SLOTS; i++) {
         struct service *s = S.sv[i];
         if (!s)
             continue;
         for (int k = 0; k < 2 && n < max; k++)
             if (s->fd[k] >= 0)
                 pfd[n++] = (struct pollfd){s->fd[k], POLLIN, 0};
+        if (s->in_fd >= 0 && s->in_len && n < max)
+            pfd[n++] = (struct pollfd){s->in_fd, POLLOUT, 0};
         if (s->pfd >= 0 && n < max)
             pfd[n++] = (struct pollfd){s->pfd,
                                        (short)(s->phase ? POLLIN : POLLOUT), 0};
@@ -869,12 +912,15 @@ static void probe_step(struct service *s, short revents)
     probe_reset(s);
 }
 
+static void job_flush_input(struct service *s, short revents);
+static void job_ended(struct service *s);
+
 static void sp_svc_events(const struct pollfd *pfd, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         if (!pfd[k].revents)
             continue;
-        for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+        for (size_t i = 0; i < SLOTS; i++) {
             struct service *s = S.sv[i];
             if (!s)
                 continue;
@@ -888,6 +934,10 @@ static void sp_svc_events(const struct pollfd *pfd, size_t n)
             }
             if (pfd[k].fd == s->pfd) {
                 probe_step(s, pfd[k].revents);
+                break;
+            }
+            if (pfd[k].fd == s->in_fd) {
+                job_flush_input(s, pfd[k].revents);
                 break;
             }
         }
@@ -937,7 +987,7 @@ static void probe_try(struct service *s, uint64_t now)
         char **envp = svc_env(s->params, &why);
         char *argv[] = {"sh", "-c", s->parg, NULL};
         if (envp && cwdfd >= 0) {
-            pid_t p = spawn(argv, envp, cwdfd, -1, -1);
+            pid_t p = spawn(argv, envp, cwdfd, -1, -1, -1);
             if (p > 0)
                 s->ppid = p;
         }
@@ -954,7 +1004,7 @@ static void probe_try(struct service *s, uint64_t now)
 
 static bool sp_svc_reaped(pid_t pid, int status)
 {
-    for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+    for (size_t i = 0; i < SLOTS; i++) {
         struct service *s = S.sv[i];
         if (!s)
             continue;
@@ -981,6 +1031,10 @@ static bool sp_svc_reaped(pid_t pid, int status)
         for (int k = 0; k < 2; k++)
             if (s->fd[k] >= 0)
                 read_log(s, k);
+        if (s->job) {
+            job_ended(s);
+            return true;
+        }
         bool was_starting = s->state == ST_STARTING;
         bool failed = s->exit_code != 0 && !s->stopped_by;
         if (s->failing) {
@@ -1035,13 +1089,15 @@ static uint64_t sp_svc_next_timer(void)
         if (t_ && (!next || t_ < next))  \
             next = t_;                   \
     } while (0)
-    for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+    for (size_t i = 0; i < SLOTS; i++) {
         struct service *s = S.sv[i];
         if (!s)
             continue;
         CONSIDER(s->kill_at);
         CONSIDER(s->restart_at);
         CONSIDER(s->end_at);
+        if (s->pid)
+            CONSIDER(s->deadline);
         if (s->state == ST_STARTING) {
             CONSIDER(s->ready_deadline);
             if (s->pk == PR_FILE || (s->pk != PR_CMD && s->pfd < 0) ||
@@ -1055,7 +1111,7 @@ static uint64_t sp_svc_next_timer(void)
 
 static void sp_svc_timers(uint64_t now)
 {
-    for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+    for (size_t i = 0; i < SLOTS; i++) {
         struct service *s = S.sv[i];
         if (!s)
             continue;
@@ -1083,6 +1139,12 @@ static void sp_svc_timers(uint64_t now)
                     begin_stop(s, SP_SERVICE_STOP_GRACE);
                 }
             }
+        }
+        if (s->deadline && s->pid && now >= s->deadline &&
+            s->state != ST_STOPPING) {
+            s->deadline = 0;
+            s->timed_out = true;
+            begin_stop(s, SP_JOB_KILL_GRACE);
         }
         if (s->restart_at && S.shutting_down && s->state == ST_RESTARTING) {
             s->restart_at = 0;
@@ -1116,13 +1178,13 @@ static bool sp_svc_shutdown(uint64_t now)
     bool any = false;
     if (!S.shutting_down) {
         S.shutting_down = true;
-        for (size_t i = 0; i < SP_SERVICE_MAX; i++) {
+        for (size_t i = 0; i < SLOTS; i++) {
             struct service *s = S.sv[i];
             if (s && s->pid && s->state != ST_STOPPING)
                 begin_stop(s, SP_SERVICE_STOP_GRACE);
         }
     }
-    for (size_t i = 0; i < SP_SERVICE_MAX; i++)
+    for (size_t i = 0; i < SLOTS; i++)
         any |= S.sv[i] && S.sv[i]->pid;
     return !any;
 }
@@ -1136,4 +1198,334 @@ const struct sp_agent_module sp_agent_svc_module = {
     .next_timer = sp_svc_next_timer,
     .timers = sp_svc_timers,
     .stopped = sp_svc_shutdown,
+};
+
+/* ---- background execs (jobs) ---------------------------------------------
+ * A job is a service slot with a number, no probe, no restart, rings of
+ * SP_JOB_RING and, on request, a stdin pipe; it ends as "exited" with its
+ * exit code (128 + N for signal N), whatever the code. */
+
+static struct service *find_job(json_int_t job, size_t *slot)
+{
+    for (size_t i = 0; i < SLOTS; i++)
+        if (S.sv[i] && S.sv[i]->job == job) {
+            if (slot)
+                *slot = i;
+            return S.sv[i];
+        }
+    return NULL;
+}
+
+static json_t *job_json(struct service *s, bool full)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "job", json_integer(s->job));
+    json_object_set_new(o, "state", json_string(st_names[s->state]));
+    json_object_set_new(o, "pid", s->pid ? json_integer(s->pid) : json_null());
+    json_object_set_new(o, "exit_code",
+                        s->has_exit ? json_integer(s->exit_code) : json_null());
+    json_object_set_new(o, "started_at", time_or_null(s->started));
+    json_object_set_new(o, "ended_at", time_or_null(s->ended));
+    json_object_set_new(o, "timed_out", json_boolean(s->timed_out));
+    json_object_set_new(o, "stopped_by", s->stopped_by
+                                             ? json_string(s->stopped_by)
+                                             : json_null());
+    json_object_set_new(o, "stdin_open",
+                        json_boolean(s->in_fd >= 0 && !s->in_eof));
+    json_object_set_new(o, "stdout_bytes", json_integer((json_int_t)s->log[0].end));
+    json_object_set_new(o, "stderr_bytes", json_integer((json_int_t)s->log[1].end));
+    json_t *argv = json_object_get(s->params, "argv");
+    if (full) {
+        if (argv)
+            json_object_set(o, "argv", argv);
+        json_t *cwd = json_object_get(s->params, "cwd");
+        json_object_set_new(o, "cwd", json_is_string(cwd) ? json_incref(cwd)
+                                                          : json_null());
+        return o;
+    }
+    /* A list carries the command line cut to 200 bytes: 64 of them fit
+     * in one reply whatever their specs. */
+    char cmd[201];
+    size_t n = 0;
+    for (size_t i = 0; i < json_array_size(argv) && n < 200; i++) {
+        const char *a = json_string_value(json_array_get(argv, i));
+        int w = snprintf(cmd + n, sizeof(cmd) - n, "%s%s", i ? " " : "",
+                         a ? a : "");
+        n = w < 0 ? n : n + (size_t)w >= sizeof(cmd) ? sizeof(cmd) - 1
+                                                     : n + (size_t)w;
+    }
+    cmd[n] = '\0';
+    json_object_set_new(o, "command", sp_jrpc_string_lossy(cmd, n));
+    return o;
+}
+
+static void job_status(void *target, int stream, json_t *r)
+{
+    struct service *s = target;
+    if (stream != 2) {
+        logs_status(target, stream, r);
+        return;
+    }
+    /* job.wait: the status, not the bytes of the "done" ring. */
+    static const char *const drop[] = {"cursor", "next_cursor", "data",
+                                       "truncated", "dropped", "end"};
+    for (size_t i = 0; i < sizeof(drop) / sizeof(*drop); i++)
+        json_object_del(r, drop[i]);
+    json_t *j = job_json(s, true);
+    json_object_update(r, j);
+    json_decref(j);
+}
+
+static void job_close_input(struct service *s)
+{
+    if (s->in_fd >= 0)
+        close(s->in_fd);
+    s->in_fd = -1;
+    s->in_len = 0;
+}
+
+static void job_flush_input(struct service *s, short revents)
+{
+    (void)revents;
+    while (s->in_fd >= 0 && s->in_len) {
+        ssize_t n = write(s->in_fd, s->in, s->in_len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN)
+            return;
+        if (n <= 0) {
+            job_close_input(s); /* EPIPE: it closed its stdin */
+            return;
+        }
+        memmove(s->in, s->in + n, s->in_len - (size_t)n);
+        s->in_len -= (size_t)n;
+    }
+    if (!s->in_len && s->in_eof)
+        job_close_input(s);
+}
+
+static void job_ended(struct service *s)
+{
+    s->state = ST_EXITED;
+    if (s->timed_out)
+        snprintf(s->reason, sizeof(s->reason), "timeout");
+    job_close_input(s);
+    sp_ring_write(&s->done, "x", 1);
+    sp_ext_wake(s, 0, s->fd[0] < 0);
+    sp_ext_wake(s, 1, s->fd[1] < 0);
+    sp_ext_wake(s, 2, false);
+}
+
+static void job_start(json_int_t id, json_t *params)
+{
+    sp_error err = {0};
+    const char **argv = NULL;
+    double timeout = 0;
+    json_t *want_in = json_object_get(params, "stdin");
+    if (sp_proto_get_strv(params, "argv", true, 1, SP_MAX_ARGS, SP_MAX_ENV_LEN,
+                          &argv, &err) < 0 ||
+        sp_proto_get_number(params, "timeout", false, 0, SP_MAX_TIMEOUT,
+                            &timeout, &err) < 0) {
+        free(argv);
+        sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+        return;
+    }
+    if (want_in && !json_is_boolean(want_in)) {
+        free(argv);
+        sp_ext_error(id, SP_RPC_PARAMS, "stdin must be true or false");
+        return;
+    }
+    const char *why_spec = spec_check(params, argv, NULL);
+    free(argv);
+    if (why_spec) {
+        sp_ext_error(id, SP_RPC_PARAMS, "%s", why_spec);
+        return;
+    }
+    size_t njobs = 0, slot = SLOTS, oldest = SLOTS;
+    for (size_t i = 0; i < SLOTS; i++) {
+        struct service *o = S.sv[i];
+        if (!o) {
+            if (slot == SLOTS)
+                slot = i;
+            continue;
+        }
+        if (!o->job)
+            continue;
+        njobs++;
+        if (st_final(o->state) && o->fd[0] < 0 && o->fd[1] < 0 &&
+            (oldest == SLOTS || o->job < S.sv[oldest]->job))
+            oldest = i;
+    }
+    if (njobs >= SP_JOB_MAX || slot == SLOTS) {
+        if (oldest == SLOTS) {
+            sp_ext_error(id, SP_RPC_BUSY,
+                         "too many background execs running (at most %d): "
+                         "wait for or kill one first", SP_JOB_MAX);
+            return;
+        }
+        svc_free(oldest); /* the oldest ended one is forgotten */
+        slot = oldest;
+    }
+    struct service *s = calloc(1, sizeof(*s));
+    if (!s || sp_ring_init(&s->log[0], SP_JOB_RING) < 0 ||
+        sp_ring_init(&s->log[1], SP_JOB_RING) < 0 ||
+        sp_ring_init(&s->done, 16) < 0) {
+        if (s) {
+            sp_ring_free(&s->log[0]);
+            sp_ring_free(&s->log[1]);
+            free(s);
+        }
+        sp_ext_error(id, SP_RPC_INTERNAL, "out of memory");
+        return;
+    }
+    s->job = ++S.next_job;
+    snprintf(s->name, sizeof(s->name), "job-%d", s->job);
+    s->fd[0] = s->fd[1] = s->pfd = -1;
+    s->in_fd = json_is_true(want_in) ? -2 : -1; /* -2: make the pipe */
+    s->start_id = s->stop_id = -1;
+    s->pk = PR_NONE;
+    s->params = json_incref(params);
+    char buf[600];
+    const char *why = svc_spawn(s, buf, sizeof(buf));
+    if (why) {
+        sp_ext_error(id, SP_RPC_EXEC, "%s", why);
+        S.sv[slot] = s;
+        svc_free(slot);
+        return;
+    }
+    if (timeout > 0)
+        s->deadline = sp_now_us() + (uint64_t)(timeout * 1e6);
+    S.sv[slot] = s;
+    sp_ext_reply(id, job_json(s, true));
+}
+
+static bool sp_job_handle(json_int_t id, const char *method, json_t *params)
+{
+    const char *m = method + 4;
+    if (id < 0)
+        return true;
+    if (strcmp(m, "start") == 0) {
+        if (S.shutting_down)
+            sp_ext_error(id, SP_RPC_GONE, "the workspace is stopping");
+        else
+            job_start(id, params);
+        return true;
+    }
+    if (strcmp(m, "list") == 0) {
+        json_t *a = json_array();
+        for (int want = 1; want <= S.next_job; want++) {
+            struct service *s = find_job(want, NULL);
+            if (s)
+                json_array_append_new(a, job_json(s, false));
+        }
+        sp_ext_reply(id, json_pack("{s:o}", "jobs", a));
+        return true;
+    }
+    if (strcmp(m, "status") && strcmp(m, "logs") && strcmp(m, "wait") &&
+        strcmp(m, "write") && strcmp(m, "signal") && strcmp(m, "remove"))
+        return false;
+    sp_error err = {0};
+    double job = 0;
+    if (sp_proto_get_number(params, "job", true, 1, 1e9, &job,
+                            &err) < 0) {
+        sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+        return true;
+    }
+    size_t slot = 0;
+    struct service *s = find_job((json_int_t)job, &slot);
+    if (!s) {
+        sp_ext_error(id, SP_RPC_PARAMS,
+                     "no background exec %.0f in this workspace", job);
+        return true;
+    }
+    if (strcmp(m, "status") == 0) {
+        sp_ext_reply(id, job_json(s, true));
+    } else if (strcmp(m, "logs") == 0) {
+        do_logs(id, s, params);
+    } else if (strcmp(m, "wait") == 0) {
+        double wait = 0;
+        if (sp_proto_get_number(params, "wait", false, 0, SP_EXT_MAX_WAIT,
+                                &wait, &err) < 0) {
+            sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+            return true;
+        }
+        sp_ext_read(id, &s->done, s, 2, 0, 1, wait, st_final(s->state),
+                    job_status);
+    } else if (strcmp(m, "write") == 0) {
+        const char *data = "";
+        json_t *eof = json_object_get(params, "eof");
+        if (sp_proto_get_string(params, "data", false, SP_PROTO_MAX_LINE,
+                                &data, &err) < 0) {
+            sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+            return true;
+        }
+        if (eof && !json_is_boolean(eof)) {
+            sp_ext_error(id, SP_RPC_PARAMS, "eof must be true or false");
+            return true;
+        }
+        if (s->in_fd < 0 || s->in_eof) {
+            sp_ext_error(id, SP_RPC_GONE,
+                         "background exec %d's stdin is closed%s", s->job,
+                         st_final(s->state) ? " (it has ended)"
+                         : json_is_true(json_object_get(s->params, "stdin"))
+                             ? ""
+                             : " (start it with stdin to write to it)");
+            return true;
+        }
+        size_t dl = strlen(data);
+        if (dl / 4 * 3 > SP_JOB_INPUT_MAX - s->in_len) {
+            sp_ext_error(id, SP_RPC_BUSY,
+                         "background exec %d is not reading its input (%zu "
+                         "bytes queued)", s->job, s->in_len);
+            return true;
+        }
+        if (!s->in && !(s->in = malloc(SP_JOB_INPUT_MAX))) {
+            sp_ext_error(id, SP_RPC_INTERNAL, "out of memory");
+            return true;
+        }
+        long n = sp_b64_decode(data, dl, s->in + s->in_len);
+        if (n < 0) {
+            sp_ext_error(id, SP_RPC_PARAMS, "\"data\" is not base64");
+            return true;
+        }
+        s->in_len += (size_t)n;
+        s->in_eof = json_is_true(eof);
+        job_flush_input(s, 0);
+        sp_ext_reply(id, json_pack("{s:I,s:I,s:b}", "written", (json_int_t)n,
+                                   "queued", (json_int_t)s->in_len,
+                                   "stdin_open", s->in_fd >= 0 && !s->in_eof));
+    } else if (strcmp(m, "signal") == 0) {
+        double sig = SIGKILL;
+        if (sp_proto_get_number(params, "signal", false, 1, 64, &sig, &err) < 0) {
+            sp_ext_error(id, SP_RPC_PARAMS, "%s", err.message);
+            return true;
+        }
+        if (!s->pid) {
+            sp_ext_error(id, SP_RPC_GONE, "background exec %d has ended",
+                         s->job);
+            return true;
+        }
+        if ((int)sig == SIGKILL || (int)sig == SIGTERM)
+            s->stopped_by = (int)sig == SIGKILL ? "KILL" : "TERM";
+        svc_signal(s, (int)sig);
+        if ((int)sig != SIGKILL && (int)sig != SIGCONT)
+            svc_signal(s, SIGCONT);
+        sp_ext_reply(id, job_json(s, true));
+    } else {
+        if (!st_final(s->state)) {
+            sp_ext_error(id, SP_RPC_BUSY,
+                         "background exec %d is still running: kill it "
+                         "first", s->job);
+            return true;
+        }
+        int n = s->job;
+        svc_free(slot);
+        sp_ext_reply(id, json_pack("{s:i,s:b}", "job", n, "removed", 1));
+    }
+    return true;
+}
+
+const struct sp_agent_module sp_agent_job_module = {
+    .prefix = "job.",
+    .handle = sp_job_handle,
 };

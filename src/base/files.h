@@ -18,6 +18,10 @@
  *   file.mkdir   {path,mode,parents}        -> {}
  *   file.remove  {path,recursive}           -> {}
  *   file.rename  {from,to,noreplace}        -> {}
+ *   file.glob    {path,pattern,max?,dirs?}  -> {paths:[stat..],truncated}
+ *   file.search  {path,pattern,glob?,literal?,ignore_case?,max?}
+ *                -> {matches:[{path,line,text,cut}],truncated,
+ *                    files_searched,files_skipped}
  *   patch.apply  {strip,dry_run} + frame    -> the report (patch.h) with
  *                "ok": false when a hunk or file did not apply
  *   archive.import {dest} + 1 fd (a pipe the archive is read from)
@@ -45,6 +49,17 @@
 #define SP_FILE_MAX_WALK 1000000
 /* Deepest directory a recursive listing descends. */
 #define SP_FILE_MAX_DEPTH 256
+/* file.glob and file.search: default and most results (paths or
+ * matching lines) of one call; the longest pattern; files bigger than
+ * SP_FILE_SEARCH_FILE_MAX are skipped (counted), and one search reads at
+ * most SP_FILE_SEARCH_BYTES_MAX in all ("truncated" past it); a matching
+ * line is cut to SP_FILE_SEARCH_LINE_MAX bytes ("cut": true). */
+#define SP_FILE_SEARCH_DEFAULT 100
+#define SP_FILE_SEARCH_MAX 1000
+#define SP_FILE_PATTERN_MAX 1024
+#define SP_FILE_SEARCH_FILE_MAX (4 * 1024 * 1024)
+#define SP_FILE_SEARCH_BYTES_MAX (256ull * 1024 * 1024)
+#define SP_FILE_SEARCH_LINE_MAX 300
 /* Archive imports and exports running at once in one workspace. */
 #define SP_FILE_MAX_ARCHIVE_JOBS 16
 /* Name prefixes of the agent's temporary files and directories in the

@@ -419,3 +419,44 @@ int sp_proc_stat(int procfd, long pid, struct sp_proc_stat *ret)
     *ret = (struct sp_proc_stat){st, ppid, pgrp, session};
     return 0;
 }
+
+size_t sp_strip_terminal(char *buf, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c == 0x1b && i + 1 < len) {
+            unsigned char t = (unsigned char)buf[i + 1];
+            if (t == '[') { /* CSI: parameters, then a final 0x40-0x7e */
+                i += 2;
+                while (i < len && !((unsigned char)buf[i] >= 0x40 &&
+                                    (unsigned char)buf[i] <= 0x7e))
+                    i++;
+            } else if (t == ']' || t == 'P' || t == '_' || t == '^') {
+                /* OSC and the other strings: to BEL or ESC \ */
+                i += 2;
+                while (i < len && buf[i] != 0x07 &&
+                       !(buf[i] == 0x1b && i + 1 < len && buf[i + 1] == '\\'))
+                    i++;
+                if (i < len && buf[i] == 0x1b)
+                    i++;
+            } else {
+                /* ESC, intermediates (0x20-0x2f), one final byte. */
+                i++;
+                while (i < len && (unsigned char)buf[i] >= 0x20 &&
+                       (unsigned char)buf[i] <= 0x2f)
+                    i++;
+            }
+            continue;
+        }
+        if (c == '\r') {
+            if (i + 1 < len && buf[i + 1] == '\n')
+                continue; /* CR LF: the LF stays */
+            continue;
+        }
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f || c == 0x1b)
+            continue;
+        buf[o++] = (char)c;
+    }
+    return o;
+}

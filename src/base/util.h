@@ -133,4 +133,9 @@ struct sp_proc_stat {
 };
 int sp_proc_stat(int procfd, long pid, struct sp_proc_stat *ret);
 
+/* Terminal output as text: removes escape sequences (CSI, OSC, and
+ * two-byte ESC ones), turns CR LF into LF, drops a lone CR, backspace and
+ * the other C0 controls but tab and LF, in place. Returns the new length. */
+size_t sp_strip_terminal(char *buf, size_t len);
+
 #endif

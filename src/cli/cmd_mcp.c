@@ -1,4 +1,4 @@
-/* cmd_mcp.c — `sandpit mcp [--policy FILE] [--max-output BYTES]`: the MCP
+/* cmd_mcp.c — `sandpit mcp [--policy FILE] [--max-output BYTES] [--tools ..]`: the MCP
  * server on stdin/stdout for agents (docs/mcp.md). Diagnostics go to
  * stderr; stdout carries protocol messages only. */
 #include <getopt.h>
@@ -32,14 +32,18 @@ int cmd_mcp(int argc, char **argv)
         {"policy", required_argument, NULL, 'p'},
         {"max-output", required_argument, NULL, 'o'},
         {"pool", required_argument, NULL, 'P'},
+        {"tools", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct sp_mcp_opts o = {.in_fd = 0, .out_fd = 1};
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "+p:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+p:t:h", lo, NULL)) != -1) {
         switch (c) {
+        case 't':
+            o.tools = optarg;
+            break;
         case 'p':
             o.policy_file = optarg;
             break;
@@ -56,7 +60,8 @@ int cmd_mcp(int argc, char **argv)
             break;
         case 'h':
             puts("usage: sandpit mcp [--policy FILE] [--max-output BYTES] "
-                 "[--pool N]\n\n"
+                 "[--pool N]\n"
+                 "                   [--tools core|files|full|LIST]\n\n"
                  "An MCP server on stdin/stdout (docs/mcp.md). --policy sets "
                  "the most an agent\nmay ask for (and limits it to the "
                  "workspaces it creates); --max-output\nbounds the output one "
@@ -65,11 +70,16 @@ int cmd_mcp(int argc, char **argv)
                  "      --max-output BYTES  output one result carries\n"
                  "      --pool N            keep N workspaces of the policy "
                  "warm (1 to 64; docs/pool.md)\n"
+                 "  -t, --tools PROFILE     the tools offered: core, files, "
+                 "full (the default),\n"
+                 "                          or a comma-separated list of tool "
+                 "names and profiles\n"
                  "  -h, --help              this help");
             return 0;
         default:
             cli_error("mcp: usage: sandpit mcp [--policy FILE] "
-                      "[--max-output BYTES] [--pool N]");
+                      "[--max-output BYTES] [--pool N] "
+                      "[--tools core|files|full|LIST]");
             return EXIT_SP_FAILURE;
         }
     }

@@ -363,6 +363,113 @@ out:
     return rc;
 }
 
+/* Attach to shell `shell` of ws, or open one (shell 0) running cmd with
+ * env (ne entries, room for one more: TERM) and cwd. as_exec (exec -t):
+ * the shell is closed once the attach ends. Returns the exit code. */
+static int attach_shell(const char *ws, int shell, char **cmd, char **env,
+                        size_t ne, const char *cwd, int detach_key,
+                        bool as_exec)
+{
+    int rc = EXIT_SP_FAILURE;
+    sp_error err = {0};
+    struct attach a = {.fd = -1, .ws = ws, .piped = !isatty(0)};
+    sp_proto_buf_init(&a.in);
+    if (shell) {
+        if (cmd || ne || cwd) {
+            cli_error("shell: -e, -w and a command apply to a new shell only");
+            return rc;
+        }
+        /* Re-attach: the window may differ from the last client's; from
+         * the current end of its output. */
+        json_t *r = NULL;
+        if (sp_ws_call(ws, "shell.status", json_pack("{s:i}", "shell", shell),
+                       &r, &err) < 0) {
+            rc = fail(&err);
+            return rc;
+        }
+        a.cursor = (uint64_t)json_integer_value(json_object_get(r, "end"));
+        json_decref(r);
+    } else {
+        unsigned rows, cols;
+        winsize(&rows, &cols);
+        const char *term = getenv("TERM");
+        char termkv[256];
+        if (term && *term && strlen(term) < 200) {
+            bool given = false;
+            for (size_t i = 0; i < ne; i++)
+                given |= strncmp(env[i], "TERM=", 5) == 0;
+            if (!given) {
+                snprintf(termkv, sizeof(termkv), "TERM=%s", term);
+                env[ne++] = termkv;
+            }
+        }
+        sp_ws_shell_opts o = {.argv = cmd, .env = ne ? env : NULL, .cwd = cwd,
+                              .rows = rows, .cols = cols};
+        shell = sp_ws_shell_open(ws, &o, &err);
+        if (shell < 0) {
+            rc = fail(&err);
+            return rc;
+        }
+    }
+    a.shell = shell;
+    if ((a.fd = sp_ws_connect_fd(ws, &err)) < 0) {
+        rc = fail(&err);
+        return rc;
+    }
+    if (shell && isatty(0)) {
+        unsigned rows, cols;
+        winsize(&rows, &cols);
+        att_send(&a, "shell.resize",
+                 json_pack("{s:i,s:i,s:i}", "shell", shell, "rows", (int)rows,
+                           "cols", (int)cols),
+                 NULL);
+    }
+    struct termios saved;
+    bool raw = isatty(0) && tcgetattr(0, &saved) == 0;
+    if (raw) {
+        struct termios t = saved;
+        cfmakeraw(&t);
+        tcsetattr(0, TCSADRAIN, &t);
+    }
+    int r = attach_loop(&a, detach_key);
+    if (raw)
+        tcsetattr(0, TCSADRAIN, &saved);
+    if (as_exec) {
+        /* The shell was this command's only: gone with it. */
+        sp_error cerr = {0};
+        sp_ws_shell_close(ws, shell, &cerr);
+    }
+    close(a.fd);
+    sp_proto_buf_free(&a.in);
+    if (r == 1) {
+        fprintf(stderr, "%s[detached from shell %d of %s; sandpit shell %s %d "
+                        "attaches again]\n",
+                raw ? "\r\n" : "", shell, ws, ws, shell);
+        rc = 0;
+    } else if (r == 0) {
+        rc = a.exit_code >= 0 && a.exit_code < 256 ? a.exit_code : 0;
+    } else {
+        cli_error("%s", a.err[0] ? a.err : "the attach ended");
+        rc = EXIT_SP_FAILURE;
+    }
+    return rc;
+}
+
+int cli_exec_tty(const char *ws, char **cmd, char **env, const char *cwd)
+{
+    size_t ne = 0;
+    while (env && env[ne])
+        ne++;
+    char **e = calloc(ne + 2, sizeof(*e));
+    if (!e)
+        return EXIT_SP_FAILURE;
+    for (size_t i = 0; i < ne; i++)
+        e[i] = env[i];
+    int rc = attach_shell(ws, 0, cmd, e, ne, cwd, -1, true);
+    free(e);
+    return rc;
+}
+
 static const char *const shell_usage =
     "shell: usage: sandpit shell NAME [ID] [-e K=V] [-w DIR] "
     "[--detach-key ^X|none] [-- CMD...] | sandpit shell NAME --close ID";
@@ -425,9 +532,9 @@ int cmd_shell(int argc, char **argv)
         cli_error("%s", shell_usage);
         goto out;
     }
-    sp_error err = {0};
     if (close_it) {
         /* Hang the shell up (SIGHUP to its session, SIGKILL after 2 s). */
+        sp_error err = {0};
         if (!shell || cmd || ne || cwd) {
             cli_error("shell: --close wants a shell id and nothing else "
                       "(sandpit shell NAME --close ID)");
@@ -436,81 +543,7 @@ int cmd_shell(int argc, char **argv)
         rc = sp_ws_shell_close(ws, shell, &err) < 0 ? fail(&err) : 0;
         goto out;
     }
-    struct attach a = {.fd = -1, .ws = ws, .piped = !isatty(0)};
-    sp_proto_buf_init(&a.in);
-    if (shell) {
-        if (cmd || ne || cwd) {
-            cli_error("shell: -e, -w and a command apply to a new shell only");
-            goto out;
-        }
-        /* Re-attach: the window may differ from the last client's; from
-         * the current end of its output. */
-        json_t *r = NULL;
-        if (sp_ws_call(ws, "shell.status", json_pack("{s:i}", "shell", shell),
-                       &r, &err) < 0) {
-            rc = fail(&err);
-            goto out;
-        }
-        a.cursor = (uint64_t)json_integer_value(json_object_get(r, "end"));
-        json_decref(r);
-    } else {
-        unsigned rows, cols;
-        winsize(&rows, &cols);
-        const char *term = getenv("TERM");
-        char termkv[256];
-        if (term && *term && strlen(term) < 200) {
-            bool given = false;
-            for (size_t i = 0; i < ne; i++)
-                given |= strncmp(env[i], "TERM=", 5) == 0;
-            if (!given) {
-                snprintf(termkv, sizeof(termkv), "TERM=%s", term);
-                env[ne++] = termkv;
-            }
-        }
-        sp_ws_shell_opts o = {.argv = cmd, .env = ne ? env : NULL, .cwd = cwd,
-                              .rows = rows, .cols = cols};
-        shell = sp_ws_shell_open(ws, &o, &err);
-        if (shell < 0) {
-            rc = fail(&err);
-            goto out;
-        }
-    }
-    a.shell = shell;
-    if ((a.fd = sp_ws_connect_fd(ws, &err)) < 0) {
-        rc = fail(&err);
-        goto out;
-    }
-    if (shell && isatty(0)) {
-        unsigned rows, cols;
-        winsize(&rows, &cols);
-        att_send(&a, "shell.resize",
-                 json_pack("{s:i,s:i,s:i}", "shell", shell, "rows", (int)rows,
-                           "cols", (int)cols),
-                 NULL);
-    }
-    struct termios saved;
-    bool raw = isatty(0) && tcgetattr(0, &saved) == 0;
-    if (raw) {
-        struct termios t = saved;
-        cfmakeraw(&t);
-        tcsetattr(0, TCSADRAIN, &t);
-    }
-    int r = attach_loop(&a, detach_key);
-    if (raw)
-        tcsetattr(0, TCSADRAIN, &saved);
-    close(a.fd);
-    sp_proto_buf_free(&a.in);
-    if (r == 1) {
-        fprintf(stderr, "%s[detached from shell %d of %s; sandpit shell %s %d "
-                        "attaches again]\n",
-                raw ? "\r\n" : "", shell, ws, ws, shell);
-        rc = 0;
-    } else if (r == 0) {
-        rc = a.exit_code >= 0 && a.exit_code < 256 ? a.exit_code : 0;
-    } else {
-        cli_error("%s", a.err[0] ? a.err : "the attach ended");
-        rc = EXIT_SP_FAILURE;
-    }
+    rc = attach_shell(ws, shell, cmd, env, ne, cwd, detach_key, false);
 out:
     free(env);
     return rc;

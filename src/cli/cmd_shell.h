@@ -5,5 +5,8 @@
 int cmd_shell(int argc, char **argv);
 int cmd_shells(int argc, char **argv);
 int cmd_service(int argc, char **argv);
+/* exec -t: cmd in a new PTY shell of ws sized as our terminal, attached
+ * (no detach key), closed when it ends; its exit code. */
+int cli_exec_tty(const char *ws, char **cmd, char **env, const char *cwd);
 
 #endif

@@ -10,6 +10,8 @@
 
 #include "cli.h"
 #include "cmd_secrets.h"
+#include "cmd_jobs.h"
+#include "cmd_shell.h"
 #include "cmd_ws.h"
 
 static int fail(const sp_error *err)
@@ -180,9 +182,13 @@ int cmd_exec(int argc, char **argv)
         "-e", "--env", "--secret-env", "-w", "--workdir", "--timeout", NULL};
     cli_permute(argc, argv, with_value, 1);
     if (argc < 2 || argv[1][0] == '-') {
-        cli_error("exec: usage: sandpit exec NAME [-i] [-e K=V] [-w DIR] "
-                  "[--timeout S] [--secret-env NAME] [--report FILE|-] "
-                  "[--changes] -- CMD [ARGS...]");
+        cli_error("exec: usage: sandpit exec NAME [-i|-t|-d] [-e K=V] [-w DIR] "
+                  "[--timeout S] [--secret-env NAME] [--report FILE|-] [--changes]\n"
+                  "  -- CMD [ARGS...]\n"
+                  "  -d, --detach: run it in the background and print its "
+                  "number (sandpit wait, logs, jobs)\n"
+                  "  -t, --tty: run it on a terminal (a PTY sized as this "
+                  "one; stdin, stdout and stderr all go through it)");
         return EXIT_SP_FAILURE;
     }
     const char *name = argv[1];
@@ -199,6 +205,7 @@ int cmd_exec(int argc, char **argv)
     char *report = NULL;
     int i = 2;
     int rc = EXIT_SP_FAILURE;
+    bool detach = false, tty = false;
     for (; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--") == 0) {
@@ -208,6 +215,13 @@ int cmd_exec(int argc, char **argv)
         if (a[0] != '-')
             break;
         if (strcmp(a, "-i") == 0 || strcmp(a, "--interactive") == 0) {
+            o.fds[0] = 0;
+        } else if (strcmp(a, "-d") == 0 || strcmp(a, "--detach") == 0) {
+            detach = true;
+        } else if (strcmp(a, "-t") == 0 || strcmp(a, "--tty") == 0) {
+            tty = true;
+        } else if (strcmp(a, "-it") == 0 || strcmp(a, "-ti") == 0) {
+            tty = true;
             o.fds[0] = 0;
         } else if ((strcmp(a, "-e") == 0 || strcmp(a, "--env") == 0) &&
                    i + 1 < argc) {
@@ -245,6 +259,27 @@ int cmd_exec(int argc, char **argv)
     if (i >= argc) {
         cli_error("exec: no command given (sandpit exec NAME [OPTIONS] -- "
                   "CMD [ARGS...])");
+        goto out;
+    }
+    if (tty && (detach || o.timeout > 0 || nse)) {
+        cli_error("exec: -t runs the command on a terminal as a shell does: "
+                  "not with %s", detach ? "--detach" : o.timeout > 0
+                                            ? "--timeout"
+                                            : "--secret-env");
+        goto out;
+    }
+    if (tty) {
+        rc = cli_exec_tty(name, argv + i, ne ? env : NULL, o.cwd);
+        goto out;
+    }
+    if (detach && o.fds[0] == 0) {
+        cli_error("exec: -i and --detach together: a background exec's "
+                  "stdin is not this terminal");
+        goto out;
+    }
+    if (detach) {
+        rc = cli_exec_detach(name, argv + i, ne ? env : NULL,
+                             nse ? senv : NULL, o.cwd, o.timeout);
         goto out;
     }
     o.argv = argv + i;

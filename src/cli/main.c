@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "cmd_files.h"
+#include "cmd_jobs.h"
 #include "cmd_shell.h"
 #include "cmd_snapshot.h"
 #include "cmd_ws.h"
@@ -26,6 +27,9 @@ static const struct {
     {"serve", cmd_serve, "JSON-RPC 2.0 on a Unix socket (docs/serve.md)"},
     {"create", cmd_create, "create and start a persistent workspace"},
     {"exec", cmd_exec, "run a command in a workspace (exec NAME -- CMD)"},
+    {"jobs", cmd_jobs, "list a workspace's background execs (exec --detach)"},
+    {"wait", cmd_wait, "wait for a background exec (wait NAME JOB)"},
+    {"logs", cmd_logs, "a background exec's output (logs NAME JOB [-f])"},
     {"ps", cmd_ps, "list workspaces (--json)"},
     {"stop", cmd_stop, "stop a workspace, keeping its files"},
     {"start", cmd_start, "start a stopped workspace again"},

@@ -21,6 +21,7 @@
 #include "error.h"
 #include "jsonrpc.h"
 #include "rpcops.h"
+#include "util.h"
 #include "wsend.h"
 #include "wsjob.h"
 
@@ -36,6 +37,9 @@ struct batch {
     int pending;
 };
 
+/* Room for the tool table (checked at start). */
+#define MCP_TOOLS_CAP 96
+
 struct call {
     json_t *id;
     struct batch *batch;
@@ -49,6 +53,13 @@ struct call {
     unsigned seq;
     json_t *structured;         /* built when the command ended */
     char *text;
+    /* An exec's progress (the client's _meta.progressToken, or NULL):
+     * bytes and lines so far, the last complete line. */
+    struct mcp *m;
+    json_t *progress;
+    uint64_t p_bytes, p_lines, p_sent_at, p_sent_bytes, p_start;
+    char p_cur[SP_MCP_PROGRESS_LINE + 1], p_last[SP_MCP_PROGRESS_LINE + 1];
+    size_t p_cur_len;
 };
 
 struct mcp {
@@ -62,6 +73,9 @@ struct mcp {
     int log_level;
     unsigned seq;
     bool out_dead;
+    bool hidden[MCP_TOOLS_CAP];  /* tools left out by --tools */
+    bool compact;               /* --tools core: no outputSchema, title or
+                                   annotations in tools/list */
 };
 
 /* ---- sending ------------------------------------------------------------ */
@@ -199,7 +213,9 @@ static const struct tool tools[] = {
      "error. `command` is an array (program and arguments, no shell) or one "
      "string run by /bin/sh -c. Runs in /workspace unless `cwd` is given. "
      "Long output is cut (\"truncated\": true) and saved whole in the "
-     "workspace at the paths in \"output_files\": read it there.",
+     "workspace at the paths in \"output_files\": read it there. For "
+     "work that may take longer than about a minute (a test suite, a build), "
+     "use exec_start and exec_wait instead, so the call does not time out.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ","
      "\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],"
      "\"description\":\"[\\\"pytest\\\", \\\"-q\\\"] or \\\"make test 2>&1 | tail\\\" (a string runs under /bin/sh -c).\"},"
@@ -299,6 +315,36 @@ static const struct tool tools[] = {
      "Apply a unified diff (as git diff or diff -u write it) to the workspace, all or nothing: when a hunk does not match, nothing changes and the error says which file and hunk.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"patch\":{\"type\":\"string\",\"description\":\"The unified diff text.\"},\"strip\":{\"type\":\"integer\",\"description\":\"Leading path components to strip, as patch -p (default 1: a/ and b/ prefixes).\"},\"dry_run\":{\"type\":\"boolean\",\"description\":\"Only check that it applies.\"}" "},\"required\":[\"workspace\",\"patch\"],\"additionalProperties\":false}",
      NULL, sp_ops_patch_apply, false, true},
+    {"file_stat", "Describe a file",
+     "Type (file, dir, symlink, ...), size, mode and mtime of a path in the workspace; a symlink is described, not followed (its target is given).",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Path, relative to /workspace.\"}},\"required\":[\"workspace\",\"path\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"path\":{\"type\":\"string\"},\"type\":{\"type\":\"string\"},\"size\":{\"type\":\"integer\"},\"mode\":{\"type\":\"integer\"},\"mtime\":{\"type\":\"number\"}},\"required\":[\"path\",\"type\"]}",
+     sp_ops_file_stat, true, false},
+    {"file_mkdir", "Make a directory",
+     "Make a directory in the workspace, with its missing parents (parents: false to refuse a missing parent). An existing directory is fine.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"Directory, relative to /workspace.\"},\"parents\":{\"type\":\"boolean\",\"default\":true,\"description\":\"Make missing parent directories.\"},\"mode\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":4095,\"default\":493,\"description\":\"Permission bits (493 is 0755).\"}},\"required\":[\"workspace\",\"path\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"path\":{\"type\":\"string\"},\"created\":{\"type\":\"boolean\"}},\"required\":[\"path\",\"created\"]}",
+     sp_ops_file_mkdir, false, false},
+    {"file_move", "Move or rename a file",
+     "Move or rename a file or directory within the workspace (atomically). An existing destination is refused unless overwrite is true.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"from\":{\"type\":\"string\",\"description\":\"Path to move, relative to /workspace.\"},\"to\":{\"type\":\"string\",\"description\":\"New path, relative to /workspace.\"},\"overwrite\":{\"type\":\"boolean\",\"default\":false,\"description\":\"Replace an existing destination.\"}},\"required\":[\"workspace\",\"from\",\"to\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"from\":{\"type\":\"string\"},\"to\":{\"type\":\"string\"},\"moved\":{\"type\":\"boolean\"}},\"required\":[\"from\",\"to\",\"moved\"]}",
+     sp_ops_file_move, false, true},
+    {"file_glob", "Find files by name",
+     "Files whose path matches a glob, below path (default the workspace), sorted, symlinks not followed, .git skipped. A pattern without a slash matches the file name anywhere (*.py); with one, the whole relative path, where * also crosses directories (src/*.c, **/test_*.py).",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"pattern\":{\"type\":\"string\",\"description\":\"Glob: *.py, src/*.c, **/test_*.py.\"},\"path\":{\"type\":\"string\",\"description\":\"Directory to look in (default: the workspace).\"},\"max_results\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":100},\"dirs\":{\"type\":\"boolean\",\"default\":false,\"description\":\"Match directories too.\"}},\"required\":[\"workspace\",\"pattern\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"paths\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}},\"truncated\":{\"type\":\"boolean\"}},\"required\":[\"paths\",\"truncated\"]}",
+     sp_ops_file_glob, true, false},
+    {"file_search", "Search file contents",
+     "Lines matching a regular expression (POSIX extended; literal: true for plain text) in the files below path, as grep -rn: path, line number, text (cut to 300 bytes). glob narrows the files (as file_glob). Binary files, files over 4 MiB and .git are skipped; truncated says when max_results was reached.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"pattern\":{\"type\":\"string\",\"description\":\"Extended regular expression, e.g. def [a-z_]+\\\\(.\"},\"path\":{\"type\":\"string\",\"description\":\"Directory to search (default: the workspace).\"},\"glob\":{\"type\":\"string\",\"description\":\"Only files matching this glob, e.g. *.py.\"},\"literal\":{\"type\":\"boolean\",\"default\":false,\"description\":\"The pattern is plain text.\"},\"ignore_case\":{\"type\":\"boolean\",\"default\":false},\"max_results\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000,\"default\":100}},\"required\":[\"workspace\",\"pattern\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"matches\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"properties\":{\"path\":{\"type\":\"string\"},\"line\":{\"type\":\"integer\"},\"text\":{\"type\":\"string\"}}}},\"truncated\":{\"type\":\"boolean\"},\"files_searched\":{\"type\":\"integer\"},\"files_skipped\":{\"type\":\"integer\"}},\"required\":[\"matches\",\"truncated\"]}",
+     sp_ops_file_search, true, false},
+    {"file_edit", "Edit a file",
+     "Replace exact text in a file: old_string must occur exactly once (include enough surrounding lines to make it unique) unless replace_all is true. All or nothing: when it is not found, not unique, or the file changed meanwhile, nothing is written and the error says why.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"path\":{\"type\":\"string\",\"description\":\"File, relative to /workspace.\"},\"old_string\":{\"type\":\"string\",\"minLength\":1,\"description\":\"The exact text to replace, whitespace included.\"},\"new_string\":{\"type\":\"string\",\"description\":\"The text to put instead.\"},\"replace_all\":{\"type\":\"boolean\",\"default\":false,\"description\":\"Replace every occurrence.\"}},\"required\":[\"workspace\",\"path\",\"old_string\",\"new_string\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"path\":{\"type\":\"string\"},\"replacements\":{\"type\":\"integer\"},\"first_line\":{\"type\":\"integer\"},\"size\":{\"type\":\"integer\"}},\"required\":[\"path\",\"replacements\"]}",
+     sp_ops_file_edit, false, true},
     {"shell_open", "Open a shell",
      "Open an interactive shell (a PTY running bash, or the given command) that keeps running between calls; returns its id. Send keystrokes with shell_write and read the screen output with shell_read.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],\"description\":\"Program and arguments, or one string run by /bin/sh -c.\"},\"cwd\":{\"type\":\"string\",\"description\":\"Working directory.\"},\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},\"rows\":{\"type\":\"integer\",\"description\":\"Terminal rows (default 24).\"},\"cols\":{\"type\":\"integer\",\"description\":\"Terminal columns (default 80).\"}" "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
@@ -308,8 +354,11 @@ static const struct tool tools[] = {
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"description\":\"The shell's id from shell_open.\"},\"input\":{\"type\":\"string\",\"description\":\"Text to send, e.g. \\\"ls\\\\n\\\".\"}" "},\"required\":[\"workspace\",\"shell\",\"input\"],\"additionalProperties\":false}",
      NULL, sp_ops_shell_write, false, false},
     {"shell_read", "Read a shell's output",
-     "Read a shell's output from a cursor (0: the start); pass \\\"next_cursor\\\" on the next call to get only what is new. wait: seconds to wait for output when none is there yet.",
-     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"description\":\"The shell's id.\"},\"cursor\":{\"type\":\"integer\",\"description\":\"Where to read from (default 0).\"},\"wait\":{\"type\":\"number\",\"description\":\"Seconds to wait for new output (at most 30; default 0).\"},\"max_bytes\":{\"type\":\"integer\",\"description\":\"Most bytes to return.\"}" "},\"required\":[\"workspace\",\"shell\"],\"additionalProperties\":false}",
+     "Read a shell's output from a cursor (0: the start); pass \\\"next_cursor\\\" on the next call to get only what is new. wait: seconds to wait for output when none is there yet; until (a regex, e.g. a prompt) or quiet_ms wait for the whole answer of a command. Control sequences are stripped unless raw.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"description\":\"The shell's id.\"},\"cursor\":{\"type\":\"integer\",\"description\":\"Where to read from (default 0).\"},\"wait\":{\"type\":\"number\",\"minimum\":0,\"maximum\":30,\"description\":\"Seconds to wait (at most 30; default 0, or 30 with until or quiet_ms).\"},\"max_bytes\":{\"type\":\"integer\",\"description\":\"Most bytes to return.\"},"
+     "\"until\":{\"type\":\"string\",\"description\":\"Wait until the output since cursor matches this extended regular expression (a prompt: \\\\$ $), bounded by wait.\"},"
+     "\"quiet_ms\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":30000,\"description\":\"Wait until no new output came for this many ms, bounded by wait.\"},"
+     "\"raw\":{\"type\":\"boolean\",\"default\":false,\"description\":\"Keep terminal control sequences (default: stripped, the text only).\"}" "},\"required\":[\"workspace\",\"shell\"],\"additionalProperties\":false}",
      NULL, sp_ops_shell_read, true, false},
     {"shell_signal", "Signal a shell",
      "Send a signal to the shell's foreground program: INT (Ctrl-C, the default), TERM, HUP, KILL or QUIT.",
@@ -319,6 +368,16 @@ static const struct tool tools[] = {
      "Hang up a shell and end its processes.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"description\":\"The shell's id.\"}" "},\"required\":[\"workspace\",\"shell\"],\"additionalProperties\":false}",
      NULL, sp_ops_shell_close, false, true},
+    {"shell_resize", "Resize a shell",
+     "Set a shell's terminal size (the program in it gets SIGWINCH).",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"shell\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The shell's id.\"},\"rows\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000},\"cols\":{\"type\":\"integer\",\"minimum\":1,\"maximum\":1000}},\"required\":[\"workspace\",\"shell\",\"rows\",\"cols\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"shell\":{\"type\":\"integer\"},\"rows\":{\"type\":\"integer\"},\"cols\":{\"type\":\"integer\"}},\"required\":[\"shell\",\"rows\",\"cols\"]}",
+     sp_ops_shell_resize, false, false},
+    {"shell_list", "List shells",
+     "The workspace's shells: id, state (running, exited), exit code, pid, size and command.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"shells\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}}},\"required\":[\"shells\"]}",
+     sp_ops_shell_list, true, false},
     {"service_start", "Start a service",
      "Start a long-running background process (a server, a watcher) under a name and wait until it is ready: ready is file:PATH, tcp:HOST:PORT, http:URL or cmd:COMMAND. Its output is kept; read it with service_logs.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name: letters, digits, . _ -.\"},\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],\"description\":\"Program and arguments, or one string run by /bin/sh -c.\"},\"cwd\":{\"type\":\"string\",\"description\":\"Working directory.\"},\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},\"secret_env\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":32,\"description\":\"Names of the workspace's secrets to set as environment variables NAME=value (the values never appear in results or logs; a restore brings them back).\"},\"ready\":{\"type\":\"string\",\"description\":\"Readiness probe: file:PATH, tcp:HOST:PORT, http:URL or cmd:COMMAND.\"},\"ready_timeout\":{\"type\":\"number\",\"description\":\"Seconds to wait for ready (default 30).\"},\"restart_on_failure\":{\"type\":\"boolean\",\"description\":\"Restart it when it exits with an error.\"}" "},\"required\":[\"workspace\",\"name\",\"command\"],\"additionalProperties\":false}",
@@ -335,6 +394,77 @@ static const struct tool tools[] = {
      "Stop a service: SIGTERM, then SIGKILL after grace seconds.",
      "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"name\":{\"type\":\"string\",\"description\":\"The service's name.\"},\"grace\":{\"type\":\"number\",\"description\":\"Seconds between SIGTERM and SIGKILL (default 5).\"}" "},\"required\":[\"workspace\",\"name\"],\"additionalProperties\":false}",
      NULL, sp_ops_service_stop, false, true},
+    {"exec_start", "Start a command in the background",
+     "Start a command in a workspace and return at once with its number "
+     "(job), for work that may outlast the client's timeout (test "
+     "suites, builds, installs) or that runs alongside other calls. Then: "
+     "exec_wait (until it ends, at most 30 s a call: call again while "
+     "ended is false), exec_poll (new output by cursor), exec_write "
+     "(stdin), exec_kill, exec_list. Output is kept in a 1 MiB ring per "
+     "stream.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"command\":{\"anyOf\":[{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"minItems\":1},{\"type\":\"string\"}],\"description\":\"Program and arguments, or one string run by /bin/sh -c.\"},"
+     "\"cwd\":{\"type\":\"string\",\"description\":\"Working directory, relative to /workspace or absolute.\"},"
+     "\"env\":{\"type\":\"object\",\"additionalProperties\":{\"type\":\"string\"},\"description\":\"Extra environment variables.\"},"
+     "\"secret_env\":{\"type\":\"array\",\"items\":{\"type\":\"string\"},\"maxItems\":32,\"description\":\"Names of the workspace's secrets to set as environment variables.\"},"
+     "\"timeout\":{\"type\":\"number\",\"minimum\":0.001,\"description\":\"Kill it after this many seconds (default: the operator's limit, else none).\"},"
+     "\"stdin\":{\"type\":\"string\",\"description\":\"Text given on its standard input (then closed unless stdin_open).\"},"
+     "\"stdin_open\":{\"type\":\"boolean\",\"default\":false,\"description\":\"Keep stdin open for exec_write.\"}"
+     "},\"required\":[\"workspace\",\"command\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"job\":{\"type\":\"integer\"},"
+     "\"state\":{\"type\":\"string\"},\"workspace\":{\"type\":\"string\"}},"
+     "\"required\":[\"job\",\"state\"]}",
+     sp_ops_exec_start, false, false},
+    {"exec_poll", "Read a background command's output",
+     "New stdout and stderr of a background exec since the cursors (0: the "
+     "start); pass cursor and stderr_cursor from the result to "
+     "the next call. wait: seconds to wait for new stdout or the end.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"job\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The background exec's number (from exec_start or exec_list).\"},"
+     "\"cursor\":{\"type\":\"integer\",\"minimum\":0,\"default\":0,\"description\":\"Where to read stdout from.\"},"
+     "\"stderr_cursor\":{\"type\":\"integer\",\"minimum\":0,\"default\":0,\"description\":\"Where to read stderr from.\"},"
+     "\"wait\":{\"type\":\"number\",\"minimum\":0,\"maximum\":30,\"default\":0,\"description\":\"Seconds to wait for new output.\"},"
+     "\"max_bytes\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"Most bytes per stream.\"}"
+     "},\"required\":[\"workspace\",\"job\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"job\":{\"type\":\"integer\"},"
+     "\"state\":{\"type\":\"string\"},\"ended\":{\"type\":\"boolean\"},"
+     "\"stdout\":{\"type\":\"string\"},\"stderr\":{\"type\":\"string\"},"
+     "\"cursor\":{\"type\":\"integer\"},\"stderr_cursor\":{\"type\":\"integer\"},"
+     "\"dropped\":{\"type\":\"integer\"}},"
+     "\"required\":[\"job\",\"state\",\"ended\",\"stdout\",\"stderr\",\"cursor\",\"stderr_cursor\"]}",
+     sp_ops_exec_poll, true, false},
+    {"exec_wait", "Wait for a background command",
+     "Wait until a background exec ends, at most `timeout` seconds (default "
+     "and at most 30). Returns its state, ended, exit_code once "
+     "ended, and the last lines of stdout and stderr. Call again while "
+     "ended is false.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"job\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The background exec's number (from exec_start or exec_list).\"},"
+     "\"timeout\":{\"type\":\"number\",\"minimum\":0,\"maximum\":30,\"default\":30,\"description\":\"Most seconds to wait.\"}"
+     "},\"required\":[\"workspace\",\"job\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"job\":{\"type\":\"integer\"},"
+     "\"state\":{\"type\":\"string\"},\"ended\":{\"type\":\"boolean\"},"
+     "\"timed_out\":{\"type\":\"boolean\"},"
+     "\"stdout_tail\":{\"type\":\"string\"},\"stderr_tail\":{\"type\":\"string\"}},"
+     "\"required\":[\"job\",\"state\",\"ended\"]}",
+     sp_ops_exec_wait, true, false},
+    {"exec_write", "Write to a background command's stdin",
+     "Send text to the stdin of a background exec started with stdin_open; "
+     "eof: true closes it.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"job\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The background exec's number (from exec_start or exec_list).\"},"
+     "\"input\":{\"type\":\"string\",\"maxLength\":65536,\"description\":\"Text to send.\"},"
+     "\"eof\":{\"type\":\"boolean\",\"default\":false,\"description\":\"Close stdin after the input.\"}"
+     "},\"required\":[\"workspace\",\"job\"],\"additionalProperties\":false}",
+     NULL, sp_ops_exec_write, false, false},
+    {"exec_kill", "Signal a background command",
+     "Send a signal to a background exec and its process group (default "
+     "KILL).",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP ",\"job\":{\"type\":\"integer\",\"minimum\":1,\"description\":\"The background exec's number (from exec_start or exec_list).\"},"
+     "\"signal\":{\"type\":\"string\",\"enum\":[\"KILL\",\"TERM\",\"INT\",\"HUP\",\"QUIT\"],\"default\":\"KILL\"}"
+     "},\"required\":[\"workspace\",\"job\"],\"additionalProperties\":false}",
+     NULL, sp_ops_exec_kill, false, true},
+    {"exec_list", "List background commands",
+     "The workspace's background execs: number, command, state, exit code.",
+     "{\"type\":\"object\",\"properties\":{" WS_PROP "},\"required\":[\"workspace\"],\"additionalProperties\":false}",
+     "{\"type\":\"object\",\"properties\":{\"jobs\":{\"type\":\"array\",\"items\":{\"type\":\"object\"}}},\"required\":[\"jobs\"]}",
+     sp_ops_exec_list, true, false},
 };
 
 static const struct tool *find_tool(const char *name)
@@ -345,14 +475,83 @@ static const struct tool *find_tool(const char *name)
     return NULL;
 }
 
+/* Tool profiles (sandpit mcp --tools; docs/mcp.md "Tool profiles"):
+ * core is what an agent needs to run and edit code in a workspace; files
+ * adds the rest of the file tools; full is every tool. */
+static const char *const profile_core =
+    "workspace_create,workspace_list,workspace_delete,exec,exec_start,"
+    "exec_wait,file_read,file_write,file_edit";
+static const char *const profile_files =
+    "core,file_list,file_stat,file_mkdir,file_move,file_delete,file_glob,"
+    "file_search,patch_apply,workspace_diff";
+
+/* Mark what spec offers (names and profiles, comma-separated). */
+static int tools_offer(bool *offered, const char *spec, int depth,
+                       sp_error *err)
+{
+    size_t n = sizeof(tools) / sizeof(tools[0]);
+    while (*spec) {
+        size_t len = strcspn(spec, ",");
+        char name[64];
+        if (len == 0 || len >= sizeof(name))
+            return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                 "--tools: an empty or too long name in the "
+                                 "list");
+        memcpy(name, spec, len);
+        name[len] = '\0';
+        spec += len + (spec[len] == ',');
+        if (strcmp(name, "full") == 0) {
+            for (size_t i = 0; i < n; i++)
+                offered[i] = true;
+        } else if (depth < 2 && strcmp(name, "core") == 0) {
+            tools_offer(offered, profile_core, depth + 1, err);
+        } else if (depth < 2 && strcmp(name, "files") == 0) {
+            tools_offer(offered, profile_files, depth + 1, err);
+        } else {
+            const struct tool *t = find_tool(name);
+            if (!t)
+                return sp_error_setk(err, SP_ERR_USAGE, 0,
+                                     "--tools: no tool or profile named "
+                                     "\"%.60s\" (profiles: core, files, "
+                                     "full; tools: as tools/list names them)",
+                                     name);
+            offered[t - tools] = true;
+        }
+    }
+    return 0;
+}
+
+/* A tool this server offers (--tools), or NULL. */
+static const struct tool *offered_tool(const struct mcp *m, const char *name)
+{
+    const struct tool *t = find_tool(name);
+    return t && !m->hidden[t - tools] ? t : NULL;
+}
+
 static json_t *tools_list(struct mcp *m)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++) {
         const struct tool *t = &tools[i];
+        if (m->hidden[i])
+            continue;
         json_t *o = json_pack("{s:s,s:s,s:s,s:o}", "name", t->name, "title",
                               t->title, "description", t->description,
                               "inputSchema", json_loads(t->input, 0, NULL));
+        if (m->compact) {
+            /* The core profile's budget (docs/mcp.md "Tool profiles"):
+             * the arguments' descriptions go (their names and the tool's
+             * description say enough); results still carry
+             * structuredContent. */
+            json_object_del(o, "title");
+            const char *k;
+            json_t *v;
+            json_object_foreach(json_object_get(json_object_get(o, "inputSchema"),
+                                                "properties"), k, v)
+                json_object_del(v, "description");
+            json_array_append_new(arr, o);
+            continue;
+        }
         if (m->structured && t->output)
             json_object_set_new(o, "outputSchema",
                                 json_loads(t->output, 0, NULL));
@@ -449,6 +648,7 @@ static void call_free(struct call *c)
     for (int i = 1; i < 3; i++)
         sp_wsjob_free(c->save[i]);
     json_decref(c->id);
+    json_decref(c->progress);
     json_decref(c->structured);
     free(c->text);
     free(c);
@@ -462,8 +662,60 @@ static int call_slot(struct mcp *m)
     return -1;
 }
 
+/* An exec's output as it arrives (wsjob's sink): counted, and told to a
+ * client that asked for progress at most once per
+ * SP_MCP_PROGRESS_INTERVAL_US (the first output at once), so that a long
+ * command keeps the client's timeout from firing. */
+static void progress_send(struct call *c, uint64_t now);
+
+static void exec_progress(void *ctx, int stream, const char *data, size_t len)
+{
+    (void)stream;
+    struct call *c = ctx;
+    c->p_bytes += len;
+    for (size_t i = 0; i < len; i++) {
+        if (data[i] == '\n') {
+            c->p_lines++;
+            if (c->p_cur_len) {
+                memcpy(c->p_last, c->p_cur, c->p_cur_len);
+                c->p_last[c->p_cur_len] = '\0';
+            }
+            c->p_cur_len = 0;
+        } else if (c->p_cur_len < SP_MCP_PROGRESS_LINE) {
+            c->p_cur[c->p_cur_len++] = data[i];
+        }
+    }
+    uint64_t now = sp_now_us();
+    if (!c->progress || c->p_bytes == c->p_sent_bytes ||
+        (c->p_sent_at && now - c->p_sent_at < SP_MCP_PROGRESS_INTERVAL_US))
+        return;
+    progress_send(c, now);
+}
+
+/* One notifications/progress: "progress" is the milliseconds since the
+ * command started (it grows with every notification, as the protocol
+ * wants, output or not); the message has the output so far. */
+static void progress_send(struct call *c, uint64_t now)
+{
+    c->p_sent_at = now;
+    c->p_sent_bytes = c->p_bytes;
+    char msg[SP_MCP_PROGRESS_LINE + 128];
+    int n = snprintf(msg, sizeof(msg), "%llu lines, %llu bytes of output so far%s%s",
+                     (unsigned long long)c->p_lines,
+                     (unsigned long long)c->p_bytes,
+                     c->p_last[0] ? "; last line: " : "", c->p_last);
+    size_t ml = n < 0 ? 0 : (size_t)n >= sizeof(msg) ? sizeof(msg) - 1 : (size_t)n;
+    send_obj(c->m, sp_jrpc_request(
+                       NULL, "notifications/progress",
+                       json_pack("{s:O,s:I,s:o}", "progressToken", c->progress,
+                                 "progress",
+                                 (json_int_t)((now - c->p_start) / 1000 + 1),
+                                 "message",
+                                 sp_jrpc_string_lossy(msg, ml))));
+}
+
 static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
-                          json_t *args)
+                          json_t *args, json_t *progress)
 {
     struct sp_ops_exec ex;
     sp_error err = {0};
@@ -490,13 +742,20 @@ static json_t *start_exec(struct mcp *m, json_t *id, struct batch *b,
         .stdin_data = ex.stdin_data,
         .stdin_len = ex.stdin_len,
         .keep = SP_OPS_SPOOL_MAX,
+        .sink = exec_progress,
+        .sink_ctx = c,
     };
+    c->m = m;
+    c->p_start = sp_now_us();
+    if (json_is_string(progress) || json_is_integer(progress))
+        c->progress = json_incref(progress);
     int r = sp_wsjob_start(ex.workspace, &jo, &c->job, &err);
     snprintf(c->ws, sizeof(c->ws), "%s", ex.workspace);
     c->max_output = ex.max_output;
     mlog(m, LOG_DEBUG_, "exec in %s: %s", c->ws, ex.argv[0]);
     sp_ops_exec_free(&ex);
     if (r < 0) {
+        json_decref(c->progress);
         free(c);
         return lib_error(&err);
     }
@@ -789,7 +1048,7 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
     } else if (strcmp(meth, "tools/call") == 0) {
         const char *name = json_string_value(json_object_get(params, "name"));
         json_t *args = json_object_get(params, "arguments");
-        const struct tool *t = name ? find_tool(name) : NULL;
+        const struct tool *t = name ? offered_tool(m, name) : NULL;
         if (!t) {
             reply(m, b, sp_jrpc_error(msg->id, SP_JRPC_PARAMS, NULL,
                                       "unknown tool \"%.100s\" (tools/list "
@@ -803,7 +1062,10 @@ static void handle_request(struct mcp *m, const struct sp_jrpc_msg *msg,
             return;
         }
         if (!t->fn) {
-            json_t *r = start_exec(m, msg->id, b, args);
+            json_t *r = start_exec(
+                m, msg->id, b, args,
+                json_object_get(json_object_get(params, "_meta"),
+                                "progressToken"));
             if (r)
                 reply(m, b, sp_jrpc_result(msg->id, r));
             return;
@@ -963,6 +1225,26 @@ static bool job_done(struct sp_wsjob *j)
     return sp_wsjob_pollfds(j, none, SP_WSJOB_POLLFDS) == 0;
 }
 
+/* Execs called with a progress token that said nothing for
+ * SP_MCP_PROGRESS_HEARTBEAT_US (a quiet command) say so now, so that a
+ * client resetting its timeout on progress keeps waiting. Returns the
+ * poll timeout: 1 s while any such exec runs, else -1. */
+static int progress_heartbeat(struct mcp *m)
+{
+    int timeout = -1;
+    uint64_t now = sp_now_us();
+    for (int i = 0; i < SP_MCP_MAX_CALLS; i++) {
+        struct call *c = m->calls[i];
+        if (!c || !c->job || !c->progress || c->structured)
+            continue;
+        timeout = 1000;
+        uint64_t last = c->p_sent_at ? c->p_sent_at : c->p_start;
+        if (now - last >= SP_MCP_PROGRESS_HEARTBEAT_US)
+            progress_send(c, now);
+    }
+    return timeout;
+}
+
 static void settle_calls(struct mcp *m)
 {
     for (int i = 0; i < SP_MCP_MAX_CALLS; i++) {
@@ -1015,6 +1297,16 @@ int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err)
 {
     struct mcp m = {.in_fd = o->in_fd, .out_fd = o->out_fd,
                     .log_level = LOG_WARNING_};
+    _Static_assert(sizeof(tools) / sizeof(tools[0]) <= MCP_TOOLS_CAP,
+                   "MCP_TOOLS_CAP is too small for the tool table");
+    if (o->tools) {
+        bool offered[MCP_TOOLS_CAP] = {false};
+        if (tools_offer(offered, o->tools, 0, err) < 0)
+            return -1;
+        for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+            m.hidden[i] = !offered[i];
+        m.compact = strcmp(o->tools, "core") == 0;
+    }
     int r = sp_ops_init(&m.ops, o->policy_file, o->max_output, err);
     if (r < 0)
         return r;
@@ -1053,7 +1345,7 @@ int sp_mcp_serve(const struct sp_mcp_opts *o, sp_error *err)
          * crashed), and what it started ends at once. */
         pfd[n++] = (struct pollfd){m.out_fd, fr == 1 ? POLLOUT : 0, 0};
         step_calls(&m, pfd, &n, false);
-        int pr = poll(pfd, n, -1);
+        int pr = poll(pfd, n, progress_heartbeat(&m));
         if (pr < 0) {
             if (errno == EINTR)
                 continue;

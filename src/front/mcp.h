@@ -13,6 +13,13 @@
 #define SP_MCP_PROTOCOL_LATEST "2025-11-25"
 /* Tool calls running at once (execs); more are refused with an error. */
 #define SP_MCP_MAX_CALLS 32
+/* An exec called with _meta.progressToken: notifications/progress at
+ * most this often while it writes output (its first output at once),
+ * with the last complete line cut to SP_MCP_PROGRESS_LINE bytes. */
+#define SP_MCP_PROGRESS_INTERVAL_US 1000000u
+#define SP_MCP_PROGRESS_LINE 160
+/* A quiet exec called with a progressToken still reports every 5 s. */
+#define SP_MCP_PROGRESS_HEARTBEAT_US 5000000u
 
 struct sp_mcp_opts {
     int in_fd, out_fd;
@@ -21,6 +28,9 @@ struct sp_mcp_opts {
     size_t max_message;         /* bytes of one message; 0: SP_JRPC_MAX_MSG */
     unsigned pool;              /* warm workspaces (docs/pool.md); 0: the
                                    policy's "pool" key, else none */
+    const char *tools;          /* the tools offered: "core", "files",
+                                   "full" or a comma-separated list of
+                                   names and profiles; NULL: full */
 };
 
 /* Serve until in_fd reaches EOF. Returns 0, or < 0 with err when the

@@ -96,6 +96,48 @@ json_t *sp_ops_service_stop(struct sp_ops *o, json_t *args, sp_error *err);
 
 typedef json_t *(*sp_ops_fn)(struct sp_ops *, json_t *, sp_error *);
 
+/* rpcops_fs.c: file_stat {path}, file_mkdir {path, parents, mode},
+ * file_move {from, to, overwrite}, file_glob {pattern, path, max_results,
+ * dirs}, file_search {pattern, path, glob, literal, ignore_case,
+ * max_results}, file_edit {path, old_string, new_string, replace_all}. */
+json_t *sp_ops_file_stat(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_mkdir(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_move(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_glob(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_search(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_file_edit(struct sp_ops *o, json_t *args, sp_error *err);
+
+/* rpcops_bg.c: background execs (docs/mcp.md "Background execs"):
+ * exec_start {workspace, command, cwd, env, secret_env, timeout, stdin,
+ * stdin_open} returns {job, ...} at once; exec_poll {job, cursor,
+ * stderr_cursor, wait, max_bytes}; exec_wait {job, timeout}; exec_write
+ * {job, input, eof}; exec_kill {job, signal}; exec_list {}. */
+json_t *sp_ops_exec_start(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_exec_poll(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_exec_wait(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_exec_write(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_exec_kill(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_exec_list(struct sp_ops *o, json_t *args, sp_error *err);
+/* {workspace, shell, rows, cols}; {workspace} -> {shells: [...]}. */
+json_t *sp_ops_shell_resize(struct sp_ops *o, json_t *args, sp_error *err);
+json_t *sp_ops_shell_list(struct sp_ops *o, json_t *args, sp_error *err);
+
+/* The request of a background exec's operation that waits (exec_poll,
+ * exec_wait), for sp_ops_start: 0 filled (params and ctx owned), 1 fn is
+ * none of them, < 0 refused. finish makes the result from the agent's
+ * reply r (borrowed) and ctx. */
+typedef json_t *(*sp_ops_finish_fn)(json_t *ctx, json_t *r, sp_error *err);
+struct sp_ops_bg_req {
+    const char *ws;
+    const char *method;
+    json_t *params;
+    json_t *ctx;
+    bool waits;
+    sp_ops_finish_fn finish;
+};
+int sp_ops_bg_req(struct sp_ops *o, sp_ops_fn fn, json_t *args,
+                  struct sp_ops_bg_req *rq, sp_error *err);
+
 /* Operations that wait in the workspace — service_start (its readiness
  * probe), shell_read and service_logs with "wait" — as events, so a front
  * end's loop never blocks on one: sp_ops_start checks fn's arguments and,

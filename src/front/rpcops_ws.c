@@ -15,6 +15,9 @@
 #include "ring.h"
 #include "rpcops.h"
 #include "wsaudit.h"
+#include "util.h"
+
+#include <regex.h>
 #include "workspace.h"
 #include "ws_shell.h"
 
@@ -566,13 +569,15 @@ json_t *sp_ops_shell_write(struct sp_ops *o, json_t *a, sp_error *err)
 
 /* ---- what waits in the workspace: a request, and its reply as an event -- */
 
-enum req_kind { REQ_SHELL_READ, REQ_SERVICE_LOGS, REQ_SERVICE_START };
+enum req_kind { REQ_SHELL_READ, REQ_SERVICE_LOGS, REQ_SERVICE_START,
+                REQ_OTHER /* finish: rpcops_bg.c */ };
 
 struct sp_ops_pending {
     enum req_kind kind;
     struct sp_ws_acall *call;
     json_t *ctx;                /* what finishing needs: shell, name, stream */
     size_t budget;              /* payload_budget */
+    sp_ops_finish_fn finish;    /* REQ_OTHER's */
 };
 
 /* A waiting operation's request: ws (in a), the agent's method and params
@@ -584,6 +589,7 @@ struct req {
     json_t *params;
     json_t *ctx;
     bool waits;
+    sp_ops_finish_fn finish;    /* REQ_OTHER's */
 };
 
 static void req_free(struct req *rq)
@@ -597,21 +603,41 @@ static int shell_read_req(struct sp_ops *o, json_t *a, struct req *rq,
                           sp_error *err)
 {
     static const char *const keys[] = {"workspace", "shell", "cursor", "wait",
-                                       "max_bytes", NULL};
-    const char *ws = ws_of(o, a, keys, err);
+                                       "max_bytes", "until", "quiet_ms",
+                                       "raw", NULL};
+    const char *ws = ws_of(o, a, keys, err), *until = NULL;
     int sh = 0;
-    double cur = 0, wait = 0, max = (double)o->max_output;
+    double cur = 0, wait = -1, max = (double)o->max_output, quiet = 0;
+    bool raw = false;
     if (!ws || shell_of(a, &sh, err) < 0 ||
         num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
         num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
-        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
+        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0 ||
+        str_arg(a, "until", false, 1024, &until, err) < 0 ||
+        num_arg(a, "quiet_ms", false, 1, SP_OPS_MAX_WAIT * 1000, &quiet, err) < 0 ||
+        bool_arg(a, "raw", &raw, err) < 0)
         return -1;
+    if (until && !*until)
+        until = NULL;
+    regex_t re; /* checked here too: a bad one is a bad argument (-32602) */
+    if (until && regcomp(&re, until, REG_EXTENDED | REG_NOSUB) != 0)
+        return badk(err, "argument \"until\" is not an extended regular "
+                         "expression");
+    if (until)
+        regfree(&re);
+    /* until or quiet_ms without wait: up to the longest wait. */
+    if (wait < 0)
+        wait = until || quiet > 0 ? SP_OPS_MAX_WAIT : 0;
     if (max > 256 * 1024)
         max = 256 * 1024;
-    *rq = (struct req){REQ_SHELL_READ, ws, "shell.read",
-                       sp_ws_shell_read_params(sh, (uint64_t)cur, (size_t)max,
-                                               wait),
-                       json_integer(sh), wait > 0};
+    json_t *p = sp_ws_shell_read_params(sh, (uint64_t)cur, (size_t)max, wait);
+    if (until)
+        json_object_set_new(p, "until", json_string(until));
+    if (quiet > 0)
+        json_object_set_new(p, "quiet", json_real(quiet / 1000.0));
+    *rq = (struct req){REQ_SHELL_READ, ws, "shell.read", p,
+                       json_pack("{s:i,s:b}", "shell", sh, "raw", raw),
+                       wait > 0, NULL};
     return 0;
 }
 
@@ -638,7 +664,7 @@ static int service_logs_req(struct sp_ops *o, json_t *a, struct req *rq,
                                                  (int64_t)cur, (long)tail,
                                                  (size_t)max, wait),
                        json_pack("{s:s,s:s}", "name", name, "stream", stream),
-                       wait > 0};
+                       wait > 0, NULL};
     return 0;
 }
 
@@ -677,7 +703,7 @@ static int service_start_req(struct sp_ops *o, json_t *a, struct req *rq,
     if (r < 0)
         return r;
     *rq = (struct req){REQ_SERVICE_START, ws, "service.start", p,
-                       json_string(name), true};
+                       json_string(name), true, NULL};
     return 0;
 }
 
@@ -691,13 +717,21 @@ static int req_of(struct sp_ops *o, sp_ops_fn fn, json_t *a, struct req *rq,
         return service_logs_req(o, a, rq, err);
     if (fn == sp_ops_service_start)
         return service_start_req(o, a, rq, err);
-    return 1; /* not one that waits */
+    struct sp_ops_bg_req bg;
+    int r = sp_ops_bg_req(o, fn, a, &bg, err);
+    if (r == 0)
+        *rq = (struct req){REQ_OTHER, bg.ws, bg.method, bg.params, bg.ctx,
+                           bg.waits, bg.finish};
+    return r; /* 1: not one that waits */
 }
 
 /* The tool's result from the agent's reply (r: borrowed). */
 static json_t *req_finish(enum req_kind kind, json_t *ctx, json_t *r,
-                          size_t budget, sp_error *err)
+                          size_t budget, sp_ops_finish_fn finish,
+                          sp_error *err)
 {
+    if (kind == REQ_OTHER)
+        return finish(ctx, r, err);
     if (kind == REQ_SERVICE_START) {
         char *js = NULL;
         if (sp_ws_service_start_reply(json_string_value(ctx), r, &js, err) < 0) {
@@ -711,7 +745,11 @@ static json_t *req_finish(enum req_kind kind, json_t *ctx, json_t *r,
         return NULL;
     json_t *res;
     if (kind == REQ_SHELL_READ) {
-        res = output_json(&out, "shell", json_incref(ctx), budget);
+        /* Screen text unless raw: control sequences stripped. */
+        if (!json_is_true(json_object_get(ctx, "raw")) && out.data)
+            out.len = sp_strip_terminal(out.data, out.len);
+        res = output_json(&out, "shell",
+                          json_incref(json_object_get(ctx, "shell")), budget);
     } else {
         res = output_json(&out, "name",
                           json_incref(json_object_get(ctx, "name")), budget);
@@ -735,7 +773,8 @@ static json_t *req_run(struct sp_ops *o, sp_ops_fn fn, json_t *a,
     json_t *r = NULL;
     json_t *res = NULL;
     if (sp_ws_call(rq.ws, rq.method, json_incref(rq.params), &r, err) == 0)
-        res = req_finish(rq.kind, rq.ctx, r, payload_budget(o), err);
+        res = req_finish(rq.kind, rq.ctx, r, payload_budget(o), rq.finish,
+                         err);
     json_decref(r);
     req_free(&rq);
     return res;
@@ -761,6 +800,7 @@ int sp_ops_start(struct sp_ops *o, sp_ops_fn fn, json_t *a,
     p->kind = rq.kind;
     p->ctx = json_incref(rq.ctx);
     p->budget = payload_budget(o);
+    p->finish = rq.finish;
     r = sp_ws_acall_start(rq.ws, rq.method, json_incref(rq.params), &p->call,
                           err);
     req_free(&rq);
@@ -787,7 +827,7 @@ json_t *sp_ops_pending_finish(struct sp_ops_pending *p, sp_error *err)
     json_t *r = sp_ws_acall_result(p->call, err);
     if (!r)
         return NULL;
-    json_t *res = req_finish(p->kind, p->ctx, r, p->budget, err);
+    json_t *res = req_finish(p->kind, p->ctx, r, p->budget, p->finish, err);
     json_decref(r);
     return res;
 }

@@ -346,7 +346,7 @@ static int secret_env_add(struct sv *s, json_t *p, json_t *params,
     return 0;
 }
 
-/* service.start: its "secret_env": [NAME..] becomes "secret_envv":
+/* service.start and job.start: their "secret_env": [NAME..] becomes "secret_envv":
  * [NAME=value..] beside the request's own "env" (over the socketpair
  * only). The agent sets both but reports back only "env" and the names;
  * "secret_envv" is ours alone: a client's is dropped. */
@@ -798,14 +798,17 @@ static void handle_line(struct sv *s, struct client *c, const char *line,
     } else if (sp_files_method(m.method, &nfd)) {
         handle_files(s, c, &m, frame, flen, nfd);
         frame = NULL;
-    } else if (strcmp(m.method, "service.start") == 0 &&
+    } else if ((strcmp(m.method, "service.start") == 0 ||
+                strcmp(m.method, "job.start") == 0) &&
                service_secret_env(s, m.params, &err) < 0) {
         if (m.id)
             client_send(s, c, sp_proto_error(m.id, SP_RPC_PARAMS, "%s",
                                              err.message));
     } else if (strncmp(m.method, "shell.", 6) == 0 ||
-               strncmp(m.method, "service.", 8) == 0) {
-        /* Shells and services (agent_ext.h): forwarded the same way. */
+               strncmp(m.method, "service.", 8) == 0 ||
+               strncmp(m.method, "job.", 4) == 0) {
+        /* Shells, services and jobs (agent_ext.h): forwarded the same
+         * way. */
         handle_files(s, c, &m, frame, flen, 0);
         frame = NULL;
     } else if (strcmp(m.method, "signal") == 0) {

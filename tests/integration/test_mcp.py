@@ -334,10 +334,7 @@ def test_fork_policy_ceiling_and_ownership(state, tmp_path):
         r = m.tool("workspace_fork", workspace="a0", snapshot="s", name="a1",
                    policy={"pids": 32})
         assert r["isError"] is False, r
-        lim = r["structuredContent"]["limits"]
-        assert {k: lim[k] for k in ("memory", "pids", "cpus")} == \
-            {"memory": 128 << 20, "pids": 32, "cpus": 0.0}, lim
-        assert lim["disk"] == 10 << 30, lim  # the default (docs/disk.md)
+        assert r["structuredContent"]["limits"] == {"memory": 128 << 20, "pids": 32, "cpus": 0.0}
         r = m.tool("exec", workspace="a1", command="cat f")
         assert r["structuredContent"]["stdout"] == "a0\n"
         names = sorted(w["name"] for w in m.tool("workspace_list")["structuredContent"]["workspaces"])
@@ -461,3 +458,62 @@ def test_failed_patch_report_is_whole(mcp):
     assert r["structuredContent"]["kind"] == "patch"
     assert "report" in r["structuredContent"]
     assert "a.txt" in r["content"][0]["text"]
+
+
+def test_background_execs_sdk(state):
+    """Background execs (exec_start, exec_poll, exec_wait, exec_write,
+    exec_kill, exec_list) through the official SDK client, with valid and
+    invalid arguments (tests/mcp/jobs.mjs asserts every result)."""
+    sdk_script("jobs.mjs", 180, SANDPIT_STATE=state)
+
+
+def test_file_tools_sdk(state):
+    """file_stat, file_mkdir, file_move, file_glob, file_search, file_edit
+    through the official SDK client, valid and invalid arguments
+    (tests/mcp/files.mjs asserts every result)."""
+    sdk_script("files.mjs", 180, SANDPIT_STATE=state)
+
+
+def test_shell_reads_until_resize_list_sdk(state):
+    """shell_read with until and quiet_ms, stripped screen text (raw on
+    request), shell_resize, shell_list through the official SDK client
+    (tests/mcp/shells.mjs asserts every result)."""
+    sdk_script("shells.mjs", 180, SANDPIT_STATE=state)
+
+
+def _tools_list(state, *args):
+    m = Mcp(state, *args)
+    try:
+        m.init()
+        r = m.request("tools/list", {})["result"]
+        call = m.request("tools/call", {"name": "shell_open",
+                                        "arguments": {"workspace": "x"}})
+        return r, len(json.dumps(r, separators=(",", ":"))), call
+    finally:
+        m.close()
+
+
+def test_tool_profiles(state):
+    """--tools core|files|full|LIST: tools/list offers that set (core
+    within 1.5k tokens, bytes/4), a tool left out cannot be called, and a
+    name that is no tool or profile stops the server with a message."""
+    core = {"workspace_create", "workspace_list", "workspace_delete", "exec",
+            "exec_start", "exec_wait", "file_read", "file_write", "file_edit"}
+    r, size, call = _tools_list(state, "--tools", "core")
+    assert {t["name"] for t in r["tools"]} == core
+    assert size // 4 <= 1500, size
+    assert call["error"]["code"] == -32602 and "shell_open" in call["error"]["message"]
+    r, size_files, _ = _tools_list(state, "--tools", "files")
+    names = {t["name"] for t in r["tools"]}
+    assert core | {"file_search", "file_glob", "file_move", "patch_apply"} <= names
+    assert "shell_open" not in names and all("title" in t for t in r["tools"])
+    r, size_full, call = _tools_list(state)
+    assert len(r["tools"]) >= 40 and "error" not in call
+    assert size < size_files < size_full
+    r, _, call = _tools_list(state, "--tools", "core,shell_open")
+    assert {t["name"] for t in r["tools"]} == core | {"shell_open"}
+    assert "error" not in call
+    for bad in ["bogus", "core,,exec", "exec,nope"]:
+        p = sandpit("mcp", "--tools", bad, input="",
+                    env={"SANDPIT_STATE": state})
+        assert p.returncode == 125 and "--tools" in p.stderr, (bad, p.stderr)

@@ -827,3 +827,136 @@ def test_operator_timeout_bounds_shells_and_services(state, tmp_path):
     finally:
         p.terminate()
         p.wait(timeout=10)
+
+
+def test_background_execs_over_serve(server, state):
+    """exec.start returns a number at once; exec.poll, exec.wait (an event:
+    the connection answers other calls meanwhile), exec.write, exec.kill,
+    exec.list; bad arguments are -32602 and start nothing."""
+    c = Conn(server)
+    methods = c.call("rpc.methods")["methods"]
+    assert {"exec.start", "exec.poll", "exec.wait", "exec.write", "exec.kill",
+            "exec.list"} <= set(methods)
+    c.call("workspace.create", {"name": "bg"})
+    r = c.call("exec.start", {"workspace": "bg", "command": ["cat"],
+                              "stdin_open": True})
+    j = r["job"]
+    assert r["state"] == "running" and r["stdin_open"] is True, r
+    # A wait parked in the workspace while another connection is served.
+    c.send({"jsonrpc": "2.0", "id": "w", "method": "exec.wait",
+            "params": {"workspace": "bg", "job": j, "timeout": 20}})
+    c2 = Conn(server)
+    r = c2.call("exec.write", {"workspace": "bg", "job": j, "input": "hi\n"})
+    assert r["written"] == 3, r
+    r = c2.call("exec.poll", {"workspace": "bg", "job": j, "wait": 10})
+    assert r["stdout"] == "hi\n" and r["cursor"] == 3 and r["ended"] is False, r
+    assert c2.call("exec.write", {"workspace": "bg", "job": j, "eof": True})["stdin_open"] is False
+    r = c.recv()
+    assert r["id"] == "w" and r["result"]["ended"] is True, r
+    assert r["result"]["exit_code"] == 0 and r["result"]["stdout_tail"] == "hi\n"
+    r = c2.call("exec.start", {"workspace": "bg", "command": "sleep 600"})
+    k = r["job"]
+    assert c2.call("exec.kill", {"workspace": "bg", "job": k})["signal"] == "KILL"
+    r = c2.call("exec.wait", {"workspace": "bg", "job": k})
+    assert r["ended"] is True and r["exit_code"] == 137 and r["stopped_by"] == "KILL", r
+    listed = c2.call("exec.list", {"workspace": "bg"})["jobs"]
+    assert [x["job"] for x in listed] == [j, k], listed
+
+    def err(method, params):
+        r = c2.call(method, params, raw=True)
+        assert "error" in r and r["error"]["code"] == -32602, (method, params, r)
+        return r["error"]["message"]
+    assert "command" in err("exec.start", {"workspace": "bg"})
+    assert "command" in err("exec.start", {"workspace": "bg", "command": 5})
+    assert "stdin_open" in err("exec.start", {"workspace": "bg", "command": "true",
+                                              "stdin_open": 1})
+    assert "job" in err("exec.poll", {"workspace": "bg", "job": -1})
+    assert "job" in err("exec.wait", {"workspace": "bg"})
+    assert "timeout" in err("exec.wait", {"workspace": "bg", "job": j, "timeout": 31})
+    assert "signal" in err("exec.kill", {"workspace": "bg", "job": k, "signal": 9})
+    assert "input" in err("exec.write", {"workspace": "bg", "job": k})
+    assert "extra" in err("exec.list", {"workspace": "bg", "extra": 1})
+    assert len(c2.call("exec.list", {"workspace": "bg"})["jobs"]) == 2
+    c.close()
+    c2.close()
+
+
+def test_file_tools_over_serve(server, state):
+    """file.stat, file.mkdir, file.move, file.glob, file.search, file.edit:
+    the same operations as MCP's file_* tools; refusals are -32602 and
+    change nothing."""
+    c = Conn(server)
+    assert {"file.stat", "file.mkdir", "file.move", "file.glob", "file.search",
+            "file.edit"} <= set(c.call("rpc.methods")["methods"])
+    c.call("workspace.create", {"name": "fx"})
+    c.call("file.write", {"workspace": "fx", "path": "a/m.c",
+                          "content": "int x = 1;\nint y = 1;\n"})
+    assert c.call("file.stat", {"workspace": "fx", "path": "a/m.c"})["size"] == 22
+    assert c.call("file.mkdir", {"workspace": "fx", "path": "b"})["created"] is True
+    assert c.call("file.move", {"workspace": "fx", "from": "a/m.c", "to": "b/m.c"})["moved"]
+    r = c.call("file.glob", {"workspace": "fx", "pattern": "b/*.c"})
+    assert [p["path"] for p in r["paths"]] == ["b/m.c"], r
+    r = c.call("file.search", {"workspace": "fx", "pattern": "y = [0-9]"})
+    assert [(m["path"], m["line"], m["text"]) for m in r["matches"]] == [("b/m.c", 2, "int y = 1;")], r
+    r = c.call("file.edit", {"workspace": "fx", "path": "b/m.c", "old_string": "int y = 1;",
+                             "new_string": "int y = 2;"})
+    assert r["replacements"] == 1 and r["first_line"] == 2, r
+    r = c.call("file.edit", {"workspace": "fx", "path": "b/m.c", "old_string": " = ",
+                             "new_string": "="}, raw=True)
+    assert r["error"]["code"] == -32602 and "occurs 2 times" in r["error"]["message"], r
+    assert c.call("file.read", {"workspace": "fx", "path": "b/m.c"})["content"] == \
+        "int x = 1;\nint y = 2;\n"
+    for m, p, want in [("file.search", {"workspace": "fx", "pattern": "["}, "literal"),
+                       ("file.glob", {"workspace": "fx", "pattern": 5}, "pattern"),
+                       ("file.move", {"workspace": "fx", "from": "b/m.c", "to": 1}, "to"),
+                       ("file.edit", {"workspace": "fx", "path": "b/m.c", "old_string": "",
+                                      "new_string": "x"}, "empty")]:
+        r = c.call(m, p, raw=True)
+        assert r["error"]["code"] == -32602 and want in r["error"]["message"], (m, r)
+    c.close()
+
+
+def test_shell_until_resize_list_over_serve(server, state):
+    """shell.read with until (answered once the prompt is there, text
+    stripped), shell.resize, shell.list; bad arguments are -32602."""
+    c = Conn(server)
+    assert {"shell.resize", "shell.list"} <= set(c.call("rpc.methods")["methods"])
+    c.call("workspace.create", {"name": "sx"})
+    sh = c.call("shell.open", {"workspace": "sx", "command": ["sh"]})["shell"]
+    c.call("shell.write", {"workspace": "sx", "shell": sh,
+                           "input": "PS1='P> '; printf '\\033[1mB\\033[0m\\n'\n"})
+    r = c.call("shell.read", {"workspace": "sx", "shell": sh, "until": "P> $"})
+    assert r["output"].endswith("B\nP> ") and "\x1b" not in r["output"], r
+    assert c.call("shell.resize", {"workspace": "sx", "shell": sh, "rows": 7,
+                                   "cols": 33})["cols"] == 33
+    c.call("shell.write", {"workspace": "sx", "shell": sh, "input": "stty size\n"})
+    r = c.call("shell.read", {"workspace": "sx", "shell": sh, "cursor": r["next_cursor"],
+                              "until": "7 33"})
+    assert "7 33" in r["output"], r
+    assert [s["shell"] for s in c.call("shell.list", {"workspace": "sx"})["shells"]] == [sh]
+    for p in [{"until": "["}, {"quiet_ms": -1}, {"raw": 1}]:
+        r = c.call("shell.read", dict({"workspace": "sx", "shell": sh}, **p), raw=True)
+        assert r["error"]["code"] == -32602 and list(p)[0] in r["error"]["message"], (p, r)
+    c.close()
+
+
+def test_background_exec_secret_env_is_redacted(server, state, tmp_path):
+    """exec.start takes secret_env as exec does: the command gets the
+    value, its output (poll, wait's tails, list) shows it redacted, and an
+    unknown secret name is refused with nothing started."""
+    ws = _secret_ws(state, tmp_path, "bsw")
+    c = Conn(server)
+    r = c.call("exec.start", {"workspace": ws, "secret_env": ["TOKEN"],
+                              "command": "echo $TOKEN; echo $TOKEN >&2; "
+                                         "test \"$TOKEN\" = \"$(cat /run/secrets/TOKEN)\""})
+    j = r["job"]
+    r = c.call("exec.wait", {"workspace": ws, "job": j})
+    assert r["ended"] and r["exit_code"] == 0, r
+    assert SVALUE not in json.dumps(r) and "[REDACTED:TOKEN]" in r["stdout_tail"], r
+    r = c.call("exec.poll", {"workspace": ws, "job": j})
+    assert SVALUE not in json.dumps(r) and "[REDACTED:TOKEN]" in r["stderr"], r
+    r = c.call("exec.start", {"workspace": ws, "secret_env": ["NOPE"], "command": "true"},
+               raw=True)
+    assert r["error"]["code"] == -32602 and "NOPE" in r["error"]["message"], r
+    assert len(c.call("exec.list", {"workspace": ws})["jobs"]) == 1
+    c.close()

@@ -18,6 +18,8 @@ FAMILY = {
     "run": "sandpit-run", "policy": "sandpit-run",
     "doctor": "sandpit",
     "create": "sandpit-workspaces", "exec": "sandpit-workspaces",
+    "jobs": "sandpit-workspaces", "wait": "sandpit-workspaces",
+    "logs": "sandpit-workspaces",
     "ps": "sandpit-workspaces", "stop": "sandpit-workspaces",
     "start": "sandpit-workspaces", "rm": "sandpit-workspaces",
     "gc": "sandpit-workspaces", "diff": "sandpit-workspaces",
@@ -41,7 +43,7 @@ FAMILY = {
 POLICY_FLAGS = {"create", "fork"}
 # Called with no arguments these print their usage and change nothing
 # (serve, mcp, doctor, ps and gc would do their work: --help only).
-NO_ARGS = ["exec", "ls", "cat", "write", "stat", "patch", "import", "export",
+NO_ARGS = ["exec", "jobs", "wait", "logs", "ls", "cat", "write", "stat", "patch", "import", "export",
            "cp", "shell", "shells", "start", "stop", "rm", "diff", "reset",
            "snapshot", "snapshots", "restore", "fork", "pause", "resume",
            "checkpoint", "files mkdir", "files mv", "files rm", "service ls",

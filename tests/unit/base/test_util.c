@@ -140,6 +140,33 @@ static void test_format(void **state)
     assert_string_equal(buf, "1.5 KiB");
 }
 
+static void strip_is(const char *in, const char *want)
+{
+    char buf[256];
+    size_t n = strlen(in);
+    memcpy(buf, in, n);
+    n = sp_strip_terminal(buf, n);
+    buf[n] = '\0';
+    assert_string_equal(buf, want);
+}
+
+static void test_strip_terminal(void **state)
+{
+    (void)state;
+    strip_is("plain\ntext\t.", "plain\ntext\t.");
+    strip_is("\x1b[31mred\x1b[0m\r\n", "red\n");
+    strip_is("\x1b[?2004h$ ls\r\n", "$ ls\n");
+    strip_is("\x1b]0;title\x07" "after", "after");
+    strip_is("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\", "link");
+    strip_is("\x1b(Bx\x1b=y", "xy");
+    strip_is("10%\r50%\r100%\n", "10%50%100%\n");
+    strip_is("a\bb\x7f\x01" "c", "abc");
+    /* Cut in the middle of a sequence: nothing of it shows. */
+    strip_is("ok\x1b[3", "ok");
+    strip_is("ok\x1b", "ok");
+    strip_is("", "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -147,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_uint),      cmocka_unit_test(test_paths),
         cmocka_unit_test(test_format),    cmocka_unit_test(test_printable),
         cmocka_unit_test(test_chmod_nofollow),
+        cmocka_unit_test(test_strip_terminal),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
