@@ -515,6 +515,25 @@ SP_EXPORT int sp_ws_stop(const char *name, sp_error *err)
     return 0;
 }
 
+/* Does workspaces/ (rootfd) hold a workspace, pooled ones included (a
+ * removal's leftover ".rm-*" is none)? */
+static bool any_workspace(int rootfd)
+{
+    int fd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        sp_close_keep_errno(fd);
+        return true; /* cannot tell: keep the spares */
+    }
+    bool any = false;
+    struct dirent *de;
+    while (!any && (de = readdir(d)))
+        any = strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+              strncmp(de->d_name, ".rm-", 4) != 0;
+    closedir(d);
+    return any;
+}
+
 SP_EXPORT int sp_ws_rm(const char *name, bool force, sp_error *err)
 {
     char statedir[SP_MAX_PATH];
@@ -556,6 +575,11 @@ SP_EXPORT int sp_ws_rm(const char *name, bool force, sp_error *err)
     if (r == 0) {
         sp_snap_ws_removed(name); /* its snapshots; layers no one uses */
         sp_freeze_sweep();
+        /* The last workspace gone: no spare disk image waits mounted for
+         * a create that may never come (its loop device and mount would
+         * outlive every sandpit). gc does the same. */
+        if (rootfd >= 0 && !any_workspace(rootfd))
+            sp_ws_disk_gc(statedir, true);
     }
     return r;
 }
