@@ -20,16 +20,17 @@
 #include "snapshot.h"
 #include "state.h"
 
-static int bad(sp_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int bad(sp_error *err, const char *fmt, ...)
+int sp_ops_bad(sp_error *err, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    return sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
+    int r = sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
+    if (err) /* the message says it all: no ": Invalid argument" */
+        snprintf(err->message, sizeof(err->message), "%s", msg);
+    return r;
 }
 
 int sp_ops_only_keys(json_t *args, const char *const *keys, sp_error *err)
@@ -63,11 +64,11 @@ static int get_str(json_t *args, const char *key, bool required, size_t max,
     json_t *v = json_object_get(args, key);
     if (!v || json_is_null(v)) {
         if (required)
-            return bad(err, "missing argument \"%s\"", key);
+            return sp_ops_bad(err, "missing argument \"%s\"", key);
         return 0;
     }
     if (!json_is_string(v))
-        return bad(err, "argument \"%s\" must be a string", key);
+        return sp_ops_bad(err, "argument \"%s\" must be a string", key);
     if (json_string_length(v) > max ||
         strlen(json_string_value(v)) != json_string_length(v))
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
@@ -84,7 +85,7 @@ static int get_num(json_t *args, const char *key, double min, double max,
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_number(v))
-        return bad(err, "argument \"%s\" must be a number", key);
+        return sp_ops_bad(err, "argument \"%s\" must be a number", key);
     double d = json_number_value(v);
     if (!isfinite(d) || d < min || d > max)
         return sp_error_setk(err, SP_ERR_USAGE, EINVAL,
@@ -258,13 +259,13 @@ static json_t *create_ws(struct sp_ops *o, json_t *args, const char *src,
     for (size_t i = 0; sized[i]; i++) {
         json_t *v = json_object_get(args, sized[i]);
         if (v && !json_is_null(v) && !json_is_integer(v) && !json_is_string(v)) {
-            bad(err, "argument \"%s\" must be bytes (an integer) or a size "
+            sp_ops_bad(err, "argument \"%s\" must be bytes (an integer) or a size "
                      "such as \"512M\"", sized[i]);
             return NULL;
         }
     }
     if (inodes && !json_is_null(inodes) && !json_is_integer(inodes)) {
-        bad(err, "argument \"%s\" must be an integer", "inodes");
+        sp_ops_bad(err, "argument \"%s\" must be an integer", "inodes");
         return NULL;
     }
 
@@ -521,12 +522,12 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
         return r;
     json_t *chg = json_object_get(args, "changes");
     if (chg && !json_is_null(chg) && !json_is_boolean(chg))
-        return bad(err, "argument \"%s\" must be true or false", "changes");
+        return sp_ops_bad(err, "argument \"%s\" must be true or false", "changes");
     e->changes = json_is_true(chg);
     json_t *in = json_object_get(args, "stdin");
     if (in && !json_is_null(in)) {
         if (!json_is_string(in))
-            return bad(err, "argument \"%s\" must be a string", "stdin");
+            return sp_ops_bad(err, "argument \"%s\" must be a string", "stdin");
         e->stdin_data = json_string_value(in);
         e->stdin_len = json_string_length(in);
     }
@@ -535,7 +536,7 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
         if (json_string_length(cmd) == 0 ||
             strlen(json_string_value(cmd)) != json_string_length(cmd) ||
             json_string_length(cmd) > SP_MAX_ENV_LEN)
-            return bad(err, "argument \"%s\" must be a non-empty shell command "
+            return sp_ops_bad(err, "argument \"%s\" must be a non-empty shell command "
                             "without NUL bytes", "command");
         e->argv = calloc(4, sizeof(*e->argv));
         if (!e->argv)
@@ -546,7 +547,7 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
     } else if (json_is_array(cmd)) {
         size_t n = json_array_size(cmd);
         if (n == 0 || n > SP_MAX_ARGS)
-            return bad(err, "argument \"%s\" must be a non-empty array of "
+            return sp_ops_bad(err, "argument \"%s\" must be a non-empty array of "
                             "strings (the program and its arguments)",
                        "command");
         e->argv = calloc(n + 1, sizeof(*e->argv));
@@ -558,17 +559,17 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
                 strlen(json_string_value(a)) != json_string_length(a) ||
                 json_string_length(a) > SP_MAX_ENV_LEN) {
                 sp_ops_exec_free(e);
-                return bad(err, "every element of \"%s\" must be a string "
+                return sp_ops_bad(err, "every element of \"%s\" must be a string "
                                 "without NUL bytes", "command");
             }
             e->argv[i] = (char *)json_string_value(a);
         }
         if (!e->argv[0][0]) {
             sp_ops_exec_free(e);
-            return bad(err, "\"%s\"[0] (the program) is empty", "command");
+            return sp_ops_bad(err, "\"%s\"[0] (the program) is empty", "command");
         }
     } else {
-        return bad(err, "missing argument \"%s\": an array of strings (the "
+        return sp_ops_bad(err, "missing argument \"%s\": an array of strings (the "
                         "program and its arguments) or one string run by "
                         "/bin/sh -c", "command");
     }
@@ -576,7 +577,7 @@ int sp_ops_exec_parse(struct sp_ops *o, json_t *args, struct sp_ops_exec *e,
     if (env && !json_is_null(env)) {
         if (!json_is_object(env) || json_object_size(env) > SP_MAX_ENV) {
             sp_ops_exec_free(e);
-            return bad(err, "argument \"%s\" must be an object of NAME: "
+            return sp_ops_bad(err, "argument \"%s\" must be an object of NAME: "
                             "\"value\" strings", "env");
         }
         e->env = calloc(json_object_size(env) + 1, sizeof(*e->env));
@@ -657,7 +658,7 @@ int sp_ops_secret_env(json_t *args, const char *ws, char ***ret,
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_array(v) || json_array_size(v) > SP_MAX_SECRETS)
-        return bad(err, "argument \"secret_env\" must be an array of at "
+        return sp_ops_bad(err, "argument \"secret_env\" must be an array of at "
                         "most %d secret names (the workspace's secrets, "
                         "given when it was created or started)",
                    SP_MAX_SECRETS);
@@ -677,18 +678,18 @@ int sp_ops_secret_env(json_t *args, const char *ws, char ***ret,
         if (!s || strlen(s) != json_string_length(e) ||
             !sp_secret_name_ok(s)) {
             free(sv);
-            return bad(err, "every element of \"secret_env\" must be a "
+            return sp_ops_bad(err, "every element of \"secret_env\" must be a "
                             "secret's name ([A-Za-z_][A-Za-z0-9_]{0,63})");
         }
         /* A name, checked above, never a value: safe to say back. */
         if (!name_listed(names, s)) {
             free(sv);
             if (!names[0])
-                return bad(err, "secret_env: workspace %s has no secrets "
+                return sp_ops_bad(err, "secret_env: workspace %s has no secrets "
                                 "(no secret named %s)", ws, s);
             for (char *p = names; (p = strchr(p, '\n'));)
                 *p = p[1] ? ',' : '\0';
-            return bad(err, "secret_env: workspace %s has no secret named "
+            return sp_ops_bad(err, "secret_env: workspace %s has no secret named "
                             "%s (its secrets: %s)", ws, s, names);
         }
         sv[i] = (char *)s;

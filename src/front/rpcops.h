@@ -199,6 +199,12 @@ void sp_ops_exec_free(struct sp_ops_exec *e);
 int sp_ops_secret_env(json_t *args, const char *ws, char ***ret,
                       sp_error *err);
 
+/* A usage error (SP_ERR_USAGE, EINVAL) whose message is fmt's text alone,
+ * without an errno string: what a client's bad argument gets. Returns
+ * -EINVAL. */
+int sp_ops_bad(sp_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 /* Check that args holds only the named keys (NULL-terminated list). */
 int sp_ops_only_keys(json_t *args, const char *const *keys, sp_error *err);
 

@@ -23,30 +23,15 @@
 #define BG_TAIL_LINES 20
 #define BG_TAIL_BYTES 4096
 
-static int bad(sp_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int bad(sp_error *err, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    int r = sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
-    if (err) /* the message says it all: no ": Invalid argument" */
-        snprintf(err->message, sizeof(err->message), "%s", msg);
-    return r;
-}
-
 static int num(json_t *a, const char *k, bool req, double min, double max,
                double *ret, sp_error *err)
 {
     json_t *v = json_object_get(a, k);
     if (!v || json_is_null(v))
-        return req ? bad(err, "missing argument \"%s\"", k) : 0;
+        return req ? sp_ops_bad(err, "missing argument \"%s\"", k) : 0;
     if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
         json_number_value(v) < min || json_number_value(v) > max)
-        return bad(err, "argument \"%s\" must be a number from %g to %g", k,
+        return sp_ops_bad(err, "argument \"%s\" must be a number from %g to %g", k,
                    min, max);
     *ret = json_number_value(v);
     return 0;
@@ -58,7 +43,7 @@ static int boolean(json_t *a, const char *k, bool *ret, sp_error *err)
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_boolean(v))
-        return bad(err, "argument \"%s\" must be true or false", k);
+        return sp_ops_bad(err, "argument \"%s\" must be true or false", k);
     *ret = json_is_true(v);
     return 0;
 }
@@ -73,7 +58,7 @@ static const char *ws_job(struct sp_ops *o, json_t *a, const char *const *keys,
         return NULL;
     if (!json_is_string(w) || json_string_length(w) == 0 ||
         json_string_length(w) > 255) {
-        bad(err, w ? "argument \"workspace\" must be a workspace's name"
+        sp_ops_bad(err, w ? "argument \"workspace\" must be a workspace's name"
                    : "missing argument \"workspace\"");
         return NULL;
     }
@@ -83,7 +68,7 @@ static const char *ws_job(struct sp_ops *o, json_t *a, const char *const *keys,
         return NULL;
     if (job) {
         if (j != floor(j)) {
-            bad(err, "argument \"job\" must be a whole number (from "
+            sp_ops_bad(err, "argument \"job\" must be a whole number (from "
                      "exec_start or exec_list)");
             return NULL;
         }
@@ -123,7 +108,7 @@ json_t *sp_ops_exec_start(struct sp_ops *o, json_t *a, sp_error *err)
     struct sp_ops_exec ex = {0};
     if (!json_object_get(t, "command")) {
         json_decref(t);
-        bad(err, "missing argument \"command\": an array of strings or one "
+        sp_ops_bad(err, "missing argument \"command\": an array of strings or one "
                  "string run by /bin/sh -c");
         return NULL;
     }
@@ -330,11 +315,11 @@ json_t *sp_ops_exec_write(struct sp_ops *o, json_t *a, sp_error *err)
     if (!ws || boolean(a, "eof", &eof, err) < 0)
         return NULL;
     if (in && (!json_is_string(in) || json_string_length(in) > 65536)) {
-        bad(err, "argument \"input\" must be a string of at most 65536 bytes");
+        sp_ops_bad(err, "argument \"input\" must be a string of at most 65536 bytes");
         return NULL;
     }
     if (!in && !eof) {
-        bad(err, "give \"input\" (text for the command's stdin), \"eof\": "
+        sp_ops_bad(err, "give \"input\" (text for the command's stdin), \"eof\": "
                  "true (close its stdin), or both");
         return NULL;
     }
@@ -370,7 +355,7 @@ json_t *sp_ops_exec_kill(struct sp_ops *o, json_t *a, sp_error *err)
         if (strcmp(s, sigs[i].name) == 0)
             sig = sigs[i].sig;
     if (!sig) {
-        bad(err, "argument \"signal\" must be one of KILL, TERM, INT, HUP, "
+        sp_ops_bad(err, "argument \"signal\" must be one of KILL, TERM, INT, HUP, "
                  "QUIT");
         return NULL;
     }

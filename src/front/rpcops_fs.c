@@ -18,30 +18,15 @@
 /* Lines named in file_edit's "occurs N times" error. */
 #define EDIT_LINES_SHOWN 10
 
-static int bad(sp_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int bad(sp_error *err, const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    int r = sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
-    if (err) /* the message says it all: no ": Invalid argument" */
-        snprintf(err->message, sizeof(err->message), "%s", msg);
-    return r;
-}
-
 static int str(json_t *a, const char *k, bool req, size_t max,
                const char **ret, sp_error *err)
 {
     json_t *v = json_object_get(a, k);
     if (!v || json_is_null(v))
-        return req ? bad(err, "missing argument \"%s\"", k) : 0;
+        return req ? sp_ops_bad(err, "missing argument \"%s\"", k) : 0;
     if (!json_is_string(v) || json_string_length(v) > max ||
         strlen(json_string_value(v)) != json_string_length(v))
-        return bad(err, "argument \"%s\" must be a string of at most %zu "
+        return sp_ops_bad(err, "argument \"%s\" must be a string of at most %zu "
                         "bytes without NUL", k, max);
     *ret = json_string_value(v);
     return 0;
@@ -53,7 +38,7 @@ static int flag(json_t *a, const char *k, bool *ret, sp_error *err)
     if (!v || json_is_null(v))
         return 0;
     if (!json_is_boolean(v))
-        return bad(err, "argument \"%s\" must be true or false", k);
+        return sp_ops_bad(err, "argument \"%s\" must be true or false", k);
     *ret = json_is_true(v);
     return 0;
 }
@@ -66,7 +51,7 @@ static int num(json_t *a, const char *k, double min, double max, double *ret,
         return 0;
     if (!json_is_integer(v) || json_number_value(v) < min ||
         json_number_value(v) > max)
-        return bad(err, "argument \"%s\" must be a whole number from %g to "
+        return sp_ops_bad(err, "argument \"%s\" must be a whole number from %g to "
                         "%g", k, min, max);
     *ret = json_number_value(v);
     return 0;
@@ -139,7 +124,7 @@ json_t *sp_ops_file_move(struct sp_ops *o, json_t *a, sp_error *err)
                                "noreplace", !over),
                      err);
     if (!r && !over && strstr(err->message, "exists"))
-        bad(err, "%s exists: nothing moved (pass overwrite: true to "
+        sp_ops_bad(err, "%s exists: nothing moved (pass overwrite: true to "
                  "replace it)", to);
     json_decref(r);
     return r ? json_pack("{s:s,s:s,s:b}", "from", from, "to", to, "moved", 1)
@@ -211,12 +196,12 @@ json_t *sp_ops_file_edit(struct sp_ops *o, json_t *a, sp_error *err)
         return NULL;
     size_t ol = strlen(old), nl = strlen(new_);
     if (ol == 0) {
-        bad(err, "old_string is empty: give the exact text to replace (to "
+        sp_ops_bad(err, "old_string is empty: give the exact text to replace (to "
                  "create a file, use file_write)");
         return NULL;
     }
     if (strcmp(old, new_) == 0) {
-        bad(err, "old_string and new_string are the same: nothing to do");
+        sp_ops_bad(err, "old_string and new_string are the same: nothing to do");
         return NULL;
     }
     sp_ws_client *c = sp_ws_connect(ws, err);
@@ -231,7 +216,7 @@ json_t *sp_ops_file_edit(struct sp_ops *o, json_t *a, sp_error *err)
         goto done;
     const char *buf = data ? data : "";
     if (memmem(buf, len, "[REDACTED:", 10)) {
-        bad(err, "%s holds a secret's value (reads show it redacted), so it "
+        sp_ops_bad(err, "%s holds a secret's value (reads show it redacted), so it "
                  "is not edited by search and replace: use patch_apply "
                  "with context lines that do not hold it", path);
         goto done;
@@ -248,7 +233,7 @@ json_t *sp_ops_file_edit(struct sp_ops *o, json_t *a, sp_error *err)
         p = q + ol;
     }
     if (n == 0) {
-        bad(err, "old_string was not found in %s: nothing changed (it must "
+        sp_ops_bad(err, "old_string was not found in %s: nothing changed (it must "
                  "match exactly, whitespace and indentation included; "
                  "file_read shows the text)", path);
         goto done;
@@ -261,7 +246,7 @@ json_t *sp_ops_file_edit(struct sp_ops *o, json_t *a, sp_error *err)
                                   i ? ", " : "", lines[i]) < sizeof(at) - k
                      ? strlen(at + k)
                      : 0;
-        bad(err, "old_string occurs %zu times in %s (lines %s%s): nothing "
+        sp_ops_bad(err, "old_string occurs %zu times in %s (lines %s%s): nothing "
                  "changed; include more surrounding text so that it is "
                  "unique, or pass replace_all: true", n, path, at,
             n > EDIT_LINES_SHOWN ? ", ..." : "");
@@ -269,7 +254,7 @@ json_t *sp_ops_file_edit(struct sp_ops *o, json_t *a, sp_error *err)
     }
     size_t outlen = len - n * ol + n * nl;
     if (outlen > SP_FILE_MAX_IO) {
-        bad(err, "%s would be %zu bytes, more than the %d one write may "
+        sp_ops_bad(err, "%s would be %zu bytes, more than the %d one write may "
                  "carry: nothing changed", path, outlen, SP_FILE_MAX_IO);
         goto done;
     }
