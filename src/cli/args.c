@@ -478,3 +478,38 @@ void cli_permute(int argc, char **argv, const char *const *with_value,
         npos--;
     }
 }
+
+/* Does arg (an option, "--name" or "-x") take the next argument as its
+ * value, as a policy flag or one of `extra`? "--name=value" takes none. */
+static bool takes_value(const char *arg, const char *const *extra)
+{
+    for (size_t k = 0; extra && extra[k]; k++)
+        if (strcmp(arg, extra[k]) == 0)
+            return true;
+    if (strncmp(arg, "--", 2) != 0 || strchr(arg, '='))
+        return false;
+    for (size_t k = 0; long_opts[k].name; k++)
+        if (strcmp(arg + 2, long_opts[k].name) == 0)
+            return long_opts[k].has_arg == required_argument;
+    return false;
+}
+
+void cli_permute_policy(int argc, char **argv, const char *const *extra,
+                        int npos)
+{
+    int out = 1; /* where the next positional goes */
+    for (int i = 1; i < argc && npos > 0; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0)
+            break;
+        if (a[0] == '-' && a[1]) {
+            if (takes_value(a, extra))
+                i++;
+            continue;
+        }
+        char *p = argv[i];
+        memmove(&argv[out + 1], &argv[out], (size_t)(i - out) * sizeof(*argv));
+        argv[out++] = p;
+        npos--;
+    }
+}

@@ -41,6 +41,10 @@ void cli_policy_help(void);
  * argument as their value. */
 void cli_permute(int argc, char **argv, const char *const *with_value,
                  int npos);
+/* cli_permute for a command taking policy flags: the options that take a
+ * value are the policy's (args.c) and `extra`'s. */
+void cli_permute_policy(int argc, char **argv, const char *const *extra,
+                        int npos);
 
 /* The one place an sp_error becomes an exit code. */
 int cli_exit_code(const sp_error *err);

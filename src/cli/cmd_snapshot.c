@@ -244,6 +244,7 @@ int cmd_fork(int argc, char **argv)
              "not copied), with the policy flags given, else NAME's policy.");
         return 0;
     }
+    cli_permute_policy(argc, argv, NULL, 3); /* the names after flags too */
     if (argc < 4 || argv[1][0] == '-' || argv[2][0] == '-' ||
         argv[3][0] == '-') {
         cli_error("fork: usage: sandpit fork NAME SNAP NEW [POLICY FLAGS]");

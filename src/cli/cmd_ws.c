@@ -44,6 +44,11 @@ int cmd_create(int argc, char **argv)
     char **rest = calloc((size_t)argc + 1, sizeof(*rest));
     if (!rest)
         return EXIT_SP_FAILURE;
+    /* NAME may follow the options (create --memory 1G NAME). */
+    static const char *const own[] = {"--idle-timeout", "--max-lifetime",
+                                      "--from", "--post-create", "--publish",
+                                      "-p", "--secret", NULL};
+    cli_permute_policy(argc, argv, own, 1);
     int n = 0;
     rest[n++] = argv[0];
     for (int i = 1; i < argc; i++) {

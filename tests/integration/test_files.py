@@ -655,3 +655,11 @@ def test_options_before_the_name(state, w):
     # still a usage error without a name
     r = sp(state, "exec", "--timeout", "3")
     assert r.returncode == 125 and "usage" in r.stderr
+    # create and fork take their names after policy flags too
+    r = sp(state, "create", "--memory", "256M", "--idle-timeout", "600",
+           "-q", "late")
+    assert r.returncode == 0 and r.stdout.strip() == "late", r.stderr
+    r = sp(state, "fork", "--pids", "64", w, "snap1", "late2")
+    assert r.returncode == 0, r.stderr
+    listed = {x["name"] for x in json.loads(sp(state, "ps", "--json").stdout)}
+    assert {"late", "late2"} <= listed, listed
