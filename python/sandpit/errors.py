@@ -2,8 +2,6 @@
 "Errors"): each carries the JSON-RPC code, serve's `data.kind` and its
 message, which names what was wrong."""
 
-import json
-
 
 class SandpitError(Exception):
     """Any error from sandpit serve, or from talking to it."""
@@ -39,20 +37,20 @@ class InvalidParams(SandpitError):
     (kind "params"). Nothing was changed."""
 
 
-class PatchFailed(InvalidParams):
-    """patch.apply: the patch did not apply and nothing was changed.
-    `report` is serve's report (failure.path, failure.hunk, expected,
-    actual), when it could be read."""
-
-    def __init__(self, message, code=None, kind=None, data=None, report=None):
-        super().__init__(message, code, kind, data)
-        self.report = report
-
-
 class OperationFailed(SandpitError):
     """-32000: the library failed or refused (kind "usage": no such
     workspace, not running, a bad name; "system": the host failed;
     "failed": anything else)."""
+
+
+class PatchFailed(OperationFailed):
+    """patch.apply: the patch did not apply and nothing was changed
+    (-32000, kind "patch"). `report` is serve's report (failure.path,
+    failure.hunk, expected, actual: docs/serve.md)."""
+
+    def __init__(self, message, code=None, kind=None, data=None, report=None):
+        super().__init__(message, code, kind, data)
+        self.report = report
 
 
 class UsageError(OperationFailed):
@@ -85,9 +83,6 @@ _BY_CODE = {-32700: ProtocolError, -32600: ProtocolError, -32601: ProtocolError,
             -32602: InvalidParams, -32000: OperationFailed, -32001: PolicyDenied,
             -32002: TooManyRequests}
 
-_PATCH = "the patch did not apply and nothing was changed: "
-
-
 def from_error(err):
     """The exception for one JSON-RPC error object."""
     if not isinstance(err, dict):
@@ -96,12 +91,7 @@ def from_error(err):
     msg = str(err.get("message", "error"))
     data = err.get("data")
     kind = data.get("kind") if isinstance(data, dict) else None
-    if msg.startswith(_PATCH):
-        report = None
-        try:
-            report = json.JSONDecoder().raw_decode(msg[len(_PATCH):])[0]
-        except ValueError:
-            pass
-        return PatchFailed(msg, code, kind, data, report)
+    if kind == "patch":
+        return PatchFailed(msg, code, kind, data, data.get("report"))
     cls = _BY_KIND.get(kind) or _BY_CODE.get(code, SandpitError)
     return cls(msg, code, kind, data)

@@ -33,6 +33,70 @@ int sp_ops_bad(sp_error *err, const char *fmt, ...)
     return r;
 }
 
+const char *sp_ops_ws_of(struct sp_ops *o, json_t *a,
+                         const char *const *keys, sp_error *err)
+{
+    const char *ws = NULL;
+    if (sp_ops_only_keys(a, keys, err) < 0 ||
+        sp_ops_str_arg(a, "workspace", true, 255, &ws, err) < 0 ||
+        sp_ops_check_ws(o, ws, err) < 0)
+        return NULL;
+    return ws;
+}
+
+int sp_ops_str_arg(json_t *a, const char *k, bool req, size_t max,
+                   const char **ret, sp_error *err)
+{
+    json_t *v = json_object_get(a, k);
+    if (!v || json_is_null(v))
+        return req ? sp_ops_bad(err, "missing argument \"%s\"", k) : 0;
+    if (!json_is_string(v) || json_string_length(v) > max ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return sp_ops_bad(err, "argument \"%s\" must be a string of at most "
+                               "%zu bytes without NUL", k, max);
+    *ret = json_string_value(v);
+    return 0;
+}
+
+int sp_ops_num_arg(json_t *a, const char *k, bool req, double min, double max,
+                   double *ret, sp_error *err)
+{
+    json_t *v = json_object_get(a, k);
+    if (!v || json_is_null(v))
+        return req ? sp_ops_bad(err, "missing argument \"%s\"", k) : 0;
+    if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
+        json_number_value(v) < min || json_number_value(v) > max)
+        return sp_ops_bad(err, "argument \"%s\" must be a number from %g to "
+                               "%g", k, min, max);
+    *ret = json_number_value(v);
+    return 0;
+}
+
+int sp_ops_int_arg(json_t *a, const char *k, double min, double max,
+                   double *ret, sp_error *err)
+{
+    json_t *v = json_object_get(a, k);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_integer(v) || json_number_value(v) < min ||
+        json_number_value(v) > max)
+        return sp_ops_bad(err, "argument \"%s\" must be a whole number from "
+                               "%g to %g", k, min, max);
+    *ret = json_number_value(v);
+    return 0;
+}
+
+int sp_ops_bool_arg(json_t *a, const char *k, bool *ret, sp_error *err)
+{
+    json_t *v = json_object_get(a, k);
+    if (!v || json_is_null(v))
+        return 0;
+    if (!json_is_boolean(v))
+        return sp_ops_bad(err, "argument \"%s\" must be true or false", k);
+    *ret = json_is_true(v);
+    return 0;
+}
+
 int sp_ops_only_keys(json_t *args, const char *const *keys, sp_error *err)
 {
     const char *k;

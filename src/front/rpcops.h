@@ -202,6 +202,21 @@ int sp_ops_secret_env(json_t *args, const char *ws, char ***ret,
 /* A usage error (SP_ERR_USAGE, EINVAL) whose message is fmt's text alone,
  * without an errno string: what a client's bad argument gets. Returns
  * -EINVAL. */
+/* The arguments a (only `keys` known), then its "workspace": one the
+ * caller may use (sp_ops_check_ws). NULL with err filled. */
+const char *sp_ops_ws_of(struct sp_ops *o, json_t *a,
+                         const char *const *keys, sp_error *err);
+/* A client's argument k of a: absent or null leaves *ret alone (an
+ * error when req); else checked: a string of at most max bytes without NUL,
+ * a finite number in [min, max], an integer in [min, max] (never
+ * required), a boolean. 0, or -EINVAL through sp_ops_bad. */
+int sp_ops_str_arg(json_t *a, const char *k, bool req, size_t max,
+                   const char **ret, sp_error *err);
+int sp_ops_num_arg(json_t *a, const char *k, bool req, double min, double max,
+                   double *ret, sp_error *err);
+int sp_ops_int_arg(json_t *a, const char *k, double min, double max,
+                   double *ret, sp_error *err);
+int sp_ops_bool_arg(json_t *a, const char *k, bool *ret, sp_error *err);
 int sp_ops_bad(sp_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

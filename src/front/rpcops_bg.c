@@ -23,31 +23,6 @@
 #define BG_TAIL_LINES 20
 #define BG_TAIL_BYTES 4096
 
-static int num(json_t *a, const char *k, bool req, double min, double max,
-               double *ret, sp_error *err)
-{
-    json_t *v = json_object_get(a, k);
-    if (!v || json_is_null(v))
-        return req ? sp_ops_bad(err, "missing argument \"%s\"", k) : 0;
-    if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
-        json_number_value(v) < min || json_number_value(v) > max)
-        return sp_ops_bad(err, "argument \"%s\" must be a number from %g to %g", k,
-                   min, max);
-    *ret = json_number_value(v);
-    return 0;
-}
-
-static int boolean(json_t *a, const char *k, bool *ret, sp_error *err)
-{
-    json_t *v = json_object_get(a, k);
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_boolean(v))
-        return sp_ops_bad(err, "argument \"%s\" must be true or false", k);
-    *ret = json_is_true(v);
-    return 0;
-}
-
 /* keys checked, then "workspace" and "job"; the workspace or NULL. */
 static const char *ws_job(struct sp_ops *o, json_t *a, const char *const *keys,
                           int *job, sp_error *err)
@@ -64,7 +39,7 @@ static const char *ws_job(struct sp_ops *o, json_t *a, const char *const *keys,
     }
     if (sp_ops_check_ws(o, json_string_value(w), err) < 0)
         return NULL;
-    if (job && num(a, "job", true, 1, 1e9, &j, err) < 0)
+    if (job && sp_ops_num_arg(a, "job", true, 1, 1e9, &j, err) < 0)
         return NULL;
     if (job) {
         if (j != floor(j)) {
@@ -101,7 +76,7 @@ json_t *sp_ops_exec_start(struct sp_ops *o, json_t *a, sp_error *err)
                                        "stdin_open", NULL};
     const char *ws = ws_job(o, a, keys, NULL, err);
     bool keep_open = false;
-    if (!ws || boolean(a, "stdin_open", &keep_open, err) < 0)
+    if (!ws || sp_ops_bool_arg(a, "stdin_open", &keep_open, err) < 0)
         return NULL;
     json_t *t = json_copy(a);
     json_object_del(t, "stdin_open");
@@ -242,11 +217,11 @@ int sp_ops_bg_req(struct sp_ops *o, sp_ops_fn fn, json_t *a,
         double cur = 0, ecur = 0, wait = 0, max = (double)o->max_output;
         const char *ws = ws_job(o, a, keys, &job, err);
         if (!ws ||
-            num(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
-            num(a, "stderr_cursor", false, 0, 9007199254740992.0, &ecur,
+            sp_ops_num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
+            sp_ops_num_arg(a, "stderr_cursor", false, 0, 9007199254740992.0, &ecur,
                 err) < 0 ||
-            num(a, "wait", false, 0, BG_MAX_WAIT, &wait, err) < 0 ||
-            num(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
+            sp_ops_num_arg(a, "wait", false, 0, BG_MAX_WAIT, &wait, err) < 0 ||
+            sp_ops_num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
             return -1;
         if (max > 256 * 1024)
             max = 256 * 1024;
@@ -267,7 +242,7 @@ int sp_ops_bg_req(struct sp_ops *o, sp_ops_fn fn, json_t *a,
         int job = 0;
         double wait = BG_MAX_WAIT;
         const char *ws = ws_job(o, a, keys, &job, err);
-        if (!ws || num(a, "timeout", false, 0, BG_MAX_WAIT, &wait, err) < 0)
+        if (!ws || sp_ops_num_arg(a, "timeout", false, 0, BG_MAX_WAIT, &wait, err) < 0)
             return -1;
         rq->ws = ws;
         rq->method = "job.wait";
@@ -312,7 +287,7 @@ json_t *sp_ops_exec_write(struct sp_ops *o, json_t *a, sp_error *err)
     bool eof = false;
     const char *ws = ws_job(o, a, keys, &job, err);
     json_t *in = json_object_get(a, "input");
-    if (!ws || boolean(a, "eof", &eof, err) < 0)
+    if (!ws || sp_ops_bool_arg(a, "eof", &eof, err) < 0)
         return NULL;
     if (in && (!json_is_string(in) || json_string_length(in) > 65536)) {
         sp_ops_bad(err, "argument \"input\" must be a string of at most 65536 bytes");
@@ -385,9 +360,9 @@ json_t *sp_ops_shell_resize(struct sp_ops *o, json_t *a, sp_error *err)
                                        NULL};
     const char *ws = ws_job(o, a, keys, NULL, err);
     double sh = 0, rows = 0, cols = 0;
-    if (!ws || num(a, "shell", true, 1, 1e9, &sh, err) < 0 ||
-        num(a, "rows", true, 1, 1000, &rows, err) < 0 ||
-        num(a, "cols", true, 1, 1000, &cols, err) < 0)
+    if (!ws || sp_ops_num_arg(a, "shell", true, 1, 1e9, &sh, err) < 0 ||
+        sp_ops_num_arg(a, "rows", true, 1, 1000, &rows, err) < 0 ||
+        sp_ops_num_arg(a, "cols", true, 1, 1000, &cols, err) < 0)
         return NULL;
     if (sp_ws_shell_resize(ws, (int)sh, (unsigned)rows, (unsigned)cols, err) < 0)
         return NULL;

@@ -18,56 +18,6 @@
 /* Lines named in file_edit's "occurs N times" error. */
 #define EDIT_LINES_SHOWN 10
 
-static int str(json_t *a, const char *k, bool req, size_t max,
-               const char **ret, sp_error *err)
-{
-    json_t *v = json_object_get(a, k);
-    if (!v || json_is_null(v))
-        return req ? sp_ops_bad(err, "missing argument \"%s\"", k) : 0;
-    if (!json_is_string(v) || json_string_length(v) > max ||
-        strlen(json_string_value(v)) != json_string_length(v))
-        return sp_ops_bad(err, "argument \"%s\" must be a string of at most %zu "
-                        "bytes without NUL", k, max);
-    *ret = json_string_value(v);
-    return 0;
-}
-
-static int flag(json_t *a, const char *k, bool *ret, sp_error *err)
-{
-    json_t *v = json_object_get(a, k);
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_boolean(v))
-        return sp_ops_bad(err, "argument \"%s\" must be true or false", k);
-    *ret = json_is_true(v);
-    return 0;
-}
-
-static int num(json_t *a, const char *k, double min, double max, double *ret,
-               sp_error *err)
-{
-    json_t *v = json_object_get(a, k);
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_integer(v) || json_number_value(v) < min ||
-        json_number_value(v) > max)
-        return sp_ops_bad(err, "argument \"%s\" must be a whole number from %g to "
-                        "%g", k, min, max);
-    *ret = json_number_value(v);
-    return 0;
-}
-
-static const char *ws_arg(struct sp_ops *o, json_t *a, const char *const *keys,
-                          sp_error *err)
-{
-    const char *ws = NULL;
-    if (sp_ops_only_keys(a, keys, err) < 0 ||
-        str(a, "workspace", true, 255, &ws, err) < 0 ||
-        sp_ops_check_ws(o, ws, err) < 0)
-        return NULL;
-    return ws;
-}
-
 static json_t *call(const char *ws, const char *method, json_t *p,
                     sp_error *err)
 {
@@ -84,8 +34,8 @@ static json_t *call(const char *ws, const char *method, json_t *p,
 json_t *sp_ops_file_stat(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "path", NULL};
-    const char *ws = ws_arg(o, a, keys, err), *path = NULL;
-    if (!ws || str(a, "path", true, SP_MAX_PATH, &path, err) < 0)
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *path = NULL;
+    if (!ws || sp_ops_str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0)
         return NULL;
     return call(ws, "file.stat", json_pack("{s:s}", "path", path), err);
 }
@@ -94,12 +44,12 @@ json_t *sp_ops_file_mkdir(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "path", "parents", "mode",
                                        NULL};
-    const char *ws = ws_arg(o, a, keys, err), *path = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *path = NULL;
     bool parents = true;
     double mode = 0755;
-    if (!ws || str(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
-        flag(a, "parents", &parents, err) < 0 ||
-        num(a, "mode", 0, 07777, &mode, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
+        sp_ops_bool_arg(a, "parents", &parents, err) < 0 ||
+        sp_ops_int_arg(a, "mode", 0, 07777, &mode, err) < 0)
         return NULL;
     json_t *r = call(ws, "file.mkdir",
                      json_pack("{s:s,s:i,s:b}", "path", path, "mode",
@@ -113,11 +63,11 @@ json_t *sp_ops_file_move(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "from", "to", "overwrite",
                                        NULL};
-    const char *ws = ws_arg(o, a, keys, err), *from = NULL, *to = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *from = NULL, *to = NULL;
     bool over = false;
-    if (!ws || str(a, "from", true, SP_MAX_PATH, &from, err) < 0 ||
-        str(a, "to", true, SP_MAX_PATH, &to, err) < 0 ||
-        flag(a, "overwrite", &over, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "from", true, SP_MAX_PATH, &from, err) < 0 ||
+        sp_ops_str_arg(a, "to", true, SP_MAX_PATH, &to, err) < 0 ||
+        sp_ops_bool_arg(a, "overwrite", &over, err) < 0)
         return NULL;
     json_t *r = call(ws, "file.rename",
                      json_pack("{s:s,s:s,s:b}", "from", from, "to", to,
@@ -135,13 +85,13 @@ json_t *sp_ops_file_glob(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "pattern", "path",
                                        "max_results", "dirs", NULL};
-    const char *ws = ws_arg(o, a, keys, err), *pat = NULL, *path = ".";
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *pat = NULL, *path = ".";
     double max = SP_FILE_SEARCH_DEFAULT;
     bool dirs = false;
-    if (!ws || str(a, "pattern", true, SP_FILE_PATTERN_MAX, &pat, err) < 0 ||
-        str(a, "path", false, SP_MAX_PATH, &path, err) < 0 ||
-        num(a, "max_results", 1, SP_FILE_SEARCH_MAX, &max, err) < 0 ||
-        flag(a, "dirs", &dirs, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "pattern", true, SP_FILE_PATTERN_MAX, &pat, err) < 0 ||
+        sp_ops_str_arg(a, "path", false, SP_MAX_PATH, &path, err) < 0 ||
+        sp_ops_int_arg(a, "max_results", 1, SP_FILE_SEARCH_MAX, &max, err) < 0 ||
+        sp_ops_bool_arg(a, "dirs", &dirs, err) < 0)
         return NULL;
     return call(ws, "file.glob",
                 json_pack("{s:s,s:s,s:i,s:b}", "path", path, "pattern", pat,
@@ -154,16 +104,16 @@ json_t *sp_ops_file_search(struct sp_ops *o, json_t *a, sp_error *err)
     static const char *const keys[] = {"workspace", "pattern", "path", "glob",
                                        "literal", "ignore_case", "max_results",
                                        NULL};
-    const char *ws = ws_arg(o, a, keys, err), *pat = NULL, *path = ".",
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *pat = NULL, *path = ".",
                *glob = NULL;
     double max = SP_FILE_SEARCH_DEFAULT;
     bool lit = false, icase = false;
-    if (!ws || str(a, "pattern", true, SP_FILE_PATTERN_MAX, &pat, err) < 0 ||
-        str(a, "path", false, SP_MAX_PATH, &path, err) < 0 ||
-        str(a, "glob", false, SP_FILE_PATTERN_MAX, &glob, err) < 0 ||
-        flag(a, "literal", &lit, err) < 0 ||
-        flag(a, "ignore_case", &icase, err) < 0 ||
-        num(a, "max_results", 1, SP_FILE_SEARCH_MAX, &max, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "pattern", true, SP_FILE_PATTERN_MAX, &pat, err) < 0 ||
+        sp_ops_str_arg(a, "path", false, SP_MAX_PATH, &path, err) < 0 ||
+        sp_ops_str_arg(a, "glob", false, SP_FILE_PATTERN_MAX, &glob, err) < 0 ||
+        sp_ops_bool_arg(a, "literal", &lit, err) < 0 ||
+        sp_ops_bool_arg(a, "ignore_case", &icase, err) < 0 ||
+        sp_ops_int_arg(a, "max_results", 1, SP_FILE_SEARCH_MAX, &max, err) < 0)
         return NULL;
     json_t *p = json_pack("{s:s,s:s,s:i,s:b,s:b}", "path", path, "pattern",
                           pat, "max", (int)max, "literal", lit, "ignore_case",
@@ -186,13 +136,13 @@ json_t *sp_ops_file_edit(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "path", "old_string",
                                        "new_string", "replace_all", NULL};
-    const char *ws = ws_arg(o, a, keys, err), *path = NULL, *old = NULL,
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *path = NULL, *old = NULL,
                *new_ = NULL;
     bool all = false;
-    if (!ws || str(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
-        str(a, "old_string", true, SP_FILE_MAX_IO, &old, err) < 0 ||
-        str(a, "new_string", true, SP_FILE_MAX_IO, &new_, err) < 0 ||
-        flag(a, "replace_all", &all, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
+        sp_ops_str_arg(a, "old_string", true, SP_FILE_MAX_IO, &old, err) < 0 ||
+        sp_ops_str_arg(a, "new_string", true, SP_FILE_MAX_IO, &new_, err) < 0 ||
+        sp_ops_bool_arg(a, "replace_all", &all, err) < 0)
         return NULL;
     size_t ol = strlen(old), nl = strlen(new_);
     if (ol == 0) {

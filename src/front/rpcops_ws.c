@@ -25,69 +25,6 @@
  * else meanwhile). */
 #define SP_OPS_MAX_WAIT 30.0
 
-static int badk(sp_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static int badk(sp_error *err, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    return sp_error_setk(err, SP_ERR_USAGE, EINVAL, "%s", msg);
-}
-
-static int str_arg(json_t *a, const char *k, bool req, size_t max,
-                   const char **ret, sp_error *err)
-{
-    json_t *v = json_object_get(a, k);
-    if (!v || json_is_null(v))
-        return req ? badk(err, "missing argument \"%s\"", k) : 0;
-    if (!json_is_string(v) || json_string_length(v) > max ||
-        strlen(json_string_value(v)) != json_string_length(v))
-        return badk(err, "argument \"%s\" must be a string of at most %zu "
-                         "bytes without NUL", k, max);
-    *ret = json_string_value(v);
-    return 0;
-}
-
-static int num_arg(json_t *a, const char *k, bool req, double min, double max,
-                   double *ret, sp_error *err)
-{
-    json_t *v = json_object_get(a, k);
-    if (!v || json_is_null(v))
-        return req ? badk(err, "missing argument \"%s\"", k) : 0;
-    if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
-        json_number_value(v) < min || json_number_value(v) > max)
-        return badk(err, "argument \"%s\" must be a number from %g to %g", k,
-                    min, max);
-    *ret = json_number_value(v);
-    return 0;
-}
-
-static int bool_arg(json_t *a, const char *k, bool *ret, sp_error *err)
-{
-    json_t *v = json_object_get(a, k);
-    if (!v || json_is_null(v))
-        return 0;
-    if (!json_is_boolean(v))
-        return badk(err, "argument \"%s\" must be true or false", k);
-    *ret = json_is_true(v);
-    return 0;
-}
-
-/* keys, then "workspace" checked. */
-static const char *ws_of(struct sp_ops *o, json_t *a, const char *const *keys,
-                         sp_error *err)
-{
-    const char *ws = NULL;
-    if (sp_ops_only_keys(a, keys, err) < 0 ||
-        str_arg(a, "workspace", true, 255, &ws, err) < 0 ||
-        sp_ops_check_ws(o, ws, err) < 0)
-        return NULL;
-    return ws;
-}
-
 static json_t *parse_text(char *text, sp_error *err)
 {
     if (!text)
@@ -157,10 +94,10 @@ static size_t payload_budget(const struct sp_ops *o)
 json_t *sp_ops_ws_diff(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "offset", NULL};
-    const char *ws = ws_of(o, a, keys, err);
+    const char *ws = sp_ops_ws_of(o, a, keys, err);
     double off = 0;
     if (!ws ||
-        num_arg(a, "offset", false, 0, 9007199254740992.0, &off, err) < 0)
+        sp_ops_num_arg(a, "offset", false, 0, 9007199254740992.0, &off, err) < 0)
         return NULL;
     json_t *all = parse_text(sp_ws_diff_json(ws, err), err);
     if (!all)
@@ -217,13 +154,13 @@ json_t *sp_ops_ws_diff(struct sp_ops *o, json_t *a, sp_error *err)
 json_t *sp_ops_ws_audit(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "after", "max", NULL};
-    const char *ws = ws_of(o, a, keys, err);
+    const char *ws = sp_ops_ws_of(o, a, keys, err);
     double after = 0, max = SP_AUDIT_READ_MAX;
-    if (!ws || num_arg(a, "after", false, 0, 9007199254740991.0, &after, err) < 0 ||
-        num_arg(a, "max", false, 1, SP_AUDIT_READ_MAX, &max, err) < 0)
+    if (!ws || sp_ops_num_arg(a, "after", false, 0, 9007199254740991.0, &after, err) < 0 ||
+        sp_ops_num_arg(a, "max", false, 1, SP_AUDIT_READ_MAX, &max, err) < 0)
         return NULL;
     if (after != floor(after) || max != floor(max)) {
-        badk(err, "arguments \"after\" and \"max\" must be whole numbers");
+        sp_ops_bad(err, "arguments \"after\" and \"max\" must be whole numbers");
         return NULL;
     }
     return sp_ws_audit_read(ws, (uint64_t)after, (size_t)max, err);
@@ -232,7 +169,7 @@ json_t *sp_ops_ws_audit(struct sp_ops *o, json_t *a, sp_error *err)
 json_t *sp_ops_ws_reset(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", NULL};
-    const char *ws = ws_of(o, a, keys, err);
+    const char *ws = sp_ops_ws_of(o, a, keys, err);
     if (!ws || sp_ws_reset(ws, err) < 0)
         return NULL;
     return json_pack("{s:s,s:b}", "workspace", ws, "reset", 1);
@@ -248,10 +185,10 @@ static sp_ws_client *conn(const char *ws, sp_error *err)
 json_t *sp_ops_file_list(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "path", "recursive", NULL};
-    const char *ws = ws_of(o, a, keys, err), *path = ".";
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *path = ".";
     bool rec = false;
-    if (!ws || str_arg(a, "path", false, SP_MAX_PATH, &path, err) < 0 ||
-        bool_arg(a, "recursive", &rec, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "path", false, SP_MAX_PATH, &path, err) < 0 ||
+        sp_ops_bool_arg(a, "recursive", &rec, err) < 0)
         return NULL;
     sp_ws_client *c = conn(ws, err);
     if (!c)
@@ -295,11 +232,11 @@ json_t *sp_ops_file_read(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "path", "offset", "length",
                                        NULL};
-    const char *ws = ws_of(o, a, keys, err), *path = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *path = NULL;
     double off = 0, len = (double)o->max_output;
-    if (!ws || str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
-        num_arg(a, "offset", false, 0, 9007199254740992.0, &off, err) < 0 ||
-        num_arg(a, "length", false, 0, (double)o->max_output, &len, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
+        sp_ops_num_arg(a, "offset", false, 0, 9007199254740992.0, &off, err) < 0 ||
+        sp_ops_num_arg(a, "length", false, 0, (double)o->max_output, &len, err) < 0)
         return NULL;
     sp_ws_client *c = conn(ws, err);
     if (!c)
@@ -359,15 +296,15 @@ json_t *sp_ops_file_write(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "path", "content",
                                        "content_base64", "mode", NULL};
-    const char *ws = ws_of(o, a, keys, err), *path = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *path = NULL;
     double mode = -1;
-    if (!ws || str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
-        num_arg(a, "mode", false, 0, 07777, &mode, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
+        sp_ops_num_arg(a, "mode", false, 0, 07777, &mode, err) < 0)
         return NULL;
     json_t *t = json_object_get(a, "content"), *b = json_object_get(a, "content_base64");
     if ((t != NULL) == (b != NULL) || (t && !json_is_string(t)) ||
         (b && !json_is_string(b))) {
-        badk(err, "give exactly one of \"content\" (UTF-8 text) or "
+        sp_ops_bad(err, "give exactly one of \"content\" (UTF-8 text) or "
                   "\"content_base64\" (bytes), as a string");
         return NULL;
     }
@@ -383,7 +320,7 @@ json_t *sp_ops_file_write(struct sp_ops *o, json_t *a, sp_error *err)
         long n = dec ? sp_b64_decode(json_string_value(b), bl, dec) : -1;
         if (n < 0) {
             free(dec);
-            badk(err, "\"content_base64\" is not valid base64");
+            sp_ops_bad(err, "\"content_base64\" is not valid base64");
             return NULL;
         }
         data = dec;
@@ -403,10 +340,10 @@ json_t *sp_ops_file_write(struct sp_ops *o, json_t *a, sp_error *err)
 json_t *sp_ops_file_delete(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "path", "recursive", NULL};
-    const char *ws = ws_of(o, a, keys, err), *path = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *path = NULL;
     bool rec = false;
-    if (!ws || str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
-        bool_arg(a, "recursive", &rec, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "path", true, SP_MAX_PATH, &path, err) < 0 ||
+        sp_ops_bool_arg(a, "recursive", &rec, err) < 0)
         return NULL;
     sp_ws_client *c = conn(ws, err);
     int r = c ? sp_ws_file_remove(c, path, rec ? SP_WS_FILE_RECURSIVE : 0, err)
@@ -421,12 +358,12 @@ json_t *sp_ops_patch_apply(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "patch", "strip",
                                        "dry_run", NULL};
-    const char *ws = ws_of(o, a, keys, err), *patch = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *patch = NULL;
     double strip = 1;
     bool dry = false;
-    if (!ws || str_arg(a, "patch", true, SP_PROTO_MAX_FRAME, &patch, err) < 0 ||
-        num_arg(a, "strip", false, 0, 64, &strip, err) < 0 ||
-        bool_arg(a, "dry_run", &dry, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "patch", true, SP_PROTO_MAX_FRAME, &patch, err) < 0 ||
+        sp_ops_num_arg(a, "strip", false, 0, 64, &strip, err) < 0 ||
+        sp_ops_bool_arg(a, "dry_run", &dry, err) < 0)
         return NULL;
     sp_ws_client *c = conn(ws, err);
     char *report = NULL;
@@ -502,7 +439,7 @@ static int cmd_of(struct sp_ops *o, json_t *a, const char *ws, bool required,
     if (!has_cmd) {
         if (required) {
             json_decref(t);
-            return badk(err, "missing argument \"command\": an array of "
+            return sp_ops_bad(err, "missing argument \"command\": an array of "
                              "strings or one string run by /bin/sh -c");
         }
         json_object_set_new(t, "command", json_string(":"));
@@ -525,12 +462,12 @@ json_t *sp_ops_shell_open(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "command", "cwd", "env",
                                        "rows", "cols", NULL};
-    const char *ws = ws_of(o, a, keys, err);
+    const char *ws = sp_ops_ws_of(o, a, keys, err);
     double rows = 0, cols = 0;
     struct sp_ops_exec ex = {0};
     json_t *keep = NULL;
-    if (!ws || num_arg(a, "rows", false, 1, 1000, &rows, err) < 0 ||
-        num_arg(a, "cols", false, 1, 1000, &cols, err) < 0 ||
+    if (!ws || sp_ops_num_arg(a, "rows", false, 1, 1000, &rows, err) < 0 ||
+        sp_ops_num_arg(a, "cols", false, 1, 1000, &cols, err) < 0 ||
         cmd_of(o, a, ws, false, &ex, &keep, err) < 0)
         return NULL;
     /* The operator's timeout bounds a shell's life, and so every command
@@ -549,7 +486,7 @@ json_t *sp_ops_shell_open(struct sp_ops *o, json_t *a, sp_error *err)
 static int shell_of(json_t *a, int *ret, sp_error *err)
 {
     double s = 0;
-    int r = num_arg(a, "shell", true, 1, 1e9, &s, err);
+    int r = sp_ops_num_arg(a, "shell", true, 1, 1e9, &s, err);
     *ret = (int)s;
     return r;
 }
@@ -557,10 +494,10 @@ static int shell_of(json_t *a, int *ret, sp_error *err)
 json_t *sp_ops_shell_write(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "shell", "input", NULL};
-    const char *ws = ws_of(o, a, keys, err), *in = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *in = NULL;
     int sh = 0;
     if (!ws || shell_of(a, &sh, err) < 0 ||
-        str_arg(a, "input", true, 65536, &in, err) < 0)
+        sp_ops_str_arg(a, "input", true, 65536, &in, err) < 0)
         return NULL;
     if (sp_ws_shell_write(ws, sh, in, strlen(in), err) < 0)
         return NULL;
@@ -605,23 +542,23 @@ static int shell_read_req(struct sp_ops *o, json_t *a, struct req *rq,
     static const char *const keys[] = {"workspace", "shell", "cursor", "wait",
                                        "max_bytes", "until", "quiet_ms",
                                        "raw", NULL};
-    const char *ws = ws_of(o, a, keys, err), *until = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *until = NULL;
     int sh = 0;
     double cur = 0, wait = -1, max = (double)o->max_output, quiet = 0;
     bool raw = false;
     if (!ws || shell_of(a, &sh, err) < 0 ||
-        num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
-        num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
-        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0 ||
-        str_arg(a, "until", false, 1024, &until, err) < 0 ||
-        num_arg(a, "quiet_ms", false, 1, SP_OPS_MAX_WAIT * 1000, &quiet, err) < 0 ||
-        bool_arg(a, "raw", &raw, err) < 0)
+        sp_ops_num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
+        sp_ops_num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
+        sp_ops_num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0 ||
+        sp_ops_str_arg(a, "until", false, 1024, &until, err) < 0 ||
+        sp_ops_num_arg(a, "quiet_ms", false, 1, SP_OPS_MAX_WAIT * 1000, &quiet, err) < 0 ||
+        sp_ops_bool_arg(a, "raw", &raw, err) < 0)
         return -1;
     if (until && !*until)
         until = NULL;
     regex_t re; /* checked here too: a bad one is a bad argument (-32602) */
     if (until && regcomp(&re, until, REG_EXTENDED | REG_NOSUB) != 0)
-        return badk(err, "argument \"until\" is not an extended regular "
+        return sp_ops_bad(err, "argument \"until\" is not an extended regular "
                          "expression");
     if (until)
         regfree(&re);
@@ -646,17 +583,17 @@ static int service_logs_req(struct sp_ops *o, json_t *a, struct req *rq,
 {
     static const char *const keys[] = {"workspace", "name", "stream", "cursor",
                                        "tail", "wait", "max_bytes", NULL};
-    const char *ws = ws_of(o, a, keys, err), *name = NULL, *stream = "stdout";
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *name = NULL, *stream = "stdout";
     double cur = -1, tail = -1, wait = 0, max = (double)o->max_output;
-    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
-        str_arg(a, "stream", false, 16, &stream, err) < 0 ||
-        num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
-        num_arg(a, "tail", false, 0, 1e6, &tail, err) < 0 ||
-        num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
-        num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "name", true, 64, &name, err) < 0 ||
+        sp_ops_str_arg(a, "stream", false, 16, &stream, err) < 0 ||
+        sp_ops_num_arg(a, "cursor", false, 0, 9007199254740992.0, &cur, err) < 0 ||
+        sp_ops_num_arg(a, "tail", false, 0, 1e6, &tail, err) < 0 ||
+        sp_ops_num_arg(a, "wait", false, 0, SP_OPS_MAX_WAIT, &wait, err) < 0 ||
+        sp_ops_num_arg(a, "max_bytes", false, 1, (double)o->max_output, &max, err) < 0)
         return -1;
     if (strcmp(stream, "stdout") != 0 && strcmp(stream, "stderr") != 0)
-        return badk(err, "stream must be \"stdout\" or \"stderr\"");
+        return sp_ops_bad(err, "stream must be \"stdout\" or \"stderr\"");
     if (max > 256 * 1024)
         max = 256 * 1024;
     *rq = (struct req){REQ_SERVICE_LOGS, ws, "service.logs",
@@ -675,15 +612,15 @@ static int service_start_req(struct sp_ops *o, json_t *a, struct req *rq,
                                        "env", "secret_env", "ready",
                                        "ready_timeout", "restart_on_failure",
                                        NULL};
-    const char *ws = ws_of(o, a, keys, err), *name = NULL, *ready = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *name = NULL, *ready = NULL;
     double rt = 0;
     bool restart = false;
     struct sp_ops_exec ex = {0};
     json_t *keep = NULL;
-    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
-        str_arg(a, "ready", false, 4096, &ready, err) < 0 ||
-        num_arg(a, "ready_timeout", false, 0, 600, &rt, err) < 0 ||
-        bool_arg(a, "restart_on_failure", &restart, err) < 0 ||
+    if (!ws || sp_ops_str_arg(a, "name", true, 64, &name, err) < 0 ||
+        sp_ops_str_arg(a, "ready", false, 4096, &ready, err) < 0 ||
+        sp_ops_num_arg(a, "ready_timeout", false, 0, 600, &rt, err) < 0 ||
+        sp_ops_bool_arg(a, "restart_on_failure", &restart, err) < 0 ||
         sp_ops_timeout_check(o, "ready_timeout", rt, err) < 0 ||
         cmd_of(o, a, ws, true, &ex, &keep, err) < 0)
         return -1;
@@ -855,10 +792,10 @@ static const struct {
 json_t *sp_ops_shell_signal(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "shell", "signal", NULL};
-    const char *ws = ws_of(o, a, keys, err), *s = "INT";
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *s = "INT";
     int sh = 0;
     if (!ws || shell_of(a, &sh, err) < 0 ||
-        str_arg(a, "signal", false, 16, &s, err) < 0)
+        sp_ops_str_arg(a, "signal", false, 16, &s, err) < 0)
         return NULL;
     const char *n = strncmp(s, "SIG", 3) == 0 ? s + 3 : s;
     int sig = 0;
@@ -866,7 +803,7 @@ json_t *sp_ops_shell_signal(struct sp_ops *o, json_t *a, sp_error *err)
         if (strcmp(n, sigs[i].name) == 0)
             sig = sigs[i].sig;
     if (!sig) {
-        badk(err, "signal must be one of INT, TERM, HUP, KILL, QUIT");
+        sp_ops_bad(err, "signal must be one of INT, TERM, HUP, KILL, QUIT");
         return NULL;
     }
     if (sp_ws_shell_signal(ws, sh, sig, err) < 0)
@@ -877,7 +814,7 @@ json_t *sp_ops_shell_signal(struct sp_ops *o, json_t *a, sp_error *err)
 json_t *sp_ops_shell_close(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "shell", NULL};
-    const char *ws = ws_of(o, a, keys, err);
+    const char *ws = sp_ops_ws_of(o, a, keys, err);
     int sh = 0;
     if (!ws || shell_of(a, &sh, err) < 0 || sp_ws_shell_close(ws, sh, err) < 0)
         return NULL;
@@ -892,8 +829,8 @@ json_t *sp_ops_service_start(struct sp_ops *o, json_t *a, sp_error *err)
 json_t *sp_ops_service_status(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "name", NULL};
-    const char *ws = ws_of(o, a, keys, err), *name = NULL;
-    if (!ws || str_arg(a, "name", false, 64, &name, err) < 0)
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *name = NULL;
+    if (!ws || sp_ops_str_arg(a, "name", false, 64, &name, err) < 0)
         return NULL;
     json_t *j = parse_text(sp_ws_service_status_json(ws, name, err), err);
     if (!j)
@@ -911,10 +848,10 @@ json_t *sp_ops_service_logs(struct sp_ops *o, json_t *a, sp_error *err)
 json_t *sp_ops_service_stop(struct sp_ops *o, json_t *a, sp_error *err)
 {
     static const char *const keys[] = {"workspace", "name", "grace", NULL};
-    const char *ws = ws_of(o, a, keys, err), *name = NULL;
+    const char *ws = sp_ops_ws_of(o, a, keys, err), *name = NULL;
     double grace = -1;
-    if (!ws || str_arg(a, "name", true, 64, &name, err) < 0 ||
-        num_arg(a, "grace", false, 0, 300, &grace, err) < 0)
+    if (!ws || sp_ops_str_arg(a, "name", true, 64, &name, err) < 0 ||
+        sp_ops_num_arg(a, "grace", false, 0, 300, &grace, err) < 0)
         return NULL;
     char *js = NULL;
     if (sp_ws_service_stop(ws, name, grace, &js, err) < 0) {

@@ -80,7 +80,7 @@ def test_files(sb):
         assert ws.exec("cat src/a.txt").stdout == "two\n"
         with pytest.raises(PatchFailed) as ei:
             ws.files.patch("--- a/src/a.txt\n+++ b/src/a.txt\n@@ -1 +1 @@\n-zzz\n+two\n")
-        assert ei.value.code == -32602
+        assert ei.value.code == -32000 and ei.value.kind == "patch"
         assert ei.value.report["failure"]["path"] == "src/a.txt"
         assert ws.files.read("src/a.txt") == "two\n"
         ws.files.delete("b.bin")
