@@ -7,6 +7,7 @@
 
 #include "agent_ext.h" /* SP_SERVICE_SPEC_MAX, SP_EXT_MAX_WAIT */
 #include "ring.h"      /* base64 */
+#include "ws_shell.h"   /* sp_ws_read_params */
 
 static json_t *strv(char *const *v)
 {
@@ -56,19 +57,9 @@ json_t *sp_ws_bg_params(int job)
 json_t *sp_ws_bg_logs_params(int job, bool want_stderr, int64_t cursor,
                              long tail, size_t max, double wait)
 {
-    json_t *p = json_pack("{s:i,s:s}", "job", job, "stream",
-                          want_stderr ? "stderr" : "stdout");
-    if (cursor >= 0)
-        json_object_set_new(p, "cursor", json_integer(cursor));
-    else if (tail >= 0)
-        json_object_set_new(p, "tail", json_integer(tail));
-    if (max)
-        json_object_set_new(p, "max", json_integer((json_int_t)max));
-    if (wait > 0)
-        json_object_set_new(p, "wait", json_real(wait > SP_EXT_MAX_WAIT
-                                                     ? SP_EXT_MAX_WAIT
-                                                     : wait));
-    return p;
+    return sp_ws_read_params(json_pack("{s:i}", "job", job), want_stderr,
+                             cursor, tail, max,
+                             wait > SP_EXT_MAX_WAIT ? SP_EXT_MAX_WAIT : wait);
 }
 
 json_t *sp_ws_bg_wait_params(int job, double wait)

@@ -480,12 +480,13 @@ SP_EXPORT char *sp_ws_service_status_json(const char *ws, const char *svc,
     return s;
 }
 
-json_t *sp_ws_service_logs_params(const char *svc, bool want_stderr,
-                                  int64_t cursor, long tail, size_t max,
-                                  double wait)
+json_t *sp_ws_read_params(json_t *p, bool want_stderr, int64_t cursor,
+                          long tail, size_t max, double wait)
 {
-    json_t *p = json_pack("{s:s,s:s}", "name", svc, "stream",
-                          want_stderr ? "stderr" : "stdout");
+    if (!p)
+        return NULL;
+    json_object_set_new(p, "stream",
+                        json_string(want_stderr ? "stderr" : "stdout"));
     if (cursor >= 0)
         json_object_set_new(p, "cursor", json_integer(cursor));
     else if (tail >= 0)
@@ -495,6 +496,14 @@ json_t *sp_ws_service_logs_params(const char *svc, bool want_stderr,
     if (wait > 0)
         json_object_set_new(p, "wait", json_real(wait));
     return p;
+}
+
+json_t *sp_ws_service_logs_params(const char *svc, bool want_stderr,
+                                  int64_t cursor, long tail, size_t max,
+                                  double wait)
+{
+    return sp_ws_read_params(json_pack("{s:s}", "name", svc), want_stderr,
+                             cursor, tail, max, wait);
 }
 
 SP_EXPORT int sp_ws_service_logs(const char *ws, const char *svc,

@@ -36,6 +36,11 @@ int sp_ws_service_start_params(const sp_ws_service_opts *o, json_t **ret,
 int sp_ws_service_start_reply(const char *name, json_t *r, char **ret_json,
                               sp_error *err);
 
+/* The read of a log ring (a service's, a background exec's) into p (stolen;
+ * its own key set): stream, then cursor (>= 0) or tail (>= 0), max (0:
+ * the agent's), wait (> 0). Returns p, or NULL when p is. */
+json_t *sp_ws_read_params(json_t *p, bool want_stderr, int64_t cursor,
+                          long tail, size_t max, double wait);
 /* The params of shell.read and service.logs (sp_ws_shell_read,
  * sp_ws_service_logs take the same arguments). */
 json_t *sp_ws_shell_read_params(int shell, uint64_t cursor, size_t max,
